@@ -1,0 +1,85 @@
+//! External-id claims (SPEC §7): Redis first, MySQL behind it.
+
+use crate::error::ApiError;
+use crate::pipeline::Ctx;
+use crate::state::AppState;
+use serde_json::json;
+use shared::cache::ClaimOutcome;
+use shared::envelope::MessageAction;
+
+/// A claim this request holds on (merchant, endpoint, external id).
+pub struct Claimed {
+    pub key: String,
+    pub api_call_id: String,
+    pub body_sha256: [u8; 32],
+}
+
+pub fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
+    ApiError::with_data(
+        MessageAction::ConflictExternalId,
+        json!({
+            "message": "X-External-Id was already used by this merchant on this endpoint",
+            "original_api_call_id": original_api_call_id,
+            "same_payload": same_payload,
+        }),
+    )
+}
+
+fn body_sha(ctx: &Ctx) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(&ctx.body).into()
+}
+
+/// Claims the request's external id. Redis unreachable → 503 and nothing is claimed.
+pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claimed, ApiError> {
+    let external_id = ctx
+        .external_id
+        .as_deref()
+        .ok_or_else(|| ApiError::mandatory("X-External-Id"))?;
+    let key = state.cache.keys.claim(&ctx.key.merchant_id, endpoint, external_id);
+    let sha = body_sha(ctx);
+    let sha_hex = hex::encode(sha);
+    match state.cache.claim(&key, &ctx.api_call_id, &sha_hex).await? {
+        ClaimOutcome::Taken(c) => Err(conflict(&c.api_call_id, c.body_sha256 == sha_hex)),
+        ClaimOutcome::TakenOver(old) => {
+            tracing::warn!(orphaned_call = %old.api_call_id, "took over a claim its ingress never confirmed");
+            Ok(Claimed {
+                key,
+                api_call_id: ctx.api_call_id.clone(),
+                body_sha256: sha,
+            })
+        }
+        ClaimOutcome::Claimed => Ok(Claimed {
+            key,
+            api_call_id: ctx.api_call_id.clone(),
+            body_sha256: sha,
+        }),
+    }
+}
+
+impl Claimed {
+    /// Frees the id (the request failed with a 503): a retry with it is safe.
+    pub async fn release(&self, state: &AppState) {
+        if let Err(e) = state.cache.release(&self.key, &self.api_call_id).await {
+            tracing::warn!(error = %e, "claim release failed; it expires or is taken over");
+        }
+    }
+
+    pub async fn accept(&self, state: &AppState) {
+        if let Err(e) = state.cache.mark_accepted(&self.key, &self.api_call_id).await {
+            tracing::warn!(error = %e, "claim could not be marked accepted; MySQL still holds it");
+        }
+    }
+
+    /// MySQL says another call owns the id (Redis had forgotten): remember that, answer 409.
+    pub async fn conflict_with(&self, state: &AppState, original: &str, original_sha: &[u8; 32]) -> ApiError {
+        if let Err(e) = state
+            .cache
+            .set_claim(&self.key, original, &hex::encode(original_sha))
+            .await
+        {
+            tracing::warn!(error = %e, "could not restore the claim in Redis");
+        }
+        conflict(original, *original_sha == self.body_sha256)
+    }
+}

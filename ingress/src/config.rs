@@ -1,0 +1,34 @@
+//! Ingress configuration: read once from the environment (or flags).
+
+use shared::config::{AmqpConfig, CryptoConfig, DatabaseConfig, RedisConfig};
+use std::net::IpAddr;
+
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "ingress", about = "HTTP ingress of the XYZ MultiFinance engine", version)]
+pub struct IngressConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: String,
+    /// Name of this ingress; `Prefer: wait` replies come back on its own Redis channel.
+    /// Defaults to a random id.
+    #[arg(long, env = "INGRESS_ID")]
+    pub ingress_id: Option<String>,
+    /// How often API keys are reloaded from MySQL, in milliseconds (revocation lands within
+    /// this plus one round trip).
+    #[arg(long, env = "KEY_REFRESH_MS", default_value_t = 2000)]
+    pub key_refresh_ms: u64,
+    /// How long to wait for the broker's confirm before answering 503, in milliseconds.
+    #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
+    pub confirm_timeout_ms: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (comma separated IPs).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    pub trusted_proxies: Vec<IpAddr>,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    pub crypto: CryptoConfig,
+}

@@ -1,0 +1,15 @@
+//! The HTTP ingress: verifies signatures, validates bodies, claims external ids, publishes
+//! commands with publisher confirms, and serves the reads.
+
+pub mod audit;
+pub mod body;
+pub mod claims;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod pipeline;
+pub mod route;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod waiters;

@@ -1,0 +1,159 @@
+//! `GET /users/{id}/billings` and `GET /users/{id}/bills`: keyset pagination with opaque,
+//! tamper-proof cursors (`[A-Za-z0-9_-]` only), stable under concurrent inserts.
+
+use crate::error::ApiError;
+use crate::pipeline::{Ctx, Reply};
+use crate::state::AppState;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{NaiveDate, NaiveDateTime};
+use serde_json::json;
+use shared::ids::is_plausible_id;
+
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+const MAC_HEX_LEN: usize = 16;
+
+struct Page {
+    limit: u32,
+    cursor: Option<String>,
+}
+
+fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
+    let mut page = Page {
+        limit: DEFAULT_LIMIT,
+        cursor: None,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "limit" => {
+                page.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n) && v.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| ApiError::invalid_value("limit", "must be an integer from 1 to 100"))?;
+            }
+            "cursor" => page.cursor = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// MAC || base64url(position): only this endpoint, for this user, can have issued it.
+fn seal(state: &AppState, scope: &str, position: &str) -> String {
+    let mac = state.keyring.blind_index(scope, position);
+    format!("{}{}", &hex::encode(mac)[..MAC_HEX_LEN], URL_SAFE_NO_PAD.encode(position))
+}
+
+fn open(state: &AppState, scope: &str, cursor: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid_value("cursor", "was not issued by this endpoint");
+    if cursor.len() <= MAC_HEX_LEN || !cursor.is_ascii() {
+        return Err(bad());
+    }
+    let (mac, encoded) = cursor.split_at(MAC_HEX_LEN);
+    let position = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let expected = &hex::encode(state.keyring.blind_index(scope, &position))[..MAC_HEX_LEN];
+    if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+        return Err(bad());
+    }
+    Ok(position)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ensure_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+    if !is_plausible_id(user_id) {
+        return Err(ApiError::not_found());
+    }
+    shared::db::users::get_limits(&state.pool, user_id)
+        .await?
+        .map(|_| ())
+        .ok_or_else(ApiError::not_found)
+}
+
+pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
+    let page = parse_query(ctx.query.as_deref())?;
+    let scope = format!("cursor:billings:{user_id}");
+    let after = match &page.cursor {
+        None => None,
+        Some(c) => {
+            let pos = open(state, &scope, c)?;
+            let (date, id) = pos
+                .split_once('|')
+                .and_then(|(d, id)| Some((NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?, id.to_owned())))
+                .ok_or_else(|| ApiError::invalid_value("cursor", "was not issued by this endpoint"))?;
+            Some((date, id))
+        }
+    };
+    ensure_user(state, user_id).await?;
+    let rows = shared::db::contracts::billings_page(&state.pool, user_id, after, page.limit + 1).await?;
+    let more = rows.len() > page.limit as usize;
+    let rows: Vec<_> = rows.into_iter().take(page.limit as usize).collect();
+    let next = match (more, rows.last()) {
+        (true, Some((_, last))) => Some(seal(state, &scope, &format!("{}|{}", last.tanggal_tagihan, last.billing_id))),
+        _ => None,
+    };
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|(nomor, inst)| {
+            let mut v = json!(inst);
+            v["nomor_kontrak"] = json!(nomor);
+            v
+        })
+        .collect();
+    Ok(Reply::ok(json!({"items": items, "next_cursor": next})))
+}
+
+pub async fn bills(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
+    let page = parse_query(ctx.query.as_deref())?;
+    let scope = format!("cursor:bills:{user_id}");
+    let after = match &page.cursor {
+        None => None,
+        Some(c) => {
+            let pos = open(state, &scope, c)?;
+            let (at, id) = pos
+                .split_once('|')
+                .and_then(|(t, id)| {
+                    Some((NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()?, id.to_owned()))
+                })
+                .ok_or_else(|| ApiError::invalid_value("cursor", "was not issued by this endpoint"))?;
+            Some((at, id))
+        }
+    };
+    ensure_user(state, user_id).await?;
+    let rows = shared::db::contracts::bills_page(&state.pool, user_id, after, page.limit + 1).await?;
+    let more = rows.len() > page.limit as usize;
+    let rows: Vec<_> = rows.into_iter().take(page.limit as usize).collect();
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => {
+            let at = chrono::DateTime::parse_from_rfc3339(&last.tanggal_bayar)
+                .map(|t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
+                .unwrap_or_default();
+            Some(seal(state, &scope, &format!("{at}|{}", last.kode_bayar)))
+        }
+        _ => None,
+    };
+    Ok(Reply::ok(json!({"items": rows, "next_cursor": next})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_parsing() {
+        assert_eq!(parse_query(None).map(|p| p.limit).ok(), Some(20));
+        assert_eq!(parse_query(Some("limit=2")).map(|p| p.limit).ok(), Some(2));
+        for bad in ["limit=0", "limit=101", "limit=abc", "limit=", "limit=+5", "limit=1.0"] {
+            assert!(parse_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

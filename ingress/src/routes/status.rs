@@ -1,0 +1,45 @@
+//! `GET /status/{api_call_id}`: Redis first, MySQL when Redis forgot or is down.
+
+use crate::error::ApiError;
+use crate::pipeline::{Ctx, Reply};
+use crate::state::AppState;
+use serde_json::json;
+use shared::ids::is_plausible_id;
+use shared::status::CallStatus;
+
+pub async fn get(state: &AppState, ctx: &Ctx, api_call_id: &str) -> Result<Reply, ApiError> {
+    if !is_plausible_id(api_call_id) {
+        return Err(ApiError::not_found());
+    }
+    let cached = match state.cache.get_status(api_call_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "status cache unavailable; reading MySQL");
+            None
+        }
+    };
+    if let Some(record) = &cached
+        && record.status.is_final()
+    {
+        return owned(ctx, &record.merchant_id, &record.status);
+    }
+    // PENDING in Redis may be stale (a worker that died between its commit and the cache
+    // write), so the outcome table decides.
+    if let Some((merchant, status)) = shared::db::outcomes::get_outcome(&state.pool, api_call_id).await? {
+        return owned(ctx, &merchant, &status);
+    }
+    if let Some(record) = cached {
+        return owned(ctx, &record.merchant_id, &record.status);
+    }
+    if let Some((merchant, call_type, at)) = shared::db::outcomes::find_accepted_call(&state.pool, api_call_id).await? {
+        return owned(ctx, &merchant, &CallStatus::pending(api_call_id, call_type, at));
+    }
+    Err(ApiError::not_found())
+}
+
+fn owned(ctx: &Ctx, merchant_id: &str, status: &CallStatus) -> Result<Reply, ApiError> {
+    if !ctx.owns(merchant_id) {
+        return Err(ApiError::not_found());
+    }
+    Ok(Reply::ok(json!(status)))
+}

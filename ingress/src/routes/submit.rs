@@ -1,0 +1,164 @@
+//! `POST /transaction` and `POST /payment`: validate, claim, publish with confirms, answer 202
+//! (or the outcome, when `Prefer: wait` holds long enough).
+
+use crate::body;
+use crate::claims::{self, Claimed};
+use crate::error::ApiError;
+use crate::pipeline::{Ctx, Reply};
+use crate::state::AppState;
+use crate::waiters::parse_prefer_wait;
+use axum::http::{StatusCode, header};
+use serde_json::json;
+use shared::cache::StatusRecord;
+use shared::contract::{ContractTerms, amounts};
+use shared::envelope::MessageAction;
+use shared::messages::{COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload};
+use shared::status::{CallState, CallStatus};
+
+const TRANSACTION_FIELDS: &[&str] = &[
+    "user_id",
+    "otr",
+    "admin_fee",
+    "harga_aset",
+    "bunga_persen",
+    "tenor",
+    "nama_aset",
+];
+
+fn parse_transaction(ctx: &Ctx) -> Result<TransactionPayload, ApiError> {
+    let obj = body::object(ctx, TRANSACTION_FIELDS)?;
+    let user_id = body::text(&obj, "user_id", 1, 128)?;
+    let otr = body::positive_money(&obj, "otr")?;
+    let admin_fee = body::money(&obj, "admin_fee")?;
+    let harga_aset = body::positive_money(&obj, "harga_aset")?;
+    if harga_aset > otr {
+        return Err(ApiError::invalid_value("harga_aset", "must not exceed otr"));
+    }
+    let bunga_persen = body::rate(&obj, "bunga_persen")?;
+    let tenor = body::tenor(&obj, "tenor")?;
+    let nama_aset = body::text(&obj, "nama_aset", 1, 200)?;
+    let terms = ContractTerms {
+        otr,
+        admin_fee,
+        harga_aset,
+        bunga_persen,
+        tenor,
+    };
+    amounts(&terms).map_err(|e| ApiError::invalid_value(e.field(), e))?;
+    Ok(TransactionPayload {
+        user_id,
+        terms,
+        nama_aset,
+    })
+}
+
+fn parse_payment(ctx: &Ctx) -> Result<PaymentPayload, ApiError> {
+    let obj = body::object(ctx, &["nomor_kontrak", "jumlah"])?;
+    let nomor_kontrak = body::text(&obj, "nomor_kontrak", 1, 128)?;
+    let jumlah = body::positive_money(&obj, "jumlah")?;
+    Ok(PaymentPayload { nomor_kontrak, jumlah })
+}
+
+pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let payload = parse_transaction(ctx)?;
+    submit(state, ctx, CommandPayload::Transaction(payload)).await
+}
+
+pub async fn payment(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let payload = parse_payment(ctx)?;
+    submit(state, ctx, CommandPayload::Payment(payload)).await
+}
+
+async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<Reply, ApiError> {
+    let call_type = payload.call_type();
+    let endpoint = call_type.endpoint();
+    let claim = claims::claim(state, ctx, endpoint).await?;
+    let external_id = ctx.external_id.clone().unwrap_or_default();
+
+    // Redis keeps ids for 24 h; MySQL keeps every id that reached a worker, forever.
+    match shared::db::outcomes::find_idempotency(&state.pool, &ctx.key.merchant_id, endpoint, &external_id).await {
+        Ok(Some((original, sha))) if original != ctx.api_call_id => {
+            return Err(claim.conflict_with(state, &original, &sha).await);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            claim.release(state).await;
+            return Err(ApiError::unavailable(&e));
+        }
+    }
+
+    let wait = parse_prefer_wait(ctx.header("prefer"));
+    let waiter = wait.map(|_| state.waiters.register(&ctx.api_call_id));
+    let command = Command {
+        v: COMMAND_SCHEMA_VERSION,
+        api_call_id: ctx.api_call_id.clone(),
+        merchant_id: ctx.key.merchant_id.clone(),
+        client_id: ctx.key.client_id.clone(),
+        external_id,
+        body_sha256: hex::encode(claim.body_sha256),
+        accepted_at: ctx.started_at,
+        reply_to: waiter.as_ref().map(|_| state.waiters.channel.clone()),
+        payload,
+    };
+    if let Err(e) = state
+        .publisher
+        .publish(&state.topology.command_queue(), &ctx.api_call_id, &command.encode())
+        .await
+    {
+        claim.release(state).await;
+        return Err(ApiError::unavailable(&e));
+    }
+    accepted(state, ctx, &claim, call_type).await;
+
+    if let (Some(mut waiter), Some(wait)) = (waiter, wait) {
+        let outcome = match tokio::time::timeout(wait, &mut waiter.rx).await {
+            Ok(Ok(record)) => Some(record),
+            // Timed out or the listener is gone: the cache may still have the answer.
+            _ => state.cache.get_status(&ctx.api_call_id).await.ok().flatten(),
+        };
+        if let Some(record) = outcome.filter(|r| r.status.is_final()) {
+            return Ok(final_reply(record.status));
+        }
+    }
+    Ok(pending_reply(&ctx.api_call_id))
+}
+
+/// The broker has the command: the claim is permanent and the call reads PENDING.
+async fn accepted(state: &AppState, ctx: &Ctx, claim: &Claimed, call_type: shared::messages::CallType) {
+    claim.accept(state).await;
+    let record = StatusRecord {
+        merchant_id: ctx.key.merchant_id.clone(),
+        status: CallStatus::pending(&ctx.api_call_id, call_type, ctx.started_at),
+    };
+    if let Err(e) = state.cache.put_status_if_absent(&record).await {
+        tracing::warn!(error = %e, "PENDING status not cached; GET /status falls back to MySQL");
+    }
+    tracing::info!(call_type = call_type.as_str(), "accepted");
+}
+
+pub fn pending_reply(api_call_id: &str) -> Reply {
+    let status_url = format!("/status/{api_call_id}");
+    Reply {
+        status: StatusCode::ACCEPTED,
+        action: MessageAction::Accepted,
+        data: json!({"status": "PENDING", "status_url": status_url}),
+        headers: vec![
+            (header::LOCATION, status_url.clone()),
+            (header::RETRY_AFTER, "1".to_owned()),
+        ],
+    }
+}
+
+/// A decided call answered synchronously: 201 when approved, the reason's status otherwise.
+fn final_reply(status: CallStatus) -> Reply {
+    let (code, action) = match (status.status, status.reason) {
+        (CallState::Rejected, Some(reason)) => (reason.action().http_status(), reason.action()),
+        _ => (201, MessageAction::Success),
+    };
+    Reply {
+        status: StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        action,
+        data: json!(status),
+        headers: Vec::new(),
+    }
+}

@@ -1,0 +1,188 @@
+//! `POST /create-user`, `GET /users/{id}`, `PATCH /users/{id}/status`, `GET /users/{id}/limits`.
+
+use crate::body;
+use crate::claims;
+use crate::error::ApiError;
+use crate::pipeline::{Ctx, Reply};
+use crate::state::AppState;
+use chrono::{Datelike, NaiveDate, Utc};
+use serde_json::json;
+use shared::db::users::{CreateUserError, IdempotencyRecord, NewUser, UserStatus};
+use shared::envelope::MessageAction;
+use shared::ids::is_plausible_id;
+
+const CREATE_FIELDS: &[&str] = &[
+    "nik",
+    "full_name",
+    "legal_name",
+    "tempat_lahir",
+    "tanggal_lahir",
+    "gaji",
+    "foto_ktp",
+    "foto_selfie",
+    "limit_one_month",
+    "limit_two_month",
+    "limit_three_month",
+    "limit_sixth",
+];
+
+pub const MINIMUM_AGE: i32 = 17;
+
+/// Today's calendar date in Asia/Jakarta, where ages are counted.
+fn jakarta_today() -> NaiveDate {
+    Utc::now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive()
+}
+
+fn parse_user(ctx: &Ctx) -> Result<NewUser, ApiError> {
+    let obj = body::object(ctx, CREATE_FIELDS)?;
+    let nik = obj
+        .get_str("nik")
+        .filter(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ApiError::invalid_value("nik", "must be a string of 16 digits"))?;
+    let full_name = body::text(&obj, "full_name", 1, 100)?;
+    let legal_name = body::text(&obj, "legal_name", 1, 100)?;
+    let tempat_lahir = body::text(&obj, "tempat_lahir", 1, 100)?;
+    let tanggal_lahir = birth_date(&obj)?;
+    let gaji = body::money(&obj, "gaji")?;
+    let foto_ktp = body::https_url(&obj, "foto_ktp")?;
+    let foto_selfie = body::https_url(&obj, "foto_selfie")?;
+    let limits = [
+        body::money(&obj, "limit_one_month")?,
+        body::money(&obj, "limit_two_month")?,
+        body::money(&obj, "limit_three_month")?,
+        body::money(&obj, "limit_sixth")?,
+    ];
+    Ok(NewUser {
+        nik,
+        full_name,
+        legal_name,
+        tempat_lahir,
+        tanggal_lahir,
+        gaji,
+        foto_ktp,
+        foto_selfie,
+        limits,
+    })
+}
+
+/// A real `YYYY-MM-DD` date, at least 17 years ago, not before 1900.
+fn birth_date(obj: &shared::json::JsonObject<'_>) -> Result<NaiveDate, ApiError> {
+    let field = "tanggal_lahir";
+    let s = obj
+        .get_str(field)
+        .ok_or_else(|| ApiError::invalid_value(field, "must be a date string YYYY-MM-DD"))?;
+    let shaped = s.len() == 10
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    let date = shaped
+        .then(|| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| ApiError::invalid_value(field, "must be a real date YYYY-MM-DD"))?;
+    if date.year() < 1900 {
+        return Err(ApiError::invalid_value(field, "must not be before 1900"));
+    }
+    if age_on(date, jakarta_today()) < MINIMUM_AGE {
+        return Err(ApiError::invalid_value(field, "the user must be at least 17 years old"));
+    }
+    Ok(date)
+}
+
+/// Full years from `born` to `today` (someone born on 29 February turns a year older on
+/// 1 March in common years).
+pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
+    let mut age = today.year() - born.year();
+    if (today.month(), today.day()) < (born.month(), born.day()) {
+        age -= 1;
+    }
+    age
+}
+
+pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let user = parse_user(ctx)?;
+    let claim = claims::claim(state, ctx, "create-user").await?;
+    let user_id = shared::ids::new_user_id();
+    let idem = IdempotencyRecord {
+        merchant_id: &ctx.key.merchant_id,
+        endpoint: "create-user",
+        external_id: ctx.external_id.as_deref().unwrap_or(""),
+        api_call_id: &ctx.api_call_id,
+        body_sha256: claim.body_sha256,
+    };
+    let created = shared::db::users::create_user(&state.pool, &state.keyring, &user_id, &user, &idem, Utc::now()).await;
+    match created {
+        Ok(view) => {
+            claim.accept(state).await;
+            tracing::info!(%user_id, "user created");
+            Ok(Reply::created(json!(view)))
+        }
+        Err(CreateUserError::DuplicateNik) => {
+            claim.accept(state).await;
+            Err(ApiError::new(MessageAction::DuplicateNik, "a user with this NIK exists"))
+        }
+        Err(CreateUserError::ExternalIdUsed {
+            original_api_call_id,
+            original_body_sha256,
+        }) => Err(claim
+            .conflict_with(state, &original_api_call_id, &original_body_sha256)
+            .await),
+        Err(CreateUserError::Db(e)) => {
+            claim.release(state).await;
+            Err(ApiError::unavailable(&e))
+        }
+    }
+}
+
+pub async fn get(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
+    if !is_plausible_id(user_id) {
+        return Err(ApiError::not_found());
+    }
+    let user = shared::db::users::get_user(&state.pool, user_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Reply::ok(json!(user)))
+}
+
+pub async fn set_status(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
+    let obj = body::object(ctx, &["user_status"])?;
+    let status = obj
+        .get_str("user_status")
+        .as_deref()
+        .and_then(UserStatus::parse)
+        .ok_or_else(|| ApiError::invalid_value("user_status", "must be ACTIVE or LOCK"))?;
+    if !is_plausible_id(user_id) {
+        return Err(ApiError::not_found());
+    }
+    let user = shared::db::users::set_status(&state.pool, user_id, status)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tracing::info!(%user_id, status = status.as_str(), "user status set");
+    Ok(Reply::ok(json!(user)))
+}
+
+pub async fn limits(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
+    if !is_plausible_id(user_id) {
+        return Err(ApiError::not_found());
+    }
+    let limits = shared::db::users::get_limits(&state.pool, user_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Reply::ok(json!({"user_id": user_id, "limits": limits})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    #[test]
+    fn age_counts_full_years() {
+        assert_eq!(age_on(d("2009-11-25"), d("2026-11-25")), 17);
+        assert_eq!(age_on(d("2009-11-26"), d("2026-11-25")), 16);
+        assert_eq!(age_on(d("2008-02-29"), d("2025-02-28")), 16);
+        assert_eq!(age_on(d("2008-02-29"), d("2025-03-01")), 17);
+    }
+}

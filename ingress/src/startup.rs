@@ -1,0 +1,154 @@
+//! Building and running the ingress. `Application::build` binds the port and exposes it, so
+//! tests run the real application on port 0.
+
+use crate::audit::AuditLog;
+use crate::config::IngressConfig;
+use crate::keys::KeyCache;
+use crate::pipeline;
+use crate::state::{AppState, Inner};
+use crate::waiters::Waiters;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+use shared::amqp::{Publisher, Topology};
+use shared::cache::Cache;
+use shared::envelope::MessageAction;
+use sqlx::MySqlPool;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    audit_writer: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects lazily to MySQL, Redis and RabbitMQ (the ingress starts even while they are
+    /// down; readiness tells), loads the API keys and binds the listener. `pool` lets tests
+    /// hand in their own database.
+    pub async fn build(config: IngressConfig, pool: Option<MySqlPool>) -> Result<Application, StartupError> {
+        let keyring = config
+            .crypto
+            .keyring()
+            .map_err(|e| StartupError::Config(e.to_string()))?;
+        let pool = match pool {
+            Some(p) => p,
+            None => shared::db::connect(&config.database.url, config.database.max_connections)
+                .await
+                .map_err(|e| StartupError::Config(format!("DATABASE_URL: {e}")))?,
+        };
+        let redis = shared::cache::connect(&config.redis.url).map_err(|e| StartupError::Config(format!("REDIS_URL: {e}")))?;
+        let cache = Cache::new(redis, &config.redis.prefix);
+        let topology = Topology::new(&config.amqp.prefix);
+        let ingress_id = config
+            .ingress_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let publisher = Publisher::start(
+            &config.amqp.url,
+            &format!("ingress-{ingress_id}"),
+            topology.clone(),
+            Duration::from_millis(config.confirm_timeout_ms),
+        );
+        let keys = KeyCache::default();
+        if let Err(e) = keys.reload(&pool, &keyring).await {
+            tracing::warn!(error = %e, "initial API key load failed; retrying in the background");
+        }
+        let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
+        let (audit, audit_writer) = AuditLog::start(pool.clone());
+        let background = vec![
+            keys.spawn_refresh(pool.clone(), keyring.clone(), Duration::from_millis(config.key_refresh_ms)),
+            waiters.spawn_listener(config.redis.url.clone()),
+        ];
+        let state = AppState::new(Inner {
+            pool,
+            cache,
+            publisher,
+            topology,
+            keys,
+            keyring,
+            audit,
+            waiters,
+            trusted_proxies: config.trusted_proxies.clone(),
+        });
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.listen_addr.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: config.listen_addr.clone(),
+                source,
+            })?
+            .port();
+        tracing::info!(%ingress_id, port, "ingress listening");
+        Ok(Application {
+            listener,
+            port,
+            state,
+            audit_writer,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, finishes in-flight requests, then flushes the audit
+    /// log before returning.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let router = Router::new()
+            .fallback(pipeline::handle)
+            .with_state(self.state.clone())
+            .layer(CatchPanicLayer::custom(panic_response));
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        for task in &self.background {
+            task.abort();
+        }
+        drop(self.state);
+        if tokio::time::timeout(Duration::from_secs(10), self.audit_writer).await.is_err() {
+            tracing::error!("audit log did not drain within 10 s");
+        }
+        tracing::info!("ingress stopped");
+        served
+    }
+}
+
+/// A bug must not become a 500 with a stack trace: answer 503 in the envelope, log it.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    crate::pipeline::envelope_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        MessageAction::ServiceUnavailable,
+        json!("internal error; retry with the same X-External-Id"),
+        "API_CALL_UNKNOWN",
+    )
+}

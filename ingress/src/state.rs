@@ -1,0 +1,43 @@
+//! What every request shares: pools and connections, long-lived and built once.
+
+use crate::audit::AuditLog;
+use crate::keys::KeyCache;
+use crate::waiters::Waiters;
+use shared::amqp::{Publisher, Topology};
+use shared::cache::Cache;
+use shared::crypto::Keyring;
+use sqlx::MySqlPool;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub pool: MySqlPool,
+    pub cache: Cache,
+    pub publisher: Publisher,
+    pub topology: Topology,
+    pub keys: KeyCache,
+    pub keyring: Keyring,
+    pub audit: AuditLog,
+    pub waiters: Waiters,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}

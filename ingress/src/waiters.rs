@@ -1,0 +1,136 @@
+//! `Prefer: wait`: requests holding out for their outcome. Each ingress subscribes once to its
+//! own Redis channel; workers publish each final status there, and the message completes the
+//! matching oneshot. No task per waiter, no polling.
+
+use futures_util::StreamExt;
+use shared::cache::StatusRecord;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[derive(Clone)]
+pub struct Waiters {
+    pub channel: String,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<StatusRecord>>>>,
+}
+
+/// Removes the waiter when the request ends, whether it got its answer or not.
+pub struct WaitGuard {
+    waiters: Waiters,
+    api_call_id: String,
+    pub rx: oneshot::Receiver<StatusRecord>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.waiters.lock().remove(&self.api_call_id);
+    }
+}
+
+impl Waiters {
+    pub fn new(channel: String) -> Waiters {
+        Waiters {
+            channel,
+            pending: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<StatusRecord>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers before the command is published, so a fast worker's reply is not missed.
+    pub fn register(&self, api_call_id: &str) -> WaitGuard {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(api_call_id.to_owned(), tx);
+        WaitGuard {
+            waiters: self.clone(),
+            api_call_id: api_call_id.to_owned(),
+            rx,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn complete(&self, record: StatusRecord) {
+        if let Some(tx) = self.lock().remove(&record.status.api_call_id) {
+            let _ = tx.send(record);
+        }
+    }
+
+    /// Subscribes and dispatches forever, resubscribing with backoff after Redis goes away.
+    pub fn spawn_listener(&self, redis_url: String) -> tokio::task::JoinHandle<()> {
+        let waiters = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match listen(&waiters, &redis_url).await {
+                    Ok(()) => tracing::warn!("reply subscription ended; resubscribing"),
+                    Err(e) => tracing::warn!(error = %e, "reply subscription failed; retrying"),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        })
+    }
+}
+
+async fn listen(waiters: &Waiters, redis_url: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&waiters.channel).await?;
+    tracing::info!(channel = %waiters.channel, "listening for worker replies");
+    let mut messages = pubsub.into_on_message();
+    while let Some(msg) = messages.next().await {
+        let Ok(payload) = msg.get_payload::<String>() else { continue };
+        match serde_json::from_str::<StatusRecord>(&payload) {
+            Ok(record) => waiters.complete(record),
+            Err(e) => tracing::warn!(error = %e, "undecodable reply ignored"),
+        }
+    }
+    Ok(())
+}
+
+/// `Prefer: wait=N`, N clamped to 30; anything malformed is ignored.
+pub fn parse_prefer_wait(header: Option<&str>) -> Option<Duration> {
+    let header = header?;
+    header
+        .split([',', ';'])
+        .filter_map(|pref| {
+            let (k, v) = pref.split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            let v = v.trim().trim_matches('"');
+            if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            v.parse::<u64>().ok()
+        })
+        .next()
+        .map(|n| Duration::from_secs(n.min(30)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_wait_parsing() {
+        assert_eq!(parse_prefer_wait(Some("wait=5")), Some(Duration::from_secs(5)));
+        assert_eq!(parse_prefer_wait(Some("respond-async, wait=10")), Some(Duration::from_secs(10)));
+        assert_eq!(parse_prefer_wait(Some("wait=100")), Some(Duration::from_secs(30)));
+        assert_eq!(parse_prefer_wait(Some("wait=999999999999999")), None);
+        assert_eq!(parse_prefer_wait(Some("wait=-1")), None);
+        assert_eq!(parse_prefer_wait(Some("wait=abc")), None);
+        assert_eq!(parse_prefer_wait(Some("wait")), None);
+        assert_eq!(parse_prefer_wait(None), None);
+    }
+}

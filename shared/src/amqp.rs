@@ -1,0 +1,291 @@
+//! RabbitMQ: the one definition of the topology, connections, and a confirmed publisher that
+//! reconnects by itself.
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How many times RabbitMQ delivers a command before dead-lettering it. Only poison messages
+/// come near it: workers retry transient failures in-process without requeueing.
+pub const DELIVERY_LIMIT: i64 = 5;
+
+/// Queue and exchange names and arguments, derived from one prefix so tests can run on their
+/// own names side by side.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+}
+
+/// One queue argument: (name, value as it appears in JSON definitions).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgValue {
+    Str(String),
+    Int(i64),
+}
+
+impl Topology {
+    pub fn new(prefix: &str) -> Topology {
+        Topology {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn command_queue(&self) -> String {
+        format!("{}.commands", self.prefix)
+    }
+
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.prefix)
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.commands.dlq", self.prefix)
+    }
+
+    /// Arguments of the command queue: quorum, explicit delivery limit, reject-publish on
+    /// overflow (needed by at-least-once dead-lettering), and the dead-letter target.
+    pub fn command_queue_args(&self) -> Vec<(&'static str, ArgValue)> {
+        vec![
+            ("x-queue-type", ArgValue::Str("quorum".into())),
+            ("x-delivery-limit", ArgValue::Int(DELIVERY_LIMIT)),
+            ("x-overflow", ArgValue::Str("reject-publish".into())),
+            ("x-dead-letter-exchange", ArgValue::Str(self.dead_letter_exchange())),
+            ("x-dead-letter-routing-key", ArgValue::Str(self.dead_letter_queue())),
+            ("x-dead-letter-strategy", ArgValue::Str("at-least-once".into())),
+        ]
+    }
+
+    pub fn dead_letter_queue_args(&self) -> Vec<(&'static str, ArgValue)> {
+        vec![("x-queue-type", ArgValue::Str("quorum".into()))]
+    }
+
+    fn table(args: Vec<(&'static str, ArgValue)>) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in args {
+            let value = match v {
+                ArgValue::Str(s) => AMQPValue::LongString(LongString::from(s)),
+                ArgValue::Int(i) => AMQPValue::LongLongInt(i),
+            };
+            t.insert(ShortString::from(k), value);
+        }
+        t
+    }
+
+    /// Declares everything; idempotent, so every process does it at start-up.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.dead_letter_exchange().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.dead_letter_queue().into(),
+                durable,
+                Self::table(self.dead_letter_queue_args()),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_letter_queue().into(),
+                self.dead_letter_exchange().into(),
+                self.dead_letter_queue().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.command_queue().into(),
+                durable,
+                Self::table(self.command_queue_args()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    Connection::connect(url, props).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected to the broker")]
+    NotConnected,
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm in time")]
+    Timeout,
+    #[error("the broker refused the message")]
+    Nacked,
+    #[error("the message was unroutable")]
+    Returned,
+}
+
+/// A publisher-confirms channel shared by every request. Publishes are pipelined on it (many
+/// in flight, each awaiting its own confirm). When the broker goes away the channel is dropped
+/// and a background task reconnects with backoff; meanwhile publishes fail fast.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    url: String,
+    name: String,
+    topology: Topology,
+    channel: Mutex<Option<(Connection, Channel)>>,
+    broken: Notify,
+    confirm_timeout: Duration,
+}
+
+impl Publisher {
+    /// Starts the publisher; it connects in the background, so a broker that is down at
+    /// start-up delays nothing but publishes.
+    pub fn start(url: &str, name: &str, topology: Topology, confirm_timeout: Duration) -> Publisher {
+        let p = Publisher {
+            inner: Arc::new(PublisherInner {
+                url: url.to_owned(),
+                name: name.to_owned(),
+                topology,
+                channel: Mutex::new(None),
+                broken: Notify::new(),
+                confirm_timeout,
+            }),
+        };
+        let weak = Arc::downgrade(&p.inner);
+        tokio::spawn(async move { reconnect_loop(weak).await });
+        p
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.current().is_some()
+    }
+
+    fn current(&self) -> Option<Channel> {
+        let guard = self.inner.channel.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|(conn, ch)| conn.status().connected() && ch.status().connected())
+            .map(|(_, ch)| ch.clone())
+    }
+
+    fn mark_broken(&self) {
+        let mut guard = self.inner.channel.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = None;
+        drop(guard);
+        self.inner.broken.notify_one();
+    }
+
+    /// Publishes one persistent, mandatory message to `queue` and waits for its confirm.
+    pub async fn publish(&self, queue: &str, message_id: &str, payload: &[u8]) -> Result<(), PublishError> {
+        let Some(channel) = self.current() else {
+            self.inner.broken.notify_one();
+            return Err(PublishError::NotConnected);
+        };
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(ShortString::from("application/json"))
+            .with_message_id(ShortString::from(message_id));
+        let result = async {
+            let confirm = channel
+                .basic_publish(
+                    ShortString::from(""),
+                    ShortString::from(queue),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    payload,
+                    props,
+                )
+                .await?;
+            let confirmation = tokio::time::timeout(self.inner.confirm_timeout, confirm)
+                .await
+                .map_err(|_| PublishError::Timeout)??;
+            if !confirmation.is_ack() {
+                return Err(PublishError::Nacked);
+            }
+            // An unroutable mandatory message is returned and still acked.
+            if confirmation.take_message().is_some() {
+                return Err(PublishError::Returned);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(PublishError::Broker(_)) = &result {
+            self.mark_broken();
+        }
+        result
+    }
+}
+
+async fn reconnect_loop(weak: std::sync::Weak<PublisherInner>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let healthy = {
+            let guard = inner.channel.lock().unwrap_or_else(|e| e.into_inner());
+            guard
+                .as_ref()
+                .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
+        };
+        if healthy {
+            delay = Duration::from_millis(100);
+            // Wake on a reported failure, or check the status now and then.
+            let _ = tokio::time::timeout(Duration::from_secs(1), inner.broken.notified()).await;
+            continue;
+        }
+        match open_confirm_channel(&inner.url, &inner.name, &inner.topology).await {
+            Ok(pair) => {
+                tracing::info!(name = %inner.name, "connected to RabbitMQ");
+                *inner.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(pair);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ connection failed");
+                drop(inner);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn open_confirm_channel(url: &str, name: &str, topology: &Topology) -> lapin::Result<(Connection, Channel)> {
+    let conn = connect(url, name).await?;
+    let channel = conn.create_channel().await?;
+    topology.declare(&channel).await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok((conn, channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let t = Topology::new("xyz");
+        assert_eq!(t.command_queue(), "xyz.commands");
+        assert_eq!(t.dead_letter_queue(), "xyz.commands.dlq");
+        assert_eq!(t.dead_letter_exchange(), "xyz.dlx");
+    }
+}

@@ -1,0 +1,257 @@
+//! Redis, the fast path: external-id claims, the status cache, and `Prefer: wait` replies.
+//! MySQL is the source of truth; losing all of Redis costs speed, never correctness.
+
+use crate::status::CallStatus;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long a claim and a cached status live: at least 24 hours (SPEC §7).
+pub const CLAIM_TTL_SECS: u64 = 86_400;
+pub const STATUS_TTL_SECS: u64 = 86_400;
+/// A claim still `publishing` after this long belongs to an ingress that died.
+pub const CLAIM_TAKEOVER_GRACE_MS: u64 = 30_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct CacheError(#[from] redis::RedisError);
+
+/// A connection manager that reconnects by itself, with bounded timeouts so a frozen Redis
+/// turns into a 503 rather than a hung request.
+pub fn connect(url: &str) -> Result<ConnectionManager, CacheError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn claim(&self, merchant: &str, endpoint: &str, external_id: &str) -> String {
+        format!("{}:idem:{merchant}:{endpoint}:{external_id}", self.prefix)
+    }
+
+    pub fn status(&self, api_call_id: &str) -> String {
+        format!("{}:status:{api_call_id}", self.prefix)
+    }
+
+    pub fn reply_channel(&self, ingress_id: &str) -> String {
+        format!("{}:reply:{ingress_id}", self.prefix)
+    }
+
+    pub fn rate(&self, client_id: &str) -> String {
+        format!("{}:rate:{client_id}", self.prefix)
+    }
+}
+
+/// What the claim key holds: `state|api_call_id|body_sha256|claimed_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub state: String,
+    pub api_call_id: String,
+    pub body_sha256: String,
+}
+
+impl Claim {
+    fn parse(raw: &str) -> Option<Claim> {
+        let mut parts = raw.splitn(4, '|');
+        Some(Claim {
+            state: parts.next()?.to_owned(),
+            api_call_id: parts.next()?.to_owned(),
+            body_sha256: parts.next()?.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The id was free and is now ours.
+    Claimed,
+    /// The id was held by an ingress that died before the broker confirmed; now ours.
+    TakenOver(Claim),
+    /// The id is used.
+    Taken(Claim),
+}
+
+const CLAIM_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = 'publishing|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. now
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], v, 'EX', ARGV[3])
+  return {1, ''}
+end
+local state, at = string.match(cur, '^(%a+)|[^|]*|[^|]*|(%d+)$')
+if state == 'publishing' and at and tonumber(at) + tonumber(ARGV[4]) < now then
+  redis.call('SET', KEYS[1], v, 'EX', ARGV[3])
+  return {2, cur}
+end
+return {0, cur}
+";
+
+const ACCEPT_SCRIPT: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local state, call, rest = string.match(cur, '^(%a+)|([^|]*)|(.*)$')
+if call ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'accepted|' .. call .. '|' .. rest, 'KEEPTTL')
+return 1
+";
+
+const RELEASE_SCRIPT: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local call = string.match(cur, '^%a+|([^|]*)|')
+if call ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+/// Redis operations of the engine, over one shared connection manager.
+#[derive(Clone)]
+pub struct Cache {
+    conn: ConnectionManager,
+    pub keys: Keys,
+    claim: std::sync::Arc<redis::Script>,
+    accept: std::sync::Arc<redis::Script>,
+    release: std::sync::Arc<redis::Script>,
+}
+
+impl Cache {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Cache {
+        Cache {
+            conn,
+            keys: Keys::new(prefix),
+            claim: std::sync::Arc::new(redis::Script::new(CLAIM_SCRIPT)),
+            accept: std::sync::Arc::new(redis::Script::new(ACCEPT_SCRIPT)),
+            release: std::sync::Arc::new(redis::Script::new(RELEASE_SCRIPT)),
+        }
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Claims `key` for `api_call_id` (`SET NX EX` in a script that also takes over claims
+    /// orphaned by a dead ingress).
+    pub async fn claim(&self, key: &str, api_call_id: &str, body_sha256: &str) -> Result<ClaimOutcome, CacheError> {
+        let mut c = self.conn.clone();
+        let (code, cur): (i64, String) = self
+            .claim
+            .key(key)
+            .arg(api_call_id)
+            .arg(body_sha256)
+            .arg(CLAIM_TTL_SECS)
+            .arg(CLAIM_TAKEOVER_GRACE_MS)
+            .invoke_async(&mut c)
+            .await?;
+        let existing = Claim::parse(&cur);
+        Ok(match (code, existing) {
+            (1, _) => ClaimOutcome::Claimed,
+            (2, Some(old)) => ClaimOutcome::TakenOver(old),
+            (2, None) => ClaimOutcome::Claimed,
+            (_, Some(old)) => ClaimOutcome::Taken(old),
+            // An unparseable value is someone else's; treat the id as used by an unknown call.
+            (_, None) => ClaimOutcome::Taken(Claim {
+                state: "accepted".into(),
+                api_call_id: String::new(),
+                body_sha256: String::new(),
+            }),
+        })
+    }
+
+    /// The broker confirmed: the claim is permanent (for its TTL).
+    pub async fn mark_accepted(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self.accept.key(key).arg(api_call_id).invoke_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Compare-and-delete: frees the id only if it is still ours.
+    pub async fn release(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self.release.key(key).arg(api_call_id).invoke_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Points the claim at the call MySQL says owns the id (after Redis forgot it).
+    pub async fn set_claim(&self, key: &str, original_api_call_id: &str, body_sha256: &str) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let value = format!("accepted|{original_api_call_id}|{body_sha256}|0");
+        let _: () = c.set_ex(key, value, CLAIM_TTL_SECS).await?;
+        Ok(())
+    }
+
+    /// Writes the PENDING status unless a worker already wrote the final one.
+    pub async fn put_status_if_absent(&self, record: &StatusRecord) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(record).unwrap_or_default();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(self.keys.status(&record.status.api_call_id))
+            .arg(json)
+            .arg("NX")
+            .arg("EX")
+            .arg(STATUS_TTL_SECS)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_status(&self, api_call_id: &str) -> Result<Option<StatusRecord>, CacheError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = c.get(self.keys.status(api_call_id)).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    /// Final statuses (one pipeline) and the replies to waiting ingresses.
+    pub async fn publish_final(&self, records: &[(StatusRecord, Option<String>)]) -> Result<(), CacheError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (record, reply_to) in records {
+            let json = serde_json::to_string(record).unwrap_or_default();
+            pipe.cmd("SET")
+                .arg(self.keys.status(&record.status.api_call_id))
+                .arg(&json)
+                .arg("EX")
+                .arg(STATUS_TTL_SECS)
+                .ignore();
+            if let Some(channel) = reply_to {
+                pipe.cmd("PUBLISH").arg(channel).arg(&json).ignore();
+            }
+        }
+        let mut c = self.conn.clone();
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+}
+
+/// A status as cached: the owner (for the ownership check) and the status object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub merchant_id: String,
+    pub status: CallStatus,
+}

@@ -1,0 +1,67 @@
+//! Configuration: environment variables (or flags) read once at start-up by `clap`, typed,
+//! and passed down. Defaults work on a developer machine with the local services.
+
+use crate::crypto::{CryptoError, Keyring};
+
+pub const DEV_MASTER_KEYS: &str = "dev=ZGV2LW9ubHktbWFzdGVyLWtleS1kby1ub3QtdXNlLSE=";
+pub const DEV_BLIND_INDEX_KEY: &str = "ZGV2LW9ubHktYmxpbmQtaW5kZXgta2V5LXJvdGF0ZSE=";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseConfig {
+    /// MySQL/MariaDB URL of the application user (DML only).
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "mysql://xyz_app:xyz_app_local@127.0.0.1:3306/xyz",
+        hide_env_values = true
+    )]
+    pub url: String,
+    /// Connections in the pool.
+    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub max_connections: u32,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RedisConfig {
+    #[arg(long = "redis-url", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    pub url: String,
+    /// Prefix of every Redis key and channel this deployment uses.
+    #[arg(long = "redis-prefix", env = "REDIS_PREFIX", default_value = "xyz")]
+    pub prefix: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AmqpConfig {
+    #[arg(
+        long = "amqp-url",
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub url: String,
+    /// Prefix of the exchange and queue names (see `rabbitmq/definitions.json` for `xyz`).
+    #[arg(long = "amqp-prefix", env = "AMQP_PREFIX", default_value = "xyz")]
+    pub prefix: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CryptoConfig {
+    /// Master keys for data at rest: `id=base64(32 bytes)` separated by commas.
+    #[arg(long = "master-keys", env = "MASTER_KEYS", default_value = DEV_MASTER_KEYS, hide_env_values = true, hide_default_value = true)]
+    pub master_keys: String,
+    /// The master key id new data is encrypted under.
+    #[arg(long = "master-key-id", env = "MASTER_KEY_ID", default_value = "dev")]
+    pub master_key_id: String,
+    /// Key of the NIK blind index (base64, at least 32 bytes). Never rotates without a rebuild.
+    #[arg(long = "blind-index-key", env = "BLIND_INDEX_KEY", default_value = DEV_BLIND_INDEX_KEY, hide_env_values = true, hide_default_value = true)]
+    pub blind_index_key: String,
+}
+
+impl CryptoConfig {
+    pub fn keyring(&self) -> Result<Keyring, CryptoError> {
+        if self.master_keys == DEV_MASTER_KEYS {
+            tracing::warn!("MASTER_KEYS is the built-in development key: never use it in production");
+        }
+        Keyring::from_config(&self.master_keys, &self.master_key_id, &self.blind_index_key)
+    }
+}

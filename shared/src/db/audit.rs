@@ -1,0 +1,53 @@
+//! `api_call_logs`: one row per audited request, written in batches off the request path.
+
+use super::{DbError, to_naive};
+use chrono::{DateTime, Utc};
+use sqlx::{MySqlPool, QueryBuilder};
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub api_call_id: String,
+    pub method: String,
+    pub path: String,
+    pub merchant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub external_id: Option<String>,
+    pub http_status: u16,
+    pub message_action: String,
+    /// Already masked.
+    pub request_body: Option<String>,
+    /// Already masked.
+    pub response_body: Option<String>,
+    pub client_ip: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub duration_us: u64,
+}
+
+/// Writes rows in one multi-row insert. A duplicate api call id cannot happen (ids are
+/// unique), but `IGNORE` keeps a retried batch from failing on rows it already wrote.
+pub async fn insert_batch(pool: &MySqlPool, rows: &[AuditRow]) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::new(
+        "INSERT IGNORE INTO api_call_logs (api_call_id, method, path, merchant_id, client_id, external_id,
+            http_status, message_action, request_body, response_body, client_ip, started_at, duration_us) ",
+    );
+    qb.push_values(rows, |mut b, r| {
+        b.push_bind(&r.api_call_id)
+            .push_bind(&r.method)
+            .push_bind(&r.path)
+            .push_bind(&r.merchant_id)
+            .push_bind(&r.client_id)
+            .push_bind(&r.external_id)
+            .push_bind(r.http_status)
+            .push_bind(&r.message_action)
+            .push_bind(&r.request_body)
+            .push_bind(&r.response_body)
+            .push_bind(&r.client_ip)
+            .push_bind(to_naive(r.started_at))
+            .push_bind(r.duration_us);
+    });
+    qb.build().execute(pool).await?;
+    Ok(())
+}

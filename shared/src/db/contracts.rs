@@ -1,0 +1,198 @@
+//! Contracts with their installments, payments (bills), and the paginated reads.
+
+use super::users::{LimitsMap, get_limits};
+use super::{DbError, from_naive};
+use crate::contract::{Allocation, InstallmentStatus, Tenor};
+use crate::money::{Money, Rate};
+use crate::status::format_instant;
+use chrono::NaiveDate;
+use serde::Serialize;
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, MySqlPool, Row};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstallmentView {
+    pub billing_id: String,
+    pub cicilan_ke: u32,
+    pub harga_cicilan: Money,
+    pub terbayar: Money,
+    pub tanggal_tagihan: String,
+    pub status: InstallmentStatus,
+}
+
+/// The contract object of SPEC §6.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContractView {
+    pub nomor_kontrak: String,
+    pub user_id: String,
+    pub tanggal_kontrak: String,
+    pub otr: Money,
+    pub admin_fee: Money,
+    pub harga_aset: Money,
+    pub pokok: Money,
+    pub bunga_persen: Rate,
+    pub jumlah_bunga: Money,
+    pub jumlah_cicilan: Money,
+    pub cicilan_bulanan: Money,
+    pub tenor: Tenor,
+    pub nama_aset: String,
+    pub tagihan: Vec<InstallmentView>,
+    pub limit_tersisa: LimitsMap,
+}
+
+/// The bill object of SPEC §6.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BillView {
+    pub kode_bayar: String,
+    pub nomor_kontrak: String,
+    pub user_id: String,
+    pub terbayarkan: Money,
+    pub total_tagihan: Money,
+    pub sisa_tagihan_bulanan: Money,
+    pub tanggal_bayar: String,
+    pub sisa_limit: Money,
+    pub status_bayar: String,
+    pub alokasi: Vec<Allocation>,
+}
+
+pub(crate) fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
+    let d: rust_decimal::Decimal = row.try_get(col)?;
+    Money::new(d).map_err(|e| DbError::Corrupt(format!("{col}: {e}")))
+}
+
+fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
+    let harga = money(r, "harga_cicilan")?;
+    let terbayar = money(r, "terbayar")?;
+    let due: NaiveDate = r.try_get("tanggal_tagihan")?;
+    let k: u8 = r.try_get("cicilan_ke")?;
+    Ok(InstallmentView {
+        billing_id: r.try_get("billing_id")?,
+        cicilan_ke: u32::from(k),
+        harga_cicilan: harga,
+        terbayar,
+        tanggal_tagihan: due.format("%Y-%m-%d").to_string(),
+        status: InstallmentStatus::of(harga, terbayar),
+    })
+}
+
+/// A contract as it is now, with its merchant (for the ownership check).
+pub async fn load_contract(pool: &MySqlPool, nomor_kontrak: &str) -> Result<Option<(String, ContractView)>, DbError> {
+    let row = sqlx::query(
+        "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok,
+                bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset
+         FROM transactions WHERE nomor_kontrak = ?",
+    )
+    .bind(nomor_kontrak)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let installments = sqlx::query(
+        "SELECT billing_id, cicilan_ke, harga_cicilan, terbayar, tanggal_tagihan
+         FROM monthly_billings WHERE nomor_kontrak = ? ORDER BY cicilan_ke",
+    )
+    .bind(nomor_kontrak)
+    .fetch_all(pool)
+    .await?;
+    let user_id: String = r.try_get("user_id")?;
+    let limits = get_limits(pool, &user_id)
+        .await?
+        .ok_or_else(|| DbError::Corrupt("contract without limits".into()))?;
+    let tenor: u8 = r.try_get("tenor")?;
+    let rate: rust_decimal::Decimal = r.try_get("bunga_persen")?;
+    let signed: chrono::NaiveDateTime = r.try_get("tanggal_kontrak")?;
+    let view = ContractView {
+        nomor_kontrak: r.try_get("nomor_kontrak")?,
+        user_id,
+        tanggal_kontrak: format_instant(&from_naive(signed)),
+        otr: money(&r, "otr")?,
+        admin_fee: money(&r, "admin_fee")?,
+        harga_aset: money(&r, "harga_aset")?,
+        pokok: money(&r, "pokok")?,
+        bunga_persen: Rate::new(rate).map_err(|e| DbError::Corrupt(format!("bunga_persen: {e}")))?,
+        jumlah_bunga: money(&r, "jumlah_bunga")?,
+        jumlah_cicilan: money(&r, "jumlah_cicilan")?,
+        cicilan_bulanan: money(&r, "cicilan_bulanan")?,
+        tenor: Tenor::from_months(u32::from(tenor)).ok_or_else(|| DbError::Corrupt(format!("tenor {tenor}")))?,
+        nama_aset: r.try_get("nama_aset")?,
+        tagihan: installments.iter().map(installment_from_row).collect::<Result<_, _>>()?,
+        limit_tersisa: limits,
+    };
+    Ok(Some((r.try_get("merchant_id")?, view)))
+}
+
+/// One page of a user's installments in (`tanggal_tagihan`, `billing_id`) order, after the
+/// keyset position `after`.
+pub async fn billings_page<'e, E>(
+    executor: E,
+    user_id: &str,
+    after: Option<(NaiveDate, String)>,
+    limit: u32,
+) -> Result<Vec<(String, InstallmentView)>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let (date, id) = after.unwrap_or((NaiveDate::MIN, String::new()));
+    let rows = sqlx::query(
+        "SELECT billing_id, nomor_kontrak, cicilan_ke, harga_cicilan, terbayar, tanggal_tagihan
+         FROM monthly_billings
+         WHERE user_id = ? AND (tanggal_tagihan > ? OR (tanggal_tagihan = ? AND billing_id > ?))
+         ORDER BY tanggal_tagihan, billing_id
+         LIMIT ?",
+    )
+    .bind(user_id)
+    .bind(date)
+    .bind(date)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("nomor_kontrak")?, installment_from_row(r)?)))
+        .collect()
+}
+
+pub(crate) fn bill_from_row(r: &MySqlRow) -> Result<BillView, DbError> {
+    let paid_at: chrono::NaiveDateTime = r.try_get("tanggal_bayar")?;
+    let alokasi: String = r.try_get("alokasi")?;
+    Ok(BillView {
+        kode_bayar: r.try_get("kode_bayar")?,
+        nomor_kontrak: r.try_get("nomor_kontrak")?,
+        user_id: r.try_get("user_id")?,
+        terbayarkan: money(r, "terbayarkan")?,
+        total_tagihan: money(r, "total_tagihan")?,
+        sisa_tagihan_bulanan: money(r, "sisa_tagihan_bulanan")?,
+        tanggal_bayar: format_instant(&from_naive(paid_at)),
+        sisa_limit: money(r, "sisa_limit")?,
+        status_bayar: r.try_get("status_bayar")?,
+        alokasi: serde_json::from_str(&alokasi).map_err(|e| DbError::Corrupt(format!("alokasi: {e}")))?,
+    })
+}
+
+/// One page of a user's payments in (`tanggal_bayar`, `kode_bayar`) order.
+pub async fn bills_page<'e, E>(
+    executor: E,
+    user_id: &str,
+    after: Option<(chrono::NaiveDateTime, String)>,
+    limit: u32,
+) -> Result<Vec<BillView>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let (at, id) = after.unwrap_or((chrono::NaiveDateTime::MIN, String::new()));
+    let rows = sqlx::query(
+        "SELECT kode_bayar, nomor_kontrak, user_id, terbayarkan, total_tagihan, sisa_tagihan_bulanan,
+                tanggal_bayar, sisa_limit, status_bayar, alokasi
+         FROM bills
+         WHERE user_id = ? AND (tanggal_bayar > ? OR (tanggal_bayar = ? AND kode_bayar > ?))
+         ORDER BY tanggal_bayar, kode_bayar
+         LIMIT ?",
+    )
+    .bind(user_id)
+    .bind(at)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(bill_from_row).collect()
+}

@@ -1,0 +1,206 @@
+//! Merchants and their API keys. Secrets are stored encrypted under a master key; the
+//! plaintext exists only in the one line `xyzctl keys create` prints and in ingress memory.
+
+use super::{DbError, from_naive, to_naive};
+use crate::crypto::Keyring;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{MySqlPool, Row};
+
+/// The merchant every admin key belongs to.
+pub const PLATFORM_MERCHANT: &str = "PLATFORM";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Merchant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Merchant => "merchant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "merchant" => Some(Role::Merchant),
+            _ => None,
+        }
+    }
+}
+
+/// A key as the ingress needs it to verify requests.
+#[derive(Clone)]
+pub struct ActiveKey {
+    pub client_id: String,
+    pub merchant_id: String,
+    pub role: Role,
+    pub secret: Vec<u8>,
+    /// The previous secret while a rotation's grace period lasts.
+    pub previous_secret: Option<(Vec<u8>, DateTime<Utc>)>,
+    pub rate_per_second: Option<u32>,
+    pub rate_burst: Option<u32>,
+}
+
+impl std::fmt::Debug for ActiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveKey")
+            .field("client_id", &self.client_id)
+            .field("merchant_id", &self.merchant_id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub client_id: String,
+    pub merchant_id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+fn secret_aad(client_id: &str) -> Vec<u8> {
+    format!("api-key-secret:{client_id}").into_bytes()
+}
+
+/// The merchant a new key belongs to: its name, or the platform for admin keys.
+pub fn merchant_for(name: &str, role: Role) -> String {
+    match role {
+        Role::Admin => PLATFORM_MERCHANT.to_owned(),
+        Role::Merchant => name.to_owned(),
+    }
+}
+
+/// Stores a new key; returns the merchant id.
+pub async fn create_key(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+    client_id: &str,
+    name: &str,
+    role: Role,
+    secret: &str,
+) -> Result<String, DbError> {
+    let merchant_id = merchant_for(name, role);
+    let now = to_naive(Utc::now());
+    let (key_id, ciphertext) = keyring
+        .encrypt(secret.as_bytes(), &secret_aad(client_id))
+        .map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT IGNORE INTO merchants (merchant_id, created_at) VALUES (?, ?)")
+        .bind(&merchant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO api_keys (client_id, merchant_id, name, role, secret_key_id, secret_ciphertext, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(client_id)
+    .bind(&merchant_id)
+    .bind(name)
+    .bind(role.as_str())
+    .bind(key_id)
+    .bind(ciphertext)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(merchant_id)
+}
+
+/// Revokes a key; false when no active key has that id.
+pub async fn revoke_key(pool: &MySqlPool, client_id: &str) -> Result<bool, DbError> {
+    let now = to_naive(Utc::now());
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(client_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn list_keys(pool: &MySqlPool) -> Result<Vec<KeyInfo>, DbError> {
+    let rows = sqlx::query(
+        "SELECT client_id, merchant_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at, client_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let role: String = r.try_get("role")?;
+            let created: chrono::NaiveDateTime = r.try_get("created_at")?;
+            let revoked: Option<chrono::NaiveDateTime> = r.try_get("revoked_at")?;
+            Ok(KeyInfo {
+                client_id: r.try_get("client_id")?,
+                merchant_id: r.try_get("merchant_id")?,
+                name: r.try_get("name")?,
+                role: Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("role {role}")))?,
+                created_at: crate::status::format_instant(&from_naive(created)),
+                revoked_at: revoked.map(|t| crate::status::format_instant(&from_naive(t))),
+            })
+        })
+        .collect()
+}
+
+/// Every key that is not revoked, secrets decrypted: what the ingress verifies against.
+pub async fn load_active_keys(pool: &MySqlPool, keyring: &Keyring) -> Result<Vec<ActiveKey>, DbError> {
+    let rows = sqlx::query(
+        "SELECT client_id, merchant_id, role, secret_key_id, secret_ciphertext,
+                prev_secret_key_id, prev_secret_ciphertext, prev_secret_expires_at,
+                rate_per_second, rate_burst
+         FROM api_keys WHERE revoked_at IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let now = Utc::now();
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in rows {
+        let client_id: String = r.try_get("client_id")?;
+        let role: String = r.try_get("role")?;
+        let Some(role) = Role::parse(&role) else {
+            tracing::error!(%client_id, "api key with an unknown role is ignored");
+            continue;
+        };
+        let key_id: String = r.try_get("secret_key_id")?;
+        let ct: Vec<u8> = r.try_get("secret_ciphertext")?;
+        let secret = match keyring.decrypt(&key_id, &ct, &secret_aad(&client_id)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%client_id, error = %e, "api key secret does not decrypt; key ignored");
+                continue;
+            }
+        };
+        let prev_id: Option<String> = r.try_get("prev_secret_key_id")?;
+        let prev_ct: Option<Vec<u8>> = r.try_get("prev_secret_ciphertext")?;
+        let prev_exp: Option<chrono::NaiveDateTime> = r.try_get("prev_secret_expires_at")?;
+        let previous_secret = match (prev_id, prev_ct, prev_exp) {
+            (Some(id), Some(ct), Some(exp)) if from_naive(exp) > now => keyring
+                .decrypt(&id, &ct, &secret_aad(&client_id))
+                .ok()
+                .map(|s| (s, from_naive(exp))),
+            _ => None,
+        };
+        keys.push(ActiveKey {
+            merchant_id: r.try_get("merchant_id")?,
+            role,
+            secret,
+            previous_secret,
+            rate_per_second: r.try_get("rate_per_second")?,
+            rate_burst: r.try_get("rate_burst")?,
+            client_id,
+        });
+    }
+    Ok(keys)
+}

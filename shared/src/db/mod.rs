@@ -1,0 +1,105 @@
+//! MySQL/MariaDB: pool, migrations, error classification, and the queries every binary shares.
+
+pub mod audit;
+pub mod contracts;
+pub mod keys;
+pub mod outcomes;
+pub mod users;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Strict, and the same on MariaDB 10.11 and MySQL 8.4.
+pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sqlx(e) if is_unique_violation(e))
+    }
+}
+
+/// The pool for `url`, every connection in UTC with an explicit `sql_mode`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
+    let options = connect_options(url)?;
+    Ok(pool_options(max_connections).connect_lazy_with(options))
+}
+
+pub fn connect_options(url: &str) -> Result<MySqlConnectOptions, sqlx::Error> {
+    Ok(MySqlConnectOptions::from_str(url)?
+        .timezone(Some("+00:00".to_owned()))
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)))
+}
+
+pub fn pool_options(max_connections: u32) -> MySqlPoolOptions {
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(format!("SET SESSION sql_mode = '{SQL_MODE}'")))
+                    .await?;
+                Ok(())
+            })
+        })
+}
+
+fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    }
+}
+
+/// MariaDB reports no constraint name; the error number is what counts (1062).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    mysql_error_number(e) == Some(1062)
+}
+
+/// Errors after which the whole transaction may simply be run again: deadlock (1213), lock
+/// wait timeout (1205), server shutdown or a killed connection (1053, 1927, 2006, 2013), a
+/// lost or refused connection, or a pool that could not connect.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(_) => matches!(
+            mysql_error_number(e),
+            Some(1213 | 1205 | 1053 | 1927 | 2006 | 2013 | 1040 | 1317)
+        ),
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+pub fn to_naive(t: DateTime<Utc>) -> NaiveDateTime {
+    t.naive_utc()
+}
+
+pub fn from_naive(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+/// Readiness: one round trip.
+pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}

@@ -1,0 +1,155 @@
+//! External-id records and the outcomes of asynchronous calls.
+
+use super::users::IdempotencyRecord;
+use super::{DbError, from_naive, to_naive};
+use crate::envelope::RejectReason;
+use crate::messages::CallType;
+use crate::status::{CallState, CallStatus};
+use chrono::{DateTime, Utc};
+use sqlx::{MySql, Row};
+
+pub async fn insert_idempotency<'e, E>(executor: E, idem: &IdempotencyRecord<'_>, now: DateTime<Utc>) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    sqlx::query(
+        "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(idem.merchant_id)
+    .bind(idem.endpoint)
+    .bind(idem.external_id)
+    .bind(idem.api_call_id)
+    .bind(&idem.body_sha256[..])
+    .bind(to_naive(now))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The call that used an external id, and the SHA-256 of its body.
+pub async fn find_idempotency<'e, E>(
+    executor: E,
+    merchant_id: &str,
+    endpoint: &str,
+    external_id: &str,
+) -> Result<Option<(String, [u8; 32])>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let row = sqlx::query(
+        "SELECT api_call_id, body_sha256 FROM idempotency_keys WHERE merchant_id = ? AND endpoint = ? AND external_id = ?",
+    )
+    .bind(merchant_id)
+    .bind(endpoint)
+    .bind(external_id)
+    .fetch_optional(executor)
+    .await?;
+    row.map(|r| {
+        let call: String = r.try_get("api_call_id")?;
+        let sha: Vec<u8> = r.try_get("body_sha256")?;
+        let sha: [u8; 32] = sha
+            .try_into()
+            .map_err(|_| DbError::Corrupt("body_sha256 length".into()))?;
+        Ok((call, sha))
+    })
+    .transpose()
+}
+
+/// One decided asynchronous call.
+pub struct Outcome<'a> {
+    pub api_call_id: &'a str,
+    pub merchant_id: &'a str,
+    pub client_id: &'a str,
+    pub external_id: &'a str,
+    pub call_type: CallType,
+    pub state: CallState,
+    pub reason: Option<RejectReason>,
+    pub result: Option<&'a serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+}
+
+pub async fn insert_outcome<'e, E>(executor: E, o: &Outcome<'_>) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    sqlx::query(
+        "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(o.api_call_id)
+    .bind(o.merchant_id)
+    .bind(o.client_id)
+    .bind(o.external_id)
+    .bind(o.call_type.as_str())
+    .bind(o.state.as_str())
+    .bind(o.reason.map(RejectReason::as_str))
+    .bind(o.result.map(|v| v.to_string()))
+    .bind(to_naive(o.created_at))
+    .bind(to_naive(o.completed_at))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The stored outcome of a call and its merchant.
+pub async fn get_outcome<'e, E>(executor: E, api_call_id: &str) -> Result<Option<(String, CallStatus)>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let row = sqlx::query(
+        "SELECT api_call_id, merchant_id, call_type, status, reason, result, created_at, completed_at
+         FROM async_outcomes WHERE api_call_id = ?",
+    )
+    .bind(api_call_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let call_type: String = r.try_get("call_type")?;
+    let state: String = r.try_get("status")?;
+    let reason: Option<String> = r.try_get("reason")?;
+    let result: Option<String> = r.try_get("result")?;
+    let created: chrono::NaiveDateTime = r.try_get("created_at")?;
+    let completed: chrono::NaiveDateTime = r.try_get("completed_at")?;
+    let status = CallStatus {
+        api_call_id: r.try_get("api_call_id")?,
+        call_type: CallType::parse(&call_type).ok_or_else(|| DbError::Corrupt(format!("call_type {call_type}")))?,
+        status: CallState::parse(&state).ok_or_else(|| DbError::Corrupt(format!("status {state}")))?,
+        reason: reason.as_deref().and_then(RejectReason::parse),
+        created_at: from_naive(created),
+        completed_at: Some(from_naive(completed)),
+        result: result
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| DbError::Corrupt(format!("result: {e}")))?,
+    };
+    Ok(Some((r.try_get("merchant_id")?, status)))
+}
+
+/// An asynchronous call the ingress accepted (202) but no worker has decided yet, from the
+/// audit log: (merchant, type, accepted at).
+pub async fn find_accepted_call(
+    pool: &sqlx::MySqlPool,
+    api_call_id: &str,
+) -> Result<Option<(String, CallType, DateTime<Utc>)>, DbError> {
+    let row = sqlx::query(
+        "SELECT merchant_id, path, started_at FROM api_call_logs
+         WHERE api_call_id = ? AND http_status = 202 AND method = 'POST'",
+    )
+    .bind(api_call_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let merchant: Option<String> = r.try_get("merchant_id")?;
+    let path: String = r.try_get("path")?;
+    let started: chrono::NaiveDateTime = r.try_get("started_at")?;
+    let call_type = if path.starts_with("/transaction") {
+        CallType::Transaction
+    } else if path.starts_with("/payment") {
+        CallType::Payment
+    } else {
+        return Ok(None);
+    };
+    Ok(merchant.map(|m| (m, call_type, from_naive(started))))
+}

@@ -1,0 +1,308 @@
+//! Users, their encrypted NIK, and their per-tenor limits.
+
+use super::{DbError, from_naive, is_unique_violation, to_naive};
+use crate::contract::Tenor;
+use crate::crypto::Keyring;
+use crate::money::Money;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, MySqlPool, Row};
+use std::collections::BTreeMap;
+
+pub const NIK_AAD: &[u8] = b"users.nik";
+pub const NIK_INDEX_PURPOSE: &str = "nik";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserStatus {
+    Active,
+    Lock,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "ACTIVE",
+            UserStatus::Lock => "LOCK",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UserStatus> {
+        match s {
+            "ACTIVE" => Some(UserStatus::Active),
+            "LOCK" => Some(UserStatus::Lock),
+            _ => None,
+        }
+    }
+}
+
+/// `3201********0001`
+pub fn mask_nik(nik: &str) -> String {
+    if nik.len() == 16 && nik.is_ascii() {
+        format!("{}********{}", &nik[..4], &nik[12..])
+    } else {
+        "*".repeat(16)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LimitPair {
+    pub granted: Money,
+    pub available: Money,
+}
+
+/// `{"1": {"granted", "available"}, "2": …, "3": …, "6": …}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitsMap(pub BTreeMap<&'static str, LimitPair>);
+
+impl LimitsMap {
+    pub fn get(&self, tenor: Tenor) -> Option<LimitPair> {
+        self.0.get(tenor.key()).copied()
+    }
+}
+
+fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
+    let d: rust_decimal::Decimal = row.try_get(col)?;
+    Money::new(d).map_err(|e| DbError::Corrupt(format!("{col}: {e}")))
+}
+
+fn limits_from_row(row: &MySqlRow) -> Result<LimitsMap, DbError> {
+    let mut map = BTreeMap::new();
+    for tenor in Tenor::ALL {
+        let (granted, available) = tenor.limit_columns();
+        map.insert(
+            tenor.key(),
+            LimitPair {
+                granted: money(row, granted)?,
+                available: money(row, available)?,
+            },
+        );
+    }
+    Ok(LimitsMap(map))
+}
+
+const LIMIT_COLUMNS: &str = "limit_one_month, limit_two_month, limit_three_month, limit_sixth, available_one_month, available_two_month, available_three_month, available_sixth";
+
+/// The limits of a user, or `None` when there is no such user.
+pub async fn get_limits<'e, E>(executor: E, user_id: &str) -> Result<Option<LimitsMap>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {LIMIT_COLUMNS} FROM user_limit_balances WHERE user_id = ?"
+    )))
+    .bind(user_id)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(limits_from_row).transpose()
+}
+
+/// A validated `POST /create-user` body.
+#[derive(Clone)]
+pub struct NewUser {
+    pub nik: String,
+    pub full_name: String,
+    pub legal_name: String,
+    pub tempat_lahir: String,
+    pub tanggal_lahir: NaiveDate,
+    pub gaji: Money,
+    pub foto_ktp: String,
+    pub foto_selfie: String,
+    /// Granted limits by tenor, in `Tenor::ALL` order.
+    pub limits: [Money; 4],
+}
+
+/// A user as every endpoint returns it (SPEC §6).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub user_id: String,
+    pub user_status: UserStatus,
+    pub nik: String,
+    pub full_name: String,
+    pub legal_name: String,
+    pub tempat_lahir: String,
+    pub tanggal_lahir: String,
+    pub gaji: Money,
+    pub foto_ktp: String,
+    pub foto_selfie: String,
+    pub limits: LimitsMap,
+    pub created_at: String,
+}
+
+/// The idempotency record of a synchronous creation.
+pub struct IdempotencyRecord<'a> {
+    pub merchant_id: &'a str,
+    pub endpoint: &'a str,
+    pub external_id: &'a str,
+    pub api_call_id: &'a str,
+    pub body_sha256: [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("a user with this NIK exists")]
+    DuplicateNik,
+    #[error("external id already used by {original_api_call_id}")]
+    ExternalIdUsed {
+        original_api_call_id: String,
+        original_body_sha256: [u8; 32],
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for CreateUserError {
+    fn from(e: sqlx::Error) -> Self {
+        CreateUserError::Db(DbError::Sqlx(e))
+    }
+}
+
+/// Creates the user and its limits, atomically with the external id's MySQL record. A
+/// duplicate NIK keeps the external id used (SPEC §3: business rejections keep the claim).
+pub async fn create_user(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+    user_id: &str,
+    user: &NewUser,
+    idem: &IdempotencyRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<UserView, CreateUserError> {
+    let (key_id, ciphertext) = keyring
+        .encrypt(user.nik.as_bytes(), NIK_AAD)
+        .map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let blind = keyring.blind_index(NIK_INDEX_PURPOSE, &user.nik);
+    let masked = mask_nik(&user.nik);
+    let ts = to_naive(now);
+
+    let mut tx = pool.begin().await?;
+    if let Err(e) = super::outcomes::insert_idempotency(&mut *tx, idem, now).await {
+        if e.is_unique_violation() {
+            drop(tx);
+            let (original, sha) = super::outcomes::find_idempotency(pool, idem.merchant_id, idem.endpoint, idem.external_id)
+                .await?
+                .ok_or_else(|| DbError::Corrupt("idempotency row vanished".into()))?;
+            return Err(CreateUserError::ExternalIdUsed {
+                original_api_call_id: original,
+                original_body_sha256: sha,
+            });
+        }
+        return Err(e.into());
+    }
+    sqlx::query("SAVEPOINT create_user").execute(&mut *tx).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (user_id, user_status, nik_ciphertext, nik_key_id, nik_blind_index, nik_masked,
+            full_name, legal_name, tempat_lahir, tanggal_lahir, gaji, foto_ktp, foto_selfie,
+            created_by, api_call_id, created_at, updated_at)
+         VALUES (?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user_id)
+    .bind(ciphertext)
+    .bind(key_id)
+    .bind(&blind[..])
+    .bind(&masked)
+    .bind(&user.full_name)
+    .bind(&user.legal_name)
+    .bind(&user.tempat_lahir)
+    .bind(user.tanggal_lahir)
+    .bind(user.gaji.value())
+    .bind(&user.foto_ktp)
+    .bind(&user.foto_selfie)
+    .bind(idem.merchant_id)
+    .bind(idem.api_call_id)
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT create_user")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Err(CreateUserError::DuplicateNik);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let [l1, l2, l3, l6] = user.limits;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO user_limit_balances (user_id, {LIMIT_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )))
+    .bind(user_id)
+    .bind(l1.value())
+    .bind(l2.value())
+    .bind(l3.value())
+    .bind(l6.value())
+    .bind(l1.value())
+    .bind(l2.value())
+    .bind(l3.value())
+    .bind(l6.value())
+    .bind(ts)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    let mut limits = BTreeMap::new();
+    for (tenor, granted) in Tenor::ALL.into_iter().zip(user.limits) {
+        limits.insert(tenor.key(), LimitPair { granted, available: granted });
+    }
+    Ok(UserView {
+        user_id: user_id.to_owned(),
+        user_status: UserStatus::Active,
+        nik: masked,
+        full_name: user.full_name.clone(),
+        legal_name: user.legal_name.clone(),
+        tempat_lahir: user.tempat_lahir.clone(),
+        tanggal_lahir: user.tanggal_lahir.format("%Y-%m-%d").to_string(),
+        gaji: user.gaji,
+        foto_ktp: user.foto_ktp.clone(),
+        foto_selfie: user.foto_selfie.clone(),
+        limits: LimitsMap(limits),
+        created_at: crate::status::format_instant(&from_naive(ts)),
+    })
+}
+
+pub async fn get_user(pool: &MySqlPool, user_id: &str) -> Result<Option<UserView>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT u.user_id, u.user_status, u.nik_masked, u.full_name, u.legal_name, u.tempat_lahir,
+                u.tanggal_lahir, u.gaji, u.foto_ktp, u.foto_selfie, u.created_at, {LIMIT_COLUMNS}
+         FROM users u JOIN user_limit_balances b ON b.user_id = u.user_id
+         WHERE u.user_id = ?"
+    )))
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.try_get("user_status")?;
+    let born: NaiveDate = row.try_get("tanggal_lahir")?;
+    let created: chrono::NaiveDateTime = row.try_get("created_at")?;
+    Ok(Some(UserView {
+        user_id: row.try_get("user_id")?,
+        user_status: UserStatus::parse(&status)
+            .ok_or_else(|| DbError::Corrupt(format!("user_status {status}")))?,
+        nik: row.try_get("nik_masked")?,
+        full_name: row.try_get("full_name")?,
+        legal_name: row.try_get("legal_name")?,
+        tempat_lahir: row.try_get("tempat_lahir")?,
+        tanggal_lahir: born.format("%Y-%m-%d").to_string(),
+        gaji: money(&row, "gaji")?,
+        foto_ktp: row.try_get("foto_ktp")?,
+        foto_selfie: row.try_get("foto_selfie")?,
+        limits: limits_from_row(&row)?,
+        created_at: crate::status::format_instant(&from_naive(created)),
+    }))
+}
+
+/// Sets the status; `None` when there is no such user.
+pub async fn set_status(pool: &MySqlPool, user_id: &str, status: UserStatus) -> Result<Option<UserView>, DbError> {
+    let done = sqlx::query("UPDATE users SET user_status = ?, updated_at = ? WHERE user_id = ?")
+        .bind(status.as_str())
+        .bind(to_naive(Utc::now()))
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    // MySQL counts only changed rows, so 0 may mean "already so": the read tells.
+    let _ = done;
+    get_user(pool, user_id).await
+}

@@ -1,0 +1,227 @@
+//! Strict request bodies: exactly one JSON object, no duplicate keys, values kept as their raw
+//! JSON text so numbers are never routed through `f64` (SPEC §3, §4).
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// A body failure, in SPEC §3's order of checks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("{0}")]
+    Format(String),
+    #[error("unknown field `{0}`")]
+    UnknownKey(String),
+    #[error("`{0}` is mandatory")]
+    Missing(String),
+}
+
+/// A top-level JSON object, keys in body order, values as raw text.
+#[derive(Debug)]
+pub struct JsonObject<'a> {
+    fields: Vec<(String, &'a RawValue)>,
+}
+
+impl<'a> JsonObject<'a> {
+    /// Parses `bytes` as one JSON object with unique keys.
+    pub fn parse(bytes: &'a [u8]) -> Result<JsonObject<'a>, BodyError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(BodyError::Format("the body is empty".into()));
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let object = de
+            .deserialize_map(ObjectVisitor)
+            .map_err(|e| BodyError::Format(describe(&e)))?;
+        de.end()
+            .map_err(|_| BodyError::Format("the body holds more than one JSON value".into()))?;
+        Ok(object)
+    }
+
+    /// SPEC §3: unknown keys first (the first one in body order), then missing ones (the first
+    /// in `allowed` order; `null` counts as missing).
+    pub fn check_keys(&self, allowed: &[&str]) -> Result<(), BodyError> {
+        if let Some((k, _)) = self.fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            return Err(BodyError::UnknownKey(k.clone()));
+        }
+        for name in allowed {
+            if self.get(name).is_none() {
+                return Err(BodyError::Missing((*name).to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (key, raw value) pair in body order.
+    pub fn pairs(&self) -> &[(String, &'a RawValue)] {
+        &self.fields
+    }
+
+    /// The raw text of a field, `None` when absent or `null`.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.get())
+            .filter(|v| *v != "null")
+    }
+
+    /// A field as a JSON string; `None` when it is another JSON type.
+    pub fn get_str(&self, name: &str) -> Option<String> {
+        let raw = self.get(name)?;
+        if raw.starts_with('"') {
+            serde_json::from_str::<String>(raw).ok()
+        } else {
+            None
+        }
+    }
+}
+
+fn describe(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains("duplicate field") {
+        msg.split(" at line").next().unwrap_or("duplicate field").to_owned()
+    } else if msg.starts_with("invalid type") {
+        "the body must be one JSON object".to_owned()
+    } else {
+        format!("the body is not valid JSON ({})", msg)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = JsonObject<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("one JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(String, &'de RawValue)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format!("duplicate field `{key}`")));
+            }
+            let value: &'de RawValue = map.next_value()?;
+            fields.push((key, value));
+        }
+        Ok(JsonObject { fields })
+    }
+}
+
+/// True for `application/json`, with or without parameters such as `charset=utf-8`.
+pub fn is_json_content_type(value: Option<&str>) -> bool {
+    let Some(v) = value else { return false };
+    let mut parts = v.split(';');
+    let mime = parts.next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|p| {
+        let p = p.trim();
+        match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => p.is_empty(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keeps_numbers_as_text() {
+        let body = br#"{"a": 1e400, "b": 0.1000000000000000000000001, "c": "x", "d": null}"#;
+        let obj = JsonObject::parse(body).expect("valid");
+        assert_eq!(obj.get("a"), Some("1e400"));
+        assert_eq!(obj.get("b"), Some("0.1000000000000000000000001"));
+        assert_eq!(obj.get_str("c").as_deref(), Some("x"));
+        assert_eq!(obj.get("d"), None);
+        assert_eq!(obj.get_str("a"), None);
+    }
+
+    #[test]
+    fn rejects_everything_but_one_object() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"[]",
+            b"[{}]",
+            b"1",
+            b"\"x\"",
+            b"null",
+            b"{",
+            b"{} {}",
+            b"{\"a\":1,}",
+            b"{'a':1}",
+            b"\xff\xfe",
+            b"{\"a\":\"\xff\"}",
+        ] {
+            assert!(
+                matches!(JsonObject::parse(bad), Err(BodyError::Format(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_keys() {
+        let err = JsonObject::parse(br#"{"a":1,"b":2,"a":3}"#).expect_err("duplicate");
+        assert_eq!(err, BodyError::Format("duplicate field `a`".into()));
+    }
+
+    #[test]
+    fn deep_nesting_is_kept_raw_without_overflowing_the_stack() {
+        // Nested values are skipped, not recursed into: the field is then simply the wrong
+        // type for whatever it claims to be.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let obj = JsonObject::parse(deep.as_bytes()).expect("valid JSON");
+        assert!(obj.get("a").is_some_and(|v| v.starts_with('[')));
+        assert_eq!(obj.get_str("a"), None);
+    }
+
+    #[test]
+    fn checks_unknown_before_missing() {
+        let obj = JsonObject::parse(br#"{"x":1,"a":null}"#).expect("valid");
+        assert_eq!(
+            obj.check_keys(&["a", "b"]),
+            Err(BodyError::UnknownKey("x".into()))
+        );
+        let obj = JsonObject::parse(br#"{"b":1,"a":null}"#).expect("valid");
+        assert_eq!(
+            obj.check_keys(&["a", "b"]),
+            Err(BodyError::Missing("a".into()))
+        );
+        let obj = JsonObject::parse(br#"{"b":1,"a":2}"#).expect("valid");
+        assert_eq!(obj.check_keys(&["a", "b"]), Ok(()));
+    }
+
+    #[test]
+    fn content_type() {
+        assert!(is_json_content_type(Some("application/json")));
+        assert!(is_json_content_type(Some("Application/JSON; charset=UTF-8")));
+        assert!(!is_json_content_type(Some("application/json; charset=latin1")));
+        assert!(!is_json_content_type(Some("text/plain")));
+        assert!(!is_json_content_type(Some("application/jsonx")));
+        assert!(!is_json_content_type(None));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(obj) = JsonObject::parse(&bytes) {
+                let _ = obj.check_keys(&["a"]);
+            }
+        }
+
+        #[test]
+        fn never_panics_on_json_like_text(s in r#"[\{\}\[\]":,a-c0-9eE.\-+ ]{0,64}"#) {
+            let _ = JsonObject::parse(s.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! What the ingress, the workers and the operator CLI share: the domain (money, contract math,
+//! limits), the wire formats (envelope, commands, signatures), storage and configuration.
+
+pub mod amqp;
+pub mod config;
+pub mod contract;
+pub mod crypto;
+pub mod envelope;
+pub mod ids;
+pub mod json;
+pub mod messages;
+pub mod money;
+pub mod signature;
+pub mod telemetry;
+pub mod cache;
+pub mod db;
+pub mod status;

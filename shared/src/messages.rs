@@ -1,0 +1,171 @@
+//! Commands the ingress publishes and the workers consume.
+
+use crate::contract::ContractTerms;
+use crate::money::Money;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change; workers dead-letter versions they do not know.
+pub const COMMAND_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionPayload {
+    pub user_id: String,
+    #[serde(flatten)]
+    pub terms: ContractTerms,
+    pub nama_aset: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentPayload {
+    pub nomor_kontrak: String,
+    pub jumlah: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CommandPayload {
+    Transaction(TransactionPayload),
+    Payment(PaymentPayload),
+}
+
+impl CommandPayload {
+    pub fn call_type(&self) -> CallType {
+        match self {
+            CommandPayload::Transaction(_) => CallType::Transaction,
+            CommandPayload::Payment(_) => CallType::Payment,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallType {
+    Transaction,
+    Payment,
+}
+
+impl CallType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallType::Transaction => "TRANSACTION",
+            CallType::Payment => "PAYMENT",
+        }
+    }
+
+    /// The endpoint name external ids are scoped to.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            CallType::Transaction => "transaction",
+            CallType::Payment => "payment",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallType> {
+        match s {
+            "TRANSACTION" => Some(CallType::Transaction),
+            "PAYMENT" => Some(CallType::Payment),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub v: u32,
+    pub api_call_id: String,
+    pub merchant_id: String,
+    pub client_id: String,
+    pub external_id: String,
+    pub body_sha256: String,
+    /// The instant the ingress accepted the call: the contract or payment date.
+    pub accepted_at: DateTime<Utc>,
+    /// The Redis channel of an ingress holding a `Prefer: wait` request for this call.
+    pub reply_to: Option<String>,
+    #[serde(flatten)]
+    pub payload: CommandPayload,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("undecodable command: {0}")]
+    Malformed(String),
+    #[error("unknown command schema version {0}")]
+    UnknownVersion(u64),
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain structs of strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a delivery. The version is checked first so a future schema is reported as
+    /// such rather than as garbage.
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            v: u64,
+        }
+        let versioned: Versioned =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if versioned.v != u64::from(COMMAND_SCHEMA_VERSION) {
+            return Err(DecodeError::UnknownVersion(versioned.v));
+        }
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Tenor;
+    use crate::money::Rate;
+
+    fn sample() -> Command {
+        Command {
+            v: COMMAND_SCHEMA_VERSION,
+            api_call_id: "API_CALL_1".into(),
+            merchant_id: "m".into(),
+            client_id: "ck_1".into(),
+            external_id: "e".into(),
+            body_sha256: "00".into(),
+            accepted_at: Utc::now(),
+            reply_to: None,
+            payload: CommandPayload::Transaction(TransactionPayload {
+                user_id: "USR_1".into(),
+                terms: ContractTerms {
+                    otr: Money::from_cents(100_000),
+                    admin_fee: Money::from_cents(10_000),
+                    harga_aset: Money::from_cents(90_000),
+                    bunga_persen: Rate::parse_json("2.5").expect("valid"),
+                    tenor: Tenor::Three,
+                },
+                nama_aset: "Kulkas".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let c = sample();
+        assert_eq!(Command::decode(&c.encode()).expect("decodes"), c);
+    }
+
+    #[test]
+    fn rejects_unknown_versions_and_types() {
+        let mut json: serde_json::Value = serde_json::from_slice(&sample().encode()).expect("json");
+        json["v"] = 2.into();
+        assert!(matches!(
+            Command::decode(json.to_string().as_bytes()),
+            Err(DecodeError::UnknownVersion(2))
+        ));
+        json["v"] = 1.into();
+        json["type"] = "REFUND".into();
+        assert!(matches!(
+            Command::decode(json.to_string().as_bytes()),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(Command::decode(b"\x00garbage"), Err(DecodeError::Malformed(_))));
+    }
+}

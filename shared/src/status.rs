@@ -1,0 +1,108 @@
+//! The status object of an asynchronous call (SPEC §6, `GET /status`).
+
+use crate::envelope::RejectReason;
+use crate::messages::CallType;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl CallState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Pending => "PENDING",
+            CallState::Approved => "APPROVED",
+            CallState::Rejected => "REJECTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallState> {
+        match s {
+            "PENDING" => Some(CallState::Pending),
+            "APPROVED" => Some(CallState::Approved),
+            "REJECTED" => Some(CallState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStatus {
+    pub api_call_id: String,
+    #[serde(rename = "type")]
+    pub call_type: CallType,
+    pub status: CallState,
+    pub reason: Option<RejectReason>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_opt")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub result: Option<serde_json::Value>,
+}
+
+impl CallStatus {
+    pub fn pending(api_call_id: &str, call_type: CallType, created_at: DateTime<Utc>) -> CallStatus {
+        CallStatus {
+            api_call_id: api_call_id.to_owned(),
+            call_type,
+            status: CallState::Pending,
+            reason: None,
+            created_at,
+            completed_at: None,
+            result: None,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.status != CallState::Pending
+    }
+}
+
+/// RFC 3339 in UTC with a `Z` and microseconds, the format of every instant we answer with.
+pub fn format_instant(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_instant(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub mod rfc3339_opt {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&super::format_instant(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
