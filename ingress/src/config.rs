@@ -32,3 +32,12 @@ pub struct IngressConfig {
     #[command(flatten)]
     pub crypto: CryptoConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::IngressConfig::command().debug_assert();
+    }
+}

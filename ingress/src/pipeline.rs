@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 use shared::db::audit::AuditRow;
 use shared::db::keys::{ActiveKey, Role};
@@ -83,7 +83,7 @@ pub async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let started_at = Utc::now();
+    let started_at = Utc::now().trunc_subsecs(6);
     let t0 = Instant::now();
     let api_call_id = shared::ids::new_api_call_id();
     let method = req.method().as_str().to_owned();

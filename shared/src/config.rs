@@ -10,6 +10,7 @@ pub const DEV_BLIND_INDEX_KEY: &str = "ZGV2LW9ubHktYmxpbmQtaW5kZXgta2V5LXJvdGF0Z
 pub struct DatabaseConfig {
     /// MySQL/MariaDB URL of the application user (DML only).
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "mysql://xyz_app:xyz_app_local@127.0.0.1:3306/xyz",
@@ -17,22 +18,23 @@ pub struct DatabaseConfig {
     )]
     pub url: String,
     /// Connections in the pool.
-    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(id = "database_max_connections", long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
-    #[arg(long = "redis-url", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    #[arg(id = "redis_url", long = "redis-url", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub url: String,
     /// Prefix of every Redis key and channel this deployment uses.
-    #[arg(long = "redis-prefix", env = "REDIS_PREFIX", default_value = "xyz")]
+    #[arg(id = "redis_prefix", long = "redis-prefix", env = "REDIS_PREFIX", default_value = "xyz")]
     pub prefix: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AmqpConfig {
     #[arg(
+        id = "amqp_url",
         long = "amqp-url",
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -40,7 +42,7 @@ pub struct AmqpConfig {
     )]
     pub url: String,
     /// Prefix of the exchange and queue names (see `rabbitmq/definitions.json` for `xyz`).
-    #[arg(long = "amqp-prefix", env = "AMQP_PREFIX", default_value = "xyz")]
+    #[arg(id = "amqp_prefix", long = "amqp-prefix", env = "AMQP_PREFIX", default_value = "xyz")]
     pub prefix: String,
 }
 

@@ -55,6 +55,12 @@ pub struct BillView {
     pub alokasi: Vec<Allocation>,
 }
 
+/// Before any row: DATETIME's own lower bound (chrono's MIN does not encode).
+const KEYSET_START: chrono::NaiveDateTime = match NaiveDate::from_ymd_opt(1000, 1, 1) {
+    Some(d) => d.and_time(chrono::NaiveTime::MIN),
+    None => chrono::NaiveDateTime::MIN,
+};
+
 pub(crate) fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
     let d: rust_decimal::Decimal = row.try_get(col)?;
     Money::new(d).map_err(|e| DbError::Corrupt(format!("{col}: {e}")))
@@ -131,7 +137,7 @@ pub async fn billings_page<'e, E>(
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
-    let (date, id) = after.unwrap_or((NaiveDate::MIN, String::new()));
+    let (date, id) = after.unwrap_or((KEYSET_START.date(), String::new()));
     let rows = sqlx::query(
         "SELECT billing_id, nomor_kontrak, cicilan_ke, harga_cicilan, terbayar, tanggal_tagihan
          FROM monthly_billings
@@ -178,7 +184,7 @@ pub async fn bills_page<'e, E>(
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
-    let (at, id) = after.unwrap_or((chrono::NaiveDateTime::MIN, String::new()));
+    let (at, id) = after.unwrap_or((KEYSET_START, String::new()));
     let rows = sqlx::query(
         "SELECT kode_bayar, nomor_kontrak, user_id, terbayarkan, total_tagihan, sisa_tagihan_bulanan,
                 tanggal_bayar, sisa_limit, status_bayar, alokasi

@@ -1,0 +1,175 @@
+//! Consuming: manual acks, batches, in-process retries, dead-lettering of poison only.
+
+use crate::config::WorkerConfig;
+use crate::unit::{Decision, apply_batch, lock_order};
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Consumer};
+use lapin::message::Delivery;
+use shared::amqp::Topology;
+use shared::cache::{Cache, StatusRecord};
+use shared::messages::Command;
+use sqlx::MySqlPool;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub pool: MySqlPool,
+    pub cache: Cache,
+    pub topology: Topology,
+    pub config: WorkerConfig,
+}
+
+/// Runs one consumer until `stop` flips, reconnecting with backoff whenever the broker goes
+/// away. Unacked deliveries of a dead channel are redelivered by the broker, and the
+/// idempotency rows make a second application impossible.
+pub async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(100);
+    while !*stop.borrow() {
+        match open(&deps, index).await {
+            Ok((conn, channel, consumer)) => {
+                delay = Duration::from_millis(100);
+                tracing::info!(consumer = index, queue = %deps.topology.command_queue(), "consuming");
+                consume(&deps, &channel, consumer, &mut stop).await;
+                // Closing returns prefetched, unprocessed deliveries to the queue at once.
+                let _ = channel.close(200, "worker stopping".into()).await;
+                let _ = conn.close(200, "worker stopping".into()).await;
+            }
+            Err(e) => {
+                tracing::warn!(consumer = index, error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unavailable");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn open(deps: &Deps, index: usize) -> lapin::Result<(lapin::Connection, Channel, Consumer)> {
+    let conn = shared::amqp::connect(&deps.config.amqp.url, &format!("worker-{index}")).await?;
+    let channel = conn.create_channel().await?;
+    deps.topology.declare(&channel).await?;
+    // Per-consumer prefetch (global: false; global QoS closes quorum-queue channels).
+    channel
+        .basic_qos(deps.config.prefetch, BasicQosOptions { global: false })
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            deps.topology.command_queue().into(),
+            format!("worker-{}-{index}", std::process::id()).into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((conn, channel, consumer))
+}
+
+async fn consume(deps: &Deps, _channel: &Channel, mut consumer: Consumer, stop: &mut watch::Receiver<bool>) {
+    let max = deps.config.batch_size.max(1);
+    let linger = Duration::from_millis(deps.config.batch_linger_ms);
+    loop {
+        // Wait for the first delivery of a batch, or for the stop signal.
+        let first = tokio::select! {
+            d = consumer.next() => d,
+            _ = stop.changed() => return,
+        };
+        let mut deliveries = match first {
+            Some(Ok(d)) => vec![d],
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer failed; reconnecting");
+                return;
+            }
+            None => return,
+        };
+        // Then whatever else arrives within the linger time, up to the batch size.
+        let deadline = tokio::time::Instant::now() + linger;
+        while deliveries.len() < max {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => deliveries.push(d),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "consumer failed mid-batch");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // A batch in hand is always finished, even when stopping: commit, then ack.
+        if !process_batch(deps, deliveries).await {
+            return;
+        }
+    }
+}
+
+/// Decodes, applies, commits, acks, then publishes. Returns false when the channel is gone.
+async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
+    let mut commands: Vec<(Command, Delivery)> = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        match Command::decode(&d.data) {
+            Ok(c) => commands.push((c, d)),
+            Err(e) => {
+                tracing::error!(error = %e, delivery_tag = d.delivery_tag, "poison message; dead-lettering");
+                if d.nack(BasicNackOptions { requeue: false, multiple: false }).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    if commands.is_empty() {
+        return true;
+    }
+    commands.sort_by_key(|(c, _)| lock_order(c));
+    let refs: Vec<&Command> = commands.iter().map(|(c, _)| c).collect();
+
+    let pool = deps.pool.clone();
+    let decisions = (|| async { apply_batch(&pool, &refs).await })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_secs(5))
+                .with_jitter()
+                .without_max_times(),
+        )
+        .notify(|e, after| {
+            tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, batch = refs.len(), "batch failed; retrying")
+        })
+        .await;
+    let decisions = match decisions {
+        Ok(d) => d,
+        Err(e) => {
+            // Unreachable with unlimited retries; leave the deliveries to be redelivered.
+            tracing::error!(error = %e, "batch abandoned");
+            return false;
+        }
+    };
+
+    let mut finals: Vec<(StatusRecord, Option<String>)> = Vec::with_capacity(decisions.len());
+    let mut channel_ok = true;
+    for ((command, delivery), decision) in commands.iter().zip(decisions) {
+        let acked = match decision {
+            Decision::Final(record) => {
+                tracing::info!(
+                    api_call_id = %command.api_call_id,
+                    status = record.status.status.as_str(),
+                    reason = record.status.reason.map(|r| r.as_str()).unwrap_or(""),
+                    "decided"
+                );
+                finals.push((record, command.reply_to.clone()));
+                delivery.ack(BasicAckOptions::default()).await
+            }
+            Decision::Poison(_) => delivery.nack(BasicNackOptions { requeue: false, multiple: false }).await,
+        };
+        if let Err(e) = acked {
+            tracing::warn!(error = %e, api_call_id = %command.api_call_id, "ack failed; the broker will redeliver and the outcome will be reported again");
+            channel_ok = false;
+        }
+    }
+    if let Err(e) = deps.cache.publish_final(&finals).await {
+        tracing::warn!(error = %e, "statuses not cached; GET /status reads MySQL");
+    }
+    channel_ok
+}

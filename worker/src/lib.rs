@@ -1,0 +1,54 @@
+//! The worker: consumes commands with manual acks, applies each batch in one MySQL
+//! transaction, acks after the commit, then caches statuses and answers waiting ingresses.
+
+pub mod config;
+pub mod consumer;
+pub mod handlers;
+pub mod unit;
+
+use config::WorkerConfig;
+use consumer::{Deps, run_consumer};
+use shared::amqp::Topology;
+use shared::cache::Cache;
+use sqlx::MySqlPool;
+use std::future::Future;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Runs the consumers until `shutdown` resolves; each finishes, commits and acks the batch it
+/// holds, then closes its channel so prefetched deliveries return to the queue.
+pub async fn run<F>(config: WorkerConfig, pool: Option<MySqlPool>, shutdown: F) -> Result<(), WorkerError>
+where
+    F: Future<Output = ()>,
+{
+    let pool = match pool {
+        Some(p) => p,
+        None => shared::db::connect(&config.database.url, config.database.max_connections)
+            .await
+            .map_err(|e| WorkerError::Config(format!("DATABASE_URL: {e}")))?,
+    };
+    let redis = shared::cache::connect(&config.redis.url).map_err(|e| WorkerError::Config(format!("REDIS_URL: {e}")))?;
+    let deps = Deps {
+        pool,
+        cache: Cache::new(redis, &config.redis.prefix),
+        topology: Topology::new(&config.amqp.prefix),
+        config: config.clone(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let handles: Vec<_> = (0..config.concurrency.max(1))
+        .map(|i| tokio::spawn(run_consumer(deps.clone(), i, stop_rx.clone())))
+        .collect();
+    shutdown.await;
+    tracing::info!("stopping: finishing the batches in hand");
+    let _ = stop_tx.send(true);
+    for h in handles {
+        let _ = h.await;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
