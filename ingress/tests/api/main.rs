@@ -1,0 +1,9 @@
+//! Integration tests: the real ingress on port 0, real workers as tasks, the real MariaDB
+//! (a database per test), Redis and RabbitMQ (a key and queue prefix per test).
+
+mod helpers;
+
+mod auth;
+mod pipeline;
+mod transactions;
+mod users;
