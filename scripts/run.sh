@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Starts the whole engine locally: services ensured, database and app user created,
+# migrations applied, two workers and the ingress running, demo keys and a demo user printed.
+# Safe to run again: it restarts the engine's processes and keeps the data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+STATE=.local
+mkdir -p "$STATE/logs"
+ensure_services
+
+DB_NAME="${DB_NAME:-xyz}"
+APP_USER="${APP_DB_USER:-xyz_app}"
+APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
+export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"
+export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-mysql://root@127.0.0.1:3306/$DB_NAME}"
+export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:8080}"
+
+# Keys for data at rest: generated once per checkout, kept in .local (never committed).
+if [ ! -f "$STATE/keys.env" ]; then
+  say "generating local master and blind-index keys in $STATE/keys.env"
+  umask 077
+  {
+    echo "MASTER_KEYS=local1=$(head -c 32 /dev/urandom | base64)"
+    echo "MASTER_KEY_ID=local1"
+    echo "BLIND_INDEX_KEY=$(head -c 32 /dev/urandom | base64)"
+  } > "$STATE/keys.env"
+fi
+set -a; source "$STATE/keys.env"; set +a
+
+say "building release binaries"
+cargo build --release --bins -q
+BIN=target/release
+
+say "migrating $DB_NAME"
+"$BIN/xyzctl" migrate
+say "app user $APP_USER: data rights only (no DDL)"
+mariadb -uroot <<SQL
+CREATE USER IF NOT EXISTS '$APP_USER'@'127.0.0.1' IDENTIFIED BY '$APP_PASSWORD';
+CREATE USER IF NOT EXISTS '$APP_USER'@'localhost' IDENTIFIED BY '$APP_PASSWORD';
+GRANT SELECT, INSERT, UPDATE ON \`$DB_NAME\`.* TO '$APP_USER'@'127.0.0.1';
+GRANT SELECT, INSERT, UPDATE ON \`$DB_NAME\`.* TO '$APP_USER'@'localhost';
+SQL
+
+say "stopping engine processes from an earlier run"
+for f in "$STATE"/*.pid; do
+  [ -f "$f" ] || continue
+  kill "$(cat "$f")" 2>/dev/null || true
+  rm -f "$f"
+done
+sleep 1
+
+for i in 1 2; do
+  WORKER_CONCURRENCY=2 nohup "$BIN/worker" >"$STATE/logs/worker-$i.log" 2>&1 &
+  echo $! > "$STATE/worker-$i.pid"
+done
+INGRESS_ID=ingress-1 nohup "$BIN/ingress" >"$STATE/logs/ingress-1.log" 2>&1 &
+echo $! > "$STATE/ingress-1.pid"
+BASE_URL="http://$LISTEN_ADDR"
+for _ in $(seq 1 50); do curl -fs "$BASE_URL/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fs "$BASE_URL/readyz" >/dev/null || { say "ingress not ready; see $STATE/logs"; exit 1; }
+
+if [ ! -f "$STATE/admin.json" ]; then
+  "$BIN/xyzctl" keys create --name platform --role admin > "$STATE/admin.json"
+  "$BIN/xyzctl" keys create --name demo-merchant --role merchant > "$STATE/merchant.json"
+  chmod 600 "$STATE"/*.json
+fi
+ADMIN_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$STATE/admin.json")
+ADMIN_SECRET=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["secret"])' "$STATE/admin.json")
+
+say "demo: creating a user"
+NIK="3201$(date +%s%N | tail -c 13)"
+USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$BASE_URL EXTERNAL_ID="demo-user-$NIK" \
+  python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Budi Santoso\",\"legal_name\":\"Budi Santoso\",\"tempat_lahir\":\"Bandung\",\"tanggal_lahir\":\"1997-03-02\",\"gaji\":12000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":100000,\"limit_two_month\":300000,\"limit_three_month\":500000,\"limit_sixth\":10000000}")
+echo "$USER_JSON"
+USER_ID=$(echo "$USER_JSON" | python3 -c 'import json,sys;print(json.loads(sys.stdin.read().split(" ",1)[1])["message_data"]["user_id"])')
+
+cat <<TXT
+
+The engine is running: ingress on $BASE_URL, two workers. Logs in $STATE/logs, keys in $STATE.
+Demo admin key:    $(cat "$STATE/admin.json")
+Demo merchant key: $(cat "$STATE/merchant.json")
+Demo user:         $USER_ID
+
+Try a checkout with the merchant key (scripts/sign.py signs per SPEC §2):
+  CLIENT_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$STATE/merchant.json") \\
+  CLIENT_SECRET=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["secret"])' "$STATE/merchant.json") \\
+  BASE_URL=$BASE_URL EXTERNAL_ID=ORDER-\$RANDOM PREFER=wait=5 \\
+  python3 scripts/sign.py POST /transaction '{"user_id":"$USER_ID","otr":1000,"admin_fee":100,"harga_aset":900,"bunga_persen":2.5,"tenor":3,"nama_aset":"Kulkas 2 Pintu"}'
+Stop everything: scripts/stop.sh
+TXT

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: unit and property tests, then the integration tests against the real
+# MariaDB, Redis and RabbitMQ (each test on its own database, queue names and key prefix).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_services
+command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo install --locked cargo-nextest; }
+
+# Integration tests create one database per test on this server (root, local socket).
+export DATABASE_URL="${TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306/xyz_test}"
+export RUST_LOG="${RUST_LOG:-warn}"
+
+say "removing queues left by earlier interrupted test runs"
+rabbitmqctl -q list_queues name 2>/dev/null | grep -E '^t_[0-9a-f]{12}\.' | while read -r q; do
+  rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+done
+
+say "cargo nextest run --workspace"
+cargo nextest run --workspace --no-fail-fast "$@"
