@@ -17,5 +17,11 @@ rabbitmqctl -q list_queues name 2>/dev/null | grep -E '^t_[0-9a-f]{12}\.' | whil
   rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
 done
 
-say "cargo nextest run --workspace"
-cargo nextest run --workspace --no-fail-fast "$@"
+say "building every binary (process tests start real workers)"
+cargo build --workspace --bins -q
+
+say "unit, property and integration tests"
+cargo nextest run --workspace --no-fail-fast -E 'not binary(faults)' "$@"
+
+say "fault tests (they stop shared services, so they run alone, last)"
+cargo nextest run --workspace --no-fail-fast -E 'binary(faults)' --test-threads 1 "$@"

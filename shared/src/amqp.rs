@@ -281,6 +281,49 @@ async fn open_confirm_channel(url: &str, name: &str, topology: &Topology) -> lap
 mod tests {
     use super::*;
 
+    /// `rabbitmq/definitions.json` (what the compose file's broker loads) must declare exactly
+    /// what the processes declare, or the second declaration closes the channel with 406.
+    #[test]
+    fn committed_definitions_match_the_topology_in_code() {
+        let defs: serde_json::Value =
+            serde_json::from_str(include_str!("../../rabbitmq/definitions.json")).expect("valid JSON");
+        let t = Topology::new("xyz");
+        let queue = |name: &str| {
+            defs["queues"]
+                .as_array()
+                .expect("queues")
+                .iter()
+                .find(|q| q["name"] == name)
+                .unwrap_or_else(|| panic!("queue {name} missing"))
+                .clone()
+        };
+        let as_json = |args: Vec<(&'static str, ArgValue)>| {
+            let mut m = serde_json::Map::new();
+            for (k, v) in args {
+                let v = match v {
+                    ArgValue::Str(s) => serde_json::Value::String(s),
+                    ArgValue::Int(i) => serde_json::Value::from(i),
+                };
+                m.insert(k.to_owned(), v);
+            }
+            serde_json::Value::Object(m)
+        };
+        let commands = queue(&t.command_queue());
+        assert_eq!(commands["durable"], true);
+        assert_eq!(commands["arguments"], as_json(t.command_queue_args()));
+        let dlq = queue(&t.dead_letter_queue());
+        assert_eq!(dlq["durable"], true);
+        assert_eq!(dlq["arguments"], as_json(t.dead_letter_queue_args()));
+        assert_eq!(defs["queues"].as_array().map(Vec::len), Some(2));
+        let exchange = &defs["exchanges"][0];
+        assert_eq!(exchange["name"], t.dead_letter_exchange());
+        assert_eq!(exchange["type"], "direct");
+        let binding = &defs["bindings"][0];
+        assert_eq!(binding["source"], t.dead_letter_exchange());
+        assert_eq!(binding["destination"], t.dead_letter_queue());
+        assert_eq!(binding["routing_key"], t.dead_letter_queue());
+    }
+
     #[test]
     fn names_follow_the_prefix() {
         let t = Topology::new("xyz");

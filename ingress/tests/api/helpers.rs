@@ -2,7 +2,10 @@
 
 use ingress::config::IngressConfig;
 use ingress::startup::Application;
-use lapin::options::QueueDeleteOptions;
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use rust_decimal::Decimal;
+use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 use shared::db::keys::{Role, create_key};
 use shared::signature::{sign, string_to_sign};
@@ -260,12 +263,6 @@ impl TestApp {
         delete_queues(&self.prefix).await;
     }
 
-    pub fn stop_workers(&mut self) {
-        for tx in self.worker_stop.drain(..) {
-            let _ = tx.send(());
-        }
-    }
-
     pub fn add_worker(&mut self) {
         let tx = spawn_worker(&self.pool, &self.prefix);
         self.worker_stop.push(tx);
@@ -318,4 +315,149 @@ pub fn transaction_body(user_id: &str, otr: &str, fee: &str, aset: &str, rate: &
     format!(
         r#"{{"user_id":"{user_id}","otr":{otr},"admin_fee":{fee},"harga_aset":{aset},"bunga_persen":{rate},"tenor":{tenor},"nama_aset":"Kulkas 2 Pintu"}}"#
     )
+}
+
+/// The worker binary next to this test binary (target/debug/worker); `scripts/test.sh`
+/// builds every binary of the workspace first.
+fn worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("worker");
+    assert!(bin.exists(), "{} missing: run the tests with scripts/test.sh (it builds all binaries)", bin.display());
+    bin
+}
+
+pub fn database_url(pool: &sqlx::MySqlPool) -> String {
+    let opts = pool.connect_options();
+    let db = opts.get_database().expect("test database name");
+    format!("mysql://root@127.0.0.1:3306/{db}")
+}
+
+pub struct WorkerProcess(pub Child);
+
+impl WorkerProcess {
+    pub fn start(app: &TestApp) -> WorkerProcess {
+        let child = Command::new(worker_binary())
+            .env("DATABASE_URL", database_url(&app.pool))
+            .env("AMQP_PREFIX", &app.prefix)
+            .env("REDIS_PREFIX", &app.prefix)
+            .env("WORKER_CONCURRENCY", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker starts");
+        WorkerProcess(child)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        self.0.wait().expect("worker exits")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn submit_burst(app: &TestApp, users: &[String], n: usize) -> Vec<String> {
+    let mut calls = Vec::with_capacity(n);
+    let bodies: Vec<String> = (0..n)
+        .map(|i| transaction_body(&users[i % users.len()], "150.25", "0", "150.25", "1", [1, 2, 3, 6][i % 4]))
+        .collect();
+    for chunk in bodies.chunks(25) {
+        let ids: Vec<String> = chunk.iter().map(|_| fresh_id()).collect();
+        let rs = futures_util::future::join_all(chunk.iter().zip(&ids).map(|(b, id)| {
+            app.send(&app.merchant, "POST", "/transaction", Some(id), Some(b.as_bytes()), &[])
+        }))
+        .await;
+        for r in rs {
+            assert_eq!(r.status, 202, "{}", r.body);
+            calls.push(r.body["api_call_id"].as_str().expect("id").to_owned());
+        }
+    }
+    calls
+}
+
+pub async fn assert_all_final(app: &TestApp, calls: &[String]) {
+    for call in calls {
+        let s = app.wait_final(&app.merchant, call).await;
+        assert!(s["status"] == "APPROVED" || s["reason"] == "INSUFFICIENT_LIMIT", "{s}");
+    }
+}
+
+pub async fn dead_letter_count(prefix: &str) -> u32 {
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test").await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let q = ch
+        .queue_declare(
+            shared::amqp::Topology::new(prefix).dead_letter_queue().into(),
+            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("dlq exists");
+    let _ = conn.close(200, "bye".into()).await;
+    q.message_count()
+}
+
+/// Deletes every Redis key of this test's deployment, as a FLUSHALL would.
+pub async fn forget_redis(app: &TestApp) {
+    let mut c = app.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", app.prefix))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
+    }
+}
+
+/// SPEC §5 for every user and tenor: available = granted − Σ approved + Σ paid, within bounds.
+pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
+    let rows: Vec<(String, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT user_id, limit_one_month, limit_two_month, limit_three_month, limit_sixth,
+                available_one_month, available_two_month, available_three_month, available_sixth
+         FROM user_limit_balances",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("limits");
+    for (user, g1, g2, g3, g6, a1, a2, a3, a6) in rows {
+        for (tenor, granted, available) in [(1u8, g1, a1), (2, g2, a2), (3, g3, a3), (6, g6, a6)] {
+            let debited: Option<Decimal> = sqlx::query_scalar("SELECT SUM(jumlah_cicilan) FROM transactions WHERE user_id = ? AND tenor = ?")
+                .bind(&user)
+                .bind(tenor)
+                .fetch_one(pool)
+                .await
+                .expect("sum");
+            let paid: Option<Decimal> = sqlx::query_scalar(
+                "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
+            )
+            .bind(&user)
+            .bind(tenor)
+            .fetch_one(pool)
+            .await
+            .expect("sum");
+            let expected = granted - debited.unwrap_or_default() + paid.unwrap_or_default();
+            assert_eq!(available, expected, "user {user} tenor {tenor}");
+            assert!(available >= Decimal::ZERO && available <= granted, "user {user} tenor {tenor}: {available}");
+        }
+    }
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT merchant_id, external_id FROM transactions GROUP BY merchant_id, external_id HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count");
+    assert_eq!(doubled, 0, "an external id has two contracts");
 }

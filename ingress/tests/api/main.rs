@@ -5,5 +5,6 @@ mod helpers;
 
 mod auth;
 mod pipeline;
+mod processes;
 mod transactions;
 mod users;

@@ -3,7 +3,6 @@
 
 use crate::helpers::*;
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 
 async fn submit(app: &TestApp, key: &Key, body: &str) -> Resp {
     app.send(key, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[])
@@ -250,19 +249,6 @@ async fn one_external_id_gives_one_contract_under_concurrent_submissions(pool: s
     app.shutdown().await;
 }
 
-/// Deletes every Redis key of this test's deployment, as a FLUSHALL would.
-pub async fn forget_redis(app: &TestApp) {
-    let mut c = app.redis.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", app.prefix))
-        .query_async(&mut c)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
-    }
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn limit_equation_holds_under_a_burst_with_two_workers(pool: sqlx::MySqlPool) {
     let mut app = spawn_app_with(pool, 2).await;
@@ -298,42 +284,3 @@ async fn limit_equation_holds_under_a_burst_with_two_workers(pool: sqlx::MySqlPo
     app.shutdown().await;
 }
 
-/// SPEC §5 for every user and tenor: available = granted − Σ approved + Σ paid, within bounds.
-pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
-    let rows: Vec<(String, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT user_id, limit_one_month, limit_two_month, limit_three_month, limit_sixth,
-                available_one_month, available_two_month, available_three_month, available_sixth
-         FROM user_limit_balances",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("limits");
-    for (user, g1, g2, g3, g6, a1, a2, a3, a6) in rows {
-        for (tenor, granted, available) in [(1u8, g1, a1), (2, g2, a2), (3, g3, a3), (6, g6, a6)] {
-            let debited: Option<Decimal> = sqlx::query_scalar("SELECT SUM(jumlah_cicilan) FROM transactions WHERE user_id = ? AND tenor = ?")
-                .bind(&user)
-                .bind(tenor)
-                .fetch_one(pool)
-                .await
-                .expect("sum");
-            let paid: Option<Decimal> = sqlx::query_scalar(
-                "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
-            )
-            .bind(&user)
-            .bind(tenor)
-            .fetch_one(pool)
-            .await
-            .expect("sum");
-            let expected = granted - debited.unwrap_or_default() + paid.unwrap_or_default();
-            assert_eq!(available, expected, "user {user} tenor {tenor}");
-            assert!(available >= Decimal::ZERO && available <= granted, "user {user} tenor {tenor}: {available}");
-        }
-    }
-    let doubled: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT merchant_id, external_id FROM transactions GROUP BY merchant_id, external_id HAVING COUNT(*) > 1) d",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("count");
-    assert_eq!(doubled, 0, "an external id has two contracts");
-}
