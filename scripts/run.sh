@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the whole engine locally: services ensured, database and app user created,
-# migrations applied, two workers and the ingress running, demo keys and a demo user printed.
+# migrations applied, nginx in front of two ingresses, two workers, demo keys and a demo user
+# printed.
 # Safe to run again: it restarts the engine's processes and keeps the data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,13 +10,14 @@ source scripts/lib.sh
 STATE=.local
 mkdir -p "$STATE/logs"
 ensure_services
+ensure_packages nginx curl
 
 DB_NAME="${DB_NAME:-xyz}"
 APP_USER="${APP_DB_USER:-xyz_app}"
 APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
 export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"
 export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-mysql://root@127.0.0.1:3306/$DB_NAME}"
-export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:8080}"
+HTTP_PORT="${HTTP_PORT:-8080}"
 
 # Keys for data at rest: generated once per checkout, kept in .local (never committed).
 if [ ! -f "$STATE/keys.env" ]; then
@@ -55,11 +57,23 @@ for i in 1 2; do
   WORKER_CONCURRENCY=2 nohup "$BIN/worker" >"$STATE/logs/worker-$i.log" 2>&1 &
   echo $! > "$STATE/worker-$i.pid"
 done
-INGRESS_ID=ingress-1 nohup "$BIN/ingress" >"$STATE/logs/ingress-1.log" 2>&1 &
-echo $! > "$STATE/ingress-1.pid"
-BASE_URL="http://$LISTEN_ADDR"
+for i in 1 2; do
+  INGRESS_ID=ingress-$i LISTEN_ADDR=127.0.0.1:$((HTTP_PORT + i)) nohup "$BIN/ingress" >"$STATE/logs/ingress-$i.log" 2>&1 &
+  echo $! > "$STATE/ingress-$i.pid"
+done
+
+say "nginx on :$HTTP_PORT in front of the ingresses on :$((HTTP_PORT + 1)) and :$((HTTP_PORT + 2))"
+mkdir -p "$STATE/nginx"
+sed -e "s/server ingress-1:8080/server 127.0.0.1:$((HTTP_PORT + 1))/" \
+    -e "s/server ingress-2:8080/server 127.0.0.1:$((HTTP_PORT + 2))/" \
+    -e "s/listen 8080 reuseport/listen 127.0.0.1:$HTTP_PORT reuseport/" nginx.conf > "$STATE/nginx/nginx.conf"
+nohup nginx -c "$PWD/$STATE/nginx/nginx.conf" -g "pid $PWD/$STATE/nginx/nginx.pid; daemon off;" \
+  >"$STATE/logs/nginx-access.log" 2>"$STATE/logs/nginx-error.log" &
+echo $! > "$STATE/nginx.pid"
+
+BASE_URL="http://127.0.0.1:$HTTP_PORT"
 for _ in $(seq 1 50); do curl -fs "$BASE_URL/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-curl -fs "$BASE_URL/readyz" >/dev/null || { say "ingress not ready; see $STATE/logs"; exit 1; }
+curl -fs "$BASE_URL/readyz" >/dev/null || { say "engine not ready; see $STATE/logs"; exit 1; }
 
 if [ ! -f "$STATE/admin.json" ]; then
   "$BIN/xyzctl" keys create --name platform --role admin > "$STATE/admin.json"
@@ -78,7 +92,8 @@ USER_ID=$(echo "$USER_JSON" | python3 -c 'import json,sys;print(json.loads(sys.s
 
 cat <<TXT
 
-The engine is running: ingress on $BASE_URL, two workers. Logs in $STATE/logs, keys in $STATE.
+The engine is running: nginx on $BASE_URL in front of two ingresses, two workers.
+Logs in $STATE/logs, keys in $STATE.
 Demo admin key:    $(cat "$STATE/admin.json")
 Demo merchant key: $(cat "$STATE/merchant.json")
 Demo user:         $USER_ID

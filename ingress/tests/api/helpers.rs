@@ -179,12 +179,29 @@ impl TestApp {
         headers: &[(&str, &str)],
         timestamp: &str,
     ) -> Resp {
+        self.send_via(&self.base, key, method, path, external_id, body, headers, timestamp)
+            .await
+    }
+
+    /// A signed request to another base URL (nginx, another ingress).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_via(
+        &self,
+        base: &str,
+        key: &Key,
+        method: &str,
+        path: &str,
+        external_id: Option<&str>,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+        timestamp: &str,
+    ) -> Resp {
         let body = body.unwrap_or(b"");
         let sts = string_to_sign(method, path, timestamp, external_id, body);
         let signature = sign(key.secret.as_bytes(), &sts);
         let mut req = self
             .http
-            .request(method.parse().expect("method"), format!("{}{}", self.base, path))
+            .request(method.parse().expect("method"), format!("{base}{path}"))
             .header("X-Client-Id", &key.client_id)
             .header("X-Timestamp", timestamp)
             .header("X-Signature", signature)

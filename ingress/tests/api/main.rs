@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod pipeline;
+mod nginx;
 mod payments;
 mod processes;
 mod transactions;
