@@ -92,7 +92,34 @@ pub fn mask_request_body(body: &[u8]) -> Option<String> {
         }
     }
     out.push('}');
-    Some(out)
+    Some(mask_digit_runs(&out))
+}
+
+/// Masks every run of exactly 16 digits: a NIK sent where no NIK belongs (an unknown or
+/// nested field) still never reaches the audit table in clear.
+fn mask_digit_runs(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &text[start..i];
+            if run.len() == 16 {
+                out.push_str(&shared::db::users::mask_nik(run));
+            } else {
+                out.push_str(run);
+            }
+        } else {
+            let ch = text[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
 }
 
 fn mask_value(key: &str, raw: &str) -> String {
@@ -138,6 +165,15 @@ mod tests {
             masked,
             r#"{"nik":"3201********0001","gaji":12000000.10,"foto_ktp":"***"}"#
         );
+    }
+
+    #[test]
+    fn a_nik_in_any_field_is_masked() {
+        let masked = mask_request_body(br#"{"extra":{"id":"3201234567890001"},"otr":12345678901234567}"#)
+            .expect("masked");
+        assert!(!masked.contains("3201234567890001"));
+        assert!(masked.contains("3201********0001"));
+        assert!(masked.contains("12345678901234567"), "other numbers are kept");
     }
 
     #[test]
