@@ -23,6 +23,16 @@ pub struct IngressConfig {
     /// Proxies whose `X-Forwarded-For` is believed (comma separated IPs).
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Requests per second a key may sustain unless the key sets its own.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 1000)]
+    pub rate_limit_per_second: u32,
+    /// Requests a key may send at once unless the key sets its own.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub rate_limit_burst: u32,
+    /// Requests that may hold a connection with `Prefer: wait` at once; beyond it they are
+    /// answered 202 straight away.
+    #[arg(long, env = "MAX_WAITERS", default_value_t = 2000)]
+    pub max_waiters: usize,
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]

@@ -182,6 +182,7 @@ async fn process(
     let key = authenticate(state, &parts.method, path_and_query, &parts.headers, external_id.as_deref(), &body)?;
     audit.merchant_id = Some(key.merchant_id.clone());
     audit.client_id = Some(key.client_id.clone());
+    rate_limit(state, &key).await?;
 
     let route = Route::parse(parts.method.as_str(), parts.uri.path()).map_err(|e| match e {
         RouteError::NotFound => ApiError::not_found(),
@@ -275,6 +276,28 @@ fn authenticate(
         return Err(ApiError::signature("X-Signature does not match the request"));
     }
     Ok(key)
+}
+
+/// Per-key GCRA in Redis, shared by every replica. If Redis is down the limit fails open
+/// (availability over throttling) and says so in the log.
+async fn rate_limit(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
+    let per_second = key.rate_per_second.unwrap_or(state.rate_limit.0);
+    let burst = key.rate_burst.unwrap_or(state.rate_limit.1);
+    match state.cache.rate_limit(&key.client_id, per_second, burst).await {
+        Ok(None) => Ok(()),
+        Ok(Some(retry_after)) => {
+            let mut e = ApiError::new(
+                MessageAction::RateLimited,
+                format!("this key is limited to {per_second} requests per second (burst {burst})"),
+            );
+            e.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+            Err(e)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; failing open");
+            Ok(())
+        }
+    }
 }
 
 /// The peer, or the client nginx names in `X-Forwarded-For` when the peer is a trusted proxy.

@@ -86,6 +86,8 @@ impl Application {
             audit,
             waiters,
             trusted_proxies: config.trusted_proxies.clone(),
+            rate_limit: (config.rate_limit_per_second, config.rate_limit_burst),
+            max_waiters: config.max_waiters,
         });
         let listener = TcpListener::bind(&config.listen_addr)
             .await

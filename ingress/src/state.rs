@@ -25,6 +25,8 @@ pub struct Inner {
     pub audit: AuditLog,
     pub waiters: Waiters,
     pub trusted_proxies: Vec<IpAddr>,
+    pub rate_limit: (u32, u32),
+    pub max_waiters: usize,
 }
 
 impl AppState {

@@ -123,6 +123,23 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+/// GCRA: one script call decides and records, so every ingress replica shares one limit.
+/// Returns {1, 0} when allowed, {0, retry_after_ms} when not.
+const RATE_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > tolerance then
+  return {0, math.ceil((new_tat - tolerance - now) / 1000)}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(tolerance / 1000) + 1000)
+return {1, 0}
+";
+
 /// Redis operations of the engine, over one shared connection manager.
 #[derive(Clone)]
 pub struct Cache {
@@ -131,6 +148,7 @@ pub struct Cache {
     claim: std::sync::Arc<redis::Script>,
     accept: std::sync::Arc<redis::Script>,
     release: std::sync::Arc<redis::Script>,
+    rate: std::sync::Arc<redis::Script>,
 }
 
 impl Cache {
@@ -141,6 +159,7 @@ impl Cache {
             claim: std::sync::Arc::new(redis::Script::new(CLAIM_SCRIPT)),
             accept: std::sync::Arc::new(redis::Script::new(ACCEPT_SCRIPT)),
             release: std::sync::Arc::new(redis::Script::new(RELEASE_SCRIPT)),
+            rate: std::sync::Arc::new(redis::Script::new(RATE_SCRIPT)),
         }
     }
 
@@ -202,6 +221,21 @@ impl Cache {
         let value = format!("accepted|{original_api_call_id}|{body_sha256}|0");
         let _: () = c.set_ex(key, value, CLAIM_TTL_SECS).await?;
         Ok(())
+    }
+
+    /// Spends one request of `client_id`'s allowance (`per_second` sustained, `burst` at
+    /// once). `Some(retry_after)` when the key is over its limit.
+    pub async fn rate_limit(&self, client_id: &str, per_second: u32, burst: u32) -> Result<Option<Duration>, CacheError> {
+        let interval_us = 1_000_000u64 / u64::from(per_second.max(1));
+        let mut c = self.conn.clone();
+        let (allowed, retry_ms): (i64, i64) = self
+            .rate
+            .key(self.keys.rate(client_id))
+            .arg(interval_us.max(1))
+            .arg(burst.max(1))
+            .invoke_async(&mut c)
+            .await?;
+        Ok((allowed == 0).then(|| Duration::from_millis(u64::try_from(retry_ms).unwrap_or(1).max(1))))
     }
 
     /// Writes the PENDING status unless a worker already wrote the final one.

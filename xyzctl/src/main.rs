@@ -47,6 +47,16 @@ enum KeysCommand {
     },
     /// List keys (never secrets).
     List,
+    /// Give a key its own rate limit (without flags: back to the deployment default).
+    SetRate {
+        client_id: String,
+        /// Requests per second the key may sustain.
+        #[arg(long)]
+        per_second: Option<u32>,
+        /// Requests the key may send at once.
+        #[arg(long)]
+        burst: Option<u32>,
+    },
     /// Revoke a key; every ingress stops accepting it within 5 seconds.
     Revoke { client_id: String },
 }
@@ -78,6 +88,22 @@ async fn main() -> anyhow::Result<()> {
                     for k in keys::list_keys(&pool).await? {
                         println!("{}", serde_json::to_string(&k)?);
                     }
+                }
+                KeysCommand::SetRate {
+                    client_id,
+                    per_second,
+                    burst,
+                } => {
+                    if per_second == Some(0) || burst == Some(0) {
+                        bail!("limits must be at least 1");
+                    }
+                    if !keys::set_rate(&pool, &client_id, per_second, burst).await? {
+                        bail!("no active key {client_id}");
+                    }
+                    println!(
+                        "{}",
+                        serde_json::json!({"client_id": client_id, "rate_per_second": per_second, "rate_burst": burst})
+                    );
                 }
                 KeysCommand::Revoke { client_id } => {
                     if !keys::revoke_key(&pool, &client_id).await? {

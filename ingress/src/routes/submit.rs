@@ -87,7 +87,8 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
         }
     }
 
-    let wait = parse_prefer_wait(ctx.header("prefer"));
+    // Waiters beyond the cap get their 202 at once rather than holding a connection.
+    let wait = parse_prefer_wait(ctx.header("prefer")).filter(|_| state.waiters.len() < state.max_waiters);
     let waiter = wait.map(|_| state.waiters.register(&ctx.api_call_id));
     let command = Command {
         v: COMMAND_SCHEMA_VERSION,

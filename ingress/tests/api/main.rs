@@ -8,5 +8,6 @@ mod pipeline;
 mod nginx;
 mod payments;
 mod processes;
+mod ratelimit;
 mod transactions;
 mod users;

@@ -131,6 +131,20 @@ pub async fn revoke_key(pool: &MySqlPool, client_id: &str) -> Result<bool, DbErr
     Ok(done.rows_affected() == 1)
 }
 
+/// Sets a key's own rate limit (`None` for the deployment's default).
+pub async fn set_rate(pool: &MySqlPool, client_id: &str, per_second: Option<u32>, burst: Option<u32>) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET rate_per_second = ?, rate_burst = ?, updated_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+    )
+    .bind(per_second)
+    .bind(burst)
+    .bind(to_naive(Utc::now()))
+    .bind(client_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn list_keys(pool: &MySqlPool) -> Result<Vec<KeyInfo>, DbError> {
     let rows = sqlx::query(
         "SELECT client_id, merchant_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at, client_id",
