@@ -178,7 +178,11 @@ async fn process(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let external_id = header_text(&parts.headers, "x-external-id")?;
+    // Signed as sent (UTF-8 included) so a well-signed but malformed id is a 400, not a 401.
+    let external_id = parts
+        .headers
+        .get("x-external-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let key = authenticate(state, &parts.method, path_and_query, &parts.headers, external_id.as_deref(), &body)?;
     audit.merchant_id = Some(key.merchant_id.clone());
     audit.client_id = Some(key.client_id.clone());
@@ -256,9 +260,9 @@ fn authenticate(
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ApiError::signature(format!("{name} header is missing")))
     };
-    let client_id = required("x-client-id")?;
-    let timestamp = required("x-timestamp")?;
-    let provided = required("x-signature")?;
+    let client_id = required("X-Client-Id")?;
+    let timestamp = required("X-Timestamp")?;
+    let provided = required("X-Signature")?;
     signature::timestamp_within_window(&timestamp, Utc::now().timestamp())
         .map_err(|e| ApiError::signature(e.to_string()))?;
     let key = state

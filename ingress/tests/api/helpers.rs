@@ -439,9 +439,12 @@ pub async fn forget_redis(app: &TestApp) {
     }
 }
 
+/// A `user_limit_balances` row: user, the four granted limits, the four available ones.
+type LimitRow = (String, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal);
+
 /// SPEC §5 for every user and tenor: available = granted − Σ approved + Σ paid, within bounds.
 pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
-    let rows: Vec<(String, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
+    let rows: Vec<LimitRow> = sqlx::query_as(
         "SELECT user_id, limit_one_month, limit_two_month, limit_three_month, limit_sixth,
                 available_one_month, available_two_month, available_three_month, available_sixth
          FROM user_limit_balances",
