@@ -54,7 +54,7 @@ done
 sleep 1
 
 for i in 1 2; do
-  WORKER_CONCURRENCY=2 nohup "$BIN/worker" >"$STATE/logs/worker-$i.log" 2>&1 &
+  WORKER_CONCURRENCY=2 METRICS_ADDR=127.0.0.1:$((9100 + i)) nohup "$BIN/worker" >"$STATE/logs/worker-$i.log" 2>&1 &
   echo $! > "$STATE/worker-$i.pid"
 done
 for i in 1 2; do

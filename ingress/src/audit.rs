@@ -169,11 +169,15 @@ mod tests {
 
     #[test]
     fn a_nik_in_any_field_is_masked() {
-        let masked = mask_request_body(br#"{"extra":{"id":"3201234567890001"},"otr":12345678901234567}"#)
-            .expect("masked");
+        let masked =
+            mask_request_body(br#"{"extra":{"id":"3201234567890001"},"otr":12345678901234567}"#)
+                .expect("masked");
         assert!(!masked.contains("3201234567890001"));
         assert!(masked.contains("3201********0001"));
-        assert!(masked.contains("12345678901234567"), "other numbers are kept");
+        assert!(
+            masked.contains("12345678901234567"),
+            "other numbers are kept"
+        );
     }
 
     #[test]

@@ -29,10 +29,16 @@ pub fn text(obj: &JsonObject<'_>, field: &str, min: usize, max: usize) -> Result
         .ok_or_else(|| ApiError::invalid_value(field, "must be a string"))?;
     let n = s.chars().count();
     if n < min || n > max {
-        return Err(ApiError::invalid_value(field, format!("must be {min}-{max} characters")));
+        return Err(ApiError::invalid_value(
+            field,
+            format!("must be {min}-{max} characters"),
+        ));
     }
     if s.chars().any(char::is_control) {
-        return Err(ApiError::invalid_value(field, "must not contain control characters"));
+        return Err(ApiError::invalid_value(
+            field,
+            "must not contain control characters",
+        ));
     }
     if s.trim().is_empty() {
         return Err(ApiError::invalid_value(field, "must not be blank"));
@@ -42,7 +48,9 @@ pub fn text(obj: &JsonObject<'_>, field: &str, min: usize, max: usize) -> Result
 
 fn decimal_error(field: &str, e: DecimalError) -> ApiError {
     match e {
-        DecimalError::NotANumber => ApiError::invalid_value(field, "must be a number or a decimal string"),
+        DecimalError::NotANumber => {
+            ApiError::invalid_value(field, "must be a number or a decimal string")
+        }
         DecimalError::TooPrecise => ApiError::invalid_value(field, "has too many decimal places"),
         DecimalError::OutOfRange => ApiError::invalid_value(field, "is out of range"),
     }
@@ -65,7 +73,9 @@ pub fn positive_money(obj: &JsonObject<'_>, field: &str) -> Result<Money, ApiErr
 pub fn rate(obj: &JsonObject<'_>, field: &str) -> Result<Rate, ApiError> {
     Rate::parse_json(raw(obj, field)?).map_err(|e| match e {
         DecimalError::OutOfRange => ApiError::invalid_value(field, "must be between 0 and 100"),
-        DecimalError::TooPrecise => ApiError::invalid_value(field, "has more than 4 decimal places"),
+        DecimalError::TooPrecise => {
+            ApiError::invalid_value(field, "has more than 4 decimal places")
+        }
         other => decimal_error(field, other),
     })
 }
@@ -73,7 +83,10 @@ pub fn rate(obj: &JsonObject<'_>, field: &str) -> Result<Rate, ApiError> {
 pub fn tenor(obj: &JsonObject<'_>, field: &str) -> Result<shared::contract::Tenor, ApiError> {
     use shared::contract::{Tenor, TenorError};
     Tenor::parse_json(raw(obj, field)?).map_err(|e| match e {
-        TenorError::NotAllowed => ApiError::new(MessageAction::TenorNotAllowed, "`tenor` must be 1, 2, 3 or 6"),
+        TenorError::NotAllowed => ApiError::new(
+            MessageAction::TenorNotAllowed,
+            "`tenor` must be 1, 2, 3 or 6",
+        ),
         TenorError::NotAnInteger => ApiError::invalid_value(field, "must be an integer"),
     })
 }

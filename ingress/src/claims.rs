@@ -36,12 +36,19 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
         .external_id
         .as_deref()
         .ok_or_else(|| ApiError::mandatory("X-External-Id"))?;
-    let key = state.cache.keys.claim(&ctx.key.merchant_id, endpoint, external_id);
+    let key = state
+        .cache
+        .keys
+        .claim(&ctx.key.merchant_id, endpoint, external_id);
     let sha = body_sha(ctx);
     let sha_hex = hex::encode(sha);
     match state.cache.claim(&key, &ctx.api_call_id, &sha_hex).await? {
-        ClaimOutcome::Taken(c) => Err(conflict(&c.api_call_id, c.body_sha256 == sha_hex)),
+        ClaimOutcome::Taken(c) => {
+            metrics::counter!("xyz_claims_total", "result" => "conflict").increment(1);
+            Err(conflict(&c.api_call_id, c.body_sha256 == sha_hex))
+        }
         ClaimOutcome::TakenOver(old) => {
+            metrics::counter!("xyz_claims_total", "result" => "taken_over").increment(1);
             tracing::warn!(orphaned_call = %old.api_call_id, "took over a claim its ingress never confirmed");
             Ok(Claimed {
                 key,
@@ -49,11 +56,14 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 body_sha256: sha,
             })
         }
-        ClaimOutcome::Claimed => Ok(Claimed {
-            key,
-            api_call_id: ctx.api_call_id.clone(),
-            body_sha256: sha,
-        }),
+        ClaimOutcome::Claimed => {
+            metrics::counter!("xyz_claims_total", "result" => "claimed").increment(1);
+            Ok(Claimed {
+                key,
+                api_call_id: ctx.api_call_id.clone(),
+                body_sha256: sha,
+            })
+        }
     }
 }
 
@@ -66,13 +76,23 @@ impl Claimed {
     }
 
     pub async fn accept(&self, state: &AppState) {
-        if let Err(e) = state.cache.mark_accepted(&self.key, &self.api_call_id).await {
+        if let Err(e) = state
+            .cache
+            .mark_accepted(&self.key, &self.api_call_id)
+            .await
+        {
             tracing::warn!(error = %e, "claim could not be marked accepted; MySQL still holds it");
         }
     }
 
     /// MySQL says another call owns the id (Redis had forgotten): remember that, answer 409.
-    pub async fn conflict_with(&self, state: &AppState, original: &str, original_sha: &[u8; 32]) -> ApiError {
+    pub async fn conflict_with(
+        &self,
+        state: &AppState,
+        original: &str,
+        original_sha: &[u8; 32],
+    ) -> ApiError {
+        metrics::counter!("xyz_claims_total", "result" => "conflict_mysql").increment(1);
         if let Err(e) = state
             .cache
             .set_claim(&self.key, original, &hex::encode(original_sha))

@@ -4,7 +4,11 @@ use shared::config::{AmqpConfig, CryptoConfig, DatabaseConfig, RedisConfig};
 use std::net::IpAddr;
 
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "ingress", about = "HTTP ingress of the XYZ MultiFinance engine", version)]
+#[command(
+    name = "ingress",
+    about = "HTTP ingress of the XYZ MultiFinance engine",
+    version
+)]
 pub struct IngressConfig {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
@@ -21,7 +25,12 @@ pub struct IngressConfig {
     #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
     pub confirm_timeout_ms: u64,
     /// Proxies whose `X-Forwarded-For` is believed (comma separated IPs).
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
     pub trusted_proxies: Vec<IpAddr>,
     /// Requests per second a key may sustain unless the key sets its own.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 1000)]

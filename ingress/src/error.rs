@@ -38,7 +38,10 @@ impl ApiError {
     }
 
     pub fn forbidden() -> ApiError {
-        ApiError::new(MessageAction::Forbidden, "this key's role may not call this endpoint")
+        ApiError::new(
+            MessageAction::Forbidden,
+            "this key's role may not call this endpoint",
+        )
     }
 
     pub fn invalid_value(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -46,7 +49,10 @@ impl ApiError {
     }
 
     pub fn mandatory(field: &str) -> ApiError {
-        ApiError::new(MessageAction::InvalidMandatory, format!("`{field}` is mandatory"))
+        ApiError::new(
+            MessageAction::InvalidMandatory,
+            format!("`{field}` is mandatory"),
+        )
     }
 
     pub fn format(why: impl Into<String>) -> ApiError {
@@ -73,9 +79,10 @@ impl From<shared::json::BodyError> for ApiError {
         use shared::json::BodyError;
         match e {
             BodyError::Format(m) => ApiError::format(m),
-            BodyError::UnknownKey(k) => {
-                ApiError::new(MessageAction::InvalidPayloadKey, format!("unknown field `{k}`"))
-            }
+            BodyError::UnknownKey(k) => ApiError::new(
+                MessageAction::InvalidPayloadKey,
+                format!("unknown field `{k}`"),
+            ),
             BodyError::Missing(k) => ApiError::mandatory(&k),
         }
     }

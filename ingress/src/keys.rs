@@ -20,16 +20,26 @@ impl KeyCache {
         map.get(client_id).cloned()
     }
 
-    pub async fn reload(&self, pool: &MySqlPool, keyring: &Keyring) -> Result<usize, shared::db::DbError> {
+    pub async fn reload(
+        &self,
+        pool: &MySqlPool,
+        keyring: &Keyring,
+    ) -> Result<usize, shared::db::DbError> {
         let keys = load_active_keys(pool, keyring).await?;
         let n = keys.len();
-        let map: HashMap<String, ActiveKey> = keys.into_iter().map(|k| (k.client_id.clone(), k)).collect();
+        let map: HashMap<String, ActiveKey> =
+            keys.into_iter().map(|k| (k.client_id.clone(), k)).collect();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
         Ok(n)
     }
 
     /// Reloads forever. When MySQL is unreachable the last good set stays in force.
-    pub fn spawn_refresh(&self, pool: MySqlPool, keyring: Keyring, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_refresh(
+        &self,
+        pool: MySqlPool,
+        keyring: Keyring,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let cache = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

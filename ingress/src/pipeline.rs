@@ -115,6 +115,7 @@ pub async fn handle(
             started_at,
             duration_us: 0,
         };
+        let route_label = Route::parse(&method, &path).map(|r| r.label()).unwrap_or("unmatched");
         let result = process(&state, req, &api_call_id, started_at, &mut audit).await;
         let (status, action, data, headers, retry_after) = match result {
             Ok(r) => (r.status, r.action, r.data, r.headers, None),
@@ -133,6 +134,10 @@ pub async fn handle(
         audit.message_action = action.as_str().to_owned();
         audit.response_body = Some(crate::audit::mask_response(envelope));
         audit.duration_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        metrics::counter!("xyz_http_requests_total", "route" => route_label, "status" => status.as_str().to_owned())
+            .increment(1);
+        metrics::histogram!("xyz_http_request_duration_seconds", "route" => route_label)
+            .record(t0.elapsed().as_secs_f64());
         tracing::info!(
             status = status.as_u16(),
             action = action.as_str(),
@@ -183,16 +188,24 @@ async fn process(
         .headers
         .get("x-external-id")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let key = authenticate(state, &parts.method, path_and_query, &parts.headers, external_id.as_deref(), &body)?;
+    let key = authenticate(
+        state,
+        &parts.method,
+        path_and_query,
+        &parts.headers,
+        external_id.as_deref(),
+        &body,
+    )?;
     audit.merchant_id = Some(key.merchant_id.clone());
     audit.client_id = Some(key.client_id.clone());
     rate_limit(state, &key).await?;
 
     let route = Route::parse(parts.method.as_str(), parts.uri.path()).map_err(|e| match e {
         RouteError::NotFound => ApiError::not_found(),
-        RouteError::MethodNotAllowed => {
-            ApiError::new(MessageAction::MethodNotAllowed, "method not allowed on this path")
-        }
+        RouteError::MethodNotAllowed => ApiError::new(
+            MessageAction::MethodNotAllowed,
+            "method not allowed on this path",
+        ),
     })?;
     if !route.allows(key.role) {
         return Err(ApiError::forbidden());
@@ -225,7 +238,12 @@ async fn process(
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::new(MessageAction::PayloadTooLarge, "the body is over 65536 bytes");
+    let too_large = || {
+        ApiError::new(
+            MessageAction::PayloadTooLarge,
+            "the body is over 65536 bytes",
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -233,7 +251,9 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())
 }
 
 /// A header as text; a header that is not visible ASCII cannot be signed or used.
@@ -269,7 +289,13 @@ fn authenticate(
         .keys
         .get(&client_id)
         .ok_or_else(|| ApiError::signature("unknown or revoked X-Client-Id"))?;
-    let sts = signature::string_to_sign(method.as_str(), path_and_query, &timestamp, external_id, body);
+    let sts = signature::string_to_sign(
+        method.as_str(),
+        path_and_query,
+        &timestamp,
+        external_id,
+        body,
+    );
     let now = Utc::now();
     let valid = signature::verify(&key.secret, &sts, &provided)
         || key
@@ -277,7 +303,9 @@ fn authenticate(
             .as_ref()
             .is_some_and(|(old, until)| *until > now && signature::verify(old, &sts, &provided));
     if !valid {
-        return Err(ApiError::signature("X-Signature does not match the request"));
+        return Err(ApiError::signature(
+            "X-Signature does not match the request",
+        ));
     }
     Ok(key)
 }
@@ -287,9 +315,14 @@ fn authenticate(
 async fn rate_limit(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
     let per_second = key.rate_per_second.unwrap_or(state.rate_limit.0);
     let burst = key.rate_burst.unwrap_or(state.rate_limit.1);
-    match state.cache.rate_limit(&key.client_id, per_second, burst).await {
+    match state
+        .cache
+        .rate_limit(&key.client_id, per_second, burst)
+        .await
+    {
         Ok(None) => Ok(()),
         Ok(Some(retry_after)) => {
+            metrics::counter!("xyz_rate_limited_total").increment(1);
             let mut e = ApiError::new(
                 MessageAction::RateLimited,
                 format!("this key is limited to {per_second} requests per second (burst {burst})"),
@@ -298,6 +331,7 @@ async fn rate_limit(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
             Err(e)
         }
         Err(e) => {
+            metrics::counter!("xyz_rate_limiter_fail_open_total").increment(1);
             tracing::warn!(error = %e, "rate limiter unavailable; failing open");
             Ok(())
         }
@@ -319,11 +353,19 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr 
 }
 
 /// The envelope for answers produced outside the pipeline (health, the body-limit layer).
-pub fn envelope_response(status: StatusCode, action: MessageAction, data: Value, api_call_id: &str) -> Response {
+pub fn envelope_response(
+    status: StatusCode,
+    action: MessageAction,
+    data: Value,
+    api_call_id: &str,
+) -> Response {
     let body = json!({"message_action": action, "message_data": data, "api_call_id": api_call_id});
     let mut response = (status, body.to_string()).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(api_call_id) {
         h.insert(API_CALL_ID_HEADER, v);
     }

@@ -8,6 +8,7 @@ use shared::db::keys::Role;
 pub enum Route {
     Healthz,
     Readyz,
+    Metrics,
     CreateUser,
     GetUser(String),
     SetUserStatus(String),
@@ -31,6 +32,7 @@ pub enum RouteError {
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("POST", "/create-user"),
     ("GET", "/users/{}"),
     ("PATCH", "/users/{}/status"),
@@ -50,6 +52,7 @@ impl Route {
         let matched: Option<(&str, Route)> = match segments.as_slice() {
             ["healthz"] => Some(("GET", Route::Healthz)),
             ["readyz"] => Some(("GET", Route::Readyz)),
+            ["metrics"] => Some(("GET", Route::Metrics)),
             ["create-user"] => Some(("POST", Route::CreateUser)),
             ["transaction"] => Some(("POST", Route::Transaction)),
             ["payment"] => Some(("POST", Route::Payment)),
@@ -67,9 +70,7 @@ impl Route {
                 Some(("GET", Route::UserBills((*id).to_owned())))
             }
             ["status", id] if !id.is_empty() => Some(("GET", Route::Status((*id).to_owned()))),
-            ["contracts", id] if !id.is_empty() => {
-                Some(("GET", Route::Contract((*id).to_owned())))
-            }
+            ["contracts", id] if !id.is_empty() => Some(("GET", Route::Contract((*id).to_owned()))),
             _ => None,
         };
         match matched {
@@ -81,7 +82,26 @@ impl Route {
 
     /// Unauthenticated and not audited.
     pub fn is_public(&self) -> bool {
-        matches!(self, Route::Healthz | Route::Readyz)
+        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+    }
+
+    /// The route's pattern: a metrics label of bounded cardinality.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::CreateUser => "/create-user",
+            Route::GetUser(_) => "/users/{id}",
+            Route::SetUserStatus(_) => "/users/{id}/status",
+            Route::UserLimits(_) => "/users/{id}/limits",
+            Route::UserBillings(_) => "/users/{id}/billings",
+            Route::UserBills(_) => "/users/{id}/bills",
+            Route::Transaction => "/transaction",
+            Route::Payment => "/payment",
+            Route::Status(_) => "/status/{id}",
+            Route::Contract(_) => "/contracts/{id}",
+        }
     }
 
     pub fn allows(&self, role: Role) -> bool {
@@ -109,12 +129,24 @@ mod tests {
 
     #[test]
     fn wrong_method_and_unknown_path() {
-        assert_eq!(Route::parse("GET", "/transaction"), Err(RouteError::MethodNotAllowed));
-        assert_eq!(Route::parse("DELETE", "/users/U1"), Err(RouteError::MethodNotAllowed));
+        assert_eq!(
+            Route::parse("GET", "/transaction"),
+            Err(RouteError::MethodNotAllowed)
+        );
+        assert_eq!(
+            Route::parse("DELETE", "/users/U1"),
+            Err(RouteError::MethodNotAllowed)
+        );
         assert_eq!(Route::parse("GET", "/nope"), Err(RouteError::NotFound));
         assert_eq!(Route::parse("GET", "/users/"), Err(RouteError::NotFound));
-        assert_eq!(Route::parse("GET", "/users/a/b/c"), Err(RouteError::NotFound));
-        assert_eq!(Route::parse("GET", "/transaction/"), Err(RouteError::NotFound));
+        assert_eq!(
+            Route::parse("GET", "/users/a/b/c"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            Route::parse("GET", "/transaction/"),
+            Err(RouteError::NotFound)
+        );
     }
 
     #[test]

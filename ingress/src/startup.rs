@@ -25,7 +25,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("configuration: {0}")]
     Config(String),
 }
@@ -42,7 +45,10 @@ impl Application {
     /// Connects lazily to MySQL, Redis and RabbitMQ (the ingress starts even while they are
     /// down; readiness tells), loads the API keys and binds the listener. `pool` lets tests
     /// hand in their own database.
-    pub async fn build(config: IngressConfig, pool: Option<MySqlPool>) -> Result<Application, StartupError> {
+    pub async fn build(
+        config: IngressConfig,
+        pool: Option<MySqlPool>,
+    ) -> Result<Application, StartupError> {
         let keyring = config
             .crypto
             .keyring()
@@ -53,7 +59,8 @@ impl Application {
                 .await
                 .map_err(|e| StartupError::Config(format!("DATABASE_URL: {e}")))?,
         };
-        let redis = shared::cache::connect(&config.redis.url).map_err(|e| StartupError::Config(format!("REDIS_URL: {e}")))?;
+        let redis = shared::cache::connect(&config.redis.url)
+            .map_err(|e| StartupError::Config(format!("REDIS_URL: {e}")))?;
         let cache = Cache::new(redis, &config.redis.prefix);
         let topology = Topology::new(&config.amqp.prefix);
         let ingress_id = config
@@ -73,7 +80,11 @@ impl Application {
         let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
         let (audit, audit_writer) = AuditLog::start(pool.clone());
         let background = vec![
-            keys.spawn_refresh(pool.clone(), keyring.clone(), Duration::from_millis(config.key_refresh_ms)),
+            keys.spawn_refresh(
+                pool.clone(),
+                keyring.clone(),
+                Duration::from_millis(config.key_refresh_ms),
+            ),
             waiters.spawn_listener(config.redis.url.clone()),
         ];
         let state = AppState::new(Inner {
@@ -87,6 +98,11 @@ impl Application {
             waiters,
             trusted_proxies: config.trusted_proxies.clone(),
             rate_limit: (config.rate_limit_per_second, config.rate_limit_burst),
+            metrics: {
+                let handle = shared::metrics::handle();
+                shared::metrics::describe();
+                handle
+            },
             max_waiters: config.max_waiters,
         });
         let listener = TcpListener::bind(&config.listen_addr)
@@ -136,7 +152,10 @@ impl Application {
             task.abort();
         }
         drop(self.state);
-        if tokio::time::timeout(Duration::from_secs(10), self.audit_writer).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.audit_writer)
+            .await
+            .is_err()
+        {
             tracing::error!("audit log did not drain within 10 s");
         }
         tracing::info!("ingress stopped");

@@ -26,6 +26,7 @@ pub struct Inner {
     pub waiters: Waiters,
     pub trusted_proxies: Vec<IpAddr>,
     pub rate_limit: (u32, u32),
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub max_waiters: usize,
 }
 

@@ -89,7 +89,9 @@ async fn listen(waiters: &Waiters, redis_url: &str) -> redis::RedisResult<()> {
     tracing::info!(channel = %waiters.channel, "listening for worker replies");
     let mut messages = pubsub.into_on_message();
     while let Some(msg) = messages.next().await {
-        let Ok(payload) = msg.get_payload::<String>() else { continue };
+        let Ok(payload) = msg.get_payload::<String>() else {
+            continue;
+        };
         match serde_json::from_str::<StatusRecord>(&payload) {
             Ok(record) => waiters.complete(record),
             Err(e) => tracing::warn!(error = %e, "undecodable reply ignored"),
@@ -124,9 +126,18 @@ mod tests {
 
     #[test]
     fn prefer_wait_parsing() {
-        assert_eq!(parse_prefer_wait(Some("wait=5")), Some(Duration::from_secs(5)));
-        assert_eq!(parse_prefer_wait(Some("respond-async, wait=10")), Some(Duration::from_secs(10)));
-        assert_eq!(parse_prefer_wait(Some("wait=100")), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_prefer_wait(Some("wait=5")),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_prefer_wait(Some("respond-async, wait=10")),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_prefer_wait(Some("wait=100")),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(parse_prefer_wait(Some("wait=999999999999999")), None);
         assert_eq!(parse_prefer_wait(Some("wait=-1")), None);
         assert_eq!(parse_prefer_wait(Some("wait=abc")), None);

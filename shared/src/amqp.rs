@@ -55,9 +55,18 @@ impl Topology {
             ("x-queue-type", ArgValue::Str("quorum".into())),
             ("x-delivery-limit", ArgValue::Int(DELIVERY_LIMIT)),
             ("x-overflow", ArgValue::Str("reject-publish".into())),
-            ("x-dead-letter-exchange", ArgValue::Str(self.dead_letter_exchange())),
-            ("x-dead-letter-routing-key", ArgValue::Str(self.dead_letter_queue())),
-            ("x-dead-letter-strategy", ArgValue::Str("at-least-once".into())),
+            (
+                "x-dead-letter-exchange",
+                ArgValue::Str(self.dead_letter_exchange()),
+            ),
+            (
+                "x-dead-letter-routing-key",
+                ArgValue::Str(self.dead_letter_queue()),
+            ),
+            (
+                "x-dead-letter-strategy",
+                ArgValue::Str("at-least-once".into()),
+            ),
         ]
     }
 
@@ -160,7 +169,12 @@ struct PublisherInner {
 impl Publisher {
     /// Starts the publisher; it connects in the background, so a broker that is down at
     /// start-up delays nothing but publishes.
-    pub fn start(url: &str, name: &str, topology: Topology, confirm_timeout: Duration) -> Publisher {
+    pub fn start(
+        url: &str,
+        name: &str,
+        topology: Topology,
+        confirm_timeout: Duration,
+    ) -> Publisher {
         let p = Publisher {
             inner: Arc::new(PublisherInner {
                 url: url.to_owned(),
@@ -196,7 +210,12 @@ impl Publisher {
     }
 
     /// Publishes one persistent, mandatory message to `queue` and waits for its confirm.
-    pub async fn publish(&self, queue: &str, message_id: &str, payload: &[u8]) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        queue: &str,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
         let Some(channel) = self.current() else {
             self.inner.broken.notify_one();
             return Err(PublishError::NotConnected);
@@ -231,6 +250,15 @@ impl Publisher {
             Ok(())
         }
         .await;
+        let label = match &result {
+            Ok(()) => "ok",
+            Err(PublishError::NotConnected) => "not_connected",
+            Err(PublishError::Broker(_)) => "error",
+            Err(PublishError::Timeout) => "timeout",
+            Err(PublishError::Nacked) => "nack",
+            Err(PublishError::Returned) => "returned",
+        };
+        metrics::counter!("xyz_publish_total", "result" => label).increment(1);
         if let Err(PublishError::Broker(_)) = &result {
             self.mark_broken();
         }
@@ -269,11 +297,17 @@ async fn reconnect_loop(weak: std::sync::Weak<PublisherInner>) {
     }
 }
 
-async fn open_confirm_channel(url: &str, name: &str, topology: &Topology) -> lapin::Result<(Connection, Channel)> {
+async fn open_confirm_channel(
+    url: &str,
+    name: &str,
+    topology: &Topology,
+) -> lapin::Result<(Connection, Channel)> {
     let conn = connect(url, name).await?;
     let channel = conn.create_channel().await?;
     topology.declare(&channel).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok((conn, channel))
 }
 
@@ -286,7 +320,8 @@ mod tests {
     #[test]
     fn committed_definitions_match_the_topology_in_code() {
         let defs: serde_json::Value =
-            serde_json::from_str(include_str!("../../rabbitmq/definitions.json")).expect("valid JSON");
+            serde_json::from_str(include_str!("../../rabbitmq/definitions.json"))
+                .expect("valid JSON");
         let t = Topology::new("xyz");
         let queue = |name: &str| {
             defs["queues"]

@@ -175,7 +175,12 @@ impl Cache {
 
     /// Claims `key` for `api_call_id` (`SET NX EX` in a script that also takes over claims
     /// orphaned by a dead ingress).
-    pub async fn claim(&self, key: &str, api_call_id: &str, body_sha256: &str) -> Result<ClaimOutcome, CacheError> {
+    pub async fn claim(
+        &self,
+        key: &str,
+        api_call_id: &str,
+        body_sha256: &str,
+    ) -> Result<ClaimOutcome, CacheError> {
         let mut c = self.conn.clone();
         let (code, cur): (i64, String) = self
             .claim
@@ -204,19 +209,34 @@ impl Cache {
     /// The broker confirmed: the claim is permanent (for its TTL).
     pub async fn mark_accepted(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
-        let _: i64 = self.accept.key(key).arg(api_call_id).invoke_async(&mut c).await?;
+        let _: i64 = self
+            .accept
+            .key(key)
+            .arg(api_call_id)
+            .invoke_async(&mut c)
+            .await?;
         Ok(())
     }
 
     /// Compare-and-delete: frees the id only if it is still ours.
     pub async fn release(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
-        let _: i64 = self.release.key(key).arg(api_call_id).invoke_async(&mut c).await?;
+        let _: i64 = self
+            .release
+            .key(key)
+            .arg(api_call_id)
+            .invoke_async(&mut c)
+            .await?;
         Ok(())
     }
 
     /// Points the claim at the call MySQL says owns the id (after Redis forgot it).
-    pub async fn set_claim(&self, key: &str, original_api_call_id: &str, body_sha256: &str) -> Result<(), CacheError> {
+    pub async fn set_claim(
+        &self,
+        key: &str,
+        original_api_call_id: &str,
+        body_sha256: &str,
+    ) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
         let value = format!("accepted|{original_api_call_id}|{body_sha256}|0");
         let _: () = c.set_ex(key, value, CLAIM_TTL_SECS).await?;
@@ -225,7 +245,12 @@ impl Cache {
 
     /// Spends one request of `client_id`'s allowance (`per_second` sustained, `burst` at
     /// once). `Some(retry_after)` when the key is over its limit.
-    pub async fn rate_limit(&self, client_id: &str, per_second: u32, burst: u32) -> Result<Option<Duration>, CacheError> {
+    pub async fn rate_limit(
+        &self,
+        client_id: &str,
+        per_second: u32,
+        burst: u32,
+    ) -> Result<Option<Duration>, CacheError> {
         let interval_us = 1_000_000u64 / u64::from(per_second.max(1));
         let mut c = self.conn.clone();
         let (allowed, retry_ms): (i64, i64) = self
@@ -235,7 +260,8 @@ impl Cache {
             .arg(burst.max(1))
             .invoke_async(&mut c)
             .await?;
-        Ok((allowed == 0).then(|| Duration::from_millis(u64::try_from(retry_ms).unwrap_or(1).max(1))))
+        Ok((allowed == 0)
+            .then(|| Duration::from_millis(u64::try_from(retry_ms).unwrap_or(1).max(1))))
     }
 
     /// Writes the PENDING status unless a worker already wrote the final one.
@@ -260,7 +286,10 @@ impl Cache {
     }
 
     /// Final statuses (one pipeline) and the replies to waiting ingresses.
-    pub async fn publish_final(&self, records: &[(StatusRecord, Option<String>)]) -> Result<(), CacheError> {
+    pub async fn publish_final(
+        &self,
+        records: &[(StatusRecord, Option<String>)],
+    ) -> Result<(), CacheError> {
         if records.is_empty() {
             return Ok(());
         }

@@ -18,16 +18,32 @@ pub struct DatabaseConfig {
     )]
     pub url: String,
     /// Connections in the pool.
-    #[arg(id = "database_max_connections", long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(
+        id = "database_max_connections",
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
     pub max_connections: u32,
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
-    #[arg(id = "redis_url", long = "redis-url", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub url: String,
     /// Prefix of every Redis key and channel this deployment uses.
-    #[arg(id = "redis_prefix", long = "redis-prefix", env = "REDIS_PREFIX", default_value = "xyz")]
+    #[arg(
+        id = "redis_prefix",
+        long = "redis-prefix",
+        env = "REDIS_PREFIX",
+        default_value = "xyz"
+    )]
     pub prefix: String,
 }
 
@@ -42,7 +58,12 @@ pub struct AmqpConfig {
     )]
     pub url: String,
     /// Prefix of the exchange and queue names (see `rabbitmq/definitions.json` for `xyz`).
-    #[arg(id = "amqp_prefix", long = "amqp-prefix", env = "AMQP_PREFIX", default_value = "xyz")]
+    #[arg(
+        id = "amqp_prefix",
+        long = "amqp-prefix",
+        env = "AMQP_PREFIX",
+        default_value = "xyz"
+    )]
     pub prefix: String,
 }
 
@@ -62,8 +83,14 @@ pub struct CryptoConfig {
 impl CryptoConfig {
     pub fn keyring(&self) -> Result<Keyring, CryptoError> {
         if self.master_keys == DEV_MASTER_KEYS {
-            tracing::warn!("MASTER_KEYS is the built-in development key: never use it in production");
+            tracing::warn!(
+                "MASTER_KEYS is the built-in development key: never use it in production"
+            );
         }
-        Keyring::from_config(&self.master_keys, &self.master_key_id, &self.blind_index_key)
+        Keyring::from_config(
+            &self.master_keys,
+            &self.master_key_id,
+            &self.blind_index_key,
+        )
     }
 }

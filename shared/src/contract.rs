@@ -148,7 +148,9 @@ pub struct Schedule {
 
 /// The amounts of SPEC §4 (no dates): validates that every amount is in range and every
 /// installment is at least 0.01.
-pub fn amounts(terms: &ContractTerms) -> Result<(Money, Money, Money, Money, Vec<Money>), TermsError> {
+pub fn amounts(
+    terms: &ContractTerms,
+) -> Result<(Money, Money, Money, Money, Vec<Money>), TermsError> {
     let n = Decimal::from(terms.tenor.months());
     let pokok = terms
         .otr
@@ -369,13 +371,7 @@ mod tests {
     #[test]
     fn huge_contracts_are_out_of_range() {
         assert_eq!(
-            amounts(&terms(
-                "999999999999999999.99",
-                "1",
-                "1",
-                "0",
-                Tenor::One
-            )),
+            amounts(&terms("999999999999999999.99", "1", "1", "0", Tenor::One)),
             Err(TermsError::AmountOutOfRange)
         );
         assert_eq!(
@@ -396,14 +392,21 @@ mod tests {
             );
         }
         for bad in ["3.0", "3e0", "\"3\"", "03", "true", "", "-", "[3]", "3.5"] {
-            assert_eq!(Tenor::parse_json(bad), Err(TenorError::NotAnInteger), "{bad}");
+            assert_eq!(
+                Tenor::parse_json(bad),
+                Err(TenorError::NotAnInteger),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn due_dates_clamp_to_month_end_in_jakarta() {
         // 2026-01-31 10:00 Jakarta
-        let instant = Utc.with_ymd_and_hms(2026, 1, 31, 3, 0, 0).single().expect("valid");
+        let instant = Utc
+            .with_ymd_and_hms(2026, 1, 31, 3, 0, 0)
+            .single()
+            .expect("valid");
         let s = schedule(&terms("600", "0", "600", "0", Tenor::Six), instant).expect("valid");
         let dates: Vec<String> = s
             .installments
@@ -429,7 +432,10 @@ mod tests {
     #[test]
     fn contract_date_is_the_jakarta_calendar_date() {
         // 2026-03-31 18:30 UTC is already 1 April in Jakarta (UTC+7)
-        let instant = Utc.with_ymd_and_hms(2026, 3, 31, 18, 30, 0).single().expect("valid");
+        let instant = Utc
+            .with_ymd_and_hms(2026, 3, 31, 18, 30, 0)
+            .single()
+            .expect("valid");
         let s = schedule(&terms("100", "0", "100", "0", Tenor::One), instant).expect("valid");
         assert_eq!(s.installments[0].tanggal_tagihan.to_string(), "2026-05-01");
     }
@@ -452,8 +458,14 @@ mod tests {
         assert_eq!(
             alloc,
             vec![
-                Allocation { billing_id: "a".into(), jumlah: money("394.17") },
-                Allocation { billing_id: "b".into(), jumlah: money("105.83") },
+                Allocation {
+                    billing_id: "a".into(),
+                    jumlah: money("394.17")
+                },
+                Allocation {
+                    billing_id: "b".into(),
+                    jumlah: money("105.83")
+                },
             ]
         );
         assert_eq!(

@@ -43,17 +43,26 @@ impl fmt::Debug for Keyring {
 
 impl Keyring {
     /// `keys` is `id=base64(32 bytes)` entries separated by commas; `active` names one of them.
-    pub fn from_config(keys: &str, active: &str, blind_index_key: &str) -> Result<Keyring, CryptoError> {
+    pub fn from_config(
+        keys: &str,
+        active: &str,
+        blind_index_key: &str,
+    ) -> Result<Keyring, CryptoError> {
         let mut map = HashMap::new();
         for entry in keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, material) = entry
-                .split_once('=')
-                .ok_or_else(|| CryptoError::BadKeyList(format!("entry without `=`: key id {}", entry.split('=').next().unwrap_or(""))))?;
+            let (id, material) = entry.split_once('=').ok_or_else(|| {
+                CryptoError::BadKeyList(format!(
+                    "entry without `=`: key id {}",
+                    entry.split('=').next().unwrap_or("")
+                ))
+            })?;
             let bytes = B64
                 .decode(material.trim())
                 .map_err(|_| CryptoError::BadKeyList(format!("key `{id}` is not base64")))?;
             if bytes.len() != 32 {
-                return Err(CryptoError::BadKeyList(format!("key `{id}` must be 32 bytes")));
+                return Err(CryptoError::BadKeyList(format!(
+                    "key `{id}` must be 32 bytes"
+                )));
             }
             let cipher = Aes256Gcm::new_from_slice(&bytes)
                 .map_err(|_| CryptoError::BadKeyList(format!("key `{id}` must be 32 bytes")))?;
@@ -66,7 +75,9 @@ impl Keyring {
             .decode(blind_index_key.trim())
             .map_err(|_| CryptoError::BadKeyList("blind index key is not base64".into()))?;
         if blind.len() < 32 {
-            return Err(CryptoError::BadKeyList("blind index key must be at least 32 bytes".into()));
+            return Err(CryptoError::BadKeyList(
+                "blind index key must be at least 32 bytes".into(),
+            ));
         }
         Ok(Keyring {
             keys: map,
@@ -88,7 +99,13 @@ impl Keyring {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -144,7 +161,10 @@ mod tests {
         let (id, ct) = r.encrypt(b"3201234567890001", b"nik").expect("encrypts");
         assert_eq!(id, "k1");
         assert!(!ct.windows(16).any(|w| w == b"3201234567890001"));
-        assert_eq!(r.decrypt(&id, &ct, b"nik").expect("decrypts"), b"3201234567890001");
+        assert_eq!(
+            r.decrypt(&id, &ct, b"nik").expect("decrypts"),
+            b"3201234567890001"
+        );
         assert!(r.decrypt(&id, &ct, b"other").is_err());
         assert!(r.decrypt("k2", &ct, b"nik").is_err());
         let mut tampered = ct.clone();

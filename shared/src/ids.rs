@@ -36,7 +36,9 @@ pub fn new_client_id() -> String {
 /// An id in a URL path: ASCII letters, digits, `_` and `-`, 1–64 characters. Anything else
 /// cannot name a row, so it is answered 404 without a query.
 pub fn is_plausible_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -47,7 +49,10 @@ mod tests {
     fn api_call_ids_are_ordered_and_unique() {
         let ids: Vec<String> = (0..10_000).map(|_| new_api_call_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(ids.iter().all(|id| id.starts_with("API_CALL_") && id.len() == 41));
+        assert!(
+            ids.iter()
+                .all(|id| id.starts_with("API_CALL_") && id.len() == 41)
+        );
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl<'a> JsonObject<'a> {
     /// SPEC §3: unknown keys first (the first one in body order), then missing ones (the first
     /// in `allowed` order; `null` counts as missing).
     pub fn check_keys(&self, allowed: &[&str]) -> Result<(), BodyError> {
-        if let Some((k, _)) = self.fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        if let Some((k, _)) = self
+            .fields
+            .iter()
+            .find(|(k, _)| !allowed.contains(&k.as_str()))
+        {
             return Err(BodyError::UnknownKey(k.clone()));
         }
         for name in allowed {
@@ -79,7 +83,10 @@ impl<'a> JsonObject<'a> {
 fn describe(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     if msg.contains("duplicate field") {
-        msg.split(" at line").next().unwrap_or("duplicate field").to_owned()
+        msg.split(" at line")
+            .next()
+            .unwrap_or("duplicate field")
+            .to_owned()
     } else if msg.starts_with("invalid type") {
         "the body must be one JSON object".to_owned()
     } else {
@@ -204,8 +211,12 @@ mod tests {
     #[test]
     fn content_type() {
         assert!(is_json_content_type(Some("application/json")));
-        assert!(is_json_content_type(Some("Application/JSON; charset=UTF-8")));
-        assert!(!is_json_content_type(Some("application/json; charset=latin1")));
+        assert!(is_json_content_type(Some(
+            "Application/JSON; charset=UTF-8"
+        )));
+        assert!(!is_json_content_type(Some(
+            "application/json; charset=latin1"
+        )));
         assert!(!is_json_content_type(Some("text/plain")));
         assert!(!is_json_content_type(Some("application/jsonx")));
         assert!(!is_json_content_type(None));

@@ -2,16 +2,17 @@
 //! limits), the wire formats (envelope, commands, signatures), storage and configuration.
 
 pub mod amqp;
+pub mod cache;
 pub mod config;
 pub mod contract;
 pub mod crypto;
+pub mod db;
 pub mod envelope;
 pub mod ids;
 pub mod json;
 pub mod messages;
+pub mod metrics;
 pub mod money;
 pub mod signature;
-pub mod telemetry;
-pub mod cache;
-pub mod db;
 pub mod status;
+pub mod telemetry;

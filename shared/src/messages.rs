@@ -166,6 +166,9 @@ mod tests {
             Command::decode(json.to_string().as_bytes()),
             Err(DecodeError::Malformed(_))
         ));
-        assert!(matches!(Command::decode(b"\x00garbage"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            Command::decode(b"\x00garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

@@ -159,7 +159,10 @@ fn parse_number_text(s: &str, max_scale: u32) -> Result<Decimal, DecimalError> {
         let zeros = usize::try_from(-scale).map_err(|_| DecimalError::OutOfRange)?;
         (format!("{digits}{}", "0".repeat(zeros)), 0u32)
     } else {
-        (digits, u32::try_from(scale).map_err(|_| DecimalError::TooPrecise)?)
+        (
+            digits,
+            u32::try_from(scale).map_err(|_| DecimalError::TooPrecise)?,
+        )
     };
     let mut value: i128 = mantissa_digits
         .parse()
@@ -375,7 +378,11 @@ mod tests {
             "true", "null", "\"\"", "\"12,5\"", "\"NaN\"", "\"1e3\"", "\"+1\"", "\" 1\"", "\"1.\"",
             "\".5\"", "[]", "{}", "01", "1.", ".5", "+1", "NaN", "Infinity", "\"0x10\"",
         ] {
-            assert_eq!(Money::parse_json(bad), Err(DecimalError::NotANumber), "{bad}");
+            assert_eq!(
+                Money::parse_json(bad),
+                Err(DecimalError::NotANumber),
+                "{bad}"
+            );
         }
     }
 

@@ -93,7 +93,13 @@ mod tests {
     const EXPECTED_GET: &str = "3442196c82a83947e86c34b32ea2c3db1b0dc994b494696c57aec63170dca447";
 
     fn post_sts() -> String {
-        string_to_sign("POST", "/transaction", "1700000000", Some("ORDER-0001"), BODY)
+        string_to_sign(
+            "POST",
+            "/transaction",
+            "1700000000",
+            Some("ORDER-0001"),
+            BODY,
+        )
     }
 
     #[test]
@@ -134,13 +140,49 @@ mod tests {
     #[test]
     fn every_tampered_field_fails() {
         let tampered = [
-            string_to_sign("GET", "/transaction", "1700000000", Some("ORDER-0001"), BODY),
-            string_to_sign("POST", "/transaction?x=1", "1700000000", Some("ORDER-0001"), BODY),
-            string_to_sign("POST", "/transactions", "1700000000", Some("ORDER-0001"), BODY),
-            string_to_sign("POST", "/transaction", "1700000001", Some("ORDER-0001"), BODY),
-            string_to_sign("POST", "/transaction", "1700000000", Some("ORDER-0002"), BODY),
+            string_to_sign(
+                "GET",
+                "/transaction",
+                "1700000000",
+                Some("ORDER-0001"),
+                BODY,
+            ),
+            string_to_sign(
+                "POST",
+                "/transaction?x=1",
+                "1700000000",
+                Some("ORDER-0001"),
+                BODY,
+            ),
+            string_to_sign(
+                "POST",
+                "/transactions",
+                "1700000000",
+                Some("ORDER-0001"),
+                BODY,
+            ),
+            string_to_sign(
+                "POST",
+                "/transaction",
+                "1700000001",
+                Some("ORDER-0001"),
+                BODY,
+            ),
+            string_to_sign(
+                "POST",
+                "/transaction",
+                "1700000000",
+                Some("ORDER-0002"),
+                BODY,
+            ),
             string_to_sign("POST", "/transaction", "1700000000", None, BODY),
-            string_to_sign("POST", "/transaction", "1700000000", Some("ORDER-0001"), b"{}"),
+            string_to_sign(
+                "POST",
+                "/transaction",
+                "1700000000",
+                Some("ORDER-0001"),
+                b"{}",
+            ),
         ];
         for sts in tampered {
             assert!(!verify(SECRET, &sts, EXPECTED_POST), "{sts}");
@@ -177,7 +219,14 @@ mod tests {
             timestamp_within_window("1699999699", now),
             Err(TimestampError::OutOfWindow)
         );
-        for bad in ["", "-1", "1.5", "+1700000000", " 1700000000", "99999999999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "+1700000000",
+            " 1700000000",
+            "99999999999999999999",
+        ] {
             assert_eq!(
                 timestamp_within_window(bad, now),
                 Err(TimestampError::Malformed),

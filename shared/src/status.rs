@@ -47,7 +47,11 @@ pub struct CallStatus {
 }
 
 impl CallStatus {
-    pub fn pending(api_call_id: &str, call_type: CallType, created_at: DateTime<Utc>) -> CallStatus {
+    pub fn pending(
+        api_call_id: &str,
+        call_type: CallType,
+        created_at: DateTime<Utc>,
+    ) -> CallStatus {
         CallStatus {
             api_call_id: api_call_id.to_owned(),
             call_type,

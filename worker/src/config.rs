@@ -3,7 +3,11 @@
 use shared::config::{AmqpConfig, DatabaseConfig, RedisConfig};
 
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "worker", about = "Worker of the XYZ MultiFinance engine", version)]
+#[command(
+    name = "worker",
+    about = "Worker of the XYZ MultiFinance engine",
+    version
+)]
 pub struct WorkerConfig {
     /// Consumers (channels) in this process; each works one batch at a time.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2)]
@@ -17,6 +21,9 @@ pub struct WorkerConfig {
     /// How long a batch waits for more commands after its first, in milliseconds.
     #[arg(long, env = "WORKER_BATCH_LINGER_MS", default_value_t = 5)]
     pub batch_linger_ms: u64,
+    /// Where the worker serves Prometheus metrics (`/metrics`); empty disables.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9100")]
+    pub metrics_addr: String,
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]

@@ -4,10 +4,10 @@ use crate::config::WorkerConfig;
 use crate::unit::{Decision, apply_batch, lock_order};
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
-use lapin::message::Delivery;
 use shared::amqp::Topology;
 use shared::cache::{Cache, StatusRecord};
 use shared::messages::Command;
@@ -32,10 +32,21 @@ pub async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bo
         match open(&deps, index).await {
             Ok((conn, channel, consumer)) => {
                 delay = Duration::from_millis(100);
+                let depth = if index == 0 {
+                    conn.create_channel()
+                        .await
+                        .ok()
+                        .map(|ch| tokio::spawn(watch_queues(ch, deps.topology.clone())))
+                } else {
+                    None
+                };
                 tracing::info!(consumer = index, queue = %deps.topology.command_queue(), "consuming");
                 consume(&deps, &channel, consumer, &mut stop).await;
                 // Closing returns prefetched, unprocessed deliveries to the queue at once.
                 let _ = channel.close(200, "worker stopping".into()).await;
+                if let Some(task) = depth {
+                    task.abort();
+                }
                 let _ = conn.close(200, "worker stopping".into()).await;
             }
             Err(e) => {
@@ -47,6 +58,28 @@ pub async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bo
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Queue depth and consumer count, read every few seconds with passive declares.
+async fn watch_queues(channel: Channel, topology: Topology) {
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..lapin::options::QueueDeclareOptions::default()
+    };
+    loop {
+        for queue in [topology.command_queue(), topology.dead_letter_queue()] {
+            match channel.queue_declare(queue.clone().into(), passive, FieldTable::default()).await {
+                Ok(q) => {
+                    metrics::gauge!("xyz_queue_depth", "queue" => queue.clone()).set(f64::from(q.message_count()));
+                    if queue == topology.command_queue() {
+                        metrics::gauge!("xyz_queue_consumers").set(f64::from(q.consumer_count()));
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
@@ -69,7 +102,12 @@ async fn open(deps: &Deps, index: usize) -> lapin::Result<(lapin::Connection, Ch
     Ok((conn, channel, consumer))
 }
 
-async fn consume(deps: &Deps, _channel: &Channel, mut consumer: Consumer, stop: &mut watch::Receiver<bool>) {
+async fn consume(
+    deps: &Deps,
+    _channel: &Channel,
+    mut consumer: Consumer,
+    stop: &mut watch::Receiver<bool>,
+) {
     let max = deps.config.batch_size.max(1);
     let linger = Duration::from_millis(deps.config.batch_linger_ms);
     loop {
@@ -107,13 +145,22 @@ async fn consume(deps: &Deps, _channel: &Channel, mut consumer: Consumer, stop: 
 
 /// Decodes, applies, commits, acks, then publishes. Returns false when the channel is gone.
 async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
+    metrics::counter!("xyz_messages_consumed_total").increment(deliveries.len() as u64);
+    metrics::histogram!("xyz_batch_size").record(deliveries.len() as f64);
     let mut commands: Vec<(Command, Delivery)> = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         match Command::decode(&d.data) {
             Ok(c) => commands.push((c, d)),
             Err(e) => {
                 tracing::error!(error = %e, delivery_tag = d.delivery_tag, "poison message; dead-lettering");
-                if d.nack(BasicNackOptions { requeue: false, multiple: false }).await.is_err() {
+                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "undecodable").increment(1);
+                if d.nack(BasicNackOptions {
+                    requeue: false,
+                    multiple: false,
+                })
+                .await
+                .is_err()
+                {
                     return false;
                 }
             }
@@ -126,7 +173,12 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
     let refs: Vec<&Command> = commands.iter().map(|(c, _)| c).collect();
 
     let pool = deps.pool.clone();
-    let decisions = (|| async { apply_batch(&pool, &refs).await })
+    let decisions = (|| async {
+        let started = std::time::Instant::now();
+        let result = apply_batch(&pool, &refs).await;
+        metrics::histogram!("xyz_db_transaction_seconds").record(started.elapsed().as_secs_f64());
+        result
+    })
         .retry(
             ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(20))
@@ -135,6 +187,7 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
                 .without_max_times(),
         )
         .notify(|e, after| {
+            metrics::counter!("xyz_batch_retries_total").increment(1);
             tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, batch = refs.len(), "batch failed; retrying")
         })
         .await;
@@ -150,6 +203,7 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
     let mut finals: Vec<(StatusRecord, Option<String>)> = Vec::with_capacity(decisions.len());
     let mut channel_ok = true;
     for ((command, delivery), decision) in commands.iter().zip(decisions) {
+        let is_final = matches!(decision, Decision::Final(_));
         let acked = match decision {
             Decision::Final(record) => {
                 tracing::info!(
@@ -158,14 +212,33 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
                     reason = record.status.reason.map(|r| r.as_str()).unwrap_or(""),
                     "decided"
                 );
+                metrics::counter!(
+                    "xyz_outcomes_total",
+                    "type" => record.status.call_type.as_str(),
+                    "status" => record.status.status.as_str(),
+                    "reason" => record.status.reason.map(|r| r.as_str()).unwrap_or("")
+                )
+                .increment(1);
                 finals.push((record, command.reply_to.clone()));
                 delivery.ack(BasicAckOptions::default()).await
             }
-            Decision::Poison(_) => delivery.nack(BasicNackOptions { requeue: false, multiple: false }).await,
+            Decision::Poison(_) => {
+                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "unappliable").increment(1);
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        multiple: false,
+                    })
+                    .await
+            }
         };
-        if let Err(e) = acked {
-            tracing::warn!(error = %e, api_call_id = %command.api_call_id, "ack failed; the broker will redeliver and the outcome will be reported again");
-            channel_ok = false;
+        match acked {
+            Ok(_) if is_final => metrics::counter!("xyz_messages_acked_total").increment(1),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, api_call_id = %command.api_call_id, "ack failed; the broker will redeliver and the outcome will be reported again");
+                channel_ok = false;
+            }
         }
     }
     if let Err(e) = deps.cache.publish_final(&finals).await {

@@ -22,7 +22,11 @@ pub enum WorkerError {
 
 /// Runs the consumers until `shutdown` resolves; each finishes, commits and acks the batch it
 /// holds, then closes its channel so prefetched deliveries return to the queue.
-pub async fn run<F>(config: WorkerConfig, pool: Option<MySqlPool>, shutdown: F) -> Result<(), WorkerError>
+pub async fn run<F>(
+    config: WorkerConfig,
+    pool: Option<MySqlPool>,
+    shutdown: F,
+) -> Result<(), WorkerError>
 where
     F: Future<Output = ()>,
 {
@@ -32,7 +36,8 @@ where
             .await
             .map_err(|e| WorkerError::Config(format!("DATABASE_URL: {e}")))?,
     };
-    let redis = shared::cache::connect(&config.redis.url).map_err(|e| WorkerError::Config(format!("REDIS_URL: {e}")))?;
+    let redis = shared::cache::connect(&config.redis.url)
+        .map_err(|e| WorkerError::Config(format!("REDIS_URL: {e}")))?;
     let deps = Deps {
         pool,
         cache: Cache::new(redis, &config.redis.prefix),

@@ -7,7 +7,9 @@ use chrono::{SubsecRound, Utc};
 use serde_json::json;
 use shared::cache::StatusRecord;
 use shared::db::DbError;
-use shared::db::outcomes::{Outcome, find_idempotency, get_outcome, insert_idempotency, insert_outcome};
+use shared::db::outcomes::{
+    Outcome, find_idempotency, get_outcome, insert_idempotency, insert_outcome,
+};
 use shared::db::users::IdempotencyRecord;
 use shared::envelope::RejectReason;
 use shared::messages::{Command, CommandPayload};
@@ -72,7 +74,10 @@ pub fn lock_order(command: &Command) -> (u8, String) {
 
 /// Applies every command in one transaction and commits. Returns one decision per command,
 /// in the order given.
-pub async fn apply_batch(pool: &MySqlPool, commands: &[&Command]) -> Result<Vec<Decision>, Transient> {
+pub async fn apply_batch(
+    pool: &MySqlPool,
+    commands: &[&Command],
+) -> Result<Vec<Decision>, Transient> {
     let mut tx = pool.begin().await?;
     let mut decisions = Vec::with_capacity(commands.len());
     for (i, command) in commands.iter().enumerate() {
@@ -84,9 +89,11 @@ pub async fn apply_batch(pool: &MySqlPool, commands: &[&Command]) -> Result<Vec<
             Ok(record) => decisions.push(Decision::Final(record)),
             Err(CommandError::Transient(e)) => return Err(e),
             Err(CommandError::Poison(why)) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("ROLLBACK TO SAVEPOINT {savepoint}")))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ROLLBACK TO SAVEPOINT {savepoint}"
+                )))
+                .execute(&mut *tx)
+                .await?;
                 tracing::error!(api_call_id = %command.api_call_id, reason = %why, "command cannot be applied; dead-lettering it");
                 decisions.push(Decision::Poison(why));
             }
@@ -96,7 +103,10 @@ pub async fn apply_batch(pool: &MySqlPool, commands: &[&Command]) -> Result<Vec<
     Ok(decisions)
 }
 
-async fn apply_one(conn: &mut MySqlConnection, command: &Command) -> Result<StatusRecord, CommandError> {
+async fn apply_one(
+    conn: &mut MySqlConnection,
+    command: &Command,
+) -> Result<StatusRecord, CommandError> {
     let call_type = command.payload.call_type();
     let body_sha256: [u8; 32] = hex::decode(&command.body_sha256)
         .ok()
@@ -111,24 +121,41 @@ async fn apply_one(conn: &mut MySqlConnection, command: &Command) -> Result<Stat
     };
     let verdict = match insert_idempotency(&mut *conn, &idem, command.accepted_at).await {
         Ok(()) => match &command.payload {
-            CommandPayload::Transaction(t) => handlers::transaction::apply(conn, command, t).await?,
+            CommandPayload::Transaction(t) => {
+                handlers::transaction::apply(conn, command, t).await?
+            }
             CommandPayload::Payment(p) => handlers::payment::apply(conn, command, p).await?,
         },
         Err(e) if e.is_unique_violation() => {
-            let owner = find_idempotency(&mut *conn, idem.merchant_id, idem.endpoint, idem.external_id).await?;
+            let owner = find_idempotency(
+                &mut *conn,
+                idem.merchant_id,
+                idem.endpoint,
+                idem.external_id,
+            )
+            .await?;
             match owner {
                 // This very call was decided by an earlier delivery: report that decision.
                 Some((call, _)) if call == command.api_call_id => {
                     let (merchant_id, status) = get_outcome(&mut *conn, &command.api_call_id)
                         .await?
-                        .ok_or_else(|| CommandError::Poison("decided call without an outcome".into()))?;
+                        .ok_or_else(|| {
+                            CommandError::Poison("decided call without an outcome".into())
+                        })?;
                     tracing::info!(api_call_id = %command.api_call_id, "redelivered command already decided");
-                    return Ok(StatusRecord { merchant_id, status });
+                    return Ok(StatusRecord {
+                        merchant_id,
+                        status,
+                    });
                 }
                 Some((original, _)) => {
                     return reject_duplicate(conn, command, &original).await;
                 }
-                None => return Err(CommandError::Poison("unique violation without a row".into())),
+                None => {
+                    return Err(CommandError::Poison(
+                        "unique violation without a row".into(),
+                    ));
+                }
             }
         }
         Err(e) => return Err(e.into()),
@@ -141,12 +168,26 @@ async fn apply_one(conn: &mut MySqlConnection, command: &Command) -> Result<Stat
 }
 
 /// A second call with a used external id: rejected, and its outcome names the original.
-async fn reject_duplicate(conn: &mut MySqlConnection, command: &Command, original: &str) -> Result<StatusRecord, CommandError> {
+async fn reject_duplicate(
+    conn: &mut MySqlConnection,
+    command: &Command,
+    original: &str,
+) -> Result<StatusRecord, CommandError> {
     if let Some((merchant_id, status)) = get_outcome(&mut *conn, &command.api_call_id).await? {
-        return Ok(StatusRecord { merchant_id, status });
+        return Ok(StatusRecord {
+            merchant_id,
+            status,
+        });
     }
     let result = json!({"original_api_call_id": original});
-    record_outcome(conn, command, CallState::Rejected, Some(RejectReason::DuplicateExternalId), Some(result)).await
+    record_outcome(
+        conn,
+        command,
+        CallState::Rejected,
+        Some(RejectReason::DuplicateExternalId),
+        Some(result),
+    )
+    .await
 }
 
 async fn record_outcome(

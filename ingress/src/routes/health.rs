@@ -12,8 +12,26 @@ use std::time::Duration;
 pub async fn handle(state: &AppState, route: &Route, api_call_id: &str) -> Response {
     match route {
         Route::Readyz => readyz(state, api_call_id).await,
-        _ => envelope_response(StatusCode::OK, MessageAction::Success, json!({"status": "ok"}), api_call_id),
+        Route::Metrics => metrics(state),
+        _ => envelope_response(
+            StatusCode::OK,
+            MessageAction::Success,
+            json!({"status": "ok"}),
+            api_call_id,
+        ),
     }
+}
+
+/// Prometheus text format (not the envelope).
+fn metrics(state: &AppState) -> Response {
+    metrics::gauge!("xyz_waiters").set(state.waiters.len() as f64);
+    let body = state.metrics.render();
+    let mut r = axum::response::IntoResponse::into_response((StatusCode::OK, body));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
 }
 
 /// Ready when MySQL, Redis and RabbitMQ all answer.
@@ -36,8 +54,10 @@ async fn readyz(state: &AppState, api_call_id: &str) -> Response {
             checks,
             api_call_id,
         );
-        r.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(1u32));
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(1u32),
+        );
         r
     }
 }

@@ -31,8 +31,12 @@ fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
                 page.limit = v
                     .parse::<u32>()
                     .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n) && v.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| ApiError::invalid_value("limit", "must be an integer from 1 to 100"))?;
+                    .filter(|n| {
+                        (1..=MAX_LIMIT).contains(n) && v.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .ok_or_else(|| {
+                        ApiError::invalid_value("limit", "must be an integer from 1 to 100")
+                    })?;
             }
             "cursor" => page.cursor = Some(v.to_owned()),
             _ => {}
@@ -44,7 +48,11 @@ fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
 /// MAC || base64url(position): only this endpoint, for this user, can have issued it.
 fn seal(state: &AppState, scope: &str, position: &str) -> String {
     let mac = state.keyring.blind_index(scope, position);
-    format!("{}{}", &hex::encode(mac)[..MAC_HEX_LEN], URL_SAFE_NO_PAD.encode(position))
+    format!(
+        "{}{}",
+        &hex::encode(mac)[..MAC_HEX_LEN],
+        URL_SAFE_NO_PAD.encode(position)
+    )
 }
 
 fn open(state: &AppState, scope: &str, cursor: &str) -> Result<String, ApiError> {
@@ -88,17 +96,29 @@ pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Repl
             let pos = open(state, &scope, c)?;
             let (date, id) = pos
                 .split_once('|')
-                .and_then(|(d, id)| Some((NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?, id.to_owned())))
-                .ok_or_else(|| ApiError::invalid_value("cursor", "was not issued by this endpoint"))?;
+                .and_then(|(d, id)| {
+                    Some((
+                        NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?,
+                        id.to_owned(),
+                    ))
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid_value("cursor", "was not issued by this endpoint")
+                })?;
             Some((date, id))
         }
     };
     ensure_user(state, user_id).await?;
-    let rows = shared::db::contracts::billings_page(&state.pool, user_id, after, page.limit + 1).await?;
+    let rows =
+        shared::db::contracts::billings_page(&state.pool, user_id, after, page.limit + 1).await?;
     let more = rows.len() > page.limit as usize;
     let rows: Vec<_> = rows.into_iter().take(page.limit as usize).collect();
     let next = match (more, rows.last()) {
-        (true, Some((_, last))) => Some(seal(state, &scope, &format!("{}|{}", last.tanggal_tagihan, last.billing_id))),
+        (true, Some((_, last))) => Some(seal(
+            state,
+            &scope,
+            &format!("{}|{}", last.tanggal_tagihan, last.billing_id),
+        )),
         _ => None,
     };
     let items: Vec<_> = rows
@@ -122,14 +142,20 @@ pub async fn bills(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, 
             let (at, id) = pos
                 .split_once('|')
                 .and_then(|(t, id)| {
-                    Some((NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()?, id.to_owned()))
+                    Some((
+                        NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()?,
+                        id.to_owned(),
+                    ))
                 })
-                .ok_or_else(|| ApiError::invalid_value("cursor", "was not issued by this endpoint"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid_value("cursor", "was not issued by this endpoint")
+                })?;
             Some((at, id))
         }
     };
     ensure_user(state, user_id).await?;
-    let rows = shared::db::contracts::bills_page(&state.pool, user_id, after, page.limit + 1).await?;
+    let rows =
+        shared::db::contracts::bills_page(&state.pool, user_id, after, page.limit + 1).await?;
     let more = rows.len() > page.limit as usize;
     let rows: Vec<_> = rows.into_iter().take(page.limit as usize).collect();
     let next = match (more, rows.last()) {
@@ -152,7 +178,14 @@ mod tests {
     fn limit_parsing() {
         assert_eq!(parse_query(None).map(|p| p.limit).ok(), Some(20));
         assert_eq!(parse_query(Some("limit=2")).map(|p| p.limit).ok(), Some(2));
-        for bad in ["limit=0", "limit=101", "limit=abc", "limit=", "limit=+5", "limit=1.0"] {
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=abc",
+            "limit=",
+            "limit=+5",
+            "limit=1.0",
+        ] {
             assert!(parse_query(Some(bad)).is_err(), "{bad}");
         }
     }

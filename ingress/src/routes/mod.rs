@@ -25,6 +25,6 @@ pub async fn dispatch(state: &AppState, ctx: &Ctx, route: Route) -> Result<Reply
         Route::Status(id) => status::get(state, ctx, &id).await,
         Route::Contract(id) => contracts::get(state, ctx, &id).await,
         // Public routes never reach dispatch.
-        Route::Healthz | Route::Readyz => Err(ApiError::not_found()),
+        Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::not_found()),
     }
 }

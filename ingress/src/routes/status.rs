@@ -25,14 +25,22 @@ pub async fn get(state: &AppState, ctx: &Ctx, api_call_id: &str) -> Result<Reply
     }
     // PENDING in Redis may be stale (a worker that died between its commit and the cache
     // write), so the outcome table decides.
-    if let Some((merchant, status)) = shared::db::outcomes::get_outcome(&state.pool, api_call_id).await? {
+    if let Some((merchant, status)) =
+        shared::db::outcomes::get_outcome(&state.pool, api_call_id).await?
+    {
         return owned(ctx, &merchant, &status);
     }
     if let Some(record) = cached {
         return owned(ctx, &record.merchant_id, &record.status);
     }
-    if let Some((merchant, call_type, at)) = shared::db::outcomes::find_accepted_call(&state.pool, api_call_id).await? {
-        return owned(ctx, &merchant, &CallStatus::pending(api_call_id, call_type, at));
+    if let Some((merchant, call_type, at)) =
+        shared::db::outcomes::find_accepted_call(&state.pool, api_call_id).await?
+    {
+        return owned(
+            ctx,
+            &merchant,
+            &CallStatus::pending(api_call_id, call_type, at),
+        );
     }
     Err(ApiError::not_found())
 }

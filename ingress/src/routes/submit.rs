@@ -12,7 +12,9 @@ use serde_json::json;
 use shared::cache::StatusRecord;
 use shared::contract::{ContractTerms, amounts};
 use shared::envelope::MessageAction;
-use shared::messages::{COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload};
+use shared::messages::{
+    COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
+};
 use shared::status::{CallState, CallStatus};
 
 const TRANSACTION_FIELDS: &[&str] = &[
@@ -56,7 +58,10 @@ fn parse_payment(ctx: &Ctx) -> Result<PaymentPayload, ApiError> {
     let obj = body::object(ctx, &["nomor_kontrak", "jumlah"])?;
     let nomor_kontrak = body::text(&obj, "nomor_kontrak", 1, 128)?;
     let jumlah = body::positive_money(&obj, "jumlah")?;
-    Ok(PaymentPayload { nomor_kontrak, jumlah })
+    Ok(PaymentPayload {
+        nomor_kontrak,
+        jumlah,
+    })
 }
 
 pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
@@ -76,7 +81,14 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
     let external_id = ctx.external_id.clone().unwrap_or_default();
 
     // Redis keeps ids for 24 h; MySQL keeps every id that reached a worker, forever.
-    match shared::db::outcomes::find_idempotency(&state.pool, &ctx.key.merchant_id, endpoint, &external_id).await {
+    match shared::db::outcomes::find_idempotency(
+        &state.pool,
+        &ctx.key.merchant_id,
+        endpoint,
+        &external_id,
+    )
+    .await
+    {
         Ok(Some((original, sha))) if original != ctx.api_call_id => {
             return Err(claim.conflict_with(state, &original, &sha).await);
         }
@@ -88,7 +100,8 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
     }
 
     // Waiters beyond the cap get their 202 at once rather than holding a connection.
-    let wait = parse_prefer_wait(ctx.header("prefer")).filter(|_| state.waiters.len() < state.max_waiters);
+    let wait =
+        parse_prefer_wait(ctx.header("prefer")).filter(|_| state.waiters.len() < state.max_waiters);
     let waiter = wait.map(|_| state.waiters.register(&ctx.api_call_id));
     let command = Command {
         v: COMMAND_SCHEMA_VERSION,
@@ -103,7 +116,11 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
     };
     if let Err(e) = state
         .publisher
-        .publish(&state.topology.command_queue(), &ctx.api_call_id, &command.encode())
+        .publish(
+            &state.topology.command_queue(),
+            &ctx.api_call_id,
+            &command.encode(),
+        )
         .await
     {
         claim.release(state).await;
@@ -115,7 +132,12 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
         let outcome = match tokio::time::timeout(wait, &mut waiter.rx).await {
             Ok(Ok(record)) => Some(record),
             // Timed out or the listener is gone: the cache may still have the answer.
-            _ => state.cache.get_status(&ctx.api_call_id).await.ok().flatten(),
+            _ => state
+                .cache
+                .get_status(&ctx.api_call_id)
+                .await
+                .ok()
+                .flatten(),
         };
         if let Some(record) = outcome.filter(|r| r.status.is_final()) {
             return Ok(final_reply(record.status));
@@ -125,7 +147,12 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
 }
 
 /// The broker has the command: the claim is permanent and the call reads PENDING.
-async fn accepted(state: &AppState, ctx: &Ctx, claim: &Claimed, call_type: shared::messages::CallType) {
+async fn accepted(
+    state: &AppState,
+    ctx: &Ctx,
+    claim: &Claimed,
+    call_type: shared::messages::CallType,
+) {
     claim.accept(state).await;
     let record = StatusRecord {
         merchant_id: ctx.key.merchant_id.clone(),

@@ -30,7 +30,9 @@ pub const MINIMUM_AGE: i32 = 17;
 
 /// Today's calendar date in Asia/Jakarta, where ages are counted.
 fn jakarta_today() -> NaiveDate {
-    Utc::now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive()
+    Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive()
 }
 
 fn parse_user(ctx: &Ctx) -> Result<NewUser, ApiError> {
@@ -72,9 +74,13 @@ fn birth_date(obj: &shared::json::JsonObject<'_>) -> Result<NaiveDate, ApiError>
         .get_str(field)
         .ok_or_else(|| ApiError::invalid_value(field, "must be a date string YYYY-MM-DD"))?;
     let shaped = s.len() == 10
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     let date = shaped
         .then(|| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
         .flatten()
@@ -83,7 +89,10 @@ fn birth_date(obj: &shared::json::JsonObject<'_>) -> Result<NaiveDate, ApiError>
         return Err(ApiError::invalid_value(field, "must not be before 1900"));
     }
     if age_on(date, jakarta_today()) < MINIMUM_AGE {
-        return Err(ApiError::invalid_value(field, "the user must be at least 17 years old"));
+        return Err(ApiError::invalid_value(
+            field,
+            "the user must be at least 17 years old",
+        ));
     }
     Ok(date)
 }
@@ -109,7 +118,15 @@ pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
         api_call_id: &ctx.api_call_id,
         body_sha256: claim.body_sha256,
     };
-    let created = shared::db::users::create_user(&state.pool, &state.keyring, &user_id, &user, &idem, Utc::now()).await;
+    let created = shared::db::users::create_user(
+        &state.pool,
+        &state.keyring,
+        &user_id,
+        &user,
+        &idem,
+        Utc::now(),
+    )
+    .await;
     match created {
         Ok(view) => {
             claim.accept(state).await;
@@ -118,7 +135,10 @@ pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
         }
         Err(CreateUserError::DuplicateNik) => {
             claim.accept(state).await;
-            Err(ApiError::new(MessageAction::DuplicateNik, "a user with this NIK exists"))
+            Err(ApiError::new(
+                MessageAction::DuplicateNik,
+                "a user with this NIK exists",
+            ))
         }
         Err(CreateUserError::ExternalIdUsed {
             original_api_call_id,

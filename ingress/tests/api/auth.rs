@@ -17,7 +17,10 @@ async fn send_raw(
 ) -> (Resp, String) {
     let mut req = app
         .http
-        .request(method.parse().expect("method"), format!("{}{}", app.base, path))
+        .request(
+            method.parse().expect("method"),
+            format!("{}{}", app.base, path),
+        )
         .body(body.to_vec());
     if !body.is_empty() {
         req = req.header("Content-Type", "application/json");
@@ -29,13 +32,31 @@ async fn send_raw(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.expect("body");
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-    (Resp { status, body, headers }, text)
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (
+        Resp {
+            status,
+            body,
+            headers,
+        },
+        text,
+    )
 }
 
 /// The signature the server computes for a request: lowercase hex HMAC under `secret`.
-fn signature_for(secret: &str, method: &str, path: &str, ts: &str, ext: Option<&str>, body: &[u8]) -> String {
-    sign(secret.as_bytes(), &string_to_sign(method, path, ts, ext, body))
+fn signature_for(
+    secret: &str,
+    method: &str,
+    path: &str,
+    ts: &str,
+    ext: Option<&str>,
+    body: &[u8],
+) -> String {
+    sign(
+        secret.as_bytes(),
+        &string_to_sign(method, path, ts, ext, body),
+    )
 }
 
 /// 401 `INVALID_SIGNATURE`, and the answer does not leak the signature the server expected.
@@ -51,7 +72,9 @@ fn assert_bad_signature(r: &Resp, text: &str, expected_signature: &str) {
         "the response reveals the expected signature: {text}"
     );
     assert!(
-        !text.to_lowercase().contains(&expected_signature.to_lowercase()),
+        !text
+            .to_lowercase()
+            .contains(&expected_signature.to_lowercase()),
         "the response reveals the expected signature: {text}"
     );
 }
@@ -87,7 +110,9 @@ async fn start_of_second() -> i64 {
 #[sqlx::test(migrations = "../migrations")]
 async fn correctly_signed_get_of_an_existing_users_limits_is_answered_200(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let r = app.get(&app.admin, &format!("/users/{user}/limits")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.action(), "SUCCESS", "{}", r.body);
@@ -103,8 +128,22 @@ async fn tampered_body_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let ext = fresh_id();
     let signed_body = user_body(&new_nik(), ["100000", "300000", "500000", "10000000"]).to_string();
     let sent_body = user_body(&new_nik(), ["100000", "300000", "500000", "10000000"]).to_string();
-    let sig = signature_for(&key.secret, "POST", "/create-user", &ts, Some(&ext), signed_body.as_bytes());
-    let expected = signature_for(&key.secret, "POST", "/create-user", &ts, Some(&ext), sent_body.as_bytes());
+    let sig = signature_for(
+        &key.secret,
+        "POST",
+        "/create-user",
+        &ts,
+        Some(&ext),
+        signed_body.as_bytes(),
+    );
+    let expected = signature_for(
+        &key.secret,
+        "POST",
+        "/create-user",
+        &ts,
+        Some(&ext),
+        sent_body.as_bytes(),
+    );
     let headers = [
         ("X-Client-Id", key.client_id.as_str()),
         ("X-Timestamp", ts.as_str()),
@@ -113,15 +152,23 @@ async fn tampered_body_is_rejected_with_401(pool: sqlx::MySqlPool) {
     ];
     let (r, text) = send_raw(&app, "POST", "/create-user", &headers, sent_body.as_bytes()).await;
     assert_bad_signature(&r, &text, &expected);
-    assert_eq!(user_count(&app).await, 0, "a tampered request must not create a user");
+    assert_eq!(
+        user_count(&app).await,
+        0,
+        "a tampered request must not create a user"
+    );
     app.shutdown().await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn tampered_path_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let signed_user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
-    let sent_user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let signed_user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let sent_user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let key = &app.merchant;
     let ts = now_ts();
     let signed_path = format!("/users/{signed_user}/limits");
@@ -141,7 +188,9 @@ async fn tampered_path_is_rejected_with_401(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn tampered_query_string_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let key = &app.merchant;
     let ts = now_ts();
     let signed_path = format!("/users/{user}/limits");
@@ -170,8 +219,22 @@ async fn tampered_external_id_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let body = user_body(&new_nik(), ["100000", "300000", "500000", "10000000"]).to_string();
     let signed_ext = fresh_id();
     let sent_ext = fresh_id();
-    let sig = signature_for(&key.secret, "POST", "/create-user", &ts, Some(&signed_ext), body.as_bytes());
-    let expected = signature_for(&key.secret, "POST", "/create-user", &ts, Some(&sent_ext), body.as_bytes());
+    let sig = signature_for(
+        &key.secret,
+        "POST",
+        "/create-user",
+        &ts,
+        Some(&signed_ext),
+        body.as_bytes(),
+    );
+    let expected = signature_for(
+        &key.secret,
+        "POST",
+        "/create-user",
+        &ts,
+        Some(&sent_ext),
+        body.as_bytes(),
+    );
     let headers = [
         ("X-Client-Id", key.client_id.as_str()),
         ("X-Timestamp", ts.as_str()),
@@ -180,14 +243,20 @@ async fn tampered_external_id_is_rejected_with_401(pool: sqlx::MySqlPool) {
     ];
     let (r, text) = send_raw(&app, "POST", "/create-user", &headers, body.as_bytes()).await;
     assert_bad_signature(&r, &text, &expected);
-    assert_eq!(user_count(&app).await, 0, "a tampered request must not create a user");
+    assert_eq!(
+        user_count(&app).await,
+        0,
+        "a tampered request must not create a user"
+    );
     app.shutdown().await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn signature_made_with_a_wrong_secret_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let key = &app.merchant;
     let ts = now_ts();
     let path = format!("/users/{user}/limits");
@@ -216,7 +285,9 @@ async fn signature_made_with_a_wrong_secret_is_rejected_with_401(pool: sqlx::MyS
 #[sqlx::test(migrations = "../migrations")]
 async fn uppercase_hex_signature_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let key = &app.merchant;
     let ts = now_ts();
     let path = format!("/users/{user}/limits");
@@ -231,7 +302,10 @@ async fn uppercase_hex_signature_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let (r, text) = send_raw(&app, "GET", &path, &headers, b"").await;
     assert_eq!(r.status, 401, "{text}");
     assert_eq!(r.action(), "INVALID_SIGNATURE", "{text}");
-    assert!(!text.contains(&expected), "the response reveals the expected signature: {text}");
+    assert!(
+        !text.contains(&expected),
+        "the response reveals the expected signature: {text}"
+    );
 
     // The lowercase form of the very same signature is accepted.
     let headers = [
@@ -247,7 +321,9 @@ async fn uppercase_hex_signature_is_rejected_with_401(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn each_missing_auth_header_is_rejected_with_401_naming_it(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let key = &app.merchant;
     let ts = now_ts();
     let path = format!("/users/{user}/limits");
@@ -261,7 +337,8 @@ async fn each_missing_auth_header_is_rejected_with_401_naming_it(pool: sqlx::MyS
     let (r, text) = send_raw(&app, "GET", &path, &all, b"").await;
     assert_eq!(r.status, 200, "{text}");
     for (missing, _) in all {
-        let headers: Vec<(&str, &str)> = all.iter().copied().filter(|(h, _)| *h != missing).collect();
+        let headers: Vec<(&str, &str)> =
+            all.iter().copied().filter(|(h, _)| *h != missing).collect();
         let (r, text) = send_raw(&app, "GET", &path, &headers, b"").await;
         assert_401(&r, &text);
         assert!(
@@ -275,14 +352,29 @@ async fn each_missing_auth_header_is_rejected_with_401_naming_it(pool: sqlx::MyS
 #[sqlx::test(migrations = "../migrations")]
 async fn malformed_timestamp_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits");
     let now = chrono::Utc::now().timestamp();
-    for ts in ["abc".to_owned(), "1.5".to_owned(), format!("{now}.0"), format!("+{now}"), format!("-{now}")] {
+    for ts in [
+        "abc".to_owned(),
+        "1.5".to_owned(),
+        format!("{now}.0"),
+        format!("+{now}"),
+        format!("-{now}"),
+    ] {
         // Signed with exactly the malformed value, so only the timestamp check can fail.
-        let r = app.send_at(&app.merchant, "GET", &path, None, None, &[], &ts).await;
+        let r = app
+            .send_at(&app.merchant, "GET", &path, None, None, &[], &ts)
+            .await;
         assert_eq!(r.status, 401, "X-Timestamp {ts}: {}", r.body);
-        assert_eq!(r.action(), "INVALID_SIGNATURE", "X-Timestamp {ts}: {}", r.body);
+        assert_eq!(
+            r.action(),
+            "INVALID_SIGNATURE",
+            "X-Timestamp {ts}: {}",
+            r.body
+        );
         assert!(
             r.message().to_lowercase().contains("x-timestamp"),
             "the message should name X-Timestamp: {}",
@@ -295,7 +387,9 @@ async fn malformed_timestamp_is_rejected_with_401(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn unknown_client_id_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits");
     let stranger = Key {
         client_id: shared::ids::new_client_id(),
@@ -316,14 +410,23 @@ async fn unknown_client_id_is_rejected_with_401(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn timestamp_more_than_300_seconds_away_is_rejected_with_401(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits");
     for offset in [-301_i64, 301] {
         let now = start_of_second().await;
         let ts = (now + offset).to_string();
-        let r = app.send_at(&app.merchant, "GET", &path, None, None, &[], &ts).await;
+        let r = app
+            .send_at(&app.merchant, "GET", &path, None, None, &[], &ts)
+            .await;
         assert_eq!(r.status, 401, "offset {offset}: {}", r.body);
-        assert_eq!(r.action(), "INVALID_SIGNATURE", "offset {offset}: {}", r.body);
+        assert_eq!(
+            r.action(),
+            "INVALID_SIGNATURE",
+            "offset {offset}: {}",
+            r.body
+        );
         assert!(
             r.message().to_lowercase().contains("x-timestamp"),
             "the message should name X-Timestamp: {}",
@@ -336,12 +439,16 @@ async fn timestamp_more_than_300_seconds_away_is_rejected_with_401(pool: sqlx::M
 #[sqlx::test(migrations = "../migrations")]
 async fn timestamp_within_300_seconds_is_accepted(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits");
     for offset in [-299_i64, 299] {
         let now = start_of_second().await;
         let ts = (now + offset).to_string();
-        let r = app.send_at(&app.merchant, "GET", &path, None, None, &[], &ts).await;
+        let r = app
+            .send_at(&app.merchant, "GET", &path, None, None, &[], &ts)
+            .await;
         assert_eq!(r.status, 200, "offset {offset}: {}", r.body);
         assert_eq!(r.action(), "SUCCESS", "offset {offset}: {}", r.body);
     }
@@ -351,13 +458,17 @@ async fn timestamp_within_300_seconds_is_accepted(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn revoked_key_is_rejected_with_401_within_5_seconds(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits");
     let r = app.get(&app.merchant, &path).await;
     assert_eq!(r.status, 200, "the key works before revocation: {}", r.body);
 
     assert!(
-        revoke_key(&app.pool, &app.merchant.client_id).await.expect("revoke"),
+        revoke_key(&app.pool, &app.merchant.client_id)
+            .await
+            .expect("revoke"),
         "the key was active"
     );
     let revoked_at = Instant::now();
@@ -374,7 +485,11 @@ async fn revoked_key_is_rejected_with_401_within_5_seconds(pool: sqlx::MySqlPool
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert!(revoked_at.elapsed() <= deadline, "took {:?}", revoked_at.elapsed());
+    assert!(
+        revoked_at.elapsed() <= deadline,
+        "took {:?}",
+        revoked_at.elapsed()
+    );
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(r.action(), "INVALID_SIGNATURE", "{}", r.body);
 
@@ -392,7 +507,9 @@ async fn revoked_key_is_rejected_with_401_within_5_seconds(pool: sqlx::MySqlPool
 #[sqlx::test(migrations = "../migrations")]
 async fn merchant_key_on_admin_only_routes_is_forbidden_with_403(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let create_body = user_body(&new_nik(), ["100000", "300000", "500000", "10000000"]).to_string();
     let status_body = json!({"user_status": "LOCK"}).to_string();
     let payment_body = json!({"user_id": user, "amount": 1000}).to_string();
@@ -412,7 +529,14 @@ async fn merchant_key_on_admin_only_routes_is_forbidden_with_403(pool: sqlx::MyS
         let ext = (method == "POST").then(fresh_id);
         for key in [&app.merchant, &app.other_merchant] {
             let r = app
-                .send(key, method, path, ext.as_deref(), body.map(str::as_bytes), &[])
+                .send(
+                    key,
+                    method,
+                    path,
+                    ext.as_deref(),
+                    body.map(str::as_bytes),
+                    &[],
+                )
                 .await;
             assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
             assert_eq!(r.action(), "FORBIDDEN", "{method} {path}: {}", r.body);
@@ -425,38 +549,67 @@ async fn merchant_key_on_admin_only_routes_is_forbidden_with_403(pool: sqlx::MyS
     assert_eq!(r.data()["user_status"], "ACTIVE", "{}", r.body);
 
     // A merchant may read any user's limits.
-    let r = app.get(&app.merchant, &format!("/users/{user}/limits")).await;
+    let r = app
+        .get(&app.merchant, &format!("/users/{user}/limits"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.action(), "SUCCESS", "{}", r.body);
     app.shutdown().await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn signed_post_without_external_id_is_rejected_with_400_invalid_mandatory(pool: sqlx::MySqlPool) {
+async fn signed_post_without_external_id_is_rejected_with_400_invalid_mandatory(
+    pool: sqlx::MySqlPool,
+) {
     let app = spawn_app(pool).await;
     let body = user_body(&new_nik(), ["100000", "300000", "500000", "10000000"]).to_string();
     let r = app
-        .send(&app.admin, "POST", "/create-user", None, Some(body.as_bytes()), &[])
+        .send(
+            &app.admin,
+            "POST",
+            "/create-user",
+            None,
+            Some(body.as_bytes()),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.action(), "INVALID_MANDATORY", "{}", r.body);
-    assert!(r.message().contains("X-External-Id"), "the message should name X-External-Id: {}", r.body);
+    assert!(
+        r.message().contains("X-External-Id"),
+        "the message should name X-External-Id: {}",
+        r.body
+    );
     assert_eq!(user_count(&app).await, 0);
     app.shutdown().await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn signed_post_with_malformed_external_id_is_rejected_with_400_invalid_value(pool: sqlx::MySqlPool) {
+async fn signed_post_with_malformed_external_id_is_rejected_with_400_invalid_value(
+    pool: sqlx::MySqlPool,
+) {
     let app = spawn_app(pool).await;
     let body = user_body(&new_nik(), ["100000", "300000", "500000", "10000000"]).to_string();
     let too_long = "x".repeat(129);
     for ext in [too_long.as_str(), "a b", ""] {
         // Signed with the same malformed value, so the signature is valid.
         let r = app
-            .send(&app.admin, "POST", "/create-user", Some(ext), Some(body.as_bytes()), &[])
+            .send(
+                &app.admin,
+                "POST",
+                "/create-user",
+                Some(ext),
+                Some(body.as_bytes()),
+                &[],
+            )
             .await;
         assert_eq!(r.status, 400, "X-External-Id {ext:?}: {}", r.body);
-        assert_eq!(r.action(), "INVALID_VALUE", "X-External-Id {ext:?}: {}", r.body);
+        assert_eq!(
+            r.action(),
+            "INVALID_VALUE",
+            "X-External-Id {ext:?}: {}",
+            r.body
+        );
         assert!(
             r.message().contains("X-External-Id"),
             "the message should name X-External-Id: {}",
@@ -468,7 +621,14 @@ async fn signed_post_with_malformed_external_id_is_rejected_with_400_invalid_val
     // 128 visible characters is the longest allowed.
     let longest = "x".repeat(128);
     let r = app
-        .send(&app.admin, "POST", "/create-user", Some(&longest), Some(body.as_bytes()), &[])
+        .send(
+            &app.admin,
+            "POST",
+            "/create-user",
+            Some(&longest),
+            Some(body.as_bytes()),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     app.shutdown().await;
@@ -477,13 +637,22 @@ async fn signed_post_with_malformed_external_id_is_rejected_with_400_invalid_val
 #[sqlx::test(migrations = "../migrations")]
 async fn get_with_malformed_external_id_is_rejected_with_400_invalid_value(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits");
     let too_long = "y".repeat(129);
     for ext in ["a b", too_long.as_str()] {
-        let r = app.send(&app.merchant, "GET", &path, Some(ext), None, &[]).await;
+        let r = app
+            .send(&app.merchant, "GET", &path, Some(ext), None, &[])
+            .await;
         assert_eq!(r.status, 400, "X-External-Id {ext:?}: {}", r.body);
-        assert_eq!(r.action(), "INVALID_VALUE", "X-External-Id {ext:?}: {}", r.body);
+        assert_eq!(
+            r.action(),
+            "INVALID_VALUE",
+            "X-External-Id {ext:?}: {}",
+            r.body
+        );
         assert!(
             r.message().contains("X-External-Id"),
             "the message should name X-External-Id: {}",
@@ -491,7 +660,9 @@ async fn get_with_malformed_external_id_is_rejected_with_400_invalid_value(pool:
         );
     }
     // A well-formed one on a GET is optional, signed, and fine.
-    let r = app.send(&app.merchant, "GET", &path, Some("READ-1"), None, &[]).await;
+    let r = app
+        .send(&app.merchant, "GET", &path, Some("READ-1"), None, &[])
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     app.shutdown().await;
 }

@@ -5,11 +5,11 @@ use ingress::startup::Application;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use rust_decimal::Decimal;
-use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 use shared::db::keys::{Role, create_key};
 use shared::signature::{sign, string_to_sign};
 use sqlx::MySqlPool;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -165,7 +165,8 @@ impl TestApp {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        self.send_at(key, method, path, external_id, body, headers, &now_ts()).await
+        self.send_at(key, method, path, external_id, body, headers, &now_ts())
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -179,8 +180,17 @@ impl TestApp {
         headers: &[(&str, &str)],
         timestamp: &str,
     ) -> Resp {
-        self.send_via(&self.base, key, method, path, external_id, body, headers, timestamp)
-            .await
+        self.send_via(
+            &self.base,
+            key,
+            method,
+            path,
+            external_id,
+            body,
+            headers,
+            timestamp,
+        )
+        .await
     }
 
     /// A signed request to another base URL (nginx, another ingress).
@@ -209,7 +219,11 @@ impl TestApp {
         if let Some(ext) = external_id {
             req = req.header("X-External-Id", ext);
         }
-        if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("Content-Type", "application/json");
         }
         for (k, v) in headers {
@@ -222,8 +236,13 @@ impl TestApp {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-        Resp { status, body, headers }
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Resp {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, key: &Key, path: &str) -> Resp {
@@ -232,20 +251,37 @@ impl TestApp {
 
     pub async fn post(&self, key: &Key, path: &str, external_id: &str, body: &Value) -> Resp {
         let bytes = body.to_string();
-        self.send(key, "POST", path, Some(external_id), Some(bytes.as_bytes()), &[]).await
+        self.send(
+            key,
+            "POST",
+            path,
+            Some(external_id),
+            Some(bytes.as_bytes()),
+            &[],
+        )
+        .await
     }
 
     pub async fn post_wait(&self, key: &Key, path: &str, external_id: &str, body: &Value) -> Resp {
         let bytes = body.to_string();
-        self.send(key, "POST", path, Some(external_id), Some(bytes.as_bytes()), &[("Prefer", "wait=20")])
-            .await
+        self.send(
+            key,
+            "POST",
+            path,
+            Some(external_id),
+            Some(bytes.as_bytes()),
+            &[("Prefer", "wait=20")],
+        )
+        .await
     }
 
     /// Creates a user with the given granted limits (tenors 1, 2, 3, 6).
     pub async fn create_user(&self, limits: [&str; 4]) -> String {
         let nik = format!("32{:014}", rand_u64() % 100_000_000_000_000);
         let body = user_body(&nik, limits);
-        let r = self.post(&self.admin, "/create-user", &fresh_id(), &body).await;
+        let r = self
+            .post(&self.admin, "/create-user", &fresh_id(), &body)
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.data()["user_id"].as_str().expect("user_id").to_owned()
     }
@@ -264,7 +300,9 @@ impl TestApp {
     }
 
     pub async fn limits(&self, user_id: &str) -> Value {
-        let r = self.get(&self.admin, &format!("/users/{user_id}/limits")).await;
+        let r = self
+            .get(&self.admin, &format!("/users/{user_id}/limits"))
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.data()["limits"].clone()
     }
@@ -287,16 +325,23 @@ impl TestApp {
 }
 
 pub async fn delete_queues(prefix: &str) {
-    let Ok(conn) = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-cleanup").await else {
+    let Ok(conn) =
+        shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-cleanup").await
+    else {
         return;
     };
     if let Ok(ch) = conn.create_channel().await {
         let t = shared::amqp::Topology::new(prefix);
         for q in [t.command_queue(), t.dead_letter_queue()] {
-            let _ = ch.queue_delete(q.into(), QueueDeleteOptions::default()).await;
+            let _ = ch
+                .queue_delete(q.into(), QueueDeleteOptions::default())
+                .await;
         }
         let _ = ch
-            .exchange_delete(t.dead_letter_exchange().into(), lapin::options::ExchangeDeleteOptions::default())
+            .exchange_delete(
+                t.dead_letter_exchange().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
             .await;
     }
     let _ = conn.close(200, "bye".into()).await;
@@ -328,7 +373,14 @@ pub fn user_body(nik: &str, limits: [&str; 4]) -> Value {
     })
 }
 
-pub fn transaction_body(user_id: &str, otr: &str, fee: &str, aset: &str, rate: &str, tenor: u32) -> String {
+pub fn transaction_body(
+    user_id: &str,
+    otr: &str,
+    fee: &str,
+    aset: &str,
+    rate: &str,
+    tenor: u32,
+) -> String {
     format!(
         r#"{{"user_id":"{user_id}","otr":{otr},"admin_fee":{fee},"harga_aset":{aset},"bunga_persen":{rate},"tenor":{tenor},"nama_aset":"Kulkas 2 Pintu"}}"#
     )
@@ -340,7 +392,11 @@ fn worker_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("worker");
-    assert!(bin.exists(), "{} missing: run the tests with scripts/test.sh (it builds all binaries)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with scripts/test.sh (it builds all binaries)",
+        bin.display()
+    );
     bin
 }
 
@@ -359,6 +415,7 @@ impl WorkerProcess {
             .env("AMQP_PREFIX", &app.prefix)
             .env("REDIS_PREFIX", &app.prefix)
             .env("WORKER_CONCURRENCY", "2")
+            .env("METRICS_ADDR", "")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -374,7 +431,10 @@ impl WorkerProcess {
 
     /// SIGTERM, then the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         self.0.wait().expect("worker exits")
     }
 }
@@ -388,12 +448,28 @@ impl Drop for WorkerProcess {
 pub async fn submit_burst(app: &TestApp, users: &[String], n: usize) -> Vec<String> {
     let mut calls = Vec::with_capacity(n);
     let bodies: Vec<String> = (0..n)
-        .map(|i| transaction_body(&users[i % users.len()], "150.25", "0", "150.25", "1", [1, 2, 3, 6][i % 4]))
+        .map(|i| {
+            transaction_body(
+                &users[i % users.len()],
+                "150.25",
+                "0",
+                "150.25",
+                "1",
+                [1, 2, 3, 6][i % 4],
+            )
+        })
         .collect();
     for chunk in bodies.chunks(25) {
         let ids: Vec<String> = chunk.iter().map(|_| fresh_id()).collect();
         let rs = futures_util::future::join_all(chunk.iter().zip(&ids).map(|(b, id)| {
-            app.send(&app.merchant, "POST", "/transaction", Some(id), Some(b.as_bytes()), &[])
+            app.send(
+                &app.merchant,
+                "POST",
+                "/transaction",
+                Some(id),
+                Some(b.as_bytes()),
+                &[],
+            )
         }))
         .await;
         for r in rs {
@@ -407,17 +483,27 @@ pub async fn submit_burst(app: &TestApp, users: &[String], n: usize) -> Vec<Stri
 pub async fn assert_all_final(app: &TestApp, calls: &[String]) {
     for call in calls {
         let s = app.wait_final(&app.merchant, call).await;
-        assert!(s["status"] == "APPROVED" || s["reason"] == "INSUFFICIENT_LIMIT", "{s}");
+        assert!(
+            s["status"] == "APPROVED" || s["reason"] == "INSUFFICIENT_LIMIT",
+            "{s}"
+        );
     }
 }
 
 pub async fn dead_letter_count(prefix: &str) -> u32 {
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test").await.expect("amqp");
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test")
+        .await
+        .expect("amqp");
     let ch = conn.create_channel().await.expect("channel");
     let q = ch
         .queue_declare(
-            shared::amqp::Topology::new(prefix).dead_letter_queue().into(),
-            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+            shared::amqp::Topology::new(prefix)
+                .dead_letter_queue()
+                .into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
             FieldTable::default(),
         )
         .await
@@ -435,12 +521,26 @@ pub async fn forget_redis(app: &TestApp) {
         .await
         .expect("keys");
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut c)
+            .await
+            .expect("del");
     }
 }
 
 /// A `user_limit_balances` row: user, the four granted limits, the four available ones.
-type LimitRow = (String, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal);
+type LimitRow = (
+    String,
+    Decimal,
+    Decimal,
+    Decimal,
+    Decimal,
+    Decimal,
+    Decimal,
+    Decimal,
+    Decimal,
+);
 
 /// SPEC §5 for every user and tenor: available = granted − Σ approved + Σ paid, within bounds.
 pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
@@ -454,12 +554,14 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
     .expect("limits");
     for (user, g1, g2, g3, g6, a1, a2, a3, a6) in rows {
         for (tenor, granted, available) in [(1u8, g1, a1), (2, g2, a2), (3, g3, a3), (6, g6, a6)] {
-            let debited: Option<Decimal> = sqlx::query_scalar("SELECT SUM(jumlah_cicilan) FROM transactions WHERE user_id = ? AND tenor = ?")
-                .bind(&user)
-                .bind(tenor)
-                .fetch_one(pool)
-                .await
-                .expect("sum");
+            let debited: Option<Decimal> = sqlx::query_scalar(
+                "SELECT SUM(jumlah_cicilan) FROM transactions WHERE user_id = ? AND tenor = ?",
+            )
+            .bind(&user)
+            .bind(tenor)
+            .fetch_one(pool)
+            .await
+            .expect("sum");
             let paid: Option<Decimal> = sqlx::query_scalar(
                 "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
             )
@@ -470,7 +572,10 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
             .expect("sum");
             let expected = granted - debited.unwrap_or_default() + paid.unwrap_or_default();
             assert_eq!(available, expected, "user {user} tenor {tenor}");
-            assert!(available >= Decimal::ZERO && available <= granted, "user {user} tenor {tenor}: {available}");
+            assert!(
+                available >= Decimal::ZERO && available <= granted,
+                "user {user} tenor {tenor}: {available}"
+            );
         }
     }
     let doubled: i64 = sqlx::query_scalar(

@@ -4,9 +4,10 @@
 mod helpers;
 
 mod auth;
-mod pipeline;
+mod metrics;
 mod nginx;
 mod payments;
+mod pipeline;
 mod processes;
 mod ratelimit;
 mod transactions;

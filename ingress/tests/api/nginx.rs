@@ -14,8 +14,16 @@ fn free_port() -> u16 {
 
 fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join(name);
-    assert!(bin.exists(), "{} missing: run the tests with scripts/test.sh", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with scripts/test.sh",
+        bin.display()
+    );
     bin
 }
 
@@ -28,7 +36,10 @@ struct Proc {
 impl Proc {
     fn kill(&mut self) {
         if self.graceful {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
         } else {
             let _ = self.child.kill();
         }
@@ -61,11 +72,21 @@ fn start_ingress(app: &TestApp, port: u16, log: &Path) -> Proc {
 
 /// nginx.conf with its upstream servers and listen port pointed at local ports.
 pub fn render_nginx_conf(listen: u16, upstreams: &[u16]) -> String {
-    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nginx.conf")).expect("nginx.conf");
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nginx.conf"))
+        .expect("nginx.conf");
     assert!(conf.contains("server ingress-1:8080") && conf.contains("server ingress-2:8080"));
-    conf.replace("server ingress-1:8080", &format!("server 127.0.0.1:{}", upstreams[0]))
-        .replace("server ingress-2:8080", &format!("server 127.0.0.1:{}", upstreams[1]))
-        .replace("listen 8080 reuseport", &format!("listen 127.0.0.1:{listen}"))
+    conf.replace(
+        "server ingress-1:8080",
+        &format!("server 127.0.0.1:{}", upstreams[0]),
+    )
+    .replace(
+        "server ingress-2:8080",
+        &format!("server 127.0.0.1:{}", upstreams[1]),
+    )
+    .replace(
+        "listen 8080 reuseport",
+        &format!("listen 127.0.0.1:{listen}"),
+    )
 }
 
 fn start_nginx(dir: &Path, conf: &str) -> Proc {
@@ -81,7 +102,10 @@ fn start_nginx(dir: &Path, conf: &str) -> Proc {
             .arg("-c")
             .arg(&conf_path)
             .arg("-g")
-            .arg(format!("pid {}; daemon off;", dir.join("nginx.pid").display()))
+            .arg(format!(
+                "pid {}; daemon off;",
+                dir.join("nginx.pid").display()
+            ))
             .stdout(std::fs::File::create(dir.join("access.log")).expect("log"))
             .stderr(std::fs::File::create(dir.join("error.log")).expect("log"))
             .spawn()
@@ -102,13 +126,18 @@ async fn wait_up(app: &TestApp, url: &str) {
 }
 
 fn served_requests(log: &Path) -> usize {
-    std::fs::read_to_string(log).unwrap_or_default().matches("request done").count()
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("request done")
+        .count()
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn nginx_balances_fails_over_and_answers_503_when_no_ingress_is_left(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let dir = std::env::temp_dir().join(format!("nginx-{}", app.prefix));
     std::fs::create_dir_all(&dir).expect("dir");
     let (p1, p2, listen) = (free_port(), free_port(), free_port());
@@ -129,12 +158,27 @@ async fn nginx_balances_fails_over_and_answers_503_when_no_ingress_is_left(pool:
     .await;
     assert!(rs.iter().all(|r| r.status == 200));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(served_requests(&dir.join("ingress-1.log")) > 0, "ingress 1 got no traffic");
-    assert!(served_requests(&dir.join("ingress-2.log")) > 0, "ingress 2 got no traffic");
+    assert!(
+        served_requests(&dir.join("ingress-1.log")) > 0,
+        "ingress 1 got no traffic"
+    );
+    assert!(
+        served_requests(&dir.join("ingress-2.log")) > 0,
+        "ingress 2 got no traffic"
+    );
 
     // The client address the audit log records is nginx's view, never a forged header.
     let spoofed = app
-        .send_via(&base, &app.merchant, "GET", &limits, None, None, &[("X-Forwarded-For", "6.6.6.6")], &now_ts())
+        .send_via(
+            &base,
+            &app.merchant,
+            "GET",
+            &limits,
+            None,
+            None,
+            &[("X-Forwarded-For", "6.6.6.6")],
+            &now_ts(),
+        )
         .await;
     assert_eq!(spoofed.status, 200);
     let call = spoofed.body["api_call_id"].as_str().expect("id").to_owned();
@@ -160,24 +204,56 @@ async fn nginx_balances_fails_over_and_answers_503_when_no_ingress_is_left(pool:
         let ext = format!("{}-{i}", fresh_id());
         let body = transaction_body(&user, "100", "0", "100", "0", 1);
         let r = app
-            .send_via(&base, &app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[], &now_ts())
+            .send_via(
+                &base,
+                &app.merchant,
+                "POST",
+                "/transaction",
+                Some(&ext),
+                Some(body.as_bytes()),
+                &[],
+                &now_ts(),
+            )
             .await;
         assert_eq!(r.status, 202, "{}", r.body);
         let retry = app
-            .send_via(&base, &app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[], &now_ts())
+            .send_via(
+                &base,
+                &app.merchant,
+                "POST",
+                "/transaction",
+                Some(&ext),
+                Some(body.as_bytes()),
+                &[],
+                &now_ts(),
+            )
             .await;
         assert_eq!(retry.status, 409, "{}", retry.body);
         assert_eq!(retry.data()["original_api_call_id"], r.body["api_call_id"]);
         accepted.push(r.body["api_call_id"].as_str().expect("id").to_owned());
     }
     for call in &accepted {
-        assert_eq!(app.wait_final(&app.merchant, call).await["status"], "APPROVED");
+        assert_eq!(
+            app.wait_final(&app.merchant, call).await["status"],
+            "APPROVED"
+        );
     }
     assert_limit_equation(&app.pool).await;
 
     // No ingress left: the 503 envelope, from nginx itself.
     ingress_2.kill();
-    let r = app.send_via(&base, &app.merchant, "GET", &limits, None, None, &[], &now_ts()).await;
+    let r = app
+        .send_via(
+            &base,
+            &app.merchant,
+            "GET",
+            &limits,
+            None,
+            None,
+            &[],
+            &now_ts(),
+        )
+        .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.action(), "SERVICE_UNAVAILABLE");
     let id = r.body["api_call_id"].as_str().expect("api_call_id");
@@ -188,12 +264,24 @@ async fn nginx_balances_fails_over_and_answers_503_when_no_ingress_is_left(pool:
     // Too large a body: nginx answers 413 in the envelope too.
     let big = vec![b'x'; 70_000];
     let r = app
-        .send_via(&base, &app.merchant, "POST", "/transaction", Some("big"), Some(&big), &[], &now_ts())
+        .send_via(
+            &base,
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some("big"),
+            Some(&big),
+            &[],
+            &now_ts(),
+        )
         .await;
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(r.action(), "PAYLOAD_TOO_LARGE");
     let log = std::fs::read_to_string(dir.join("access.log")).expect("access log");
-    assert!(log.contains("\"api_call_id\":\"API_CALL_"), "access log records api call ids");
+    assert!(
+        log.contains("\"api_call_id\":\"API_CALL_"),
+        "access log records api call ids"
+    );
     assert!(log.contains("\"upstream_time\""));
     let _ = std::fs::remove_dir_all(&dir);
     app.shutdown().await;

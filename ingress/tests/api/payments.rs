@@ -4,28 +4,55 @@ use crate::helpers::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-async fn contract(app: &TestApp, user: &str, otr: &str, fee: &str, rate: &str, tenor: u32) -> Value {
+async fn contract(
+    app: &TestApp,
+    user: &str,
+    otr: &str,
+    fee: &str,
+    rate: &str,
+    tenor: u32,
+) -> Value {
     let body = transaction_body(user, otr, fee, otr, rate, tenor);
     let r = app
-        .send(&app.merchant, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[("Prefer", "wait=20")])
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=20")],
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.data()["result"].clone()
 }
 
 async fn pay(app: &TestApp, nomor: &str, jumlah: &str) -> Resp {
-    let body: Value = serde_json::from_str(&format!(r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#)).expect("json");
-    app.post_wait(&app.admin, "/payment", &fresh_id(), &body).await
+    let body: Value = serde_json::from_str(&format!(
+        r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#
+    ))
+    .expect("json");
+    app.post_wait(&app.admin, "/payment", &fresh_id(), &body)
+        .await
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn spec_example_paid_in_two_parts(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     // A 1100.00 contract: 1000 otr + 100 admin fee, 2.5 % over 3 months.
     let body = transaction_body(&user, "1000.00", "100.00", "900.00", "2.5", 3);
     let r = app
-        .send(&app.merchant, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[("Prefer", "wait=20")])
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=20")],
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let c = r.data()["result"].clone();
@@ -42,7 +69,12 @@ async fn spec_example_paid_in_two_parts(pool: sqlx::MySqlPool) {
     assert_eq!(bill["sisa_tagihan_bulanan"], "682.50");
     assert_eq!(bill["sisa_limit"], "499317.50");
     assert_eq!(bill["nomor_kontrak"], nomor.as_str());
-    assert!(bill["kode_bayar"].as_str().expect("kode").starts_with("PAY_"));
+    assert!(
+        bill["kode_bayar"]
+            .as_str()
+            .expect("kode")
+            .starts_with("PAY_")
+    );
     assert_eq!(bill["alokasi"].as_array().map(Vec::len), Some(2));
 
     let read = app.get(&app.merchant, &format!("/contracts/{nomor}")).await;
@@ -50,9 +82,22 @@ async fn spec_example_paid_in_two_parts(pool: sqlx::MySqlPool) {
     let tagihan = read.data()["tagihan"].as_array().expect("tagihan").clone();
     let paid: Vec<(&str, &str, &str)> = tagihan
         .iter()
-        .map(|t| (t["harga_cicilan"].as_str().expect("h"), t["terbayar"].as_str().expect("t"), t["status"].as_str().expect("s")))
+        .map(|t| {
+            (
+                t["harga_cicilan"].as_str().expect("h"),
+                t["terbayar"].as_str().expect("t"),
+                t["status"].as_str().expect("s"),
+            )
+        })
         .collect();
-    assert_eq!(paid, [("394.17", "394.17", "PAID"), ("394.17", "105.83", "PARTIAL"), ("394.16", "0.00", "UNPAID")]);
+    assert_eq!(
+        paid,
+        [
+            ("394.17", "394.17", "PAID"),
+            ("394.17", "105.83", "PARTIAL"),
+            ("394.16", "0.00", "UNPAID")
+        ]
+    );
 
     // One cent too much is rejected and changes nothing.
     let over = pay(&app, &nomor, "682.51").await;
@@ -68,9 +113,18 @@ async fn spec_example_paid_in_two_parts(pool: sqlx::MySqlPool) {
     assert_eq!(last.data()["result"]["sisa_tagihan_bulanan"], "0.00");
     let limits = app.limits(&user).await;
     assert_eq!(limits["3"]["available"], "500000.00");
-    assert_eq!(limits["1"], other_tenor_before, "a payment restores only its own tenor");
+    assert_eq!(
+        limits["1"], other_tenor_before,
+        "a payment restores only its own tenor"
+    );
     let settled = app.get(&app.merchant, &format!("/contracts/{nomor}")).await;
-    assert!(settled.data()["tagihan"].as_array().expect("t").iter().all(|t| t["status"] == "PAID"));
+    assert!(
+        settled.data()["tagihan"]
+            .as_array()
+            .expect("t")
+            .iter()
+            .all(|t| t["status"] == "PAID")
+    );
 
     let again = pay(&app, &nomor, "0.01").await;
     assert_eq!(again.status, 400, "{}", again.body);
@@ -89,7 +143,9 @@ async fn spec_example_paid_in_two_parts(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn payment_rules(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let c = contract(&app, &user, "1000", "0", "0", 2).await;
     let nomor = c["nomor_kontrak"].as_str().expect("nomor");
 
@@ -97,21 +153,51 @@ async fn payment_rules(pool: sqlx::MySqlPool) {
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     assert_eq!(unknown.action(), "CONTRACT_NOT_FOUND");
 
-    for (jumlah, field) in [("0", "jumlah"), ("-1", "jumlah"), ("1.001", "jumlah"), ("\"abc\"", "jumlah")] {
+    for (jumlah, field) in [
+        ("0", "jumlah"),
+        ("-1", "jumlah"),
+        ("1.001", "jumlah"),
+        ("\"abc\"", "jumlah"),
+    ] {
         let body = format!(r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#);
-        let r = app.send(&app.admin, "POST", "/payment", Some(&fresh_id()), Some(body.as_bytes()), &[]).await;
+        let r = app
+            .send(
+                &app.admin,
+                "POST",
+                "/payment",
+                Some(&fresh_id()),
+                Some(body.as_bytes()),
+                &[],
+            )
+            .await;
         assert_eq!(r.status, 400, "{jumlah}: {}", r.body);
         assert_eq!(r.action(), "INVALID_VALUE");
         assert!(r.message().contains(field));
     }
-    let r = app.post(&app.admin, "/payment", &fresh_id(), &json!({"nomor_kontrak": nomor})).await;
+    let r = app
+        .post(
+            &app.admin,
+            "/payment",
+            &fresh_id(),
+            &json!({"nomor_kontrak": nomor}),
+        )
+        .await;
     assert_eq!(r.action(), "INVALID_MANDATORY");
 
     // Merchants may not pay, nor read another merchant's contract.
-    let r = app.post(&app.merchant, "/payment", &fresh_id(), &json!({"nomor_kontrak": nomor, "jumlah": 1})).await;
+    let r = app
+        .post(
+            &app.merchant,
+            "/payment",
+            &fresh_id(),
+            &json!({"nomor_kontrak": nomor, "jumlah": 1}),
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.action(), "FORBIDDEN");
-    let r = app.get(&app.other_merchant, &format!("/contracts/{nomor}")).await;
+    let r = app
+        .get(&app.other_merchant, &format!("/contracts/{nomor}"))
+        .await;
     assert_eq!(r.status, 404);
 
     // A payment's external id is its own: used twice → 409 naming the first.
@@ -121,7 +207,10 @@ async fn payment_rules(pool: sqlx::MySqlPool) {
     assert_eq!(first.status, 201, "{}", first.body);
     let second = app.post(&app.admin, "/payment", &ext, &body).await;
     assert_eq!(second.status, 409);
-    assert_eq!(second.data()["original_api_call_id"], first.body["api_call_id"]);
+    assert_eq!(
+        second.data()["original_api_call_id"],
+        first.body["api_call_id"]
+    );
     app.shutdown().await;
 }
 
@@ -145,22 +234,33 @@ async fn interleaved_payments_and_transactions_keep_the_equation(pool: sqlx::MyS
             let body = format!(r#"{{"nomor_kontrak":"{nomor}","jumlah":{amount}}}"#);
             futures.push((app.admin.clone(), "/payment", body));
             let tenor = c["tenor"].as_u64().expect("tenor") as u32;
-            futures.push((app.merchant.clone(), "/transaction", transaction_body(&user, "120", "0", "120", "2", tenor)));
+            futures.push((
+                app.merchant.clone(),
+                "/transaction",
+                transaction_body(&user, "120", "0", "120", "2", tenor),
+            ));
         }
         let ids: Vec<String> = futures.iter().map(|_| fresh_id()).collect();
-        let rs = futures_util::future::join_all(
-            futures.iter().zip(&ids).map(|((key, path, body), id)| app.send(key, "POST", path, Some(id), Some(body.as_bytes()), &[])),
-        )
+        let rs = futures_util::future::join_all(futures.iter().zip(&ids).map(
+            |((key, path, body), id)| {
+                app.send(key, "POST", path, Some(id), Some(body.as_bytes()), &[])
+            },
+        ))
         .await;
         for (r, (key, _, _)) in rs.iter().zip(&futures) {
             assert_eq!(r.status, 202, "{}", r.body);
-            calls.push((key.clone(), r.body["api_call_id"].as_str().expect("id").to_owned()));
+            calls.push((
+                key.clone(),
+                r.body["api_call_id"].as_str().expect("id").to_owned(),
+            ));
         }
     }
     for (key, call) in &calls {
         let s = app.wait_final(key, call).await;
         assert!(
-            s["status"] == "APPROVED" || s["reason"] == "OVERPAYMENT" || s["reason"] == "INSUFFICIENT_LIMIT",
+            s["status"] == "APPROVED"
+                || s["reason"] == "OVERPAYMENT"
+                || s["reason"] == "INSUFFICIENT_LIMIT",
             "{s}"
         );
     }
@@ -179,7 +279,9 @@ async fn interleaved_payments_and_transactions_keep_the_equation(pool: sqlx::MyS
 #[sqlx::test(migrations = "../migrations")]
 async fn paging_through_billings_returns_every_installment_once(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let mut expected = HashSet::new();
     for tenor in [6, 3, 1] {
         let c = contract(&app, &user, "1000", "0", "1", tenor).await;
@@ -201,7 +303,10 @@ async fn paging_through_billings_returns_every_installment_once(pool: sqlx::MySq
         let items = r.data()["items"].as_array().expect("items");
         assert!(items.len() <= 2);
         for it in items {
-            let key = (it["tanggal_tagihan"].as_str().expect("d").to_owned(), it["billing_id"].as_str().expect("b").to_owned());
+            let key = (
+                it["tanggal_tagihan"].as_str().expect("d").to_owned(),
+                it["billing_id"].as_str().expect("b").to_owned(),
+            );
             if let Some(p) = &previous {
                 assert!(*p < key, "ordered by (tanggal_tagihan, billing_id)");
             }
@@ -210,7 +315,11 @@ async fn paging_through_billings_returns_every_installment_once(pool: sqlx::MySq
         }
         match r.data()["next_cursor"].as_str() {
             Some(c) => {
-                assert!(c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "{c}");
+                assert!(
+                    c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                    "{c}"
+                );
                 cursor = Some(c.to_owned());
             }
             None => break,
@@ -219,8 +328,16 @@ async fn paging_through_billings_returns_every_installment_once(pool: sqlx::MySq
     assert_eq!(seen.len(), 10, "every installment exactly once");
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), expected);
 
-    for bad in ["limit=0", "limit=101", "limit=x", "cursor=abc", "cursor=0000000000000000AAAA"] {
-        let r = app.get(&app.admin, &format!("/users/{user}/billings?{bad}")).await;
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=abc",
+        "cursor=0000000000000000AAAA",
+    ] {
+        let r = app
+            .get(&app.admin, &format!("/users/{user}/billings?{bad}"))
+            .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
         assert_eq!(r.action(), "INVALID_VALUE");
         let field = bad.split('=').next().expect("name");
@@ -228,10 +345,17 @@ async fn paging_through_billings_returns_every_installment_once(pool: sqlx::MySq
     }
     // A cursor issued for another user is not accepted.
     let other = app.create_user(["100", "100", "100", "100"]).await;
-    let first = app.get(&app.admin, &format!("/users/{user}/billings?limit=2")).await;
+    let first = app
+        .get(&app.admin, &format!("/users/{user}/billings?limit=2"))
+        .await;
     let c = first.data()["next_cursor"].as_str().expect("cursor");
-    let r = app.get(&app.admin, &format!("/users/{other}/billings?cursor={c}")).await;
+    let r = app
+        .get(&app.admin, &format!("/users/{other}/billings?cursor={c}"))
+        .await;
     assert_eq!(r.status, 400);
-    assert_eq!(app.get(&app.admin, "/users/USR_nope/billings").await.status, 404);
+    assert_eq!(
+        app.get(&app.admin, "/users/USR_nope/billings").await.status,
+        404
+    );
     app.shutdown().await;
 }

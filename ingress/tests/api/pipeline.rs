@@ -34,10 +34,10 @@ macro_rules! select_audit {
 
 async fn find_audit_row(pool: &sqlx::MySqlPool, api_call_id: &str) -> Option<AuditLogRow> {
     sqlx::query_as::<_, AuditLogRow>(select_audit!(" WHERE api_call_id = ?"))
-    .bind(api_call_id)
-    .fetch_optional(pool)
-    .await
-    .expect("query api_call_logs")
+        .bind(api_call_id)
+        .fetch_optional(pool)
+        .await
+        .expect("query api_call_logs")
 }
 
 /// The audit writer batches rows; polls for up to 3 s.
@@ -59,10 +59,19 @@ async fn all_audit_rows(pool: &sqlx::MySqlPool) -> Vec<AuditLogRow> {
 }
 
 /// A request built by hand, sent as is.
-async fn send_raw(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+async fn send_raw(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Resp {
     let mut req = app
         .http
-        .request(method.parse().expect("method"), format!("{}{}", app.base, path))
+        .request(
+            method.parse().expect("method"),
+            format!("{}{}", app.base, path),
+        )
         .body(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -80,7 +89,10 @@ fn header_api_call_id(r: &Resp) -> String {
 }
 
 fn body_api_call_id(r: &Resp) -> String {
-    r.body["api_call_id"].as_str().expect("api_call_id in the body").to_owned()
+    r.body["api_call_id"]
+        .as_str()
+        .expect("api_call_id in the body")
+        .to_owned()
 }
 
 /// The envelope's id and the header's are the same `API_CALL_…` id; returns it.
@@ -95,7 +107,14 @@ fn assert_api_call_id(r: &Resp) -> String {
 #[sqlx::test(migrations = "../migrations")]
 async fn unknown_route_is_answered_404_not_found(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    for path in ["/nope", "/users", "/users/", "/users/a/b/c", "/transaction/", "/create-user/x"] {
+    for path in [
+        "/nope",
+        "/users",
+        "/users/",
+        "/users/a/b/c",
+        "/transaction/",
+        "/create-user/x",
+    ] {
         let r = app.get(&app.admin, path).await;
         assert_eq!(r.status, 404, "GET {path}: {}", r.body);
         assert_eq!(r.action(), "NOT_FOUND", "GET {path}: {}", r.body);
@@ -115,9 +134,16 @@ async fn known_path_with_wrong_method_is_answered_405_method_not_allowed(pool: s
     ];
     for (method, path) in cases {
         let ext = (method == "POST").then(fresh_id);
-        let r = app.send(&app.admin, method, path, ext.as_deref(), None, &[]).await;
+        let r = app
+            .send(&app.admin, method, path, ext.as_deref(), None, &[])
+            .await;
         assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
-        assert_eq!(r.action(), "METHOD_NOT_ALLOWED", "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.action(),
+            "METHOD_NOT_ALLOWED",
+            "{method} {path}: {}",
+            r.body
+        );
     }
     app.shutdown().await;
 }
@@ -134,7 +160,9 @@ async fn limits_of_an_unknown_user_are_answered_404(pool: sqlx::MySqlPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn unknown_route_with_a_bad_signature_is_answered_401_signature_before_route(pool: sqlx::MySqlPool) {
+async fn unknown_route_with_a_bad_signature_is_answered_401_signature_before_route(
+    pool: sqlx::MySqlPool,
+) {
     let app = spawn_app(pool).await;
     let ts = now_ts();
     let bad = "0".repeat(64);
@@ -182,11 +210,15 @@ async fn body_over_65536_bytes_is_answered_413_even_with_a_bad_signature(pool: s
 
 /// A chunked body declares no length, so only counting the bytes can stop it.
 #[sqlx::test(migrations = "../migrations")]
-async fn chunked_body_over_65536_bytes_is_answered_413_even_with_a_bad_signature(pool: sqlx::MySqlPool) {
+async fn chunked_body_over_65536_bytes_is_answered_413_even_with_a_bad_signature(
+    pool: sqlx::MySqlPool,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app(pool).await;
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     let head = format!(
         "POST /transaction HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
@@ -208,14 +240,20 @@ async fn chunked_body_over_65536_bytes_is_answered_413_even_with_a_bad_signature
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
     let status_line = head.lines().next().unwrap_or_default();
     assert!(status_line.starts_with("HTTP/1.1 413"), "{text}");
     let envelope: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {text}"));
     assert_eq!(envelope["message_action"], "PAYLOAD_TOO_LARGE", "{text}");
-    let id = envelope["api_call_id"].as_str().expect("api_call_id").to_owned();
+    let id = envelope["api_call_id"]
+        .as_str()
+        .expect("api_call_id")
+        .to_owned();
     assert!(
-        head.to_ascii_lowercase().contains(&format!("x-api-call-id: {}", id.to_ascii_lowercase())),
+        head.to_ascii_lowercase()
+            .contains(&format!("x-api-call-id: {}", id.to_ascii_lowercase())),
         "{text}"
     );
     app.shutdown().await;
@@ -224,11 +262,15 @@ async fn chunked_body_over_65536_bytes_is_answered_413_even_with_a_bad_signature
 #[sqlx::test(migrations = "../migrations")]
 async fn every_response_carries_its_api_call_id_in_body_and_header(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let responses = [
-        app.get(&app.merchant, &format!("/users/{user}/limits")).await,
+        app.get(&app.merchant, &format!("/users/{user}/limits"))
+            .await,
         app.get(&app.admin, "/nope").await,
-        app.send(&app.admin, "DELETE", "/users/x", None, None, &[]).await,
+        app.send(&app.admin, "DELETE", "/users/x", None, None, &[])
+            .await,
         app.get(&app.merchant, &format!("/users/{user}")).await,
         send_raw(&app, "GET", "/users/x/limits", &[], Vec::new()).await,
         send_raw(&app, "GET", "/healthz", &[], Vec::new()).await,
@@ -238,7 +280,11 @@ async fn every_response_carries_its_api_call_id_in_body_and_header(pool: sqlx::M
     for (r, status) in responses.iter().zip(expected) {
         assert_eq!(r.status, status, "{}", r.body);
         assert_api_call_id(r);
-        assert!(r.body.get("message_action").is_some_and(Value::is_string), "{}", r.body);
+        assert!(
+            r.body.get("message_action").is_some_and(Value::is_string),
+            "{}",
+            r.body
+        );
         assert!(r.body.get("message_data").is_some(), "{}", r.body);
     }
     app.shutdown().await;
@@ -257,7 +303,12 @@ async fn sequential_requests_get_unique_strictly_increasing_api_call_ids(pool: s
         ids.push(assert_api_call_id(&r));
     }
     for w in ids.windows(2) {
-        assert!(w[0] < w[1], "not strictly increasing: {} then {}", w[0], w[1]);
+        assert!(
+            w[0] < w[1],
+            "not strictly increasing: {} then {}",
+            w[0],
+            w[1]
+        );
     }
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), 50);
@@ -267,9 +318,13 @@ async fn sequential_requests_get_unique_strictly_increasing_api_call_ids(pool: s
 #[sqlx::test(migrations = "../migrations")]
 async fn authenticated_request_leaves_an_audit_row(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let path = format!("/users/{user}/limits?x=1");
-    let r = app.send(&app.merchant, "GET", &path, Some("READ-42"), None, &[]).await;
+    let r = app
+        .send(&app.merchant, "GET", &path, Some("READ-42"), None, &[])
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = assert_api_call_id(&r);
     let row = audit_row(&app.pool, &id).await;
@@ -278,13 +333,20 @@ async fn authenticated_request_leaves_an_audit_row(pool: sqlx::MySqlPool) {
     assert_eq!(row.path, path, "the path is stored with its query");
     assert_eq!(row.http_status, 200);
     assert_eq!(row.message_action, "SUCCESS");
-    assert_eq!(row.merchant_id.as_deref(), Some(app.merchant.merchant_id.as_str()));
+    assert_eq!(
+        row.merchant_id.as_deref(),
+        Some(app.merchant.merchant_id.as_str())
+    );
     assert_eq!(row.merchant_id.as_deref(), Some("tokopedia"));
-    assert_eq!(row.client_id.as_deref(), Some(app.merchant.client_id.as_str()));
+    assert_eq!(
+        row.client_id.as_deref(),
+        Some(app.merchant.client_id.as_str())
+    );
     assert_eq!(row.external_id.as_deref(), Some("READ-42"));
     assert_eq!(row.client_ip.as_deref(), Some("127.0.0.1"));
-    let response: Value = serde_json::from_str(row.response_body.as_deref().expect("response stored"))
-        .expect("the stored response is JSON");
+    let response: Value =
+        serde_json::from_str(row.response_body.as_deref().expect("response stored"))
+            .expect("the stored response is JSON");
     assert_eq!(response["api_call_id"], id.as_str());
     assert_eq!(response["message_action"], "SUCCESS");
     app.shutdown().await;
@@ -294,7 +356,10 @@ async fn authenticated_request_leaves_an_audit_row(pool: sqlx::MySqlPool) {
 async fn request_rejected_with_401_is_audited(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
     let ts = now_ts();
-    let wrong = sign(b"wrong", &string_to_sign("GET", "/users/x/limits", &ts, None, b""));
+    let wrong = sign(
+        b"wrong",
+        &string_to_sign("GET", "/users/x/limits", &ts, None, b""),
+    );
     let headers = [
         ("X-Client-Id", app.merchant.client_id.as_str()),
         ("X-Timestamp", ts.as_str()),
@@ -308,7 +373,10 @@ async fn request_rejected_with_401_is_audited(pool: sqlx::MySqlPool) {
     assert_eq!(row.path, "/users/x/limits");
     assert_eq!(row.http_status, 401);
     assert_eq!(row.message_action, "INVALID_SIGNATURE");
-    assert_eq!(row.merchant_id, None, "an unauthenticated request belongs to no merchant");
+    assert_eq!(
+        row.merchant_id, None,
+        "an unauthenticated request belongs to no merchant"
+    );
     assert_eq!(row.client_id, None);
     app.shutdown().await;
 }
@@ -333,14 +401,31 @@ async fn create_user_audit_row_masks_nik_and_photo_urls(pool: sqlx::MySqlPool) {
         body["foto_ktp"].as_str().expect("foto_ktp"),
         body["foto_selfie"].as_str().expect("foto_selfie"),
     ];
-    for (column, stored) in [("request_body", &row.request_body), ("response_body", &row.response_body)] {
-        let stored = stored.as_deref().unwrap_or_else(|| panic!("{column} is stored"));
-        assert!(stored.contains(&masked), "{column} should hold the masked NIK {masked}: {stored}");
-        assert!(!stored.contains(&nik), "{column} holds the plaintext NIK: {stored}");
+    for (column, stored) in [
+        ("request_body", &row.request_body),
+        ("response_body", &row.response_body),
+    ] {
+        let stored = stored
+            .as_deref()
+            .unwrap_or_else(|| panic!("{column} is stored"));
+        assert!(
+            stored.contains(&masked),
+            "{column} should hold the masked NIK {masked}: {stored}"
+        );
+        assert!(
+            !stored.contains(&nik),
+            "{column} holds the plaintext NIK: {stored}"
+        );
         for url in photos {
-            assert!(!stored.contains(url), "{column} holds a photo URL: {stored}");
+            assert!(
+                !stored.contains(url),
+                "{column} holds a photo URL: {stored}"
+            );
         }
-        assert!(!stored.contains("cdn.example.com"), "{column} holds a photo URL: {stored}");
+        assert!(
+            !stored.contains("cdn.example.com"),
+            "{column} holds a photo URL: {stored}"
+        );
     }
     // And nowhere else in the row.
     let whole = format!("{row:?}");
@@ -351,10 +436,19 @@ async fn create_user_audit_row_masks_nik_and_photo_urls(pool: sqlx::MySqlPool) {
     let r = app.get(&app.admin, &format!("/users/{user_id}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let row = audit_row(&app.pool, &assert_api_call_id(&r)).await;
-    let stored = row.response_body.as_deref().expect("response_body is stored");
+    let stored = row
+        .response_body
+        .as_deref()
+        .expect("response_body is stored");
     assert!(stored.contains(user_id), "{stored}");
-    assert!(!stored.contains(&nik), "response_body holds the plaintext NIK: {stored}");
-    assert!(!stored.contains("cdn.example.com"), "response_body holds a photo URL: {stored}");
+    assert!(
+        !stored.contains(&nik),
+        "response_body holds the plaintext NIK: {stored}"
+    );
+    assert!(
+        !stored.contains("cdn.example.com"),
+        "response_body holds a photo URL: {stored}"
+    );
     app.shutdown().await;
 }
 
@@ -402,9 +496,14 @@ async fn readyz_is_answered_200_with_every_dependency_up(pool: sqlx::MySqlPool) 
 #[sqlx::test(migrations = "../migrations")]
 async fn no_key_secret_appears_in_the_audit_log(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let ts = now_ts();
-    let wrong = sign(b"wrong", &string_to_sign("GET", "/users/x/limits", &ts, None, b""));
+    let wrong = sign(
+        b"wrong",
+        &string_to_sign("GET", "/users/x/limits", &ts, None, b""),
+    );
     let headers = [
         ("X-Client-Id", app.admin.client_id.as_str()),
         ("X-Timestamp", ts.as_str()),
@@ -412,12 +511,21 @@ async fn no_key_secret_appears_in_the_audit_log(pool: sqlx::MySqlPool) {
     ];
     let mut ids = vec![
         assert_api_call_id(&app.get(&app.admin, &format!("/users/{user}")).await),
-        assert_api_call_id(&app.get(&app.merchant, &format!("/users/{user}/limits")).await),
+        assert_api_call_id(
+            &app.get(&app.merchant, &format!("/users/{user}/limits"))
+                .await,
+        ),
         assert_api_call_id(&app.get(&app.other_merchant, "/users/USR_nope/limits").await),
         assert_api_call_id(&send_raw(&app, "GET", "/users/x/limits", &headers, Vec::new()).await),
     ];
     ids.push(assert_api_call_id(
-        &app.post(&app.admin, "/create-user", &fresh_id(), &serde_json::json!({"nik": "1"})).await,
+        &app.post(
+            &app.admin,
+            "/create-user",
+            &fresh_id(),
+            &serde_json::json!({"nik": "1"}),
+        )
+        .await,
     ));
     for id in &ids {
         audit_row(&app.pool, id).await;
@@ -427,7 +535,10 @@ async fn no_key_secret_appears_in_the_audit_log(pool: sqlx::MySqlPool) {
     for row in &rows {
         let whole = format!("{row:?}");
         for key in [&app.admin, &app.merchant, &app.other_merchant] {
-            assert!(!whole.contains(&key.secret), "a key secret is in the audit log: {whole}");
+            assert!(
+                !whole.contains(&key.secret),
+                "a key secret is in the audit log: {whole}"
+            );
         }
     }
     app.shutdown().await;

@@ -5,8 +5,15 @@ use crate::helpers::*;
 use chrono::{DateTime, NaiveDate, Utc};
 
 async fn submit(app: &TestApp, key: &Key, body: &str) -> Resp {
-    app.send(key, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[])
-        .await
+    app.send(
+        key,
+        "POST",
+        "/transaction",
+        Some(&fresh_id()),
+        Some(body.as_bytes()),
+        &[],
+    )
+    .await
 }
 
 async fn submit_wait(app: &TestApp, key: &Key, body: &str) -> Resp {
@@ -25,7 +32,9 @@ fn expected_due_dates(tanggal_kontrak: &str, n: u32) -> Vec<String> {
     let instant: DateTime<Utc> = DateTime::parse_from_rfc3339(tanggal_kontrak)
         .expect("rfc3339")
         .with_timezone(&Utc);
-    let anchor: NaiveDate = instant.with_timezone(&chrono_tz::Asia::Jakarta).date_naive();
+    let anchor: NaiveDate = instant
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
     (1..=n)
         .map(|k| shared::contract::due_date(anchor, k).to_string())
         .collect()
@@ -34,9 +43,16 @@ fn expected_due_dates(tanggal_kontrak: &str, n: u32) -> Vec<String> {
 #[sqlx::test(migrations = "../migrations")]
 async fn spec_worked_examples_are_approved_with_exact_amounts_and_due_dates(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
 
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "1000.00", "100.00", "900.00", "2.5", 3)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "1000.00", "100.00", "900.00", "2.5", 3),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.action(), "SUCCESS");
     let status = r.data();
@@ -50,10 +66,23 @@ async fn spec_worked_examples_are_approved_with_exact_amounts_and_due_dates(pool
     assert_eq!(c["cicilan_bulanan"], "394.17");
     assert_eq!(c["bunga_persen"], "2.5000");
     assert_eq!(c["tenor"], 3);
-    let amounts: Vec<&str> = c["tagihan"].as_array().expect("tagihan").iter().map(|t| t["harga_cicilan"].as_str().expect("s")).collect();
+    let amounts: Vec<&str> = c["tagihan"]
+        .as_array()
+        .expect("tagihan")
+        .iter()
+        .map(|t| t["harga_cicilan"].as_str().expect("s"))
+        .collect();
     assert_eq!(amounts, ["394.17", "394.17", "394.16"]);
-    let dates: Vec<String> = c["tagihan"].as_array().expect("tagihan").iter().map(|t| t["tanggal_tagihan"].as_str().expect("s").to_owned()).collect();
-    assert_eq!(dates, expected_due_dates(c["tanggal_kontrak"].as_str().expect("date"), 3));
+    let dates: Vec<String> = c["tagihan"]
+        .as_array()
+        .expect("tagihan")
+        .iter()
+        .map(|t| t["tanggal_tagihan"].as_str().expect("s").to_owned())
+        .collect();
+    assert_eq!(
+        dates,
+        expected_due_dates(c["tanggal_kontrak"].as_str().expect("date"), 3)
+    );
     assert!(c["tanggal_kontrak"].as_str().expect("date").ends_with('Z'));
     for (k, t) in c["tagihan"].as_array().expect("tagihan").iter().enumerate() {
         assert_eq!(t["cicilan_ke"], k as u64 + 1);
@@ -63,15 +92,35 @@ async fn spec_worked_examples_are_approved_with_exact_amounts_and_due_dates(pool
     assert_eq!(c["limit_tersisa"]["3"]["available"], "498817.50");
     assert_eq!(c["limit_tersisa"]["3"]["granted"], "500000.00");
 
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "100.05", "0", "100", "0", 2)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "100.05", "0", "100", "0", 2),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let amounts: Vec<&str> = r.data()["result"]["tagihan"].as_array().expect("tagihan").iter().map(|t| t["harga_cicilan"].as_str().expect("s")).collect();
+    let amounts: Vec<&str> = r.data()["result"]["tagihan"]
+        .as_array()
+        .expect("tagihan")
+        .iter()
+        .map(|t| t["harga_cicilan"].as_str().expect("s"))
+        .collect();
     assert_eq!(amounts, ["50.03", "50.02"]);
 
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "1000.50", "0", "1000", "2.5", 2)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "1000.50", "0", "1000", "2.5", 2),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.data()["result"]["jumlah_bunga"], "50.03");
-    let amounts: Vec<&str> = r.data()["result"]["tagihan"].as_array().expect("tagihan").iter().map(|t| t["harga_cicilan"].as_str().expect("s")).collect();
+    let amounts: Vec<&str> = r.data()["result"]["tagihan"]
+        .as_array()
+        .expect("tagihan")
+        .iter()
+        .map(|t| t["harga_cicilan"].as_str().expect("s"))
+        .collect();
     assert_eq!(amounts, ["525.27", "525.26"]);
 
     // The contract read shows the same contract, with the limits as they are now.
@@ -88,8 +137,15 @@ async fn spec_worked_examples_are_approved_with_exact_amounts_and_due_dates(pool
 #[sqlx::test(migrations = "../migrations")]
 async fn accepted_call_answers_202_then_status_becomes_final(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
-    let r = submit(&app, &app.merchant, &transaction_body(&user, "1000", "0", "1000", "0", 1)).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let r = submit(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "1000", "0", "1000", "0", 1),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.action(), "ACCEPTED");
     let call = r.body["api_call_id"].as_str().expect("id").to_owned();
@@ -101,22 +157,55 @@ async fn accepted_call_answers_202_then_status_becomes_final(pool: sqlx::MySqlPo
     let status = app.wait_final(&app.merchant, &call).await;
     assert_eq!(status["status"], "APPROVED");
     assert_eq!(status["api_call_id"], call.as_str());
-    assert!(status["completed_at"].as_str().expect("completed").ends_with('Z'));
+    assert!(
+        status["completed_at"]
+            .as_str()
+            .expect("completed")
+            .ends_with('Z')
+    );
 
     // Only the submitting merchant (any of its keys) and admins may read it.
     let second_key = new_key(&app.pool, "tokopedia", shared::db::keys::Role::Merchant).await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    assert_eq!(app.get(&second_key, &format!("/status/{call}")).await.status, 200);
-    assert_eq!(app.get(&app.admin, &format!("/status/{call}")).await.status, 200);
-    let other = app.get(&app.other_merchant, &format!("/status/{call}")).await;
+    assert_eq!(
+        app.get(&second_key, &format!("/status/{call}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&app.admin, &format!("/status/{call}")).await.status,
+        200
+    );
+    let other = app
+        .get(&app.other_merchant, &format!("/status/{call}"))
+        .await;
     assert_eq!(other.status, 404);
     assert_eq!(other.action(), "NOT_FOUND");
-    assert_eq!(app.get(&app.merchant, "/status/API_CALL_unknown").await.status, 404);
+    assert_eq!(
+        app.get(&app.merchant, "/status/API_CALL_unknown")
+            .await
+            .status,
+        404
+    );
 
     let nomor = status["result"]["nomor_kontrak"].as_str().expect("nomor");
-    assert_eq!(app.get(&app.other_merchant, &format!("/contracts/{nomor}")).await.status, 404);
-    assert_eq!(app.get(&app.admin, &format!("/contracts/{nomor}")).await.status, 200);
-    assert_eq!(app.get(&app.merchant, "/contracts/KTR_nope").await.status, 404);
+    assert_eq!(
+        app.get(&app.other_merchant, &format!("/contracts/{nomor}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(&app.admin, &format!("/contracts/{nomor}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&app.merchant, "/contracts/KTR_nope").await.status,
+        404
+    );
     app.shutdown().await;
 }
 
@@ -126,16 +215,31 @@ async fn limits_are_exact_per_tenor(pool: sqlx::MySqlPool) {
     let user = app.create_user(["1000", "2000", "1182.50", "5000"]).await;
 
     // Over the limit: rejected, nothing debited.
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "1000", "0", "1000", "0", 1)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "1000", "0", "1000", "0", 1),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "0.01", "0", "0.01", "0", 1)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "0.01", "0", "0.01", "0", 1),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.action(), "INSUFFICIENT_LIMIT");
     assert_eq!(r.data()["status"], "REJECTED");
     assert_eq!(r.data()["reason"], "INSUFFICIENT_LIMIT");
 
     // Exactly equal to the limit: approved, available 0.
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "1000.00", "100.00", "900.00", "2.5", 3)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "1000.00", "100.00", "900.00", "2.5", 3),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let limits = app.limits(&user).await;
     assert_eq!(limits["1"]["available"], "0.00");
@@ -149,15 +253,36 @@ async fn limits_are_exact_per_tenor(pool: sqlx::MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn unknown_and_locked_users_are_rejected(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let r = submit_wait(&app, &app.merchant, &transaction_body("USR_nobody", "1000", "0", "1000", "0", 1)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body("USR_nobody", "1000", "0", "1000", "0", 1),
+    )
+    .await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(r.action(), "USER_NOT_FOUND");
 
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let body = br#"{"user_status":"LOCK"}"#;
-    let lock = app.send(&app.admin, "PATCH", &format!("/users/{user}/status"), None, Some(body), &[]).await;
+    let lock = app
+        .send(
+            &app.admin,
+            "PATCH",
+            &format!("/users/{user}/status"),
+            None,
+            Some(body),
+            &[],
+        )
+        .await;
     assert_eq!(lock.status, 200, "{}", lock.body);
-    let r = submit_wait(&app, &app.merchant, &transaction_body(&user, "1000", "0", "1000", "0", 1)).await;
+    let r = submit_wait(
+        &app,
+        &app.merchant,
+        &transaction_body(&user, "1000", "0", "1000", "0", 1),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.action(), "USER_NOT_ACTIVE");
     assert_eq!(app.limits(&user).await["1"]["available"], "100000.00");
@@ -169,40 +294,181 @@ async fn invalid_transactions_are_refused_before_anything_is_claimed(pool: sqlx:
     let app = spawn_app(pool).await;
     let u = "USR_x";
     let cases: Vec<(String, u16, &str, &str)> = vec![
-        (transaction_body(u, "1000", "0", "1000", "0", 4), 400, "TENOR_NOT_ALLOWED", "tenor"),
-        (transaction_body(u, "1000", "0", "1000", "0", 12), 400, "TENOR_NOT_ALLOWED", "tenor"),
-        (transaction_body(u, "1000", "0", "1000", "0", 0), 400, "TENOR_NOT_ALLOWED", "tenor"),
-        (transaction_body(u, "1000", "0", "1000", "0", 3).replace("\"tenor\":3", "\"tenor\":3.0"), 400, "INVALID_VALUE", "tenor"),
-        (transaction_body(u, "1000", "0", "1000", "0", 3).replace("\"tenor\":3", "\"tenor\":3e0"), 400, "INVALID_VALUE", "tenor"),
-        (transaction_body(u, "1000", "0", "1000", "0", 3).replace("\"tenor\":3", "\"tenor\":\"3\""), 400, "INVALID_VALUE", "tenor"),
-        (transaction_body(u, "0", "0", "1", "0", 1), 400, "INVALID_VALUE", "otr"),
-        (transaction_body(u, "1000", "0", "1000.01", "0", 1), 400, "INVALID_VALUE", "harga_aset"),
-        (transaction_body(u, "1000", "0", "0", "0", 1), 400, "INVALID_VALUE", "harga_aset"),
-        (transaction_body(u, "1000", "-1", "1000", "0", 1), 400, "INVALID_VALUE", "admin_fee"),
-        (transaction_body(u, "1000.001", "0", "1000", "0", 1), 400, "INVALID_VALUE", "otr"),
-        (transaction_body(u, "1e30", "0", "1000", "0", 1), 400, "INVALID_VALUE", "otr"),
-        (transaction_body(u, "1000", "0", "1000", "100.0001", 1), 400, "INVALID_VALUE", "bunga_persen"),
-        (transaction_body(u, "1000", "0", "1000", "2.00001", 1), 400, "INVALID_VALUE", "bunga_persen"),
-        (transaction_body(u, "0.05", "0", "0.05", "0", 6), 400, "INVALID_VALUE", "tenor"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("Kulkas 2 Pintu", ""), 400, "INVALID_VALUE", "nama_aset"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("Kulkas 2 Pintu", &"x".repeat(201)), 400, "INVALID_VALUE", "nama_aset"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("\"user_id\":\"USR_x\"", "\"user_id\":\"\""), 400, "INVALID_VALUE", "user_id"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("{", "{\"limit\":1,"), 400, "INVALID_PAYLOAD_KEY", "limit"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("\"admin_fee\":0,", ""), 400, "INVALID_MANDATORY", "admin_fee"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("\"admin_fee\":0", "\"admin_fee\":null"), 400, "INVALID_MANDATORY", "admin_fee"),
-        (transaction_body(u, "1000", "0", "1000", "0", 1).replace("\"otr\":1000", "\"otr\":true"), 400, "INVALID_VALUE", "otr"),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 4),
+            400,
+            "TENOR_NOT_ALLOWED",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 12),
+            400,
+            "TENOR_NOT_ALLOWED",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 0),
+            400,
+            "TENOR_NOT_ALLOWED",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 3)
+                .replace("\"tenor\":3", "\"tenor\":3.0"),
+            400,
+            "INVALID_VALUE",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 3)
+                .replace("\"tenor\":3", "\"tenor\":3e0"),
+            400,
+            "INVALID_VALUE",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 3)
+                .replace("\"tenor\":3", "\"tenor\":\"3\""),
+            400,
+            "INVALID_VALUE",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "0", "0", "1", "0", 1),
+            400,
+            "INVALID_VALUE",
+            "otr",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000.01", "0", 1),
+            400,
+            "INVALID_VALUE",
+            "harga_aset",
+        ),
+        (
+            transaction_body(u, "1000", "0", "0", "0", 1),
+            400,
+            "INVALID_VALUE",
+            "harga_aset",
+        ),
+        (
+            transaction_body(u, "1000", "-1", "1000", "0", 1),
+            400,
+            "INVALID_VALUE",
+            "admin_fee",
+        ),
+        (
+            transaction_body(u, "1000.001", "0", "1000", "0", 1),
+            400,
+            "INVALID_VALUE",
+            "otr",
+        ),
+        (
+            transaction_body(u, "1e30", "0", "1000", "0", 1),
+            400,
+            "INVALID_VALUE",
+            "otr",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "100.0001", 1),
+            400,
+            "INVALID_VALUE",
+            "bunga_persen",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "2.00001", 1),
+            400,
+            "INVALID_VALUE",
+            "bunga_persen",
+        ),
+        (
+            transaction_body(u, "0.05", "0", "0.05", "0", 6),
+            400,
+            "INVALID_VALUE",
+            "tenor",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1).replace("Kulkas 2 Pintu", ""),
+            400,
+            "INVALID_VALUE",
+            "nama_aset",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1)
+                .replace("Kulkas 2 Pintu", &"x".repeat(201)),
+            400,
+            "INVALID_VALUE",
+            "nama_aset",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1)
+                .replace("\"user_id\":\"USR_x\"", "\"user_id\":\"\""),
+            400,
+            "INVALID_VALUE",
+            "user_id",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1).replace("{", "{\"limit\":1,"),
+            400,
+            "INVALID_PAYLOAD_KEY",
+            "limit",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1).replace("\"admin_fee\":0,", ""),
+            400,
+            "INVALID_MANDATORY",
+            "admin_fee",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1)
+                .replace("\"admin_fee\":0", "\"admin_fee\":null"),
+            400,
+            "INVALID_MANDATORY",
+            "admin_fee",
+        ),
+        (
+            transaction_body(u, "1000", "0", "1000", "0", 1)
+                .replace("\"otr\":1000", "\"otr\":true"),
+            400,
+            "INVALID_VALUE",
+            "otr",
+        ),
     ];
     let ext = fresh_id();
     for (body, status, action, field) in &cases {
-        let r = app.send(&app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[]).await;
+        let r = app
+            .send(
+                &app.merchant,
+                "POST",
+                "/transaction",
+                Some(&ext),
+                Some(body.as_bytes()),
+                &[],
+            )
+            .await;
         assert_eq!(r.status, *status, "{body}: {}", r.body);
         assert_eq!(r.action(), *action, "{body}");
-        assert!(r.message().contains(field), "{body}: message should name {field}: {}", r.body);
+        assert!(
+            r.message().contains(field),
+            "{body}: message should name {field}: {}",
+            r.body
+        );
     }
     // Nothing was claimed: the same external id is still free.
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let good = transaction_body(&user, "1000", "0", "1000", "0", 1);
-    let r = app.send(&app.merchant, "POST", "/transaction", Some(&ext), Some(good.as_bytes()), &[]).await;
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(good.as_bytes()),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 202, "{}", r.body);
     app.shutdown().await;
 }
@@ -210,15 +476,29 @@ async fn invalid_transactions_are_refused_before_anything_is_claimed(pool: sqlx:
 #[sqlx::test(migrations = "../migrations")]
 async fn one_external_id_gives_one_contract_under_concurrent_submissions(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let ext = fresh_id();
     let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
     let results = futures_util::future::join_all((0..20).map(|_| {
-        app.send(&app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[])
+        app.send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
     }))
     .await;
     let accepted: Vec<&Resp> = results.iter().filter(|r| r.status == 202).collect();
-    assert_eq!(accepted.len(), 1, "{:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(
+        accepted.len(),
+        1,
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     let original = accepted[0].body["api_call_id"].as_str().expect("id");
     for r in results.iter().filter(|r| r.status != 202) {
         assert_eq!(r.status, 409, "{}", r.body);
@@ -230,21 +510,40 @@ async fn one_external_id_gives_one_contract_under_concurrent_submissions(pool: s
 
     // Redis forgets everything of this deployment: the id is still used (MySQL remembers).
     forget_redis(&app).await;
-    let again = app.send(&app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[]).await;
+    let again = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.data()["original_api_call_id"], original);
     // ... and the status of the original is still readable.
     let status = app.get(&app.merchant, &format!("/status/{original}")).await;
     assert_eq!(status.status, 200);
     assert_eq!(status.data()["status"], "APPROVED");
-    let contracts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
-        .bind(&ext)
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let contracts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
+            .bind(&ext)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
     assert_eq!(contracts, 1);
     // The same external id on another endpoint or for another merchant is another id.
-    let other = app.send(&app.other_merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[]).await;
+    let other = app
+        .send(
+            &app.other_merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
     assert_eq!(other.status, 202, "{}", other.body);
     app.shutdown().await;
 }
@@ -253,18 +552,30 @@ async fn one_external_id_gives_one_contract_under_concurrent_submissions(pool: s
 async fn limit_equation_holds_under_a_burst_with_two_workers(pool: sqlx::MySqlPool) {
     let mut app = spawn_app_with(pool, 2).await;
     app.add_worker();
-    let users: Vec<String> = futures_util::future::join_all((0..4).map(|_| app.create_user(["5000", "5000", "5000", "5000"]))).await;
+    let users: Vec<String> = futures_util::future::join_all(
+        (0..4).map(|_| app.create_user(["5000", "5000", "5000", "5000"])),
+    )
+    .await;
     let tenors = [1u32, 2, 3, 6];
     let amounts = ["100", "250.50", "99.99", "333.33", "1000"];
     let mut bodies = Vec::new();
     for i in 0..520usize {
         let user = &users[i % users.len()];
         let otr = amounts[i % amounts.len()];
-        bodies.push(transaction_body(user, otr, "0", otr, "1.5", tenors[(i / 4) % 4]));
+        bodies.push(transaction_body(
+            user,
+            otr,
+            "0",
+            otr,
+            "1.5",
+            tenors[(i / 4) % 4],
+        ));
     }
     let mut calls = Vec::new();
     for chunk in bodies.chunks(40) {
-        let rs = futures_util::future::join_all(chunk.iter().map(|b| submit(&app, &app.merchant, b))).await;
+        let rs =
+            futures_util::future::join_all(chunk.iter().map(|b| submit(&app, &app.merchant, b)))
+                .await;
         for r in rs {
             assert_eq!(r.status, 202, "{}", r.body);
             calls.push(r.body["api_call_id"].as_str().expect("id").to_owned());
@@ -283,4 +594,3 @@ async fn limit_equation_holds_under_a_burst_with_two_workers(pool: sqlx::MySqlPo
     assert_limit_equation(&app.pool).await;
     app.shutdown().await;
 }
-

@@ -69,18 +69,32 @@ fn body_text(nik: &str, overrides: &[(&str, &str)]) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
-async fn create_raw(app: &TestApp, external_id: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
-    app.send(&app.admin, "POST", "/create-user", Some(external_id), Some(body), headers)
-        .await
+async fn create_raw(
+    app: &TestApp,
+    external_id: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Resp {
+    app.send(
+        &app.admin,
+        "POST",
+        "/create-user",
+        Some(external_id),
+        Some(body),
+        headers,
+    )
+    .await
 }
 
 async fn create_json(app: &TestApp, external_id: &str, body: &Value) -> Resp {
-    app.post(&app.admin, "/create-user", external_id, body).await
+    app.post(&app.admin, "/create-user", external_id, body)
+        .await
 }
 
 async fn patch_status(app: &TestApp, key: &Key, user_id: &str, body: &str) -> Resp {
     let path = format!("/users/{user_id}/status");
-    app.send(key, "PATCH", &path, None, Some(body.as_bytes()), &[]).await
+    app.send(key, "PATCH", &path, None, Some(body.as_bytes()), &[])
+        .await
 }
 
 async fn count_rows(pool: &MySqlPool, table: &str) -> i64 {
@@ -114,16 +128,24 @@ fn assert_rejected(r: &Resp, status: u16, action: &str, field: Option<&str>) {
 
 #[track_caller]
 fn assert_no_failures(failures: &[String]) {
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Today in Asia/Jakarta, where ages are counted.
 fn jakarta_today() -> NaiveDate {
-    Utc::now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive()
+    Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive()
 }
 
 fn years_before(date: NaiveDate, years: u32) -> NaiveDate {
-    date.checked_sub_months(Months::new(years * 12)).expect("a date")
+    date.checked_sub_months(Months::new(years * 12))
+        .expect("a date")
 }
 
 /// Every key of this test's Redis prefix.
@@ -155,9 +177,16 @@ async fn forget_redis(app: &TestApp) {
     let keys = redis_keys(app).await;
     let mut conn = app.redis.clone();
     for key in &keys {
-        let _: i64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await.expect("DEL");
+        let _: i64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
     }
-    assert!(redis_keys(app).await.is_empty(), "this test's Redis keys are gone");
+    assert!(
+        redis_keys(app).await.is_empty(),
+        "this test's Redis keys are gone"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -177,14 +206,25 @@ async fn created_user_has_every_field_and_reads_return_the_same(pool: MySqlPool)
     );
 
     let user = r.data().clone();
-    let mut keys: Vec<&str> = user.as_object().expect("a user object").keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = user
+        .as_object()
+        .expect("a user object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     let mut expected = USER_FIELDS.to_vec();
     expected.sort_unstable();
-    assert_eq!(keys, expected, "the user has exactly SPEC §6's fields: {user}");
+    assert_eq!(
+        keys, expected,
+        "the user has exactly SPEC §6's fields: {user}"
+    );
 
     let user_id = user["user_id"].as_str().expect("user_id is a string");
-    assert!(user_id.starts_with("USR_") && user_id.len() >= 4 + 26, "unguessable: {user_id}");
+    assert!(
+        user_id.starts_with("USR_") && user_id.len() >= 4 + 26,
+        "unguessable: {user_id}"
+    );
     assert_eq!(user["user_status"], "ACTIVE");
     assert_eq!(user["nik"], NIK_MASKED);
     assert_eq!(user["full_name"], "Budi Santoso");
@@ -209,20 +249,28 @@ async fn created_user_has_every_field_and_reads_return_the_same(pool: MySqlPool)
         .expect("created_at is RFC 3339")
         .with_timezone(&Utc);
     assert!(
-        instant >= before - chrono::Duration::seconds(1) && instant <= after + chrono::Duration::seconds(1),
+        instant >= before - chrono::Duration::seconds(1)
+            && instant <= after + chrono::Duration::seconds(1),
         "created_at {created_at} is the creation instant ({before} .. {after})"
     );
 
     let read = app.get(&app.admin, &format!("/users/{user_id}")).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(read.action(), "SUCCESS");
-    assert_eq!(read.data(), &user, "GET /users/{{id}} returns the created user");
+    assert_eq!(
+        read.data(),
+        &user,
+        "GET /users/{{id}} returns the created user"
+    );
 
     for key in [&app.admin, &app.merchant] {
         let limits = app.get(key, &format!("/users/{user_id}/limits")).await;
         assert_eq!(limits.status, 200, "{}", limits.body);
         assert_eq!(limits.action(), "SUCCESS");
-        assert_eq!(limits.data(), &json!({"user_id": user_id, "limits": user["limits"]}));
+        assert_eq!(
+            limits.data(),
+            &json!({"user_id": user_id, "limits": user["limits"]})
+        );
     }
     app.shutdown().await;
 }
@@ -247,19 +295,34 @@ async fn merchant_keys_may_read_limits_but_not_manage_users(pool: MySqlPool) {
     let user_id = app.create_user(LIMITS).await;
 
     let r = app
-        .post(&app.merchant, "/create-user", &fresh_id(), &user_body(&random_nik(), LIMITS))
+        .post(
+            &app.merchant,
+            "/create-user",
+            &fresh_id(),
+            &user_body(&random_nik(), LIMITS),
+        )
         .await;
     assert_rejected(&r, 403, "FORBIDDEN", None);
-    assert_eq!(count_rows(&app.pool, "users").await, 1, "the merchant created no user");
+    assert_eq!(
+        count_rows(&app.pool, "users").await,
+        1,
+        "the merchant created no user"
+    );
 
     let r = app.get(&app.merchant, &format!("/users/{user_id}")).await;
     assert_rejected(&r, 403, "FORBIDDEN", None);
     let r = patch_status(&app, &app.merchant, &user_id, r#"{"user_status":"LOCK"}"#).await;
     assert_rejected(&r, 403, "FORBIDDEN", None);
     let r = app.get(&app.admin, &format!("/users/{user_id}")).await;
-    assert_eq!(r.data()["user_status"], "ACTIVE", "the merchant's PATCH changed nothing");
+    assert_eq!(
+        r.data()["user_status"],
+        "ACTIVE",
+        "the merchant's PATCH changed nothing"
+    );
 
-    let r = app.get(&app.merchant, &format!("/users/{user_id}/limits")).await;
+    let r = app
+        .get(&app.merchant, &format!("/users/{user_id}/limits"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     app.shutdown().await;
 }
@@ -268,7 +331,11 @@ async fn merchant_keys_may_read_limits_but_not_manage_users(pool: MySqlPool) {
 async fn user_status_is_locked_and_unlocked_and_only_active_or_lock_is_accepted(pool: MySqlPool) {
     let app = spawn_app(pool).await;
     let user_id = app.create_user(LIMITS).await;
-    let original = app.get(&app.admin, &format!("/users/{user_id}")).await.data().clone();
+    let original = app
+        .get(&app.admin, &format!("/users/{user_id}"))
+        .await
+        .data()
+        .clone();
 
     let r = patch_status(&app, &app.admin, &user_id, r#"{"user_status":"LOCK"}"#).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -293,16 +360,51 @@ async fn user_status_is_locked_and_unlocked_and_only_active_or_lock_is_accepted(
 
     let mut failures = Vec::new();
     let cases: &[(&str, u16, &str, &str)] = &[
-        (r#"{"user_status":"LOCKED"}"#, 400, "INVALID_VALUE", "user_status"),
-        (r#"{"user_status":"lock"}"#, 400, "INVALID_VALUE", "user_status"),
+        (
+            r#"{"user_status":"LOCKED"}"#,
+            400,
+            "INVALID_VALUE",
+            "user_status",
+        ),
+        (
+            r#"{"user_status":"lock"}"#,
+            400,
+            "INVALID_VALUE",
+            "user_status",
+        ),
         (r#"{"user_status":""}"#, 400, "INVALID_VALUE", "user_status"),
         (r#"{"user_status":1}"#, 400, "INVALID_VALUE", "user_status"),
-        (r#"{"user_status":true}"#, 400, "INVALID_VALUE", "user_status"),
-        (r#"{"user_status":["LOCK"]}"#, 400, "INVALID_VALUE", "user_status"),
-        (r#"{"user_status":null}"#, 400, "INVALID_MANDATORY", "user_status"),
+        (
+            r#"{"user_status":true}"#,
+            400,
+            "INVALID_VALUE",
+            "user_status",
+        ),
+        (
+            r#"{"user_status":["LOCK"]}"#,
+            400,
+            "INVALID_VALUE",
+            "user_status",
+        ),
+        (
+            r#"{"user_status":null}"#,
+            400,
+            "INVALID_MANDATORY",
+            "user_status",
+        ),
         (r#"{}"#, 400, "INVALID_MANDATORY", "user_status"),
-        (r#"{"user_status":"LOCK","reason":"x"}"#, 400, "INVALID_PAYLOAD_KEY", "reason"),
-        (r#"{"user_status":"LOCK","user_status":"LOCK"}"#, 400, "INVALID_PAYLOAD_FORMAT", "user_status"),
+        (
+            r#"{"user_status":"LOCK","reason":"x"}"#,
+            400,
+            "INVALID_PAYLOAD_KEY",
+            "reason",
+        ),
+        (
+            r#"{"user_status":"LOCK","user_status":"LOCK"}"#,
+            400,
+            "INVALID_PAYLOAD_FORMAT",
+            "user_status",
+        ),
         (r#"["LOCK"]"#, 400, "INVALID_PAYLOAD_FORMAT", ""),
     ];
     for (body, status, action, field) in cases {
@@ -314,9 +416,19 @@ async fn user_status_is_locked_and_unlocked_and_only_active_or_lock_is_accepted(
     }
     assert_no_failures(&failures);
     let read = app.get(&app.admin, &format!("/users/{user_id}")).await;
-    assert_eq!(read.data()["user_status"], "ACTIVE", "rejected PATCHes changed nothing");
+    assert_eq!(
+        read.data()["user_status"],
+        "ACTIVE",
+        "rejected PATCHes changed nothing"
+    );
 
-    let r = patch_status(&app, &app.admin, "USR_00000000000000000000000000000000", r#"{"user_status":"LOCK"}"#).await;
+    let r = patch_status(
+        &app,
+        &app.admin,
+        "USR_00000000000000000000000000000000",
+        r#"{"user_status":"LOCK"}"#,
+    )
+    .await;
     assert_rejected(&r, 404, "NOT_FOUND", None);
     app.shutdown().await;
 }
@@ -336,7 +448,9 @@ async fn unknown_fields_are_rejected_naming_the_field(pool: MySqlPool) {
         let mut body = user_body(&random_nik(), LIMITS);
         body[extra] = value;
         let r = create_json(&app, &fresh_id(), &body).await;
-        if let Some(p) = rejection_problem(&r, 400, "INVALID_PAYLOAD_KEY", Some(&format!("`{extra}`"))) {
+        if let Some(p) =
+            rejection_problem(&r, 400, "INVALID_PAYLOAD_KEY", Some(&format!("`{extra}`")))
+        {
             failures.push(format!("unknown field {extra:?}: {p}"));
         }
     }
@@ -404,16 +518,25 @@ async fn expect_accepted(app: &TestApp, cases: &[(&str, String, Value)]) -> Vec<
         let r = create_raw(app, &fresh_id(), text.as_bytes(), &[]).await;
         let shown: String = raw.chars().take(60).collect();
         if r.status != 201 {
-            failures.push(format!("{field} = {shown}: expected 201, got {} {}", r.status, r.body));
+            failures.push(format!(
+                "{field} = {shown}: expected 201, got {} {}",
+                r.status, r.body
+            ));
             continue;
         }
         if &r.data()[*field] != echo {
-            failures.push(format!("{field} = {shown}: answered {} instead of {echo}", r.data()[*field]));
+            failures.push(format!(
+                "{field} = {shown}: answered {} instead of {echo}",
+                r.data()[*field]
+            ));
         }
         let user_id = r.data()["user_id"].as_str().unwrap_or_default();
         let read = app.get(&app.admin, &format!("/users/{user_id}")).await;
         if &read.data()[*field] != echo {
-            failures.push(format!("{field} = {shown}: read back {} instead of {echo}", read.data()[*field]));
+            failures.push(format!(
+                "{field} = {shown}: read back {} instead of {echo}",
+                read.data()[*field]
+            ));
         }
     }
     failures
@@ -456,7 +579,12 @@ async fn names_must_be_1_to_100_characters_and_may_be_any_script(pool: MySqlPool
     let app = spawn_app(pool).await;
     let mut rejected = Vec::new();
     for field in ["full_name", "legal_name", "tempat_lahir"] {
-        for bad in [String::new(), "a".repeat(101), "山".repeat(101), "😀".repeat(101)] {
+        for bad in [
+            String::new(),
+            "a".repeat(101),
+            "山".repeat(101),
+            "😀".repeat(101),
+        ] {
             rejected.push((field, quoted(&bad)));
         }
         rejected.push((field, "42".to_owned()));
@@ -487,9 +615,7 @@ async fn tanggal_lahir_must_be_a_real_date_at_least_17_years_ago(pool: MySqlPool
     let app = spawn_app(pool).await;
     let today = jakarta_today();
     let sixteen = years_before(today, 16);
-    let day_before_17th_birthday = years_before(today, 17)
-        .succ_opt()
-        .expect("a date");
+    let day_before_17th_birthday = years_before(today, 17).succ_opt().expect("a date");
     let rejected: Vec<(&str, String)> = [
         quoted("1997-02-30"),
         quoted("1997-02-29"),
@@ -572,10 +698,26 @@ async fn gaji_must_be_non_negative_money_with_at_most_2_decimals(pool: MySqlPool
     .map(|(raw, echo)| ("gaji", raw.to_owned(), json!(echo)))
     .chain([
         // Long but exact notations are read by value, not rounded through f64.
-        ("gaji", format!("1{}e-1000", "0".repeat(1000)), json!("1.00")),
-        ("gaji", format!("0.{}1e1001", "0".repeat(1000)), json!("1.00")),
-        ("gaji", "9007199254740993".to_owned(), json!("9007199254740993.00")),
-        ("gaji", "0.1000000000000000000000000000".to_owned(), json!("0.10")),
+        (
+            "gaji",
+            format!("1{}e-1000", "0".repeat(1000)),
+            json!("1.00"),
+        ),
+        (
+            "gaji",
+            format!("0.{}1e1001", "0".repeat(1000)),
+            json!("1.00"),
+        ),
+        (
+            "gaji",
+            "9007199254740993".to_owned(),
+            json!("9007199254740993.00"),
+        ),
+        (
+            "gaji",
+            "0.1000000000000000000000000000".to_owned(),
+            json!("0.10"),
+        ),
     ])
     .collect();
     failures.extend(expect_accepted(&app, &accepted).await);
@@ -613,7 +755,11 @@ async fn photos_must_be_https_urls_of_at_most_2048_characters(pool: MySqlPool) {
     let accepted = vec![
         ("foto_ktp", quoted(&longest), json!(longest)),
         ("foto_selfie", quoted(&longest), json!(longest)),
-        ("foto_ktp", quoted("https://cdn.example.com/ktp.jpg?v=2#x"), json!("https://cdn.example.com/ktp.jpg?v=2#x")),
+        (
+            "foto_ktp",
+            quoted("https://cdn.example.com/ktp.jpg?v=2#x"),
+            json!("https://cdn.example.com/ktp.jpg?v=2#x"),
+        ),
     ];
     failures.extend(expect_accepted(&app, &accepted).await);
     assert_no_failures(&failures);
@@ -623,10 +769,17 @@ async fn photos_must_be_https_urls_of_at_most_2048_characters(pool: MySqlPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn limits_must_be_non_negative_money(pool: MySqlPool) {
     let app = spawn_app(pool).await;
-    let limit_fields = ["limit_one_month", "limit_two_month", "limit_three_month", "limit_sixth"];
+    let limit_fields = [
+        "limit_one_month",
+        "limit_two_month",
+        "limit_three_month",
+        "limit_sixth",
+    ];
     let mut rejected = Vec::new();
     for field in limit_fields {
-        for bad in ["-1", "-0.01", "\"-100\"", "0.001", "1e30", "\"abc\"", "true", "[100]"] {
+        for bad in [
+            "-1", "-0.01", "\"-100\"", "0.001", "1e30", "\"abc\"", "true", "[100]",
+        ] {
             rejected.push((field, bad.to_owned()));
         }
     }
@@ -654,7 +807,10 @@ async fn limits_must_be_non_negative_money(pool: MySqlPool) {
             failures.push(format!("limits answered as {}", r.data()["limits"]));
         }
     } else {
-        failures.push(format!("valid limits: expected 201, got {} {}", r.status, r.body));
+        failures.push(format!(
+            "valid limits: expected 201, got {} {}",
+            r.status, r.body
+        ));
     }
     assert_no_failures(&failures);
     app.shutdown().await;
@@ -687,7 +843,13 @@ async fn malformed_bodies_get_a_4xx_and_create_nothing(pool: MySqlPool) {
     let at_limit = body_text(NIK, &[("full_name", &quoted(&"a".repeat(filler)))]);
     assert_eq!(at_limit.len(), 65_536);
     let one_over = body_text(NIK, &[("full_name", &quoted(&"a".repeat(filler + 1)))]);
-    let deep = body_text(NIK, &[("nik", &format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)))]);
+    let deep = body_text(
+        NIK,
+        &[(
+            "nik",
+            &format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)),
+        )],
+    );
     let mut invalid_utf8 = br#"{"nik":""#.to_vec();
     invalid_utf8.extend_from_slice(b"\xff\xfe");
     invalid_utf8.extend_from_slice(br#""}"#);
@@ -702,26 +864,124 @@ async fn malformed_bodies_get_a_4xx_and_create_nothing(pool: MySqlPool) {
     };
     let format = "INVALID_PAYLOAD_FORMAT";
     let cases = vec![
-        case("not JSON", b"nik=3201234567890001".to_vec(), JSON, 400, format, None),
-        case("truncated JSON", valid.as_bytes()[..40].to_vec(), JSON, 400, format, None),
-        case("single quotes", b"{'nik':'3201234567890001'}".to_vec(), JSON, 400, format, None),
-        case("trailing comma", valid.replacen('}', ",}", 1).into_bytes(), JSON, 400, format, None),
+        case(
+            "not JSON",
+            b"nik=3201234567890001".to_vec(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
+        case(
+            "truncated JSON",
+            valid.as_bytes()[..40].to_vec(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
+        case(
+            "single quotes",
+            b"{'nik':'3201234567890001'}".to_vec(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
+        case(
+            "trailing comma",
+            valid.replacen('}', ",}", 1).into_bytes(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
         case("empty array", b"[]".to_vec(), JSON, 400, format, None),
-        case("array of the object", format!("[{valid}]").into_bytes(), JSON, 400, format, None),
-        case("a string", b"\"3201234567890001\"".to_vec(), JSON, 400, format, None),
+        case(
+            "array of the object",
+            format!("[{valid}]").into_bytes(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
+        case(
+            "a string",
+            b"\"3201234567890001\"".to_vec(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
         case("a number", b"42".to_vec(), JSON, 400, format, None),
         case("null", b"null".to_vec(), JSON, 400, format, None),
         case("empty body", Vec::new(), JSON, 400, format, None),
         case("blank body", b"  \n ".to_vec(), JSON, 400, format, None),
-        case("two objects", format!("{valid} {{}}").into_bytes(), JSON, 400, format, None),
-        case("duplicate key", duplicate_key.into_bytes(), JSON, 400, format, Some("nik")),
+        case(
+            "two objects",
+            format!("{valid} {{}}").into_bytes(),
+            JSON,
+            400,
+            format,
+            None,
+        ),
+        case(
+            "duplicate key",
+            duplicate_key.into_bytes(),
+            JSON,
+            400,
+            format,
+            Some("nik"),
+        ),
         case("invalid UTF-8", invalid_utf8, JSON, 400, format, None),
-        case("text/plain", valid.clone().into_bytes(), TEXT, 400, format, Some("Content-Type")),
-        case("form content type", valid.clone().into_bytes(), FORM, 400, format, Some("Content-Type")),
-        case("70 KB", too_large.into_bytes(), JSON, 413, "PAYLOAD_TOO_LARGE", None),
-        case("65,537 bytes", one_over.into_bytes(), JSON, 413, "PAYLOAD_TOO_LARGE", None),
-        case("65,536 bytes", at_limit.into_bytes(), JSON, 400, "INVALID_VALUE", Some("full_name")),
-        case("30,000 nested arrays", deep.into_bytes(), JSON, 400, "INVALID_VALUE", Some("nik")),
+        case(
+            "text/plain",
+            valid.clone().into_bytes(),
+            TEXT,
+            400,
+            format,
+            Some("Content-Type"),
+        ),
+        case(
+            "form content type",
+            valid.clone().into_bytes(),
+            FORM,
+            400,
+            format,
+            Some("Content-Type"),
+        ),
+        case(
+            "70 KB",
+            too_large.into_bytes(),
+            JSON,
+            413,
+            "PAYLOAD_TOO_LARGE",
+            None,
+        ),
+        case(
+            "65,537 bytes",
+            one_over.into_bytes(),
+            JSON,
+            413,
+            "PAYLOAD_TOO_LARGE",
+            None,
+        ),
+        case(
+            "65,536 bytes",
+            at_limit.into_bytes(),
+            JSON,
+            400,
+            "INVALID_VALUE",
+            Some("full_name"),
+        ),
+        case(
+            "30,000 nested arrays",
+            deep.into_bytes(),
+            JSON,
+            400,
+            "INVALID_VALUE",
+            Some("nik"),
+        ),
     ];
     let mut failures = Vec::new();
     for c in &cases {
@@ -733,9 +993,17 @@ async fn malformed_bodies_get_a_4xx_and_create_nothing(pool: MySqlPool) {
         }
     }
     assert_no_failures(&failures);
-    assert_eq!(count_rows(&app.pool, "users").await, 0, "no user was created");
+    assert_eq!(
+        count_rows(&app.pool, "users").await,
+        0,
+        "no user was created"
+    );
     assert_eq!(count_rows(&app.pool, "user_limit_balances").await, 0);
-    assert_eq!(count_rows(&app.pool, "idempotency_keys").await, 0, "no external id was claimed");
+    assert_eq!(
+        count_rows(&app.pool, "idempotency_keys").await,
+        0,
+        "no external id was claimed"
+    );
 
     // The app is still healthy and a valid body still works.
     let r = create_raw(&app, &fresh_id(), valid.as_bytes(), &[]).await;
@@ -744,29 +1012,62 @@ async fn malformed_bodies_get_a_4xx_and_create_nothing(pool: MySqlPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_request_that_fails_validation_claims_nothing_and_the_fixed_body_succeeds(pool: MySqlPool) {
+async fn a_request_that_fails_validation_claims_nothing_and_the_fixed_body_succeeds(
+    pool: MySqlPool,
+) {
     let app = spawn_app(pool).await;
     let external_id = fresh_id();
     let valid = body_text(NIK, &[]);
     let failing: Vec<(Vec<u8>, Headers, u16)> = vec![
-        (body_text(NIK, &[("gaji", "\"abc\"")]).into_bytes(), JSON, 400),
-        (body_text(NIK, &[("nik", "\"320123456789000\"")]).into_bytes(), JSON, 400),
-        (body_text(NIK, &[("foto_ktp", "null")]).into_bytes(), JSON, 400),
-        (valid.replacen('{', r#"{"extra":1,"#, 1).into_bytes(), JSON, 400),
+        (
+            body_text(NIK, &[("gaji", "\"abc\"")]).into_bytes(),
+            JSON,
+            400,
+        ),
+        (
+            body_text(NIK, &[("nik", "\"320123456789000\"")]).into_bytes(),
+            JSON,
+            400,
+        ),
+        (
+            body_text(NIK, &[("foto_ktp", "null")]).into_bytes(),
+            JSON,
+            400,
+        ),
+        (
+            valid.replacen('{', r#"{"extra":1,"#, 1).into_bytes(),
+            JSON,
+            400,
+        ),
         (valid.as_bytes()[..30].to_vec(), JSON, 400),
         (valid.clone().into_bytes(), TEXT, 400),
-        (format!(r#"{{"full_name":"{}"}}"#, "a".repeat(70 * 1024)).into_bytes(), JSON, 413),
+        (
+            format!(r#"{{"full_name":"{}"}}"#, "a".repeat(70 * 1024)).into_bytes(),
+            JSON,
+            413,
+        ),
     ];
     for (body, headers, status) in &failing {
         let r = create_raw(&app, &external_id, body, headers).await;
         assert_eq!(r.status, *status, "{}", r.body);
     }
-    let claims: Vec<String> = redis_keys(&app).await.into_iter().filter(|k| k.contains(":idem:")).collect();
-    assert!(claims.is_empty(), "rejected bodies claimed the external id in Redis: {claims:?}");
+    let claims: Vec<String> = redis_keys(&app)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":idem:"))
+        .collect();
+    assert!(
+        claims.is_empty(),
+        "rejected bodies claimed the external id in Redis: {claims:?}"
+    );
     assert_eq!(count_rows(&app.pool, "idempotency_keys").await, 0);
 
     let r = create_raw(&app, &external_id, valid.as_bytes(), &[]).await;
-    assert_eq!(r.status, 201, "the corrected body with the same external id: {}", r.body);
+    assert_eq!(
+        r.status, 201,
+        "the corrected body with the same external id: {}",
+        r.body
+    );
     assert_eq!(r.action(), "SUCCESS");
     let first = r.body["api_call_id"].clone();
 
@@ -784,19 +1085,31 @@ async fn same_external_id_twice_is_a_conflict_naming_the_original_call(pool: MyS
     let body = user_body(NIK, LIMITS);
     let r = create_json(&app, &external_id, &body).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let original = r.body["api_call_id"].as_str().expect("api_call_id").to_owned();
+    let original = r.body["api_call_id"]
+        .as_str()
+        .expect("api_call_id")
+        .to_owned();
 
     let again = create_json(&app, &external_id, &body).await;
     assert_rejected(&again, 409, "CONFLICT_EXTERNAL_ID", None);
     assert_eq!(again.data()["original_api_call_id"], original.as_str());
     assert_eq!(again.data()["same_payload"], true, "{}", again.body);
-    assert_ne!(again.body["api_call_id"], original.as_str(), "the retry has its own api call id");
+    assert_ne!(
+        again.body["api_call_id"],
+        original.as_str(),
+        "the retry has its own api call id"
+    );
 
     let other = user_body(&random_nik(), LIMITS);
     let different = create_json(&app, &external_id, &other).await;
     assert_rejected(&different, 409, "CONFLICT_EXTERNAL_ID", None);
     assert_eq!(different.data()["original_api_call_id"], original.as_str());
-    assert_eq!(different.data()["same_payload"], false, "{}", different.body);
+    assert_eq!(
+        different.data()["same_payload"],
+        false,
+        "{}",
+        different.body
+    );
 
     // Same JSON, different bytes: not the same payload (SPEC: byte-identical).
     let reformatted = serde_json::to_string_pretty(&body).expect("json");
@@ -819,14 +1132,28 @@ async fn external_ids_are_shared_by_every_admin_key_of_the_platform(pool: MySqlP
     // Another admin key (any name: admin keys belong to the platform).
     let second = new_key(&app.pool, "ops", shared::db::keys::Role::Admin).await;
     assert_eq!(second.merchant_id, app.admin.merchant_id);
-    let mut r = app.post(&second, "/create-user", &external_id, &user_body(&random_nik(), LIMITS)).await;
+    let mut r = app
+        .post(
+            &second,
+            "/create-user",
+            &external_id,
+            &user_body(&random_nik(), LIMITS),
+        )
+        .await;
     for _ in 0..50 {
         if r.status != 401 {
             break;
         }
         // The ingress picks up new keys within its refresh interval.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        r = app.post(&second, "/create-user", &external_id, &user_body(&random_nik(), LIMITS)).await;
+        r = app
+            .post(
+                &second,
+                "/create-user",
+                &external_id,
+                &user_body(&random_nik(), LIMITS),
+            )
+            .await;
     }
     assert_rejected(&r, 409, "CONFLICT_EXTERNAL_ID", None);
     assert_eq!(r.data()["original_api_call_id"], original);
@@ -845,7 +1172,10 @@ async fn duplicate_nik_is_rejected_and_keeps_its_external_id(pool: MySqlPool) {
     body["full_name"] = json!("Someone Else");
     let dup = create_json(&app, &external_id, &body).await;
     assert_rejected(&dup, 409, "DUPLICATE_NIK", None);
-    let dup_call = dup.body["api_call_id"].as_str().expect("api_call_id").to_owned();
+    let dup_call = dup.body["api_call_id"]
+        .as_str()
+        .expect("api_call_id")
+        .to_owned();
 
     // The same NIK written with a JSON escape is the same NIK.
     let escaped = body_text(NIK, &[("nik", r#""\u0033201234567890001""#)]);
@@ -876,16 +1206,29 @@ async fn ten_concurrent_creations_with_one_nik_create_exactly_one_user(pool: MyS
             b
         })
         .collect();
-    let answers = join_all(ids.iter().zip(&bodies).map(|(id, b)| create_json(&app, id, b))).await;
+    let answers = join_all(
+        ids.iter()
+            .zip(&bodies)
+            .map(|(id, b)| create_json(&app, id, b)),
+    )
+    .await;
 
     let created: Vec<&Resp> = answers.iter().filter(|r| r.status == 201).collect();
     let duplicates = answers
         .iter()
         .filter(|r| r.status == 409 && r.action() == "DUPLICATE_NIK")
         .count();
-    let summary: Vec<String> = answers.iter().map(|r| format!("{} {}", r.status, r.body)).collect();
+    let summary: Vec<String> = answers
+        .iter()
+        .map(|r| format!("{} {}", r.status, r.body))
+        .collect();
     assert_eq!(created.len(), 1, "exactly one 201:\n{}", summary.join("\n"));
-    assert_eq!(duplicates, 9, "nine 409 DUPLICATE_NIK:\n{}", summary.join("\n"));
+    assert_eq!(
+        duplicates,
+        9,
+        "nine 409 DUPLICATE_NIK:\n{}",
+        summary.join("\n")
+    );
     assert_eq!(count_rows(&app.pool, "users").await, 1);
     assert_eq!(count_rows(&app.pool, "user_limit_balances").await, 1);
 
@@ -909,7 +1252,10 @@ async fn ten_concurrent_creations_with_one_external_id_create_exactly_one_user(p
     let bodies: Vec<Value> = (0..10).map(|_| user_body(&random_nik(), LIMITS)).collect();
     let answers = join_all(bodies.iter().map(|b| create_json(&app, &external_id, b))).await;
 
-    let summary: Vec<String> = answers.iter().map(|r| format!("{} {}", r.status, r.body)).collect();
+    let summary: Vec<String> = answers
+        .iter()
+        .map(|r| format!("{} {}", r.status, r.body))
+        .collect();
     let created: Vec<&Resp> = answers.iter().filter(|r| r.status == 201).collect();
     assert_eq!(created.len(), 1, "exactly one 201:\n{}", summary.join("\n"));
     let winner = &created[0].body["api_call_id"];
@@ -917,7 +1263,12 @@ async fn ten_concurrent_creations_with_one_external_id_create_exactly_one_user(p
         .iter()
         .filter(|r| r.status == 409 && r.action() == "CONFLICT_EXTERNAL_ID")
         .collect();
-    assert_eq!(conflicts.len(), 9, "nine 409 CONFLICT_EXTERNAL_ID:\n{}", summary.join("\n"));
+    assert_eq!(
+        conflicts.len(),
+        9,
+        "nine 409 CONFLICT_EXTERNAL_ID:\n{}",
+        summary.join("\n")
+    );
     for r in conflicts {
         assert_eq!(&r.data()["original_api_call_id"], winner, "{}", r.body);
         assert_eq!(r.data()["same_payload"], false, "{}", r.body);
@@ -932,14 +1283,26 @@ async fn twenty_concurrent_creations_of_different_users_all_succeed(pool: MySqlP
     let app = spawn_app(pool).await;
     let ids: Vec<String> = (0..20).map(|_| fresh_id()).collect();
     let bodies: Vec<Value> = (0..20).map(|_| user_body(&random_nik(), LIMITS)).collect();
-    let answers = join_all(ids.iter().zip(&bodies).map(|(id, b)| create_json(&app, id, b))).await;
+    let answers = join_all(
+        ids.iter()
+            .zip(&bodies)
+            .map(|(id, b)| create_json(&app, id, b)),
+    )
+    .await;
     let problems: Vec<String> = answers
         .iter()
         .filter(|r| r.status != 201)
         .map(|r| format!("{} {}", r.status, r.body))
         .collect();
-    assert!(problems.is_empty(), "every creation succeeds:\n{}", problems.join("\n"));
-    let mut user_ids: Vec<&str> = answers.iter().filter_map(|r| r.data()["user_id"].as_str()).collect();
+    assert!(
+        problems.is_empty(),
+        "every creation succeeds:\n{}",
+        problems.join("\n")
+    );
+    let mut user_ids: Vec<&str> = answers
+        .iter()
+        .filter_map(|r| r.data()["user_id"].as_str())
+        .collect();
     user_ids.sort_unstable();
     user_ids.dedup();
     assert_eq!(user_ids.len(), 20, "twenty distinct user ids");
@@ -955,7 +1318,10 @@ async fn external_id_is_still_a_conflict_after_redis_forgets(pool: MySqlPool) {
     let body = user_body(NIK, LIMITS);
     let r = create_json(&app, &external_id, &body).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let original = r.body["api_call_id"].as_str().expect("api_call_id").to_owned();
+    let original = r.body["api_call_id"]
+        .as_str()
+        .expect("api_call_id")
+        .to_owned();
 
     forget_redis(&app).await;
     let r = create_json(&app, &external_id, &body).await;
@@ -1003,11 +1369,17 @@ async fn every_cell(pool: &MySqlPool) -> Vec<(String, String, Vec<u8>)> {
             .into_iter()
             .map(|c| String::from_utf8(c).expect("column name"))
             .collect();
-        let select: Vec<String> = columns.iter().map(|c| format!("CAST(`{c}` AS BINARY)")).collect();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM `{table}`", select.join(", "))))
-            .fetch_all(pool)
-            .await
-            .expect("rows");
+        let select: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST(`{c}` AS BINARY)"))
+            .collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM `{table}`",
+            select.join(", ")
+        )))
+        .fetch_all(pool)
+        .await
+        .expect("rows");
         for row in rows {
             for (i, column) in columns.iter().enumerate() {
                 let value: Option<Vec<u8>> = row.try_get(i).expect("a cell as bytes");
@@ -1043,12 +1415,30 @@ async fn nik_is_stored_nowhere_in_plaintext(pool: MySqlPool) {
     unknown["extra"] = json!(1);
     assert_eq!(create_json(&app, &fresh_id(), &unknown).await.status, 400);
     let as_number = body_text(NIK, &[("nik", NIK)]);
-    assert_eq!(create_raw(&app, &fresh_id(), as_number.as_bytes(), &[]).await.status, 400);
+    assert_eq!(
+        create_raw(&app, &fresh_id(), as_number.as_bytes(), &[])
+            .await
+            .status,
+        400
+    );
     let dup_key = body_text(NIK, &[]).replacen('{', r#"{"nik":"1","#, 1);
-    assert_eq!(create_raw(&app, &fresh_id(), dup_key.as_bytes(), &[]).await.status, 400);
+    assert_eq!(
+        create_raw(&app, &fresh_id(), dup_key.as_bytes(), &[])
+            .await
+            .status,
+        400
+    );
     let truncated = &body_text(NIK, &[]).into_bytes()[..30];
-    assert_eq!(create_raw(&app, &fresh_id(), truncated, &[]).await.status, 400);
-    assert_eq!(app.get(&app.admin, &format!("/users/{user_id}")).await.status, 200);
+    assert_eq!(
+        create_raw(&app, &fresh_id(), truncated, &[]).await.status,
+        400
+    );
+    assert_eq!(
+        app.get(&app.admin, &format!("/users/{user_id}"))
+            .await
+            .status,
+        200
+    );
     let r = patch_status(&app, &app.admin, &user_id, r#"{"user_status":"LOCK"}"#).await;
     assert_eq!(r.status, 200);
     audited += 8;
@@ -1069,31 +1459,50 @@ async fn nik_is_stored_nowhere_in_plaintext(pool: MySqlPool) {
         ("text", NIK.as_bytes().to_vec()),
         ("hex", hex::encode(NIK).into_bytes()),
         ("HEX", hex::encode_upper(NIK).into_bytes()),
-        ("base64", base64::engine::general_purpose::STANDARD.encode(NIK).into_bytes()),
+        (
+            "base64",
+            base64::engine::general_purpose::STANDARD
+                .encode(NIK)
+                .into_bytes(),
+        ),
     ];
     let cells = every_cell(&app.pool).await;
     assert!(
-        cells.iter().any(|(t, c, v)| t == "users" && c == "nik_masked" && v == NIK_MASKED.as_bytes()),
+        cells
+            .iter()
+            .any(|(t, c, v)| t == "users" && c == "nik_masked" && v == NIK_MASKED.as_bytes()),
         "the scan sees the user's row"
     );
     let mut found = Vec::new();
     for (table, column, value) in &cells {
         for (form, needle) in &needles {
             if contains(value, needle) {
-                found.push(format!("{table}.{column} holds the NIK as {form}: {}", String::from_utf8_lossy(value)));
+                found.push(format!(
+                    "{table}.{column} holds the NIK as {form}: {}",
+                    String::from_utf8_lossy(value)
+                ));
             }
         }
     }
-    assert!(found.is_empty(), "the NIK is stored in plaintext:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "the NIK is stored in plaintext:\n{}",
+        found.join("\n")
+    );
 
     // The audit log masks photo URLs too (SPEC §3).
     let photos: Vec<String> = cells
         .iter()
         .filter(|(t, _, v)| {
-            t == "api_call_logs" && (contains(v, b"cdn.example.com/ktp") || contains(v, b"cdn.example.com/selfie"))
+            t == "api_call_logs"
+                && (contains(v, b"cdn.example.com/ktp") || contains(v, b"cdn.example.com/selfie"))
         })
         .map(|(_, c, v)| format!("api_call_logs.{c}: {}", String::from_utf8_lossy(v)))
         .collect();
-    assert!(photos.is_empty(), "photo URLs in the audit log:\n{}", photos.join("\n"));
+    assert!(
+        photos.is_empty(),
+        "photo URLs in the audit log:\n{}",
+        photos.join("\n")
+    );
     app.shutdown().await;
 }

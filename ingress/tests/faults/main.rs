@@ -18,7 +18,13 @@ fn mariadb_answers() -> bool {
 
 fn start_mariadb() {
     let _ = Command::new("start-stop-daemon")
-        .args(["--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"])
+        .args([
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ])
         .status();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !mariadb_answers() && Instant::now() < deadline {
@@ -51,8 +57,10 @@ impl Drop for MariaDbOutage {
 #[sqlx::test(migrations = "../migrations")]
 async fn mariadb_stopped_for_20_seconds_mid_burst_loses_nothing(pool: sqlx::MySqlPool) {
     let app = spawn_app_with(pool, 2).await;
-    let users: Vec<String> =
-        futures_util::future::join_all((0..4).map(|_| app.create_user(["50000", "50000", "50000", "50000"]))).await;
+    let users: Vec<String> = futures_util::future::join_all(
+        (0..4).map(|_| app.create_user(["50000", "50000", "50000", "50000"])),
+    )
+    .await;
     let calls = submit_burst(&app, &users, 400).await;
     let outage = MariaDbOutage::begin();
     tokio::time::sleep(Duration::from_secs(20)).await;

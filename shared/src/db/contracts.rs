@@ -82,7 +82,10 @@ fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
 }
 
 /// A contract as it is now, with its merchant (for the ownership check).
-pub async fn load_contract(pool: &MySqlPool, nomor_kontrak: &str) -> Result<Option<(String, ContractView)>, DbError> {
+pub async fn load_contract(
+    pool: &MySqlPool,
+    nomor_kontrak: &str,
+) -> Result<Option<(String, ContractView)>, DbError> {
     let row = sqlx::query(
         "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok,
                 bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset
@@ -114,13 +117,18 @@ pub async fn load_contract(pool: &MySqlPool, nomor_kontrak: &str) -> Result<Opti
         admin_fee: money(&r, "admin_fee")?,
         harga_aset: money(&r, "harga_aset")?,
         pokok: money(&r, "pokok")?,
-        bunga_persen: Rate::new(rate).map_err(|e| DbError::Corrupt(format!("bunga_persen: {e}")))?,
+        bunga_persen: Rate::new(rate)
+            .map_err(|e| DbError::Corrupt(format!("bunga_persen: {e}")))?,
         jumlah_bunga: money(&r, "jumlah_bunga")?,
         jumlah_cicilan: money(&r, "jumlah_cicilan")?,
         cicilan_bulanan: money(&r, "cicilan_bulanan")?,
-        tenor: Tenor::from_months(u32::from(tenor)).ok_or_else(|| DbError::Corrupt(format!("tenor {tenor}")))?,
+        tenor: Tenor::from_months(u32::from(tenor))
+            .ok_or_else(|| DbError::Corrupt(format!("tenor {tenor}")))?,
         nama_aset: r.try_get("nama_aset")?,
-        tagihan: installments.iter().map(installment_from_row).collect::<Result<_, _>>()?,
+        tagihan: installments
+            .iter()
+            .map(installment_from_row)
+            .collect::<Result<_, _>>()?,
         limit_tersisa: limits,
     };
     Ok(Some((r.try_get("merchant_id")?, view)))
@@ -170,7 +178,8 @@ pub(crate) fn bill_from_row(r: &MySqlRow) -> Result<BillView, DbError> {
         tanggal_bayar: format_instant(&from_naive(paid_at)),
         sisa_limit: money(r, "sisa_limit")?,
         status_bayar: r.try_get("status_bayar")?,
-        alokasi: serde_json::from_str(&alokasi).map_err(|e| DbError::Corrupt(format!("alokasi: {e}")))?,
+        alokasi: serde_json::from_str(&alokasi)
+            .map_err(|e| DbError::Corrupt(format!("alokasi: {e}")))?,
     })
 }
 

@@ -132,7 +132,12 @@ pub async fn revoke_key(pool: &MySqlPool, client_id: &str) -> Result<bool, DbErr
 }
 
 /// Sets a key's own rate limit (`None` for the deployment's default).
-pub async fn set_rate(pool: &MySqlPool, client_id: &str, per_second: Option<u32>, burst: Option<u32>) -> Result<bool, DbError> {
+pub async fn set_rate(
+    pool: &MySqlPool,
+    client_id: &str,
+    per_second: Option<u32>,
+    burst: Option<u32>,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE api_keys SET rate_per_second = ?, rate_burst = ?, updated_at = ? WHERE client_id = ? AND revoked_at IS NULL",
     )
@@ -169,7 +174,10 @@ pub async fn list_keys(pool: &MySqlPool) -> Result<Vec<KeyInfo>, DbError> {
 }
 
 /// Every key that is not revoked, secrets decrypted: what the ingress verifies against.
-pub async fn load_active_keys(pool: &MySqlPool, keyring: &Keyring) -> Result<Vec<ActiveKey>, DbError> {
+pub async fn load_active_keys(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+) -> Result<Vec<ActiveKey>, DbError> {
     let rows = sqlx::query(
         "SELECT client_id, merchant_id, role, secret_key_id, secret_ciphertext,
                 prev_secret_key_id, prev_secret_ciphertext, prev_secret_expires_at,

@@ -51,8 +51,10 @@ pub fn pool_options(max_connections: u32) -> MySqlPoolOptions {
         .acquire_timeout(Duration::from_secs(3))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                conn.execute(sqlx::AssertSqlSafe(format!("SET SESSION sql_mode = '{SQL_MODE}'")))
-                    .await?;
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "SET SESSION sql_mode = '{SQL_MODE}'"
+                )))
+                .await?;
                 Ok(())
             })
         })

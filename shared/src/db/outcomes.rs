@@ -8,7 +8,11 @@ use crate::status::{CallState, CallStatus};
 use chrono::{DateTime, Utc};
 use sqlx::{MySql, Row};
 
-pub async fn insert_idempotency<'e, E>(executor: E, idem: &IdempotencyRecord<'_>, now: DateTime<Utc>) -> Result<(), DbError>
+pub async fn insert_idempotency<'e, E>(
+    executor: E,
+    idem: &IdempotencyRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError>
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
@@ -94,7 +98,10 @@ where
 }
 
 /// The stored outcome of a call and its merchant.
-pub async fn get_outcome<'e, E>(executor: E, api_call_id: &str) -> Result<Option<(String, CallStatus)>, DbError>
+pub async fn get_outcome<'e, E>(
+    executor: E,
+    api_call_id: &str,
+) -> Result<Option<(String, CallStatus)>, DbError>
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
@@ -114,8 +121,10 @@ where
     let completed: chrono::NaiveDateTime = r.try_get("completed_at")?;
     let status = CallStatus {
         api_call_id: r.try_get("api_call_id")?,
-        call_type: CallType::parse(&call_type).ok_or_else(|| DbError::Corrupt(format!("call_type {call_type}")))?,
-        status: CallState::parse(&state).ok_or_else(|| DbError::Corrupt(format!("status {state}")))?,
+        call_type: CallType::parse(&call_type)
+            .ok_or_else(|| DbError::Corrupt(format!("call_type {call_type}")))?,
+        status: CallState::parse(&state)
+            .ok_or_else(|| DbError::Corrupt(format!("status {state}")))?,
         reason: reason.as_deref().and_then(RejectReason::parse),
         created_at: from_naive(created),
         completed_at: Some(from_naive(completed)),

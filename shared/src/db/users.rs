@@ -179,9 +179,14 @@ pub async fn create_user(
     if let Err(e) = super::outcomes::insert_idempotency(&mut *tx, idem, now).await {
         if e.is_unique_violation() {
             drop(tx);
-            let (original, sha) = super::outcomes::find_idempotency(pool, idem.merchant_id, idem.endpoint, idem.external_id)
-                .await?
-                .ok_or_else(|| DbError::Corrupt("idempotency row vanished".into()))?;
+            let (original, sha) = super::outcomes::find_idempotency(
+                pool,
+                idem.merchant_id,
+                idem.endpoint,
+                idem.external_id,
+            )
+            .await?
+            .ok_or_else(|| DbError::Corrupt("idempotency row vanished".into()))?;
             return Err(CreateUserError::ExternalIdUsed {
                 original_api_call_id: original,
                 original_body_sha256: sha,
@@ -189,7 +194,9 @@ pub async fn create_user(
         }
         return Err(e.into());
     }
-    sqlx::query("SAVEPOINT create_user").execute(&mut *tx).await?;
+    sqlx::query("SAVEPOINT create_user")
+        .execute(&mut *tx)
+        .await?;
     let inserted = sqlx::query(
         "INSERT INTO users (user_id, user_status, nik_ciphertext, nik_key_id, nik_blind_index, nik_masked,
             full_name, legal_name, tempat_lahir, tanggal_lahir, gaji, foto_ktp, foto_selfie,
@@ -245,7 +252,13 @@ pub async fn create_user(
 
     let mut limits = BTreeMap::new();
     for (tenor, granted) in Tenor::ALL.into_iter().zip(user.limits) {
-        limits.insert(tenor.key(), LimitPair { granted, available: granted });
+        limits.insert(
+            tenor.key(),
+            LimitPair {
+                granted,
+                available: granted,
+            },
+        );
     }
     Ok(UserView {
         user_id: user_id.to_owned(),
@@ -295,7 +308,11 @@ pub async fn get_user(pool: &MySqlPool, user_id: &str) -> Result<Option<UserView
 }
 
 /// Sets the status; `None` when there is no such user.
-pub async fn set_status(pool: &MySqlPool, user_id: &str, status: UserStatus) -> Result<Option<UserView>, DbError> {
+pub async fn set_status(
+    pool: &MySqlPool,
+    user_id: &str,
+    status: UserStatus,
+) -> Result<Option<UserView>, DbError> {
     let done = sqlx::query("UPDATE users SET user_status = ?, updated_at = ? WHERE user_id = ?")
         .bind(status.as_str())
         .bind(to_naive(Utc::now()))

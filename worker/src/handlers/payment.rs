@@ -17,11 +17,16 @@ fn money(row: &sqlx::mysql::MySqlRow, col: &str) -> Result<Money, CommandError> 
     Money::new(d).map_err(|e| CommandError::Poison(format!("{col}: {e}")))
 }
 
-pub async fn apply(conn: &mut MySqlConnection, command: &Command, p: &PaymentPayload) -> Result<Verdict, CommandError> {
-    let contract = sqlx::query("SELECT user_id, tenor FROM transactions WHERE nomor_kontrak = ? FOR UPDATE")
-        .bind(&p.nomor_kontrak)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn apply(
+    conn: &mut MySqlConnection,
+    command: &Command,
+    p: &PaymentPayload,
+) -> Result<Verdict, CommandError> {
+    let contract =
+        sqlx::query("SELECT user_id, tenor FROM transactions WHERE nomor_kontrak = ? FOR UPDATE")
+            .bind(&p.nomor_kontrak)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(contract) = contract else {
         return Ok(Verdict::Rejected(RejectReason::ContractNotFound));
     };
@@ -93,9 +98,14 @@ pub async fn apply(conn: &mut MySqlConnection, command: &Command, p: &PaymentPay
     let outstanding_after = outstanding_before
         .checked_sub(p.jumlah)
         .ok_or_else(|| CommandError::Poison("negative outstanding".into()))?;
-    let status_bayar = if outstanding_after.is_zero() { "SUCCESS" } else { "PARTIAL" };
+    let status_bayar = if outstanding_after.is_zero() {
+        "SUCCESS"
+    } else {
+        "PARTIAL"
+    };
     let kode_bayar = shared::ids::new_payment_code();
-    let alokasi_json = serde_json::to_string(&alokasi).map_err(|e| CommandError::Poison(e.to_string()))?;
+    let alokasi_json =
+        serde_json::to_string(&alokasi).map_err(|e| CommandError::Poison(e.to_string()))?;
     sqlx::query(
         "INSERT INTO bills (kode_bayar, nomor_kontrak, user_id, merchant_id, external_id, api_call_id, terbayarkan,
             total_tagihan, sisa_tagihan_bulanan, tanggal_bayar, sisa_limit, status_bayar, alokasi)

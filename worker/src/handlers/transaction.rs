@@ -12,10 +12,15 @@ use shared::messages::{Command, TransactionPayload};
 use shared::status::format_instant;
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-pub async fn apply(conn: &mut MySqlConnection, command: &Command, t: &TransactionPayload) -> Result<Verdict, CommandError> {
+pub async fn apply(
+    conn: &mut MySqlConnection,
+    command: &Command,
+    t: &TransactionPayload,
+) -> Result<Verdict, CommandError> {
     let terms = &t.terms;
     // The ingress validated these terms; a command that no longer computes is poison.
-    let plan = schedule(terms, command.accepted_at).map_err(|e| CommandError::Poison(e.to_string()))?;
+    let plan =
+        schedule(terms, command.accepted_at).map_err(|e| CommandError::Poison(e.to_string()))?;
     let tenor = terms.tenor;
     let (_, available) = tenor.limit_columns();
     let now = to_naive(command.accepted_at);
@@ -78,18 +83,21 @@ pub async fn apply(conn: &mut MySqlConnection, command: &Command, t: &Transactio
         "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
             harga_cicilan, terbayar, status, tanggal_tagihan) ",
     );
-    insert.push_values(plan.installments.iter().zip(&installments), |mut b, (plan_i, view)| {
-        b.push_bind(&view.billing_id)
-            .push_bind(&nomor_kontrak)
-            .push_bind(&t.user_id)
-            .push_bind(plan_i.cicilan_ke as u8)
-            .push_bind(&t.nama_aset)
-            .push_bind(tenor.months() as u8)
-            .push_bind(plan_i.harga_cicilan.value())
-            .push_bind(rust_decimal::Decimal::ZERO)
-            .push_bind("UNPAID")
-            .push_bind(plan_i.tanggal_tagihan);
-    });
+    insert.push_values(
+        plan.installments.iter().zip(&installments),
+        |mut b, (plan_i, view)| {
+            b.push_bind(&view.billing_id)
+                .push_bind(&nomor_kontrak)
+                .push_bind(&t.user_id)
+                .push_bind(plan_i.cicilan_ke as u8)
+                .push_bind(&t.nama_aset)
+                .push_bind(tenor.months() as u8)
+                .push_bind(plan_i.harga_cicilan.value())
+                .push_bind(rust_decimal::Decimal::ZERO)
+                .push_bind("UNPAID")
+                .push_bind(plan_i.tanggal_tagihan);
+        },
+    );
     insert.build().execute(&mut *conn).await?;
 
     let limits = get_limits(&mut *conn, &t.user_id)

@@ -1,0 +1,96 @@
+//! Prometheus metrics: one recorder per process. The ingress serves it on `/metrics`; the
+//! worker binary on its own listener (`METRICS_ADDR`).
+
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// Latency buckets in seconds, from a fast Redis round trip to a long `Prefer: wait`.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+}
+
+/// The process's recorder, installed on first use (a second install in the same process, as
+/// in tests, reuses the first).
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| match builder().install_recorder() {
+            Ok(h) => h,
+            // Another recorder is already global: keep a detached one so rendering still works.
+            Err(_) => builder().build_recorder().handle(),
+        })
+        .clone()
+}
+
+/// Installs the recorder with an HTTP listener serving the text format on `addr`.
+pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
+    builder().with_http_listener(addr).install()
+}
+
+/// Describes every series once so `/metrics` documents them.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "xyz_http_requests_total",
+        "HTTP requests by route and status"
+    );
+    describe_histogram!(
+        "xyz_http_request_duration_seconds",
+        "HTTP request latency by route"
+    );
+    describe_counter!(
+        "xyz_publish_total",
+        "Command publishes by result (ok, nack, returned, timeout, not_connected, error)"
+    );
+    describe_counter!(
+        "xyz_claims_total",
+        "External-id claims by result (claimed, taken_over, conflict, conflict_mysql)"
+    );
+    describe_counter!(
+        "xyz_rate_limited_total",
+        "Requests refused by the per-key rate limit"
+    );
+    describe_counter!(
+        "xyz_rate_limiter_fail_open_total",
+        "Requests let through because Redis could not be asked"
+    );
+    describe_gauge!(
+        "xyz_waiters",
+        "Requests holding a connection with Prefer: wait"
+    );
+    describe_counter!(
+        "xyz_messages_consumed_total",
+        "Commands delivered to workers"
+    );
+    describe_counter!(
+        "xyz_messages_acked_total",
+        "Commands acked after their commit"
+    );
+    describe_counter!(
+        "xyz_messages_dead_lettered_total",
+        "Commands sent to the dead-letter queue, by cause"
+    );
+    describe_counter!(
+        "xyz_batch_retries_total",
+        "MySQL transactions retried after a transient failure"
+    );
+    describe_histogram!(
+        "xyz_db_transaction_seconds",
+        "Duration of a worker batch's MySQL transaction"
+    );
+    describe_histogram!("xyz_batch_size", "Commands per worker batch");
+    describe_counter!(
+        "xyz_outcomes_total",
+        "Decided calls by type, status and reason"
+    );
+    describe_gauge!("xyz_queue_depth", "Messages ready in a queue");
+    describe_gauge!("xyz_queue_consumers", "Consumers on the command queue");
+}
