@@ -12,11 +12,6 @@ mkdir -p "$STATE/logs"
 ensure_services
 ensure_packages nginx curl
 
-DB_NAME="${DB_NAME:-xyz}"
-APP_USER="${APP_DB_USER:-xyz_app}"
-APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
-export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"
-export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-mysql://root@127.0.0.1:3306/$DB_NAME}"
 HTTP_PORT="${HTTP_PORT:-8080}"
 
 # Keys for data at rest: generated once per checkout, kept in .local (never committed).
@@ -27,9 +22,15 @@ if [ ! -f "$STATE/keys.env" ]; then
     echo "MASTER_KEYS=local1=$(head -c 32 /dev/urandom | base64)"
     echo "MASTER_KEY_ID=local1"
     echo "BLIND_INDEX_KEY=$(head -c 32 /dev/urandom | base64)"
+    echo "APP_DB_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
   } > "$STATE/keys.env"
 fi
 set -a; source "$STATE/keys.env"; set +a
+DB_NAME="${DB_NAME:-xyz}"
+APP_USER="${APP_DB_USER:-xyz_app}"
+APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
+export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"
+export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-mysql://root@127.0.0.1:3306/$DB_NAME}"
 
 say "building release binaries"
 cargo build --release --bins -q
@@ -38,12 +39,14 @@ BIN=target/release
 say "migrating $DB_NAME"
 "$BIN/xyzctl" migrate
 say "app user $APP_USER: data rights only (no DDL)"
-mariadb -uroot <<SQL
-CREATE USER IF NOT EXISTS '$APP_USER'@'127.0.0.1' IDENTIFIED BY '$APP_PASSWORD';
-CREATE USER IF NOT EXISTS '$APP_USER'@'localhost' IDENTIFIED BY '$APP_PASSWORD';
-GRANT SELECT, INSERT, UPDATE ON \`$DB_NAME\`.* TO '$APP_USER'@'127.0.0.1';
-GRANT SELECT, INSERT, UPDATE ON \`$DB_NAME\`.* TO '$APP_USER'@'localhost';
-SQL
+"$BIN/xyzctl" grant-app-user --user "$APP_USER" --password "$APP_PASSWORD"
+
+# Demo keys exist before the ingresses start, so their first key load has them.
+if [ ! -f "$STATE/admin.json" ]; then
+  "$BIN/xyzctl" keys create --name platform --role admin > "$STATE/admin.json"
+  "$BIN/xyzctl" keys create --name demo-merchant --role merchant > "$STATE/merchant.json"
+  chmod 600 "$STATE"/*.json
+fi
 
 say "stopping engine processes from an earlier run"
 for f in "$STATE"/*.pid; do
@@ -75,11 +78,6 @@ BASE_URL="http://127.0.0.1:$HTTP_PORT"
 for _ in $(seq 1 50); do curl -fs "$BASE_URL/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fs "$BASE_URL/readyz" >/dev/null || { say "engine not ready; see $STATE/logs"; exit 1; }
 
-if [ ! -f "$STATE/admin.json" ]; then
-  "$BIN/xyzctl" keys create --name platform --role admin > "$STATE/admin.json"
-  "$BIN/xyzctl" keys create --name demo-merchant --role merchant > "$STATE/merchant.json"
-  chmod 600 "$STATE"/*.json
-fi
 ADMIN_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$STATE/admin.json")
 ADMIN_SECRET=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["secret"])' "$STATE/admin.json")
 

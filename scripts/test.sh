@@ -18,6 +18,9 @@ rabbitmqctl -q list_queues name 2>/dev/null | grep -E '^t_[0-9a-f]{12}\.' | whil
   rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
 done
 
+say "supply chain: cargo deny against the RustSec snapshot in ../shared/advisory-db"
+bash scripts/deny.sh
+
 say "building every binary (process tests start real workers)"
 cargo build --workspace --bins -q
 

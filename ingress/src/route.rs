@@ -9,6 +9,10 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
+    Docs,
+    /// A static asset of the docs page (`/docs/swagger-ui.css`, …).
+    DocsAsset(String),
     CreateUser,
     GetUser(String),
     SetUserStatus(String),
@@ -33,6 +37,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/{}"),
     ("POST", "/create-user"),
     ("GET", "/users/{}"),
     ("PATCH", "/users/{}/status"),
@@ -53,6 +60,11 @@ impl Route {
             ["healthz"] => Some(("GET", Route::Healthz)),
             ["readyz"] => Some(("GET", Route::Readyz)),
             ["metrics"] => Some(("GET", Route::Metrics)),
+            ["openapi.json"] => Some(("GET", Route::OpenApi)),
+            ["docs"] => Some(("GET", Route::Docs)),
+            ["docs", file] if !file.is_empty() => {
+                Some(("GET", Route::DocsAsset((*file).to_owned())))
+            }
             ["create-user"] => Some(("POST", Route::CreateUser)),
             ["transaction"] => Some(("POST", Route::Transaction)),
             ["payment"] => Some(("POST", Route::Payment)),
@@ -82,7 +94,15 @@ impl Route {
 
     /// Unauthenticated and not audited.
     pub fn is_public(&self) -> bool {
-        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+        matches!(
+            self,
+            Route::Healthz
+                | Route::Readyz
+                | Route::Metrics
+                | Route::OpenApi
+                | Route::Docs
+                | Route::DocsAsset(_)
+        )
     }
 
     /// The route's pattern: a metrics label of bounded cardinality.
@@ -91,6 +111,9 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
+            Route::Docs => "/docs",
+            Route::DocsAsset(_) => "/docs/{file}",
             Route::CreateUser => "/create-user",
             Route::GetUser(_) => "/users/{id}",
             Route::SetUserStatus(_) => "/users/{id}/status",
@@ -138,6 +161,11 @@ mod tests {
             Err(RouteError::MethodNotAllowed)
         );
         assert_eq!(Route::parse("GET", "/nope"), Err(RouteError::NotFound));
+        assert_eq!(Route::parse("GET", "/docs/"), Err(RouteError::NotFound));
+        assert_eq!(
+            Route::parse("POST", "/openapi.json"),
+            Err(RouteError::MethodNotAllowed)
+        );
         assert_eq!(Route::parse("GET", "/users/"), Err(RouteError::NotFound));
         assert_eq!(
             Route::parse("GET", "/users/a/b/c"),

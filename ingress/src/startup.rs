@@ -142,6 +142,7 @@ impl Application {
             .fallback(pipeline::handle)
             .with_state(self.state.clone())
             .layer(CatchPanicLayer::custom(panic_response));
+        let router = with_security_headers(router);
         let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -161,6 +162,25 @@ impl Application {
         tracing::info!("ingress stopped");
         served
     }
+}
+
+/// Headers every response carries (a route may set its own, e.g. the docs page's CSP).
+fn with_security_headers(router: Router) -> Router {
+    use axum::http::{HeaderName, HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let set = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    router
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::CACHE_CONTROL, "no-store"))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(set(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .layer(set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
 }
 
 /// A bug must not become a 500 with a stack trace: answer 503 in the envelope, log it.

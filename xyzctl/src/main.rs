@@ -1,12 +1,20 @@
-//! Operator CLI: migrations and API keys.
+//! Operator CLI: migrations, API keys, master-key rotation, signed calls, dead letters.
+
+mod call;
+mod dlq;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use shared::config::CryptoConfig;
+use shared::amqp::Topology;
+use shared::config::{AmqpConfig, CryptoConfig};
 use shared::db::keys::{self, Role};
 
 #[derive(Parser, Debug)]
-#[command(name = "xyzctl", about = "Operator CLI of the XYZ MultiFinance engine", version)]
+#[command(
+    name = "xyzctl",
+    about = "Operator CLI of the XYZ MultiFinance engine",
+    version
+)]
 struct Cli {
     /// Database URL with the rights the command needs (DDL for `migrate`).
     #[arg(
@@ -19,6 +27,8 @@ struct Cli {
     database_url: String,
     #[command(flatten)]
     crypto: CryptoConfig,
+    #[command(flatten)]
+    amqp: AmqpConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,6 +41,61 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Create (or update) the application's database user with data rights only: SELECT,
+    /// INSERT and UPDATE on the database, no DDL, no DELETE. Safe to run twice.
+    GrantAppUser {
+        #[arg(long, env = "APP_DB_USER", default_value = "xyz_app")]
+        user: String,
+        #[arg(long, env = "APP_DB_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Hosts the user may connect from (MySQL account hosts), comma separated.
+        #[arg(long, env = "APP_DB_HOSTS", value_delimiter = ',', default_value = "127.0.0.1,localhost")]
+        hosts: Vec<String>,
+    },
+    /// Re-encrypt stored key secrets and NIKs under MASTER_KEY_ID. MASTER_KEYS must list the
+    /// old and the new key; running ingresses with that list keep working throughout.
+    RotateMasterKey,
+    /// Sign and send one request with CLIENT_ID / CLIENT_SECRET, print the answer.
+    Call {
+        /// GET, POST, PATCH, …
+        method: String,
+        /// Path and query, exactly as it will be signed, e.g. /users/USR_…/limits
+        path: String,
+        /// JSON body
+        body: Option<String>,
+        #[arg(long, env = "BASE_URL", default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+        #[arg(long, env = "CLIENT_ID")]
+        client_id: String,
+        #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
+        client_secret: String,
+        /// X-External-Id (a fresh one is made for POSTs when absent).
+        #[arg(long)]
+        external_id: Option<String>,
+        /// Send `Prefer: wait=N`.
+        #[arg(long)]
+        wait: Option<u32>,
+    },
+    /// Inspect and re-drive dead-lettered commands.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// Print every dead-lettered message (they stay in the queue).
+    List,
+    /// Re-publish dead-lettered commands to the command queue.
+    Replay {
+        /// api call ids to replay
+        #[arg(long = "id", required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Replay every decodable command.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
     },
 }
 
@@ -59,6 +124,13 @@ enum KeysCommand {
     },
     /// Revoke a key; every ingress stops accepting it within 5 seconds.
     Revoke { client_id: String },
+    /// Issue a new secret for a key; the old one keeps working for the grace period.
+    Rotate {
+        client_id: String,
+        /// Seconds the previous secret stays valid (at most 30 days).
+        #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u32).range(0..=2_592_000))]
+        grace_secs: u32,
+    },
 }
 
 #[tokio::main]
@@ -67,12 +139,64 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Migrate => migrate(&cli.database_url).await,
+        Command::GrantAppUser { user, password, hosts } => grant_app_user(&cli.database_url, &user, &password, &hosts).await,
+        Command::RotateMasterKey => {
+            let pool = shared::db::connect(&cli.database_url, 2).await?;
+            let keyring = cli.crypto.keyring()?;
+            let secrets = keys::reencrypt_secrets(&pool, &keyring).await?;
+            let niks = shared::db::users::reencrypt_niks(&pool, &keyring).await?;
+            println!(
+                "{}",
+                serde_json::json!({"master_key_id": keyring.active_key_id(), "key_secrets_reencrypted": secrets, "niks_reencrypted": niks})
+            );
+            Ok(())
+        }
+        Command::Call {
+            method,
+            path,
+            body,
+            base_url,
+            client_id,
+            client_secret,
+            external_id,
+            wait,
+        } => {
+            let ok = call::call(call::CallArgs {
+                base_url: &base_url,
+                client_id: &client_id,
+                secret: &client_secret,
+                method: &method,
+                path: &path,
+                body: body.as_deref(),
+                external_id,
+                wait,
+            })
+            .await?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Dlq { command } => {
+            let topology = Topology::new(&cli.amqp.prefix);
+            match command {
+                DlqCommand::List => dlq::list(&cli.amqp.url, &topology).await,
+                DlqCommand::Replay { ids, all } => {
+                    dlq::replay(&cli.amqp.url, &topology, &ids, all).await
+                }
+            }
+        }
         Command::Keys { command } => {
             let pool = shared::db::connect(&cli.database_url, 2).await?;
             match command {
                 KeysCommand::Create { name, role } => {
                     let role = Role::parse(&role).context("role must be admin or merchant")?;
-                    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    if name.is_empty()
+                        || name.len() > 64
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
                         bail!("--name must be 1-64 characters of [A-Za-z0-9_-]");
                     }
                     let keyring = cli.crypto.keyring()?;
@@ -105,16 +229,68 @@ async fn main() -> anyhow::Result<()> {
                         serde_json::json!({"client_id": client_id, "rate_per_second": per_second, "rate_burst": burst})
                     );
                 }
+                KeysCommand::Rotate {
+                    client_id,
+                    grace_secs,
+                } => {
+                    let keyring = cli.crypto.keyring()?;
+                    let secret = shared::crypto::random_token(32)?;
+                    let grace = chrono::Duration::seconds(
+                        i64::try_from(grace_secs).unwrap_or(i64::MAX / 2),
+                    );
+                    let until = chrono::Utc::now() + grace;
+                    if !keys::rotate_secret(&pool, &keyring, &client_id, &secret, until).await? {
+                        bail!("no active key {client_id}");
+                    }
+                    println!(
+                        "{}",
+                        serde_json::json!({"client_id": client_id, "secret": secret, "previous_secret_valid_until": until})
+                    );
+                }
                 KeysCommand::Revoke { client_id } => {
                     if !keys::revoke_key(&pool, &client_id).await? {
                         bail!("no active key {client_id}");
                     }
-                    println!("{}", serde_json::json!({"client_id": client_id, "revoked": true}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"client_id": client_id, "revoked": true})
+                    );
                 }
             }
             Ok(())
         }
     }
+}
+
+/// The application's rights: data only. Migrations (DDL) run as another user.
+pub const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE";
+
+async fn grant_app_user(url: &str, user: &str, password: &str, hosts: &[String]) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    let options = shared::db::connect_options(url)?;
+    let database = options
+        .get_database()
+        .context("the database URL must name a database")?
+        .to_owned();
+    let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.%".contains(&b));
+    if !safe(user) || !safe(&database) || !hosts.iter().all(|h| safe(h)) {
+        bail!("user, hosts and database name must be [A-Za-z0-9_.%-]");
+    }
+    if password.len() < 12 || password.contains(['\'', '\\']) {
+        bail!("the password must be at least 12 characters, without quotes or backslashes");
+    }
+    let mut conn = options.connect().await?;
+    for host in hosts {
+        for statement in [
+            format!("CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"),
+            format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
+            format!("GRANT {APP_PRIVILEGES} ON `{database}`.* TO '{user}'@'{host}'"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await?;
+        }
+    }
+    println!("{}", serde_json::json!({"user": user, "hosts": hosts, "database": database, "privileges": APP_PRIVILEGES}));
+    Ok(())
 }
 
 /// Creates the database named in the URL if it is missing, then applies migrations.
@@ -125,7 +301,10 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
         .get_database()
         .context("the database URL must name a database")?
         .to_owned();
-    if !database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !database
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         bail!("database name must be [A-Za-z0-9_]");
     }
     let mut server = options.clone().database("").connect().await?;
@@ -136,7 +315,10 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
     .await?;
     let pool = shared::db::pool_options(2).connect_with(options).await?;
     shared::db::MIGRATOR.run(&pool).await?;
-    println!("{}", serde_json::json!({"database": database, "migrated": true}));
+    println!(
+        "{}",
+        serde_json::json!({"database": database, "migrated": true})
+    );
     Ok(())
 }
 

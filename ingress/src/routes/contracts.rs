@@ -6,6 +6,27 @@ use crate::state::AppState;
 use serde_json::json;
 use shared::ids::is_plausible_id;
 
+/// A contract.
+///
+/// Its merchant and admins (another merchant's is `404`). The contract as it is now, with its
+/// installments and the user's limits now.
+#[utoipa::path(
+    get,
+    path = "/contracts/{nomor_kontrak}",
+    operation_id = "getContract",
+    tag = "calls",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(
+        ("nomor_kontrak" = String, Path, description = "The contract number (`KTR_…`)."),
+        crate::openapi::ExternalIdOptional,
+    ),
+    responses(
+        (status = 200, description = "The contract.", body = crate::openapi::ContractEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn get(state: &AppState, ctx: &Ctx, nomor_kontrak: &str) -> Result<Reply, ApiError> {
     if !is_plausible_id(nomor_kontrak) {
         return Err(ApiError::not_found());

@@ -87,6 +87,32 @@ async fn ensure_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
         .ok_or_else(ApiError::not_found)
 }
 
+/// A user's installments.
+///
+/// Admin only. Across its contracts, ordered by (`tanggal_tagihan`, `billing_id`).
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/billings",
+    operation_id = "getUserBillings",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(
+        ("user_id" = String, Path, description = "The user's id (`USR_…`)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
+            description = "`next_cursor` of the previous page; one this endpoint did not issue \
+                (for this user) is `400 INVALID_VALUE`."),
+        crate::openapi::ExternalIdOptional,
+    ),
+    responses(
+        (status = 200, description = "One page of installments.", body = crate::openapi::BillingsEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
     let page = parse_query(ctx.query.as_deref())?;
     let scope = format!("cursor:billings:{user_id}");
@@ -132,6 +158,32 @@ pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Repl
     Ok(Reply::ok(json!({"items": items, "next_cursor": next})))
 }
 
+/// A user's payments.
+///
+/// Admin only. The approved payments, ordered by (`tanggal_bayar`, `kode_bayar`).
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/bills",
+    operation_id = "getUserBills",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(
+        ("user_id" = String, Path, description = "The user's id (`USR_…`)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
+            description = "`next_cursor` of the previous page; one this endpoint did not issue \
+                (for this user) is `400 INVALID_VALUE`."),
+        crate::openapi::ExternalIdOptional,
+    ),
+    responses(
+        (status = 200, description = "One page of payments.", body = crate::openapi::BillsEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn bills(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
     let page = parse_query(ctx.query.as_deref())?;
     let scope = format!("cursor:bills:{user_id}");

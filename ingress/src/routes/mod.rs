@@ -25,6 +25,11 @@ pub async fn dispatch(state: &AppState, ctx: &Ctx, route: Route) -> Result<Reply
         Route::Status(id) => status::get(state, ctx, &id).await,
         Route::Contract(id) => contracts::get(state, ctx, &id).await,
         // Public routes never reach dispatch.
-        Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::not_found()),
+        Route::Healthz
+        | Route::Readyz
+        | Route::Metrics
+        | Route::OpenApi
+        | Route::Docs
+        | Route::DocsAsset(_) => Err(ApiError::not_found()),
     }
 }

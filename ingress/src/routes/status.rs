@@ -7,6 +7,28 @@ use serde_json::json;
 use shared::ids::is_plausible_id;
 use shared::status::CallStatus;
 
+/// The outcome of an asynchronous call.
+///
+/// The submitting merchant and admins. `200` whatever the outcome; unknown ids, ids of
+/// synchronous calls and other merchants' calls are `404`.
+#[utoipa::path(
+    get,
+    path = "/status/{api_call_id}",
+    operation_id = "getStatus",
+    tag = "calls",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(
+        ("api_call_id" = String, Path, description = "The api call id of a `POST /transaction` \
+            or `POST /payment`."),
+        crate::openapi::ExternalIdOptional,
+    ),
+    responses(
+        (status = 200, description = "The call's status.", body = crate::openapi::StatusEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn get(state: &AppState, ctx: &Ctx, api_call_id: &str) -> Result<Reply, ApiError> {
     if !is_plausible_id(api_call_id) {
         return Err(ApiError::not_found());

@@ -64,11 +64,85 @@ fn parse_payment(ctx: &Ctx) -> Result<PaymentPayload, ApiError> {
     })
 }
 
+/// Submit a transaction.
+///
+/// Merchants and admins. Buy now, pay later: a contract of `tenor` months if the user's
+/// available limit for that tenor covers `jumlah_cicilan`. Asynchronous: `202`, then the
+/// outcome at `GET /status/{api_call_id}`, or at once with `Prefer: wait`.
+#[utoipa::path(
+    post,
+    path = "/transaction",
+    operation_id = "submitTransaction",
+    tag = "transactions",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
+    request_body(content = crate::openapi::TransactionRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
+            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
+            headers(
+                ("Location" = String, description = "`/status/{api_call_id}`"),
+                ("Retry-After" = u32, description = "Seconds to wait before polling."),
+            ),
+            links(("getStatus" = (operation_id = "getStatus",
+                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        (status = 201, description = "Approved within `Prefer: wait`: the status, the contract \
+            as `result`.", body = crate::openapi::ApprovedEnvelope,
+            links(
+                ("getStatus" = (operation_id = "getStatus",
+                    parameters(("api_call_id" = "$response.body#/api_call_id")))),
+                ("getContract" = (operation_id = "getContract",
+                    parameters(("nomor_kontrak" = "$response.body#/message_data/result/nomor_kontrak")))),
+            )),
+        (status = 400, description = "Invalid (nothing claimed), or rejected within `Prefer: \
+            wait` as `INSUFFICIENT_LIMIT` or `USER_NOT_ACTIVE`.", body = crate::openapi::TransactionBadRequest),
+        (status = 404, description = "Rejected within `Prefer: wait`: `USER_NOT_FOUND`.",
+            body = crate::openapi::UserNotFoundEnvelope),
+        (status = 409, description = "`CONFLICT_EXTERNAL_ID`, or `DUPLICATE_EXTERNAL_ID` \
+            within `Prefer: wait`.", body = crate::openapi::SubmitConflict),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
     let payload = parse_transaction(ctx)?;
     submit(state, ctx, CommandPayload::Transaction(payload)).await
 }
 
+/// Submit a payment.
+///
+/// Admin only. Pays a contract's unpaid installments in `cicilan_ke` order, partially if need
+/// be; the amount paid is restored to the contract's tenor. Asynchronous like `/transaction`.
+#[utoipa::path(
+    post,
+    path = "/payment",
+    operation_id = "submitPayment",
+    tag = "payments",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
+    request_body(content = crate::openapi::PaymentRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
+            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
+            headers(
+                ("Location" = String, description = "`/status/{api_call_id}`"),
+                ("Retry-After" = u32, description = "Seconds to wait before polling."),
+            ),
+            links(("getStatus" = (operation_id = "getStatus",
+                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        (status = 201, description = "Approved within `Prefer: wait`: the status, the bill as \
+            `result`.", body = crate::openapi::ApprovedEnvelope,
+            links(("getStatus" = (operation_id = "getStatus",
+                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        (status = 400, description = "Invalid (nothing claimed), or rejected within `Prefer: \
+            wait` as `OVERPAYMENT`.", body = crate::openapi::PaymentBadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "Rejected within `Prefer: wait`: `CONTRACT_NOT_FOUND`.",
+            body = crate::openapi::ContractNotFoundEnvelope),
+        (status = 409, description = "`CONFLICT_EXTERNAL_ID`, or `DUPLICATE_EXTERNAL_ID` \
+            within `Prefer: wait`.", body = crate::openapi::SubmitConflict),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn payment(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
     let payload = parse_payment(ctx)?;
     submit(state, ctx, CommandPayload::Payment(payload)).await

@@ -107,6 +107,39 @@ pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
     age
 }
 
+/// Create a user.
+///
+/// Admin only. Synchronous: `201` with the user, whose available limits start at the granted
+/// ones. The NIK is stored encrypted and answered masked.
+#[utoipa::path(
+    post,
+    path = "/create-user",
+    operation_id = "createUser",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(crate::openapi::ExternalIdRequired),
+    request_body(content = crate::openapi::CreateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created: the user.", body = crate::openapi::UserEnvelope,
+            links(
+                ("getUser" = (operation_id = "getUser",
+                    parameters(("user_id" = "$response.body#/message_data/user_id")))),
+                ("getUserLimits" = (operation_id = "getUserLimits",
+                    parameters(("user_id" = "$response.body#/message_data/user_id")))),
+                ("setUserStatus" = (operation_id = "setUserStatus",
+                    parameters(("user_id" = "$response.body#/message_data/user_id")))),
+                ("getUserBillings" = (operation_id = "getUserBillings",
+                    parameters(("user_id" = "$response.body#/message_data/user_id")))),
+                ("getUserBills" = (operation_id = "getUserBills",
+                    parameters(("user_id" = "$response.body#/message_data/user_id")))),
+            )),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, description = "`CONFLICT_EXTERNAL_ID` (the external id is used) or \
+            `DUPLICATE_NIK` (a user with this NIK exists).", body = crate::openapi::CreateUserConflict),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = parse_user(ctx)?;
     let claim = claims::claim(state, ctx, "create-user").await?;
@@ -153,6 +186,24 @@ pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
     }
 }
 
+/// A user.
+///
+/// Admin only. The profile (NIK masked) and the limits.
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}",
+    operation_id = "getUser",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(("user_id" = String, Path, description = "The user's id (`USR_…`)."), crate::openapi::ExternalIdOptional),
+    responses(
+        (status = 200, description = "The user.", body = crate::openapi::UserEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn get(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
     if !is_plausible_id(user_id) {
         return Err(ApiError::not_found());
@@ -163,6 +214,26 @@ pub async fn get(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
     Ok(Reply::ok(json!(user)))
 }
 
+/// Activate or lock a user.
+///
+/// Admin only. A locked user's transactions are rejected (`USER_NOT_ACTIVE`); payments are
+/// still accepted.
+#[utoipa::path(
+    patch,
+    path = "/users/{user_id}/status",
+    operation_id = "setUserStatus",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(("user_id" = String, Path, description = "The user's id (`USR_…`)."), crate::openapi::ExternalIdOptional),
+    request_body(content = crate::openapi::UserStatusRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user, with its new status.", body = crate::openapi::UserEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn set_status(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
     let obj = body::object(ctx, &["user_status"])?;
     let status = obj
@@ -180,6 +251,23 @@ pub async fn set_status(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Re
     Ok(Reply::ok(json!(user)))
 }
 
+/// A user's limits.
+///
+/// Merchants and admins. Granted and available, per tenor.
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/limits",
+    operation_id = "getUserLimits",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(("user_id" = String, Path, description = "The user's id (`USR_…`)."), crate::openapi::ExternalIdOptional),
+    responses(
+        (status = 200, description = "The user's limits.", body = crate::openapi::LimitsEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
 pub async fn limits(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
     if !is_plausible_id(user_id) {
         return Err(ApiError::not_found());

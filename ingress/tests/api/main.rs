@@ -4,11 +4,14 @@
 mod helpers;
 
 mod auth;
+mod cli;
 mod metrics;
 mod nginx;
+mod openapi;
 mod payments;
 mod pipeline;
 mod processes;
 mod ratelimit;
+mod security;
 mod transactions;
 mod users;

@@ -117,6 +117,81 @@ pub async fn create_key(
     Ok(merchant_id)
 }
 
+/// Replaces a key's secret; the previous one keeps verifying until `grace_until`.
+pub async fn rotate_secret(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+    client_id: &str,
+    new_secret: &str,
+    grace_until: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let (key_id, ciphertext) = keyring
+        .encrypt(new_secret.as_bytes(), &secret_aad(client_id))
+        .map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let done = sqlx::query(
+        "UPDATE api_keys SET prev_secret_key_id = secret_key_id, prev_secret_ciphertext = secret_ciphertext,
+            prev_secret_expires_at = ?, secret_key_id = ?, secret_ciphertext = ?, updated_at = ?
+         WHERE client_id = ? AND revoked_at IS NULL",
+    )
+    .bind(to_naive(grace_until))
+    .bind(key_id)
+    .bind(ciphertext)
+    .bind(to_naive(Utc::now()))
+    .bind(client_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Re-encrypts every stored key secret not under the active master key. Each row is
+/// rewritten only if it still holds what was read (compare-and-set), so running ingresses,
+/// which know both keys, never see a half-rotated row. Returns how many rows moved.
+pub async fn reencrypt_secrets(pool: &MySqlPool, keyring: &Keyring) -> Result<u64, DbError> {
+    let active = keyring.active_key_id().to_owned();
+    let rows = sqlx::query(
+        "SELECT client_id, secret_key_id, secret_ciphertext, prev_secret_key_id, prev_secret_ciphertext
+         FROM api_keys WHERE secret_key_id <> ? OR (prev_secret_key_id IS NOT NULL AND prev_secret_key_id <> ?)",
+    )
+    .bind(&active)
+    .bind(&active)
+    .fetch_all(pool)
+    .await?;
+    let mut moved = 0;
+    for r in rows {
+        let client_id: String = r.try_get("client_id")?;
+        let aad = secret_aad(&client_id);
+        for (id_col, ct_col) in [
+            ("secret_key_id", "secret_ciphertext"),
+            ("prev_secret_key_id", "prev_secret_ciphertext"),
+        ] {
+            let old_id: Option<String> = r.try_get(id_col)?;
+            let old_ct: Option<Vec<u8>> = r.try_get(ct_col)?;
+            let (Some(old_id), Some(old_ct)) = (old_id, old_ct) else { continue };
+            if old_id == active {
+                continue;
+            }
+            let plain = keyring
+                .decrypt(&old_id, &old_ct, &aad)
+                .map_err(|e| DbError::Corrupt(format!("{client_id}: {e}")))?;
+            let (new_id, new_ct) = keyring
+                .encrypt(&plain, &aad)
+                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE api_keys SET {id_col} = ?, {ct_col} = ? WHERE client_id = ? AND {id_col} = ? AND {ct_col} = ?"
+            )))
+            .bind(new_id)
+            .bind(new_ct)
+            .bind(&client_id)
+            .bind(&old_id)
+            .bind(&old_ct)
+            .execute(pool)
+            .await?;
+            moved += done.rows_affected();
+        }
+    }
+    Ok(moved)
+}
+
 /// Revokes a key; false when no active key has that id.
 pub async fn revoke_key(pool: &MySqlPool, client_id: &str) -> Result<bool, DbError> {
     let now = to_naive(Utc::now());

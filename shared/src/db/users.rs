@@ -323,3 +323,43 @@ pub async fn set_status(
     let _ = done;
     get_user(pool, user_id).await
 }
+
+/// Re-encrypts every NIK not under the active master key (compare-and-set per row, like the
+/// key secrets). The blind index does not change: it has its own key.
+pub async fn reencrypt_niks(pool: &MySqlPool, keyring: &Keyring) -> Result<u64, DbError> {
+    let active = keyring.active_key_id().to_owned();
+    let mut moved = 0;
+    loop {
+        let rows = sqlx::query(
+            "SELECT user_id, nik_key_id, nik_ciphertext FROM users WHERE nik_key_id <> ? LIMIT 500",
+        )
+        .bind(&active)
+        .fetch_all(pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(moved);
+        }
+        for r in rows {
+            let user_id: String = r.try_get("user_id")?;
+            let old_id: String = r.try_get("nik_key_id")?;
+            let old_ct: Vec<u8> = r.try_get("nik_ciphertext")?;
+            let plain = keyring
+                .decrypt(&old_id, &old_ct, NIK_AAD)
+                .map_err(|e| DbError::Corrupt(format!("{user_id}: {e}")))?;
+            let (new_id, new_ct) = keyring
+                .encrypt(&plain, NIK_AAD)
+                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+            let done = sqlx::query(
+                "UPDATE users SET nik_key_id = ?, nik_ciphertext = ? WHERE user_id = ? AND nik_key_id = ? AND nik_ciphertext = ?",
+            )
+            .bind(new_id)
+            .bind(new_ct)
+            .bind(&user_id)
+            .bind(&old_id)
+            .bind(&old_ct)
+            .execute(pool)
+            .await?;
+            moved += done.rows_affected();
+        }
+    }
+}

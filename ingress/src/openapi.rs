@@ -1,0 +1,1154 @@
+//! The OpenAPI 3.1 description of the API, served at `/openapi.json`, and its docs page.
+//!
+//! Each operation is described by the `#[utoipa::path]` annotation on its handler in
+//! `routes/`; this module holds what they share: the signature as a security scheme, the
+//! envelope and the reusable error responses, the request and response schemas, and the
+//! headers (`X-External-Id`, `Prefer`). The schemas mirror SPEC §4–§6 and the view types in
+//! `shared` (kept out of `shared` so the worker does not build utoipa); the API tests check
+//! real responses against them and that the document lists exactly `route::ROUTES`.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::json;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
+
+const DESCRIPTION: &str = r#"Buy-now-pay-later transactions against per-tenor credit limits.
+
+**Signatures.** Every endpoint except `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and
+the docs page requires the headers `X-Client-Id`, `X-Timestamp` (unix seconds, within 300 s of
+the server clock) and `X-Signature`, the lowercase hex of HMAC-SHA256(secret, string_to_sign),
+where string_to_sign is these five lines joined by `\n` (no trailing newline):
+
+```
+METHOD
+PATH_AND_QUERY        exactly as sent
+TIMESTAMP             the X-Timestamp value
+EXTERNAL_ID           the X-External-Id value, or empty when absent
+BODY_SHA256           lowercase hex SHA-256 of the raw body bytes
+```
+
+Test vector: secret `demo-secret-please-rotate`, `POST /transaction`, timestamp `1700000000`,
+external id `ORDER-0001`, body
+`{"user_id":"USR_01","otr":1000,"admin_fee":100,"harga_aset":900,"bunga_persen":2.5,"tenor":3,"nama_aset":"Kulkas 2 Pintu"}`
+→ signature `071311ecd312ec92be58d53da9aa93048e25d1ecefe60a3539a1acff2722afe0`.
+
+**Envelope.** Every answer except `/metrics`, `/openapi.json` and the docs page is
+`{"message_action", "message_data", "api_call_id"}`; the api call id is also in the
+`X-Api-Call-Id` header.
+
+**Order of checks**, the first failing one answers: body size (413) → signature (401) → rate
+limit (429) → route (404 / 405) → role (403) → `X-External-Id` (400) → body format, keys,
+mandatory fields, values (400) → external id claim (409) → resources and business rules.
+
+**Asynchronous calls.** `POST /transaction` and `POST /payment` answer `202` with `Location`
+and `Retry-After`; poll `GET /status/{api_call_id}`. With `Prefer: wait=N` (N clamped to 30)
+the request is held up to N seconds for the outcome.
+
+**Idempotency.** `X-External-Id` is claimed per (merchant, endpoint) once a request passes the
+signature, role and body checks; later uses get `409 CONFLICT_EXTERNAL_ID`. A `503` releases
+the claim: retrying with the same external id is always safe.
+
+**Money** is sent as a JSON number or a decimal string (at most 2 decimals, judged by value)
+and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "XYZ MultiFinance engine", description = DESCRIPTION),
+    paths(
+        crate::routes::health::healthz,
+        crate::routes::health::readyz,
+        crate::routes::health::metrics,
+        crate::routes::health::openapi_json,
+        crate::routes::health::docs_page,
+        crate::routes::health::docs_asset,
+        crate::routes::users::create,
+        crate::routes::users::get,
+        crate::routes::users::set_status,
+        crate::routes::users::limits,
+        crate::routes::listings::billings,
+        crate::routes::listings::bills,
+        crate::routes::submit::transaction,
+        crate::routes::submit::payment,
+        crate::routes::status::get,
+        crate::routes::contracts::get,
+    ),
+    components(
+        schemas(
+            ApiCallId, Money, Rate, Instant, Date, MoneyInput, RateInput, Tenor,
+            LimitPair, Limits, UserStatus, User, UserLimits, Installment, BillingItem,
+            Contract, Allocation, Bill, CallType, CallState, RejectReason, DuplicateOf,
+            CallResult, CallStatus, BillingsPage, BillsPage, Accepted, ConflictData,
+            Health, Readiness, OpenApiDocument,
+            CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest,
+            HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
+            BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, AcceptedEnvelope,
+            ApprovedEnvelope, ValidationErrorEnvelope, SignatureErrorEnvelope, ForbiddenEnvelope,
+            NotFoundEnvelope, PayloadTooLargeEnvelope, RateLimitedEnvelope, UnavailableEnvelope,
+            ConflictEnvelope, DuplicateNikEnvelope, DuplicateExternalIdEnvelope,
+            TransactionRejectedEnvelope, PaymentRejectedEnvelope, UserNotFoundEnvelope,
+            ContractNotFoundEnvelope, CreateUserConflict, TransactionBadRequest,
+            PaymentBadRequest, SubmitConflict,
+        ),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
+            Unavailable),
+    ),
+    modifiers(&SignatureScheme, &ApiCallIdHeader),
+    tags(
+        (name = "users", description = "Users, their limits, installments and payments (synchronous)."),
+        (name = "transactions", description = "Buy now, pay later (asynchronous)."),
+        (name = "payments", description = "Paying installments (asynchronous)."),
+        (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
+        (name = "operations", description = "Public: health, metrics, this document and its docs page."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+/// The names of the three security schemes that together are the signature of SPEC §2.
+pub const SECURITY_SCHEMES: [&str; 3] = ["client_id", "timestamp", "signature"];
+
+struct SignatureScheme;
+
+impl Modify for SignatureScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemes = [
+            (
+                "client_id",
+                "X-Client-Id",
+                "The API key id issued to the caller (`xyzctl keys create`). Part of the \
+                 signature: send it with `X-Timestamp` and `X-Signature`.",
+            ),
+            (
+                "timestamp",
+                "X-Timestamp",
+                "Unix time in seconds, a decimal integer, within 300 s of the server clock. \
+                 Part of the signature. On the docs page any value will do: the page sets it.",
+            ),
+            (
+                "signature",
+                "X-Signature",
+                "Lowercase hex of HMAC-SHA256(secret, string_to_sign), string_to_sign being \
+                 `METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nEXTERNAL_ID\\nBODY_SHA256` (see the API \
+                 description). Missing or malformed headers, an unknown or revoked key, a wrong \
+                 signature or a stale timestamp: `401 INVALID_SIGNATURE`. On the docs page, \
+                 enter the key's *secret* here: the page computes the signature in the browser \
+                 and never sends the secret.",
+            ),
+        ];
+        for (name, header, description) in schemes {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    header,
+                    description,
+                ))),
+            );
+        }
+    }
+}
+
+/// Every envelope answer carries its api call id in `X-Api-Call-Id` too.
+struct ApiCallIdHeader;
+
+impl Modify for ApiCallIdHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        fn add(response: &mut Response) {
+            let is_envelope = response.content.get("application/json").is_some_and(|c| {
+                !matches!(c, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/OpenApiDocument")))
+            });
+            if is_envelope {
+                response.headers.insert(
+                    "X-Api-Call-Id".to_owned(),
+                    HeaderBuilder::new()
+                        .schema(Some(schema_ref::<ApiCallId>()))
+                        .description(Some("The api call id of this request, as in the body."))
+                        .build()
+                        .into(),
+                );
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(r) = response {
+                        add(r);
+                    }
+                }
+            }
+        }
+        if let Some(components) = openapi.components.as_mut() {
+            for response in components.responses.values_mut() {
+                if let RefOr::T(r) = response {
+                    add(r);
+                }
+            }
+        }
+    }
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn schema_ref<T: ToSchema>() -> RefOr<Schema> {
+    Ref::from_schema_name(T::name()).into()
+}
+
+/// Strings whose shape is fixed by SPEC.
+macro_rules! string_schema {
+    ($(#[doc = $doc:literal])+ $name:ident, pattern = $pattern:literal, example = $example:literal $(, format = $format:ident)?) => {
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string()
+                    .description(Some(concat!($($doc),+).trim()))
+                    .pattern(Some($pattern))
+                    $(.format(Some(SchemaFormat::KnownFormat(KnownFormat::$format))))?
+                    .examples([json!($example)])
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+string_schema! {
+    /// `API_CALL_` and a time-ordered id (UUIDv7), unique per request.
+    ApiCallId, pattern = "^API_CALL_[0-9A-Za-z]+$", example = "API_CALL_0190f5b3c1d27a8e9b2c3d4e5f601234"
+}
+string_schema! {
+    /// An exact amount with exactly 2 decimals.
+    Money, pattern = r"^[0-9]+\.[0-9]{2}$", example = "1200.00"
+}
+string_schema! {
+    /// A percentage with exactly 4 decimals.
+    Rate, pattern = r"^[0-9]+\.[0-9]{4}$", example = "2.5000"
+}
+string_schema! {
+    /// An RFC 3339 instant in UTC with a `Z`.
+    Instant, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$", example = "2026-01-31T07:15:00.123456Z", format = DateTime
+}
+string_schema! {
+    /// A calendar date, `YYYY-MM-DD`.
+    Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "2026-02-28", format = Date
+}
+
+/// A decimal in a request: a JSON number (any notation) or a decimal string.
+fn decimal_input(description: &str, max: Option<f64>, example: f64) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0))
+                .maximum(max),
+        )
+        .item(string().pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$")))
+        .description(Some(description))
+        .examples([json!(example)])
+        .into()
+}
+
+/// Money in a request: at most 2 decimals (judged by value, `1.000` is fine), within
+/// 0 … 999,999,999,999,999,999.99, else `400 INVALID_VALUE`.
+pub struct MoneyInput;
+
+impl PartialSchema for MoneyInput {
+    fn schema() -> RefOr<Schema> {
+        decimal_input(
+            "Money: a JSON number or a decimal string `-?[0-9]+(.[0-9]+)?`, at most 2 decimals \
+             (judged by value), within 0 … 999999999999999999.99; otherwise `INVALID_VALUE`.",
+            None,
+            1000.0,
+        )
+    }
+}
+
+impl ToSchema for MoneyInput {}
+
+/// `bunga_persen` in a request.
+pub struct RateInput;
+
+impl PartialSchema for RateInput {
+    fn schema() -> RefOr<Schema> {
+        decimal_input(
+            "A flat monthly interest rate in percent: a JSON number or a decimal string, \
+             0 … 100 with at most 4 decimals; otherwise `INVALID_VALUE`.",
+            Some(100.0),
+            2.5,
+        )
+    }
+}
+
+impl ToSchema for RateInput {}
+
+/// A tenor in months.
+pub struct Tenor;
+
+impl PartialSchema for Tenor {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([1, 2, 3, 6]))
+            .description(Some(
+                "Months: 1, 2, 3 or 6. In a request, a JSON integer written without fraction or \
+                 exponent; another integer is `TENOR_NOT_ALLOWED`, anything else `INVALID_VALUE`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Tenor {}
+
+/// The granted limit of one tenor and what is available of it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitPair {
+    pub granted: Money,
+    pub available: Money,
+}
+
+/// A limits map (SPEC §5): one entry per tenor, keyed by its months.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[schema(rename = "1")]
+    pub one: LimitPair,
+    #[schema(rename = "2")]
+    pub two: LimitPair,
+    #[schema(rename = "3")]
+    pub three: LimitPair,
+    #[schema(rename = "6")]
+    pub six: LimitPair,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserStatus {
+    Active,
+    Lock,
+}
+
+/// A user (SPEC §6), as every endpoint returns it: the NIK masked.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    #[schema(example = "USR_5f0c6a1e9b8d4c2fa1b3c5d7e9f0a2b4")]
+    pub user_id: String,
+    pub user_status: UserStatus,
+    /// The first 4 and last 4 digits around 8 `*`.
+    #[schema(pattern = r"^[0-9]{4}\*{8}[0-9]{4}$", example = "3201********0001")]
+    pub nik: String,
+    pub full_name: String,
+    pub legal_name: String,
+    pub tempat_lahir: String,
+    pub tanggal_lahir: Date,
+    pub gaji: Money,
+    pub foto_ktp: String,
+    pub foto_selfie: String,
+    pub limits: Limits,
+    pub created_at: Instant,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimits {
+    pub user_id: String,
+    pub limits: Limits,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstallmentStatus {
+    Unpaid,
+    Partial,
+    Paid,
+}
+
+/// One installment of a contract.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Installment {
+    pub billing_id: String,
+    #[schema(minimum = 1, maximum = 6)]
+    pub cicilan_ke: u32,
+    pub harga_cicilan: Money,
+    pub terbayar: Money,
+    pub tanggal_tagihan: Date,
+    pub status: InstallmentStatus,
+}
+
+/// An installment in a user's billings, with its contract.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingItem {
+    pub billing_id: String,
+    #[schema(minimum = 1, maximum = 6)]
+    pub cicilan_ke: u32,
+    pub harga_cicilan: Money,
+    pub terbayar: Money,
+    pub tanggal_tagihan: Date,
+    pub status: InstallmentStatus,
+    pub nomor_kontrak: String,
+}
+
+/// A contract (SPEC §6): the terms, the computed amounts, the installments in `cicilan_ke`
+/// order, and the user's limits (right after approval in a status, now in `GET /contracts`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    #[schema(example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0")]
+    pub nomor_kontrak: String,
+    pub user_id: String,
+    pub tanggal_kontrak: Instant,
+    pub otr: Money,
+    pub admin_fee: Money,
+    pub harga_aset: Money,
+    pub pokok: Money,
+    pub bunga_persen: Rate,
+    pub jumlah_bunga: Money,
+    pub jumlah_cicilan: Money,
+    pub cicilan_bulanan: Money,
+    pub tenor: Tenor,
+    pub nama_aset: String,
+    pub tagihan: Vec<Installment>,
+    pub limit_tersisa: Limits,
+}
+
+/// What a payment paid on one installment.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    pub billing_id: String,
+    pub jumlah: Money,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StatusBayar {
+    Success,
+    Partial,
+}
+
+/// A payment (SPEC §6).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bill {
+    #[schema(example = "PAY_8e7d6c5b4a3928171615141312111009")]
+    pub kode_bayar: String,
+    pub nomor_kontrak: String,
+    pub user_id: String,
+    pub terbayarkan: Money,
+    /// Outstanding before the payment.
+    pub total_tagihan: Money,
+    /// Outstanding after the payment.
+    pub sisa_tagihan_bulanan: Money,
+    pub tanggal_bayar: Instant,
+    /// Available limit of the contract's tenor after the payment.
+    pub sisa_limit: Money,
+    /// `SUCCESS` when nothing is outstanding after it.
+    pub status_bayar: StatusBayar,
+    pub alokasi: Vec<Allocation>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallType {
+    Transaction,
+    Payment,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectReason {
+    InsufficientLimit,
+    UserNotFound,
+    UserNotActive,
+    DuplicateExternalId,
+    Overpayment,
+    ContractNotFound,
+}
+
+/// The result of a call rejected as `DUPLICATE_EXTERNAL_ID`: the call that used the id.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateOf {
+    pub original_api_call_id: ApiCallId,
+}
+
+/// An approved transaction's contract, an approved payment's bill, or the original call of
+/// a `DUPLICATE_EXTERNAL_ID` rejection.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum CallResult {
+    Contract(Contract),
+    Bill(Bill),
+    DuplicateOf(DuplicateOf),
+}
+
+/// The outcome of an asynchronous call.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallStatus {
+    pub api_call_id: ApiCallId,
+    #[schema(rename = "type")]
+    pub call_type: CallType,
+    pub status: CallState,
+    /// Why it was rejected; null unless `REJECTED`.
+    #[schema(required = true)]
+    pub reason: Option<RejectReason>,
+    pub created_at: Instant,
+    /// Null while `PENDING`.
+    #[schema(required = true)]
+    pub completed_at: Option<Instant>,
+    /// Null unless decided with a result.
+    #[schema(required = true)]
+    pub result: Option<CallResult>,
+}
+
+/// One page of a user's installments, ordered by (`tanggal_tagihan`, `billing_id`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingsPage {
+    pub items: Vec<BillingItem>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
+    pub next_cursor: Option<String>,
+}
+
+/// One page of a user's approved payments, ordered by (`tanggal_bayar`, `kode_bayar`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillsPage {
+    pub items: Vec<Bill>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PendingState {
+    Pending,
+}
+
+/// An accepted asynchronous call.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Accepted {
+    pub status: PendingState,
+    /// Where to poll: `/status/{api_call_id}`, as in `Location`.
+    #[schema(pattern = "^/status/API_CALL_[0-9A-Za-z]+$")]
+    pub status_url: String,
+}
+
+/// `message_data` of `409 CONFLICT_EXTERNAL_ID`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictData {
+    pub message: String,
+    /// The call that claimed the external id first.
+    pub original_api_call_id: ApiCallId,
+    /// True when this body is byte-identical to the first one.
+    pub same_payload: bool,
+}
+
+#[derive(ToSchema)]
+pub enum HealthState {
+    #[schema(rename = "ok")]
+    Ok,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub status: HealthState,
+}
+
+/// Whether each dependency answers.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Readiness {
+    pub mysql: bool,
+    pub redis: bool,
+    pub rabbitmq: bool,
+}
+
+/// An OpenAPI 3 document.
+pub struct OpenApiDocument;
+
+impl PartialSchema for OpenApiDocument {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some("An OpenAPI 3 document."))
+            .property("openapi", string().pattern(Some(r"^3\.")))
+            .required("openapi")
+            .property("info", ObjectBuilder::new())
+            .required("info")
+            .property("paths", ObjectBuilder::new())
+            .required("paths")
+            .into()
+    }
+}
+
+impl ToSchema for OpenApiDocument {}
+
+/// `POST /create-user`: all fields mandatory, no others. Checked in this order.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// 16 digits, unique among users.
+    #[schema(pattern = "^[0-9]{16}$", example = "3201234567890001")]
+    pub nik: String,
+    #[schema(min_length = 1, max_length = 100, example = "Budi Santoso")]
+    pub full_name: String,
+    #[schema(min_length = 1, max_length = 100, example = "Budi Santoso")]
+    pub legal_name: String,
+    #[schema(min_length = 1, max_length = 100, example = "Bandung")]
+    pub tempat_lahir: String,
+    /// A real date; the user is 17 or older (in Asia/Jakarta), born in 1900 or later.
+    #[schema(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "1997-03-02")]
+    pub tanggal_lahir: String,
+    pub gaji: MoneyInput,
+    /// An `https` URL with a host, at most 2048 characters. Never fetched.
+    #[schema(
+        format = "uri",
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]://[^\\s@/?#]+",
+        max_length = 2048,
+        example = "https://cdn.example.com/ktp.jpg"
+    )]
+    pub foto_ktp: String,
+    /// An `https` URL with a host, at most 2048 characters. Never fetched.
+    #[schema(
+        format = "uri",
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]://[^\\s@/?#]+",
+        max_length = 2048,
+        example = "https://cdn.example.com/selfie.jpg"
+    )]
+    pub foto_selfie: String,
+    pub limit_one_month: MoneyInput,
+    pub limit_two_month: MoneyInput,
+    pub limit_three_month: MoneyInput,
+    pub limit_sixth: MoneyInput,
+}
+
+/// `PATCH /users/{user_id}/status`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserStatusRequest {
+    pub user_status: UserStatus,
+}
+
+/// `POST /transaction`: all fields mandatory, no others. Validation: `otr > 0`,
+/// `harga_aset > 0`, `harga_aset <= otr`, `admin_fee >= 0`, `0 <= bunga_persen <= 100`, every
+/// installment at least 0.01. The user is looked up asynchronously (`USER_NOT_FOUND`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "USR_5f0c6a1e9b8d4c2fa1b3c5d7e9f0a2b4"
+    )]
+    pub user_id: String,
+    pub otr: MoneyInput,
+    pub admin_fee: MoneyInput,
+    pub harga_aset: MoneyInput,
+    pub bunga_persen: RateInput,
+    pub tenor: Tenor,
+    #[schema(min_length = 1, max_length = 200, example = "Kulkas 2 Pintu")]
+    pub nama_aset: String,
+}
+
+/// `POST /payment`: both fields mandatory. Pays the unpaid installments in `cicilan_ke`
+/// order; more than is outstanding is rejected asynchronously (`OVERPAYMENT`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    )]
+    pub nomor_kontrak: String,
+    /// Greater than 0.
+    pub jumlah: MoneyInput,
+}
+
+/// `{"message_action", "message_data", "api_call_id"}` with the given actions and data.
+fn envelope(description: &str, actions: &[&str], data: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .description(Some(description))
+        .property(
+            "message_action",
+            string().enum_values(Some(actions.iter().copied())),
+        )
+        .required("message_action")
+        .property("message_data", data)
+        .required("message_data")
+        .property("api_call_id", schema_ref::<ApiCallId>())
+        .required("api_call_id")
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .into()
+}
+
+/// A human-readable message (it names the field or header at fault).
+fn text() -> RefOr<Schema> {
+    string().into()
+}
+
+macro_rules! envelope_schema {
+    ($(#[doc = $doc:literal])+ $name:ident, [$($action:literal),+], $data:expr) => {
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                envelope(concat!($($doc),+).trim(), &[$($action),+], $data)
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+envelope_schema! {
+    /// Liveness.
+    HealthEnvelope, ["SUCCESS"], schema_ref::<Health>()
+}
+envelope_schema! {
+    /// Ready: every dependency answers.
+    ReadyEnvelope, ["SUCCESS"], schema_ref::<Readiness>()
+}
+envelope_schema! {
+    /// Not ready: a dependency does not answer.
+    NotReadyEnvelope, ["SERVICE_UNAVAILABLE"], schema_ref::<Readiness>()
+}
+envelope_schema! {
+    /// A user.
+    UserEnvelope, ["SUCCESS"], schema_ref::<User>()
+}
+envelope_schema! {
+    /// A user's limits.
+    LimitsEnvelope, ["SUCCESS"], schema_ref::<UserLimits>()
+}
+envelope_schema! {
+    /// A page of installments.
+    BillingsEnvelope, ["SUCCESS"], schema_ref::<BillingsPage>()
+}
+envelope_schema! {
+    /// A page of payments.
+    BillsEnvelope, ["SUCCESS"], schema_ref::<BillsPage>()
+}
+envelope_schema! {
+    /// The status of an asynchronous call, whatever its outcome.
+    StatusEnvelope, ["SUCCESS"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// A contract as it is now.
+    ContractEnvelope, ["SUCCESS"], schema_ref::<Contract>()
+}
+envelope_schema! {
+    /// Accepted: the command is queued; poll `status_url`.
+    AcceptedEnvelope, ["ACCEPTED"], schema_ref::<Accepted>()
+}
+envelope_schema! {
+    /// Approved within `Prefer: wait`: the status, with the contract or the bill as `result`.
+    ApprovedEnvelope, ["SUCCESS"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// The request is malformed: not one JSON object, wrong content type or duplicate keys;
+    /// an unknown key; a missing field or header; a wrong value (the message names it).
+    ValidationErrorEnvelope, ["INVALID_PAYLOAD_FORMAT", "INVALID_PAYLOAD_KEY", "INVALID_MANDATORY", "INVALID_VALUE", "TENOR_NOT_ALLOWED"], text()
+}
+envelope_schema! {
+    /// The signature does not hold (the message says which check failed).
+    SignatureErrorEnvelope, ["INVALID_SIGNATURE"], text()
+}
+envelope_schema! {
+    /// This key's role may not call this endpoint.
+    ForbiddenEnvelope, ["FORBIDDEN"], text()
+}
+envelope_schema! {
+    /// Unknown route or resource, or not this merchant's.
+    NotFoundEnvelope, ["NOT_FOUND"], text()
+}
+envelope_schema! {
+    /// The body is over 65,536 bytes.
+    PayloadTooLargeEnvelope, ["PAYLOAD_TOO_LARGE"], text()
+}
+envelope_schema! {
+    /// This key (or, at nginx, this address) sends too fast.
+    RateLimitedEnvelope, ["RATE_LIMITED"], text()
+}
+envelope_schema! {
+    /// A dependency is unreachable; nothing was claimed or written.
+    UnavailableEnvelope, ["SERVICE_UNAVAILABLE"], text()
+}
+envelope_schema! {
+    /// The external id was already used by this merchant on this endpoint.
+    ConflictEnvelope, ["CONFLICT_EXTERNAL_ID"], schema_ref::<ConflictData>()
+}
+envelope_schema! {
+    /// A user with this NIK exists.
+    DuplicateNikEnvelope, ["DUPLICATE_NIK"], text()
+}
+envelope_schema! {
+    /// Rejected within `Prefer: wait`: the worker found the external id used.
+    DuplicateExternalIdEnvelope, ["DUPLICATE_EXTERNAL_ID"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// Rejected within `Prefer: wait`: the limit of the tenor is too low, or the user is locked.
+    TransactionRejectedEnvelope, ["INSUFFICIENT_LIMIT", "USER_NOT_ACTIVE"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// Rejected within `Prefer: wait`: more than is outstanding.
+    PaymentRejectedEnvelope, ["OVERPAYMENT"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// Rejected within `Prefer: wait`: no such user.
+    UserNotFoundEnvelope, ["USER_NOT_FOUND"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// Rejected within `Prefer: wait`: no such contract.
+    ContractNotFoundEnvelope, ["CONTRACT_NOT_FOUND"], schema_ref::<CallStatus>()
+}
+
+macro_rules! one_of_schema {
+    ($(#[doc = $doc:literal])+ $name:ident, [$($item:ty),+]) => {
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                OneOfBuilder::new()
+                    .description(Some(concat!($($doc),+).trim()))
+                    $(.item(schema_ref::<$item>()))+
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+one_of_schema! {
+    /// The external id is used, or a user with this NIK exists.
+    CreateUserConflict, [ConflictEnvelope, DuplicateNikEnvelope]
+}
+one_of_schema! {
+    /// Invalid, or rejected within `Prefer: wait`.
+    TransactionBadRequest, [ValidationErrorEnvelope, TransactionRejectedEnvelope]
+}
+one_of_schema! {
+    /// Invalid, or rejected within `Prefer: wait`.
+    PaymentBadRequest, [ValidationErrorEnvelope, PaymentRejectedEnvelope]
+}
+one_of_schema! {
+    /// The external id is used: at the claim (`CONFLICT_EXTERNAL_ID`), or found by the worker
+    /// within `Prefer: wait` (`DUPLICATE_EXTERNAL_ID`).
+    SubmitConflict, [ConflictEnvelope, DuplicateExternalIdEnvelope]
+}
+
+fn retry_after() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        ))
+        .description(Some("Seconds to wait before retrying."))
+        .build()
+}
+
+/// A reusable error response: `#/components/responses/{name}`.
+macro_rules! error_response {
+    ($(#[doc = $doc:literal])+ $name:ident, $schema:ty $(, $header:literal = $value:expr)?) => {
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                let response = ResponseBuilder::new()
+                    .description(concat!($($doc),+).trim())
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(schema_ref::<$schema>()))
+                            .build(),
+                    )
+                    $(.header($header, $value))?
+                    .build();
+                (stringify!($name), response.into())
+            }
+        }
+    };
+}
+
+error_response! {
+    /// The request is malformed (`INVALID_PAYLOAD_FORMAT`, `INVALID_PAYLOAD_KEY`,
+    /// `INVALID_MANDATORY`, `INVALID_VALUE`, `TENOR_NOT_ALLOWED`); the message names the field,
+    /// header or query parameter. Nothing was claimed.
+    BadRequest, ValidationErrorEnvelope
+}
+error_response! {
+    /// `INVALID_SIGNATURE`: a missing or malformed auth header, an unknown or revoked key, a
+    /// wrong signature, or a timestamp more than 300 s from the server clock.
+    Unauthorized, SignatureErrorEnvelope
+}
+error_response! {
+    /// `FORBIDDEN`: this key's role may not call this endpoint.
+    Forbidden, ForbiddenEnvelope
+}
+error_response! {
+    /// `NOT_FOUND`: no such resource, or not this merchant's.
+    NotFound, NotFoundEnvelope
+}
+error_response! {
+    /// `PAYLOAD_TOO_LARGE`: the body is over 65,536 bytes.
+    PayloadTooLarge, PayloadTooLargeEnvelope
+}
+error_response! {
+    /// `RATE_LIMITED`: this key is over its rate (by default 1,000 requests per second with a
+    /// burst of 2,000, configurable per key); retry after `Retry-After` seconds.
+    RateLimited, RateLimitedEnvelope, "Retry-After" = retry_after()
+}
+error_response! {
+    /// `SERVICE_UNAVAILABLE`: the broker, Redis or MySQL is unreachable (or no ingress behind
+    /// nginx). The external id is released: retry with the same one after `Retry-After`.
+    Unavailable, UnavailableEnvelope, "Retry-After" = retry_after()
+}
+
+/// The errors every signed endpoint may answer: 401, 413, 429 and 503.
+pub struct SignedErrors;
+
+impl IntoResponses for SignedErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            ("401", "Unauthorized"),
+            ("413", "PayloadTooLarge"),
+            ("429", "RateLimited"),
+            ("503", "Unavailable"),
+        ]
+        .into_iter()
+        .map(|(status, name)| (status.to_owned(), Ref::from_response_name(name).into()))
+        .collect()
+    }
+}
+
+fn header_param(name: &str, required: bool, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn external_id_schema() -> ObjectBuilder {
+    string()
+        .min_length(Some(1))
+        .max_length(Some(128))
+        .pattern(Some(r"^[\x21-\x7E]+$"))
+        .examples([json!("ORDER-0001")])
+}
+
+/// `X-External-Id` on a POST: mandatory and claimed.
+pub struct ExternalIdRequired;
+
+impl IntoParams for ExternalIdRequired {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "X-External-Id",
+            true,
+            "The caller's id for this request, 1-128 visible ASCII characters, part of the \
+             signature. Claimed per (merchant, endpoint) once the request passes the signature, \
+             role and body checks: a later use gets `409 CONFLICT_EXTERNAL_ID`. Missing: `400 \
+             INVALID_MANDATORY`; malformed: `400 INVALID_VALUE`.",
+            external_id_schema(),
+        )]
+    }
+}
+
+/// `X-External-Id` on another method: optional, signed, never claimed.
+pub struct ExternalIdOptional;
+
+impl IntoParams for ExternalIdOptional {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "X-External-Id",
+            false,
+            "Optional on this method; when present it must be 1-128 visible ASCII characters \
+             (else `400 INVALID_VALUE`), it is part of the signature, and it is never claimed.",
+            external_id_schema(),
+        )]
+    }
+}
+
+/// `Prefer: wait=N` on the asynchronous endpoints.
+pub struct PreferWait;
+
+impl IntoParams for PreferWait {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "Prefer",
+            false,
+            "`wait=N`: hold the request up to N seconds (clamped to 30) for the outcome. Final \
+             in time: `201 SUCCESS` with the status, or the rejection's status and reason. Not \
+             final in time: `202`. A malformed preference is ignored.",
+            string()
+                .pattern(Some("^wait=[0-9]+$"))
+                .examples([json!("wait=10")]),
+        )]
+    }
+}
+
+/// The docs page: Swagger UI from the binary, with a request interceptor that signs.
+pub mod docs {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use std::sync::{Arc, OnceLock};
+
+    /// Swagger UI's own start script, replaced: this one loads `/openapi.json` and signs
+    /// "Try it out" requests per SPEC §2 with WebCrypto.
+    const INITIALIZER: &str = r##"window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: "/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "StandaloneLayout",
+    requestInterceptor: signRequest,
+  });
+};
+
+// Authorize with client_id = the key id and signature = the key's secret: the secret is
+// replaced by HMAC-SHA256(secret, string_to_sign) here and never leaves the browser.
+async function signRequest(req) {
+  const headers = req.headers || {};
+  const secret = headers["X-Signature"];
+  if (!secret || !headers["X-Client-Id"] || !window.crypto || !crypto.subtle) return req;
+  const enc = new TextEncoder();
+  const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
+  const method = (req.method || "GET").toUpperCase();
+  if (method === "POST" && !headers["X-External-Id"]) {
+    headers["X-External-Id"] = "DOCS-" + (crypto.randomUUID ? crypto.randomUUID() : Date.now() + "-" + Math.random().toString(16).slice(2));
+  }
+  const body = req.body == null ? "" : (typeof req.body === "string" ? req.body : JSON.stringify(req.body));
+  const url = new URL(req.url, window.location.href);
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const bodyHash = hex(await crypto.subtle.digest("SHA-256", enc.encode(body)));
+  const stringToSign = [method, url.pathname + url.search, timestamp, headers["X-External-Id"] || "", bodyHash].join("\n");
+  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  headers["X-Signature"] = hex(await crypto.subtle.sign("HMAC", key, enc.encode(stringToSign)));
+  headers["X-Timestamp"] = timestamp;
+  req.headers = headers;
+  if (body !== "") req.body = body;
+  return req;
+}
+"##;
+
+    fn config() -> Arc<utoipa_swagger_ui::Config<'static>> {
+        static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")))
+            .clone()
+    }
+
+    fn with_type(bytes: Vec<u8>, content_type: &str) -> Response {
+        let mut r = (StatusCode::OK, bytes).into_response();
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        r
+    }
+
+    /// The page loads its scripts, styles and the document from this origin only; Swagger UI
+    /// needs inline styles and `data:` images. Other responses keep `default-src 'none'`.
+    pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' \
+        'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+        base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
+
+    /// `GET /docs`: Swagger UI's page, its relative asset links resolved under `/docs/`.
+    pub fn page() -> Response {
+        let html = asset_bytes("index.html")
+            .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+            .replacen("<head>", "<head>\n    <base href=\"/docs/\" />", 1)
+            .replace(
+                "<title>Swagger UI</title>",
+                "<title>XYZ MultiFinance API</title>",
+            );
+        let mut r = with_type(html.into_bytes(), "text/html; charset=utf-8");
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        );
+        r
+    }
+
+    fn asset_bytes(file: &str) -> Option<(Vec<u8>, String)> {
+        let served = utoipa_swagger_ui::serve(file, config()).ok().flatten()?;
+        if served.gzpipped {
+            return None;
+        }
+        Some((served.bytes.into_owned(), served.content_type))
+    }
+
+    /// `GET /docs/{file}`: a Swagger UI asset, or `None` when there is no such file.
+    pub fn asset(file: &str) -> Option<Response> {
+        if file == "swagger-initializer.js" {
+            return Some(with_type(
+                INITIALIZER.as_bytes().to_vec(),
+                "text/javascript; charset=utf-8",
+            ));
+        }
+        asset_bytes(file).map(|(bytes, content_type)| with_type(bytes, &content_type))
+    }
+}
