@@ -38,3 +38,39 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
+
+# Engine processes, as scripts/run.sh starts them (STATE, BIN, HTTP_PORT and the database
+# variables set by the caller). The fault harness restarts a killed one the same way.
+start_worker() {
+  local i=$1
+  WORKER_CONCURRENCY=2 METRICS_ADDR=127.0.0.1:$((9100 + i)) \
+    nohup "$BIN/worker" >>"$STATE/logs/worker-$i.log" 2>&1 &
+  echo $! > "$STATE/worker-$i.pid"
+}
+
+start_ingress() {
+  local i=$1
+  INGRESS_ID=ingress-$i LISTEN_ADDR=127.0.0.1:$((HTTP_PORT + i)) \
+    nohup "$BIN/ingress" >>"$STATE/logs/ingress-$i.log" 2>&1 &
+  echo $! > "$STATE/ingress-$i.pid"
+}
+
+# The variables every engine process reads, from .local/keys.env (made by run.sh).
+engine_env() {
+  STATE=.local
+  # ENGINE_PROFILE=debug reuses the test build (CI) instead of a second, release build.
+  PROFILE="${ENGINE_PROFILE:-release}"
+  BIN="target/$PROFILE"
+  HTTP_PORT="${HTTP_PORT:-8080}"
+  set -a; source "$STATE/keys.env"; set +a
+  DB_NAME="${DB_NAME:-xyz}"
+  APP_USER="${APP_DB_USER:-xyz_app}"
+  APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
+  export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"
+  export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-mysql://root@127.0.0.1:3306/$DB_NAME}"
+}
+
+# Builds every binary of the workspace in the profile engine_env chose.
+build_engine() {
+  if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+}

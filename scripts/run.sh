@@ -12,8 +12,6 @@ mkdir -p "$STATE/logs"
 ensure_services
 ensure_packages nginx curl
 
-HTTP_PORT="${HTTP_PORT:-8080}"
-
 # Keys for data at rest: generated once per checkout, kept in .local (never committed).
 if [ ! -f "$STATE/keys.env" ]; then
   say "generating local master and blind-index keys in $STATE/keys.env"
@@ -25,16 +23,10 @@ if [ ! -f "$STATE/keys.env" ]; then
     echo "APP_DB_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
   } > "$STATE/keys.env"
 fi
-set -a; source "$STATE/keys.env"; set +a
-DB_NAME="${DB_NAME:-xyz}"
-APP_USER="${APP_DB_USER:-xyz_app}"
-APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
-export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"
-export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-mysql://root@127.0.0.1:3306/$DB_NAME}"
+engine_env
 
-say "building release binaries"
-cargo build --release --bins -q
-BIN=target/release
+say "building the binaries ($PROFILE)"
+build_engine
 
 say "migrating $DB_NAME"
 "$BIN/xyzctl" migrate
@@ -56,14 +48,8 @@ for f in "$STATE"/*.pid; do
 done
 sleep 1
 
-for i in 1 2; do
-  WORKER_CONCURRENCY=2 METRICS_ADDR=127.0.0.1:$((9100 + i)) nohup "$BIN/worker" >"$STATE/logs/worker-$i.log" 2>&1 &
-  echo $! > "$STATE/worker-$i.pid"
-done
-for i in 1 2; do
-  INGRESS_ID=ingress-$i LISTEN_ADDR=127.0.0.1:$((HTTP_PORT + i)) nohup "$BIN/ingress" >"$STATE/logs/ingress-$i.log" 2>&1 &
-  echo $! > "$STATE/ingress-$i.pid"
-done
+for i in 1 2; do start_worker "$i"; done
+for i in 1 2; do start_ingress "$i"; done
 
 say "nginx on :$HTTP_PORT in front of the ingresses on :$((HTTP_PORT + 1)) and :$((HTTP_PORT + 2))"
 mkdir -p "$STATE/nginx"

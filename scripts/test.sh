@@ -11,6 +11,8 @@ command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo i
 
 # Integration tests create one database per test on this server (root, local socket).
 export DATABASE_URL="${TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306/xyz_test}"
+# #[sqlx::test] connects to this database first, then makes one per test beside it.
+mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS xyz_test"
 export RUST_LOG="${RUST_LOG:-warn}"
 
 say "removing queues left by earlier interrupted test runs"
@@ -29,3 +31,16 @@ cargo nextest run --workspace --no-fail-fast -E 'not binary(faults)' "$@"
 
 say "fault tests (they stop shared services, so they run alone, last)"
 cargo nextest run --workspace --no-fail-fast -E 'binary(faults)' --test-threads 1 "$@"
+
+# The whole engine, as scripts/run.sh starts it (nginx, two ingresses, two workers), on the
+# test build: hostile input from its own OpenAPI document, a load-generator smoke run with
+# its invariant checks, then every fault once under load.
+export ENGINE_PROFILE=debug
+say "engine up for the end-to-end checks"
+bash scripts/run.sh >/dev/null
+say "schemathesis against /openapi.json (every request signed)"
+bash scripts/schemathesis.sh
+say "load generator smoke run (invariants verified against MySQL)"
+target/debug/loadgen run --requests 300 --users 5 --wait-timeout-secs 120
+say "fault harness, short form"
+bash scripts/faults.sh --short

@@ -78,7 +78,24 @@ impl Reply {
     }
 }
 
-pub async fn handle(
+/// Runs each request in its own task: a client that disconnects must not cancel it halfway
+/// (after the claim, before the publish is confirmed or the audit row written).
+pub async fn handle(state: State<AppState>, peer: ConnectInfo<SocketAddr>, req: Request) -> Response {
+    match tokio::spawn(handle_request(state, peer, req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            envelope_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                MessageAction::ServiceUnavailable,
+                json!("internal error; retry with the same X-External-Id"),
+                &shared::ids::new_api_call_id(),
+            )
+        }
+    }
+}
+
+async fn handle_request(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,

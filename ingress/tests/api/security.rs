@@ -95,7 +95,7 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
         .expect("ingress");
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if app.http.get(format!("{base}/healthz")).send().await.is_ok() {
+        if app.http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

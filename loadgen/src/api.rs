@@ -1,0 +1,351 @@
+//! A signing HTTP client for the engine's API (SPEC §2), with a merchant's retry discipline:
+//! 429 and 503 are retried after `Retry-After` with the same `X-External-Id`.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use shared::signature::{sign, string_to_sign};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// An API key as `xyzctl keys create` prints it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Key {
+    pub client_id: String,
+    pub secret: String,
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+impl Key {
+    /// Reads a key file; when it names a role, it must be `role`.
+    pub fn load(path: &Path, role: &str) -> Result<Key> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading key file {}", path.display()))?;
+        let key: Key = serde_json::from_str(text.trim()).with_context(|| {
+            format!(
+                "{}: expected {{\"client_id\", \"secret\", ...}}",
+                path.display()
+            )
+        })?;
+        if let Some(r) = &key.role
+            && r != role
+        {
+            anyhow::bail!("{}: a {r} key where a {role} key is needed", path.display());
+        }
+        Ok(key)
+    }
+}
+
+/// One answer: status, `Retry-After` in seconds, and the body (JSON, or the raw text as a
+/// JSON string when it is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn action(&self) -> &str {
+        self.body["message_action"].as_str().unwrap_or("")
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["message_data"]
+    }
+
+    pub fn api_call_id(&self) -> Option<&str> {
+        self.body["api_call_id"].as_str()
+    }
+}
+
+/// HTTP outcomes counted over a whole run, every attempt included.
+#[derive(Default)]
+pub struct HttpCounters {
+    /// Every non-2xx answer to a POST, by status (429 and 503 included even when the retry
+    /// succeeded).
+    pub by_status: Mutex<BTreeMap<u16, u64>>,
+    pub transport_errors: AtomicU64,
+    /// 5xx other than 503: always a defect (SPEC §3).
+    pub unexpected_5xx: AtomicU64,
+    pub retries: AtomicU64,
+    /// A retry answered 409 CONFLICT_EXTERNAL_ID: an earlier attempt had been accepted.
+    pub resolved_by_conflict: AtomicU64,
+    /// Non-200 answers to GET /status, by status.
+    pub poll_by_status: Mutex<BTreeMap<u16, u64>>,
+    pub samples: Mutex<Vec<String>>,
+    pub poll_samples: Mutex<Vec<String>>,
+}
+
+impl HttpCounters {
+    pub fn count_status(&self, status: u16, sample: impl FnOnce() -> String) {
+        if let Ok(mut m) = self.by_status.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+        if status >= 500 && status != 503 {
+            self.unexpected_5xx.fetch_add(1, Ordering::Relaxed);
+        }
+        if status != 429
+            && status != 503
+            && let Ok(mut s) = self.samples.lock()
+            && s.len() < 10
+        {
+            s.push(sample());
+        }
+    }
+
+    pub fn count_poll_status(&self, status: u16, sample: impl FnOnce() -> String) {
+        if let Ok(mut m) = self.poll_by_status.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+        if status >= 500 && status != 503 {
+            self.unexpected_5xx.fetch_add(1, Ordering::Relaxed);
+        }
+        if status != 429
+            && status != 503
+            && let Ok(mut s) = self.poll_samples.lock()
+            && s.len() < 3
+        {
+            s.push(sample());
+        }
+    }
+
+    pub fn by_status(&self) -> BTreeMap<u16, u64> {
+        self.by_status.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn poll_by_status(&self) -> BTreeMap<u16, u64> {
+        self.poll_by_status
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    pub fn new(base: &str, connections: usize, timeout: Duration) -> Result<Api> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(connections.max(1))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// One signed request, signed now.
+    pub async fn send(
+        &self,
+        key: &Key,
+        method: &str,
+        path: &str,
+        external_id: Option<&str>,
+        body: &[u8],
+    ) -> Result<Resp, reqwest::Error> {
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let sts = string_to_sign(method, path, &timestamp, external_id, body);
+        let signature = sign(key.secret.as_bytes(), &sts);
+        let method = if method == "POST" {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("X-Client-Id", &key.client_id)
+            .header("X-Timestamp", &timestamp)
+            .header("X-Signature", signature);
+        if let Some(ext) = external_id {
+            req = req.header("X-External-Id", ext);
+        }
+        if !body.is_empty() {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_vec());
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let bytes = r.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Resp {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// A POST retried like a merchant would: 429/503 after `Retry-After`, transport errors
+    /// after a short pause, always with the same external id and body (re-signed).
+    pub async fn post(
+        &self,
+        key: &Key,
+        path: &str,
+        external_id: &str,
+        body: &[u8],
+        policy: &RetryPolicy,
+        counters: &HttpCounters,
+    ) -> PostOutcome {
+        let mut retried = false;
+        let mut last = String::new();
+        for attempt in 0..policy.max_attempts.max(1) {
+            if attempt > 0 {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            match self.send(key, "POST", path, Some(external_id), body).await {
+                Ok(r) if r.status == 201 || r.status == 202 => {
+                    return match r.api_call_id() {
+                        Some(id) => PostOutcome::Accepted {
+                            status: r.status,
+                            api_call_id: id.to_owned(),
+                            via_conflict: false,
+                            body: r.body,
+                        },
+                        None => PostOutcome::Failed {
+                            status: r.status,
+                            detail: format!("no api_call_id in {}", r.body),
+                        },
+                    };
+                }
+                Ok(r) if r.status == 429 || r.status == 503 => {
+                    counters.count_status(r.status, String::new);
+                    last = format!("{} {}", r.status, r.action());
+                    retried = true;
+                    let secs = r
+                        .retry_after
+                        .unwrap_or(1)
+                        .clamp(1, policy.max_retry_after_secs);
+                    tokio::time::sleep(Duration::from_secs(secs) + jitter(external_id, attempt))
+                        .await;
+                }
+                Ok(r) if r.status == 409 && r.action() == "CONFLICT_EXTERNAL_ID" && retried => {
+                    // An earlier attempt of ours was accepted: that call is the call.
+                    if let Some(original) = r.data()["original_api_call_id"].as_str() {
+                        counters
+                            .resolved_by_conflict
+                            .fetch_add(1, Ordering::Relaxed);
+                        return PostOutcome::Accepted {
+                            status: 202,
+                            api_call_id: original.to_owned(),
+                            via_conflict: true,
+                            body: r.body,
+                        };
+                    }
+                    counters.count_status(r.status, || {
+                        format!(
+                            "POST {path} {external_id}: 409 without original_api_call_id: {}",
+                            r.body
+                        )
+                    });
+                    return PostOutcome::Failed {
+                        status: r.status,
+                        detail: r.body.to_string(),
+                    };
+                }
+                Ok(r) => {
+                    counters.count_status(r.status, || {
+                        format!("POST {path} {external_id}: {} {}", r.status, r.body)
+                    });
+                    return PostOutcome::Failed {
+                        status: r.status,
+                        detail: format!("{} {}", r.action(), r.data()),
+                    };
+                }
+                Err(e) => {
+                    counters.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    last = format!("transport: {e}");
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(250) + jitter(external_id, attempt))
+                        .await;
+                }
+            }
+        }
+        PostOutcome::Failed {
+            status: 0,
+            detail: format!(
+                "gave up after {} attempts; last: {last}",
+                policy.max_attempts
+            ),
+        }
+    }
+
+    /// `GET path`, retrying 429/503 and transport errors until `deadline`.
+    pub async fn get(
+        &self,
+        key: &Key,
+        path: &str,
+        deadline: tokio::time::Instant,
+        counters: &HttpCounters,
+    ) -> Option<Resp> {
+        let mut attempt = 0u32;
+        while tokio::time::Instant::now() < deadline {
+            attempt += 1;
+            match self.send(key, "GET", path, None, b"").await {
+                Ok(r) if r.status == 429 || r.status == 503 => {
+                    counters.count_poll_status(r.status, String::new);
+                    let secs = r.retry_after.unwrap_or(1).clamp(1, 5);
+                    tokio::time::sleep(Duration::from_secs(secs) + jitter(path, attempt)).await;
+                }
+                Ok(r) => return Some(r),
+                Err(_) => {
+                    counters.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200) + jitter(path, attempt)).await;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Up to 100 ms, different per request and attempt, so retries do not arrive in lockstep.
+fn jitter(seed: &str, attempt: u32) -> Duration {
+    let h = seed
+        .bytes()
+        .fold(u64::from(attempt).wrapping_mul(0x9E37_79B9), |a, b| {
+            a.rotate_left(5) ^ u64::from(b).wrapping_mul(0x100_0000_01B3)
+        });
+    Duration::from_millis(h % 100)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_retry_after_secs: u64,
+}
+
+#[derive(Debug)]
+pub enum PostOutcome {
+    /// 201/202, or a retry's 409 naming the call an earlier attempt created.
+    Accepted {
+        status: u16,
+        api_call_id: String,
+        via_conflict: bool,
+        body: Value,
+    },
+    /// Any other answer, or retries exhausted (status 0).
+    Failed { status: u16, detail: String },
+}

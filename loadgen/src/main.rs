@@ -1,0 +1,64 @@
+//! `loadgen`: drives the XYZ MultiFinance engine with signed requests and verifies its
+//! invariants against MySQL (`run`), and measures the database's own ceiling for the
+//! worker's unit of work (`sql-ceiling`).
+
+mod api;
+mod ceiling;
+mod poison;
+mod run;
+mod util;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator and benchmarks of the XYZ MultiFinance engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create users, fire signed transactions and payments, wait for every outcome, verify
+    /// SPEC §5 and idempotency against MySQL; a human summary then one JSON line on stdout.
+    Run(Box<run::RunArgs>),
+    /// Run the worker's exact SQL for approved contracts straight against MySQL (a scratch
+    /// database) at several concurrencies; a table then one JSON line on stdout.
+    SqlCeiling(ceiling::CeilingArgs),
+    /// Publish three poison messages (undecodable, unknown type, unknown schema version)
+    /// straight to the command queue; the workers must dead-letter them.
+    Poison(poison::PoisonArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::telemetry::init("error");
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(args) => run::run(*args).await,
+        Cmd::SqlCeiling(args) => ceiling::ceiling(args).await,
+        Cmd::Poison(args) => poison::poison(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,237 @@
+//! Small helpers: a seeded PRNG, exact percentiles, money text, and a progress line on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// SplitMix64: fast, seedable, good enough to pick amounts and tenors (not for secrets).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn from_entropy() -> Rng {
+        let b = *uuid::Uuid::new_v4().as_bytes();
+        Rng(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo ..= hi` (`hi < lo` gives `lo`).
+    pub fn range_i64(&mut self, lo: i64, hi: i64) -> i64 {
+        if hi <= lo {
+            return lo;
+        }
+        let span = (hi - lo) as u64 + 1;
+        lo + (self.next_u64() % span) as i64
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn index(&mut self, len: usize) -> usize {
+        if len == 0 {
+            0
+        } else {
+            (self.next_u64() % len as u64) as usize
+        }
+    }
+}
+
+/// Cents as a JSON number text with exactly 2 decimals: `123456` → `1234.56`.
+pub fn cents_text(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+/// `"1234.56"` (the engine's money strings) → cents.
+pub fn parse_cents(s: &str) -> Option<i64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 2
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let mut f = frac.to_owned();
+    while f.len() < 2 {
+        f.push('0');
+    }
+    int.parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(f.parse::<i64>().ok()?)
+}
+
+/// Nearest-rank percentiles of a set of samples (milliseconds).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(samples: &mut [f64]) -> Percentiles {
+        if samples.is_empty() {
+            return Percentiles::default();
+        }
+        samples.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let n = samples.len();
+            let idx = ((p / 100.0) * n as f64).ceil() as usize;
+            samples[idx.clamp(1, n) - 1]
+        };
+        let sum: f64 = samples.iter().sum();
+        Percentiles {
+            count: samples.len(),
+            p50: round3(rank(50.0)),
+            p95: round3(rank(95.0)),
+            p99: round3(rank(99.0)),
+            max: round3(samples[samples.len() - 1]),
+            mean: round3(sum / samples.len() as f64),
+        }
+    }
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A line on stderr redrawn every `every`: in place on a terminal, one line per 2 s otherwise.
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start<F>(label: &'static str, total: u64, render: F) -> Progress
+    where
+        F: Fn() -> (u64, String) + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let tty = std::io::stderr().is_terminal();
+        let handle = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut last_plain = Instant::now();
+            loop {
+                let stopping = flag.load(Ordering::Relaxed);
+                let (done, extra) = render();
+                let line = bar_line(label, done, total, started.elapsed(), &extra);
+                {
+                    let mut err = std::io::stderr().lock();
+                    if tty {
+                        let _ = write!(err, "\r\x1b[2K{line}");
+                        if stopping {
+                            let _ = writeln!(err);
+                        }
+                    } else if stopping || last_plain.elapsed() >= Duration::from_secs(2) {
+                        let _ = writeln!(err, "{line}");
+                        last_plain = Instant::now();
+                    }
+                    let _ = err.flush();
+                }
+                if stopping {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        });
+        Progress {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+fn bar_line(label: &str, done: u64, total: u64, elapsed: Duration, extra: &str) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (done.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
+    let bar: String = (0..WIDTH)
+        .map(|i| {
+            if i < filled {
+                '='
+            } else if i == filled {
+                '>'
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
+    format!(
+        "{label:<9} [{bar}] {done}/{total} {:>6.1}s {rate:>8.1}/s {extra}",
+        elapsed.as_secs_f64()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cents_round_trip() {
+        for c in [0, 1, 10, 99, 100, 123_456, 999_999_999] {
+            assert_eq!(parse_cents(&cents_text(c)), Some(c));
+        }
+        assert_eq!(cents_text(5), "0.05");
+        assert_eq!(parse_cents("394.17"), Some(39_417));
+        assert_eq!(parse_cents("394.1"), Some(39_410));
+        assert_eq!(parse_cents("394"), Some(39_400));
+        assert_eq!(parse_cents("1.001"), None);
+        assert_eq!(parse_cents("-1"), None);
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = Percentiles::of(&mut v);
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(Percentiles::of(&mut []).count, 0);
+    }
+
+    #[test]
+    fn rng_ranges() {
+        let mut r = Rng::new(7);
+        for _ in 0..1000 {
+            let x = r.range_i64(3, 9);
+            assert!((3..=9).contains(&x));
+            let u = r.unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+        assert_eq!(r.range_i64(5, 5), 5);
+    }
+}

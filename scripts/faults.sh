@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Fault harness (issue 10): a steady mixed load of transactions and payments runs through
+# nginx while, one at a time, a fault is injected for real. After each fault and a recovery
+# window, the load generator verifies against MySQL: every 202 reached a final status, SPEC
+# §5's equation holds exactly for every user and tenor, no external id has two contracts or
+# payments. It touches the machine's shared services, so it runs alone, after the other
+# tests, and a trap restores every service even when it fails.
+#
+#   scripts/faults.sh            short form (CI): every fault once, small load
+#   scripts/faults.sh --long     long form: more load per fault (RELIABILITY.md's figures)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+MODE="${1:---short}"
+case "$MODE" in
+  --short) REQUESTS=400; RATE=60 ;;
+  --long) REQUESTS=6000; RATE=200 ;;
+  *) echo "usage: $0 [--short|--long]" >&2; exit 2 ;;
+esac
+ONLY="${FAULTS:-worker_kill ingress_kill rabbit_app rabbit_restart mariadb_restart mariadb_freeze redis_flush redis_restart poison}"
+
+mariadb_up() { mariadb-admin -uroot ping >/dev/null 2>&1; }
+redis_up() { redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; }
+rabbit_up() { rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
+wait_for() { for _ in $(seq 1 "$2"); do "$1" && return 0; sleep 1; done; return 1; }
+
+restore() {
+  local code=$?
+  say "restoring services"
+  pkill -CONT -x mariadbd 2>/dev/null || true
+  mariadb_up || { start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 || true; }
+  redis_up || { redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log; wait_for redis_up 30 || true; }
+  rabbitmqctl -q start_app >/dev/null 2>&1 || true
+  rabbit_up || { rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 || true; }
+  bash scripts/stop.sh >/dev/null 2>&1 || true
+  exit "$code"
+}
+trap restore EXIT
+
+say "starting the engine"
+bash scripts/run.sh >/dev/null
+engine_env
+mkdir -p "$STATE/faults"
+
+alive() { kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+
+inject() {
+  case "$1" in
+    worker_kill)
+      kill -9 "$(cat "$STATE/worker-1.pid")"; sleep 3; start_worker 1 ;;
+    ingress_kill)
+      kill -9 "$(cat "$STATE/ingress-1.pid")"; sleep 5; start_ingress 1 ;;
+    rabbit_app)
+      rabbitmqctl -q stop_app; sleep 8; rabbitmqctl -q start_app ;;
+    rabbit_restart)
+      rabbitmqctl -q stop >/dev/null 2>&1 || true; sleep 2
+      rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 ;;
+    mariadb_restart)
+      mariadb-admin -uroot shutdown; sleep 3
+      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 ;;
+    mariadb_freeze)
+      pkill -STOP -x mariadbd; sleep 10; pkill -CONT -x mariadbd ;;
+    redis_flush)
+      redis-cli -h 127.0.0.1 FLUSHALL >/dev/null ;;
+    redis_restart)
+      redis-cli -h 127.0.0.1 shutdown nosave >/dev/null 2>&1 || true; sleep 2
+      redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+      wait_for redis_up 30 ;;
+    poison)
+      "$BIN/loadgen" poison ;;
+    *) echo "unknown fault $1" >&2; return 2 ;;
+  esac
+}
+
+declare -A RESULT
+failed=0
+for fault in $ONLY; do
+  say "fault: $fault (load: $REQUESTS requests at $RATE/s)"
+  dlq_before=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}')
+  "$BIN/loadgen" run --requests "$REQUESTS" --rate "$RATE" --users 5 --max-attempts 400 \
+    --wait-timeout-secs 240 >"$STATE/faults/$fault.json" 2>"$STATE/faults/$fault.log" &
+  load=$!
+  sleep 3
+  inject "$fault"
+  if wait "$load"; then RESULT[$fault]=held; else RESULT[$fault]=FAILED; failed=1; fi
+  if [ "$fault" = poison ]; then
+    dlq_after=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}')
+    if [ "$((dlq_after - ${dlq_before:-0}))" -lt 3 ]; then RESULT[$fault]="FAILED (dead-letter queue grew by $((dlq_after - ${dlq_before:-0})))"; failed=1; fi
+    "$BIN/xyzctl" dlq replay --all >/dev/null
+  fi
+  # Nothing but the killed process needed a restart: the others reconnected by themselves.
+  for p in worker-1 worker-2 ingress-1 ingress-2 nginx; do
+    alive "$p" || { RESULT[$fault]="FAILED ($p died)"; failed=1; }
+  done
+  tail -n 1 "$STATE/faults/$fault.json" || true
+done
+
+say "results"
+for fault in $ONLY; do printf '%-16s %s\n' "$fault" "${RESULT[$fault]}"; done
+# The plain closing line: passed/failed counts.
+passed=0; total=0
+for fault in $ONLY; do total=$((total + 1)); [ "${RESULT[$fault]}" = held ] && passed=$((passed + 1)); done
+echo "faults: $passed passed, $((total - passed)) failed"
+exit "$failed"
