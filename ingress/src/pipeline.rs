@@ -80,7 +80,11 @@ impl Reply {
 
 /// Runs each request in its own task: a client that disconnects must not cancel it halfway
 /// (after the claim, before the publish is confirmed or the audit row written).
-pub async fn handle(state: State<AppState>, peer: ConnectInfo<SocketAddr>, req: Request) -> Response {
+pub async fn handle(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
     match tokio::spawn(handle_request(state, peer, req)).await {
         Ok(response) => response,
         Err(e) => {

@@ -8,7 +8,12 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct PoisonArgs {
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
     amqp_url: String,
     #[arg(long, env = "AMQP_PREFIX", default_value = "xyz")]
     amqp_prefix: String,
@@ -19,7 +24,9 @@ pub async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
     let conn = shared::amqp::connect(&args.amqp_url, "loadgen-poison").await?;
     let channel = conn.create_channel().await?;
     topology.declare(&channel).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     let shape = serde_json::json!({
         "v": shared::messages::COMMAND_SCHEMA_VERSION, "api_call_id": "API_CALL_poison", "merchant_id": "m",
         "client_id": "c", "external_id": "poison", "body_sha256": "00", "accepted_at": "2026-01-01T00:00:00Z",
@@ -29,7 +36,11 @@ pub async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
     unknown_type["type"] = "REFUND".into();
     let mut unknown_version = shape;
     unknown_version["v"] = 999.into();
-    for payload in [b"\x00\xffnot a command".to_vec(), unknown_type.to_string().into_bytes(), unknown_version.to_string().into_bytes()] {
+    for payload in [
+        b"\x00\xffnot a command".to_vec(),
+        unknown_type.to_string().into_bytes(),
+        unknown_version.to_string().into_bytes(),
+    ] {
         let confirm = channel
             .basic_publish(
                 "".into(),
@@ -43,6 +54,9 @@ pub async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(confirm.is_ack(), "the broker refused a poison message");
     }
     let _ = conn.close(200, "done".into()).await;
-    println!("{}", serde_json::json!({"poison_published": 3, "queue": topology.command_queue()}));
+    println!(
+        "{}",
+        serde_json::json!({"poison_published": 3, "queue": topology.command_queue()})
+    );
     Ok(ExitCode::SUCCESS)
 }

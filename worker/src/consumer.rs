@@ -69,9 +69,13 @@ async fn watch_queues(channel: Channel, topology: Topology) {
     };
     loop {
         for queue in [topology.command_queue(), topology.dead_letter_queue()] {
-            match channel.queue_declare(queue.clone().into(), passive, FieldTable::default()).await {
+            match channel
+                .queue_declare(queue.clone().into(), passive, FieldTable::default())
+                .await
+            {
                 Ok(q) => {
-                    metrics::gauge!("xyz_queue_depth", "queue" => queue.clone()).set(f64::from(q.message_count()));
+                    metrics::gauge!("xyz_queue_depth", "queue" => queue.clone())
+                        .set(f64::from(q.message_count()));
                     if queue == topology.command_queue() {
                         metrics::gauge!("xyz_queue_consumers").set(f64::from(q.consumer_count()));
                     }
@@ -153,7 +157,8 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
             Ok(c) => commands.push((c, d)),
             Err(e) => {
                 tracing::error!(error = %e, delivery_tag = d.delivery_tag, "poison message; dead-lettering");
-                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "undecodable").increment(1);
+                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "undecodable")
+                    .increment(1);
                 if d.nack(BasicNackOptions {
                     requeue: false,
                     multiple: false,
@@ -223,7 +228,8 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
                 delivery.ack(BasicAckOptions::default()).await
             }
             Decision::Poison(_) => {
-                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "unappliable").increment(1);
+                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "unappliable")
+                    .increment(1);
                 delivery
                     .nack(BasicNackOptions {
                         requeue: false,

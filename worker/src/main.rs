@@ -6,7 +6,10 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("info,sqlx=warn,lapin=warn");
     let config = WorkerConfig::parse();
     if !config.metrics_addr.is_empty() {
-        let addr = config.metrics_addr.parse().map_err(|e| anyhow::anyhow!("METRICS_ADDR: {e}"))?;
+        let addr = config
+            .metrics_addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("METRICS_ADDR: {e}"))?;
         shared::metrics::serve(addr)?;
         shared::metrics::describe();
     }

@@ -108,7 +108,7 @@ pub async fn replay(
     let mut replayed = 0;
     for m in &messages {
         let selected = match Command::decode(&m.delivery.data) {
-            Ok(c) => all || ids.iter().any(|id| *id == c.api_call_id),
+            Ok(c) => all || ids.contains(&c.api_call_id),
             Err(_) => false,
         };
         if !selected {

@@ -50,7 +50,12 @@ enum Command {
         #[arg(long, env = "APP_DB_PASSWORD", hide_env_values = true)]
         password: String,
         /// Hosts the user may connect from (MySQL account hosts), comma separated.
-        #[arg(long, env = "APP_DB_HOSTS", value_delimiter = ',', default_value = "127.0.0.1,localhost")]
+        #[arg(
+            long,
+            env = "APP_DB_HOSTS",
+            value_delimiter = ',',
+            default_value = "127.0.0.1,localhost"
+        )]
         hosts: Vec<String>,
     },
     /// Re-encrypt stored key secrets and NIKs under MASTER_KEY_ID. MASTER_KEYS must list the
@@ -139,7 +144,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Migrate => migrate(&cli.database_url).await,
-        Command::GrantAppUser { user, password, hosts } => grant_app_user(&cli.database_url, &user, &password, &hosts).await,
+        Command::GrantAppUser {
+            user,
+            password,
+            hosts,
+        } => grant_app_user(&cli.database_url, &user, &password, &hosts).await,
         Command::RotateMasterKey => {
             let pool = shared::db::connect(&cli.database_url, 2).await?;
             let keyring = cli.crypto.keyring()?;
@@ -235,10 +244,8 @@ async fn main() -> anyhow::Result<()> {
                 } => {
                     let keyring = cli.crypto.keyring()?;
                     let secret = shared::crypto::random_token(32)?;
-                    let grace = chrono::Duration::seconds(
-                        i64::try_from(grace_secs).unwrap_or(i64::MAX / 2),
-                    );
-                    let until = chrono::Utc::now() + grace;
+                    let until =
+                        chrono::Utc::now() + chrono::Duration::seconds(i64::from(grace_secs));
                     if !keys::rotate_secret(&pool, &keyring, &client_id, &secret, until).await? {
                         bail!("no active key {client_id}");
                     }
@@ -265,14 +272,23 @@ async fn main() -> anyhow::Result<()> {
 /// The application's rights: data only. Migrations (DDL) run as another user.
 pub const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE";
 
-async fn grant_app_user(url: &str, user: &str, password: &str, hosts: &[String]) -> anyhow::Result<()> {
+async fn grant_app_user(
+    url: &str,
+    user: &str,
+    password: &str,
+    hosts: &[String],
+) -> anyhow::Result<()> {
     use sqlx::ConnectOptions;
     let options = shared::db::connect_options(url)?;
     let database = options
         .get_database()
         .context("the database URL must name a database")?
         .to_owned();
-    let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.%".contains(&b));
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.%".contains(&b))
+    };
     if !safe(user) || !safe(&database) || !hosts.iter().all(|h| safe(h)) {
         bail!("user, hosts and database name must be [A-Za-z0-9_.%-]");
     }
@@ -286,10 +302,15 @@ async fn grant_app_user(url: &str, user: &str, password: &str, hosts: &[String])
             format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             format!("GRANT {APP_PRIVILEGES} ON `{database}`.* TO '{user}'@'{host}'"),
         ] {
-            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await?;
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await?;
         }
     }
-    println!("{}", serde_json::json!({"user": user, "hosts": hosts, "database": database, "privileges": APP_PRIVILEGES}));
+    println!(
+        "{}",
+        serde_json::json!({"user": user, "hosts": hosts, "database": database, "privileges": APP_PRIVILEGES})
+    );
     Ok(())
 }
 

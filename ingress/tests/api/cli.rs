@@ -3,14 +3,22 @@
 use crate::helpers::*;
 use shared::messages::{COMMAND_SCHEMA_VERSION, Command, CommandPayload, TransactionPayload};
 use std::process::Output;
-use tokio::process::Command as Process;
 use std::time::Duration;
+use tokio::process::Command as Process;
 
 /// Runs the CLI without blocking the runtime (the in-process ingress must keep serving).
 async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("test binary");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("xyzctl");
-    assert!(bin.exists(), "{} missing: run the tests with scripts/test.sh", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("xyzctl");
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with scripts/test.sh",
+        bin.display()
+    );
     let mut cmd = Process::new(bin);
     cmd.env("MIGRATION_DATABASE_URL", database_url(&app.pool))
         .env("AMQP_PREFIX", &app.prefix)
@@ -23,7 +31,11 @@ async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn json_line(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "xyzctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "xyzctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().next().expect("one line")).expect("JSON line")
 }
@@ -32,7 +44,14 @@ fn json_line(out: &Output) -> serde_json::Value {
 async fn keys_are_created_listed_rotated_and_revoked(pool: sqlx::MySqlPool) {
     let app = spawn_app_with(pool, 0).await;
     let user = app.create_user(["100", "100", "100", "100"]).await;
-    let created = json_line(&xyzctl(&app, &["keys", "create", "--name", "shop", "--role", "merchant"], &[]).await);
+    let created = json_line(
+        &xyzctl(
+            &app,
+            &["keys", "create", "--name", "shop", "--role", "merchant"],
+            &[],
+        )
+        .await,
+    );
     assert_eq!(created["role"], "merchant");
     assert_eq!(created["name"], "shop");
     let key = Key {
@@ -44,35 +63,61 @@ async fn keys_are_created_listed_rotated_and_revoked(pool: sqlx::MySqlPool) {
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(listed.contains(&key.client_id));
     assert!(!listed.contains(&key.secret), "list never shows secrets");
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT secret_ciphertext FROM api_keys WHERE client_id = ?")
-        .bind(&key.client_id)
-        .fetch_one(&app.pool)
-        .await
-        .expect("row");
-    assert!(!stored.windows(key.secret.len()).any(|w| w == key.secret.as_bytes()), "secret stored encrypted");
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT secret_ciphertext FROM api_keys WHERE client_id = ?")
+            .bind(&key.client_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert!(
+        !stored
+            .windows(key.secret.len())
+            .any(|w| w == key.secret.as_bytes()),
+        "secret stored encrypted"
+    );
 
     let path = format!("/users/{user}/limits");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.get(&key, &path).await.status, 200);
 
     // Rotation: the new secret works at once, the old one during its grace period.
-    let rotated = json_line(&xyzctl(&app, &["keys", "rotate", &key.client_id, "--grace-secs", "3"], &[]).await);
+    let rotated = json_line(
+        &xyzctl(
+            &app,
+            &["keys", "rotate", &key.client_id, "--grace-secs", "3"],
+            &[],
+        )
+        .await,
+    );
     let new_key = Key {
         secret: rotated["secret"].as_str().expect("secret").to_owned(),
         ..key.clone()
     };
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.get(&new_key, &path).await.status, 200);
-    assert_eq!(app.get(&key, &path).await.status, 200, "old secret within grace");
+    assert_eq!(
+        app.get(&key, &path).await.status,
+        200,
+        "old secret within grace"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(app.get(&key, &path).await.status, 401, "old secret after grace");
+    assert_eq!(
+        app.get(&key, &path).await.status,
+        401,
+        "old secret after grace"
+    );
     assert_eq!(app.get(&new_key, &path).await.status, 200);
 
     let revoked = json_line(&xyzctl(&app, &["keys", "revoke", &key.client_id], &[]).await);
     assert_eq!(revoked["revoked"], true);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.get(&new_key, &path).await.status, 401);
-    assert!(!xyzctl(&app, &["keys", "revoke", &key.client_id], &[]).await.status.success());
+    assert!(
+        !xyzctl(&app, &["keys", "revoke", &key.client_id], &[])
+            .await
+            .status
+            .success()
+    );
     app.shutdown().await;
 }
 
@@ -85,13 +130,27 @@ async fn call_signs_and_sends_a_request(pool: sqlx::MySqlPool) {
         ("CLIENT_ID", app.admin.client_id.as_str()),
         ("CLIENT_SECRET", app.admin.secret.as_str()),
     ];
-    let out = xyzctl(&app, &["call", "GET", &format!("/users/{user}/limits")], &env).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = xyzctl(
+        &app,
+        &["call", "GET", &format!("/users/{user}/limits")],
+        &env,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("200\n"), "{text}");
     assert!(text.contains("\"granted\": \"100.00\""), "{text}");
     let body = transaction_body(&user, "50", "0", "50", "0", 1);
-    let out = xyzctl(&app, &["call", "POST", "/transaction", &body, "--wait", "10"], &env).await;
+    let out = xyzctl(
+        &app,
+        &["call", "POST", "/transaction", &body, "--wait", "10"],
+        &env,
+    )
+    .await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("201\n"), "{text}");
     app.shutdown().await;
@@ -125,7 +184,9 @@ async fn dead_lettered_commands_replay_exactly_once(pool: sqlx::MySqlPool) {
         }),
     };
     // As if dead-lettered during an outage: twice the same command, and one that is garbage.
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-dlq").await.expect("amqp");
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-dlq")
+        .await
+        .expect("amqp");
     let ch = conn.create_channel().await.expect("channel");
     for payload in [command.encode(), command.encode(), b"garbage".to_vec()] {
         ch.basic_publish(
@@ -146,10 +207,18 @@ async fn dead_lettered_commands_replay_exactly_once(pool: sqlx::MySqlPool) {
     let text = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(text.lines().count(), 3, "{text}");
     assert_eq!(text.matches(&call).count(), 2);
-    assert_eq!(dead_letter_count(&app.prefix).await, 3, "listing leaves them in place");
+    assert_eq!(
+        dead_letter_count(&app.prefix).await,
+        3,
+        "listing leaves them in place"
+    );
 
     let replay = xyzctl(&app, &["dlq", "replay", "--all"], &[]).await;
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&replay.stdout).lines().count(), 2);
     // The call never passed an ingress, so it has no PENDING status: wait for its outcome.
     let mut status = serde_json::Value::Null;
@@ -163,11 +232,12 @@ async fn dead_lettered_commands_replay_exactly_once(pool: sqlx::MySqlPool) {
     }
     assert_eq!(status["status"], "APPROVED", "{status}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let contracts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE api_call_id = ?")
-        .bind(&call)
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let contracts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE api_call_id = ?")
+            .bind(&call)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
     assert_eq!(contracts, 1, "completed exactly once");
     assert_eq!(app.limits(&user).await["1"]["available"], "900.00");
     assert_eq!(dead_letter_count(&app.prefix).await, 1, "the garbage stays");
@@ -190,14 +260,27 @@ async fn master_key_rotation_reencrypts_secrets_and_niks(pool: sqlx::MySqlPool) 
     assert_eq!(out["master_key_id"], "k2");
     assert_eq!(out["key_secrets_reencrypted"], 3);
     assert_eq!(out["niks_reencrypted"], 1);
-    let ids: Vec<String> = sqlx::query_scalar("SELECT secret_key_id FROM api_keys").fetch_all(&app.pool).await.expect("ids");
+    let ids: Vec<String> = sqlx::query_scalar("SELECT secret_key_id FROM api_keys")
+        .fetch_all(&app.pool)
+        .await
+        .expect("ids");
     assert!(ids.iter().all(|id| id == "k2"));
-    let nik_ids: Vec<String> = sqlx::query_scalar("SELECT nik_key_id FROM users").fetch_all(&app.pool).await.expect("ids");
+    let nik_ids: Vec<String> = sqlx::query_scalar("SELECT nik_key_id FROM users")
+        .fetch_all(&app.pool)
+        .await
+        .expect("ids");
     assert!(nik_ids.iter().all(|id| id == "k2"));
     // The secrets still decrypt to what they were, under the new key.
-    let keyring = shared::crypto::Keyring::from_config(&keys, "k2", shared::config::DEV_BLIND_INDEX_KEY).expect("keyring");
-    let loaded = shared::db::keys::load_active_keys(&app.pool, &keyring).await.expect("keys");
-    let admin = loaded.iter().find(|k| k.client_id == app.admin.client_id).expect("admin");
+    let keyring =
+        shared::crypto::Keyring::from_config(&keys, "k2", shared::config::DEV_BLIND_INDEX_KEY)
+            .expect("keyring");
+    let loaded = shared::db::keys::load_active_keys(&app.pool, &keyring)
+        .await
+        .expect("keys");
+    let admin = loaded
+        .iter()
+        .find(|k| k.client_id == app.admin.client_id)
+        .expect("admin");
     assert_eq!(admin.secret, app.admin.secret.as_bytes());
     // Running it again moves nothing.
     let again = json_line(&xyzctl(&app, &["rotate-master-key"], &env).await);
@@ -211,16 +294,41 @@ async fn the_app_user_has_data_rights_only_and_runs_the_engine(pool: sqlx::MySql
     let user = format!("t_app_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let password = "app-password-for-tests-1";
     let probe = spawn_app_with(pool.clone(), 0).await;
-    let out = json_line(&xyzctl(&probe, &["grant-app-user", "--user", &user, "--password", password, "--hosts", "127.0.0.1,localhost"], &[]).await);
+    let out = json_line(
+        &xyzctl(
+            &probe,
+            &[
+                "grant-app-user",
+                "--user",
+                &user,
+                "--password",
+                password,
+                "--hosts",
+                "127.0.0.1,localhost",
+            ],
+            &[],
+        )
+        .await,
+    );
     assert_eq!(out["privileges"], "SELECT, INSERT, UPDATE");
     probe.shutdown().await;
-    let db = database_url(&pool).rsplit('/').next().expect("db name").to_owned();
+    let db = database_url(&pool)
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_owned();
     let app_pool = sqlx::mysql::MySqlPoolOptions::new()
         .max_connections(8)
         .connect(&format!("mysql://{user}:{password}@127.0.0.1:3306/{db}"))
         .await
         .expect("the app user connects");
-    for ddl in ["CREATE TABLE t_x (id INT)", "DROP TABLE merchants", "ALTER TABLE users ADD COLUMN x INT", "DELETE FROM merchants", "TRUNCATE TABLE bills"] {
+    for ddl in [
+        "CREATE TABLE t_x (id INT)",
+        "DROP TABLE merchants",
+        "ALTER TABLE users ADD COLUMN x INT",
+        "DELETE FROM merchants",
+        "TRUNCATE TABLE bills",
+    ] {
         let e = sqlx::query(ddl).execute(&app_pool).await.expect_err(ddl);
         assert!(e.to_string().contains("denied"), "{ddl}: {e}");
     }
@@ -228,10 +336,23 @@ async fn the_app_user_has_data_rights_only_and_runs_the_engine(pool: sqlx::MySql
     let app = spawn_app_with(app_pool, 1).await;
     let u = app.create_user(["1000", "1000", "1000", "1000"]).await;
     let body = transaction_body(&u, "100", "0", "100", "0", 1);
-    let r = app.send(&app.merchant, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[("Prefer", "wait=10")]).await;
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=10")],
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     app.shutdown().await;
     for host in ["127.0.0.1", "localhost"] {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{user}'@'{host}'"))).execute(&pool).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP USER IF EXISTS '{user}'@'{host}'"
+        )))
+        .execute(&pool)
+        .await;
     }
 }

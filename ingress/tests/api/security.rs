@@ -6,14 +6,26 @@ use std::time::Duration;
 #[sqlx::test(migrations = "../migrations")]
 async fn every_read_of_another_merchants_resource_is_404(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
     let r = app
-        .send(&app.merchant, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[("Prefer", "wait=10")])
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=10")],
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let call = r.body["api_call_id"].as_str().expect("id").to_owned();
-    let nomor = r.data()["result"]["nomor_kontrak"].as_str().expect("nomor").to_owned();
+    let nomor = r.data()["result"]["nomor_kontrak"]
+        .as_str()
+        .expect("nomor")
+        .to_owned();
     for path in [format!("/status/{call}"), format!("/contracts/{nomor}")] {
         let own = app.get(&app.merchant, &path).await;
         assert_eq!(own.status, 200, "{path}");
@@ -21,7 +33,12 @@ async fn every_read_of_another_merchants_resource_is_404(pool: sqlx::MySqlPool) 
         assert_eq!(other.status, 404, "{path}");
         assert_eq!(other.action(), "NOT_FOUND");
         // Indistinguishable from an id that does not exist.
-        let missing = app.get(&app.other_merchant, &path.replace(&call, "API_CALL_x").replace(&nomor, "KTR_x")).await;
+        let missing = app
+            .get(
+                &app.other_merchant,
+                &path.replace(&call, "API_CALL_x").replace(&nomor, "KTR_x"),
+            )
+            .await;
         assert_eq!(missing.status, 404);
         assert_eq!(missing.data(), other.data());
     }
@@ -31,20 +48,52 @@ async fn every_read_of_another_merchants_resource_is_404(pool: sqlx::MySqlPool) 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_replayed_request_is_refused(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
-    let user = app.create_user(["100000", "300000", "500000", "10000000"]).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
     let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
     let ext = fresh_id();
     // A captured request, replayed byte for byte within the window: the id is used → 409.
     let ts = now_ts();
-    let first = app.send_at(&app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[], &ts).await;
+    let first = app
+        .send_at(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+            &ts,
+        )
+        .await;
     assert_eq!(first.status, 202, "{}", first.body);
-    let replay = app.send_at(&app.merchant, "POST", "/transaction", Some(&ext), Some(body.as_bytes()), &[], &ts).await;
+    let replay = app
+        .send_at(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+            &ts,
+        )
+        .await;
     assert_eq!(replay.status, 409);
     assert_eq!(replay.data()["same_payload"], true);
     // The same capture 301 s later: its timestamp is out of the window → 401.
     let old = (chrono::Utc::now().timestamp() - 301).to_string();
     let ext2 = fresh_id();
-    let late = app.send_at(&app.merchant, "POST", "/transaction", Some(&ext2), Some(body.as_bytes()), &[], &old).await;
+    let late = app
+        .send_at(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext2),
+            Some(body.as_bytes()),
+            &[],
+            &old,
+        )
+        .await;
     assert_eq!(late.status, 401);
     assert_eq!(late.action(), "INVALID_SIGNATURE");
     app.shutdown().await;
@@ -54,8 +103,22 @@ async fn a_replayed_request_is_refused(pool: sqlx::MySqlPool) {
 async fn every_response_carries_security_headers(pool: sqlx::MySqlPool) {
     let app = spawn_app_with(pool, 0).await;
     let signed_ok = app.get(&app.admin, "/users/USR_nope/limits").await;
-    let unsigned = App::read(app.http.get(format!("{}/status/x", app.base)).send().await.expect("sent")).await;
-    let health = App::read(app.http.get(format!("{}/healthz", app.base)).send().await.expect("sent")).await;
+    let unsigned = App::read(
+        app.http
+            .get(format!("{}/status/x", app.base))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    let health = App::read(
+        app.http
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
     for r in [&signed_ok, &unsigned, &health] {
         assert_eq!(r.headers["x-content-type-options"], "nosniff");
         assert_eq!(r.headers["cache-control"], "no-store");
@@ -80,9 +143,16 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
     let dir = std::env::temp_dir().join(format!("logs-{}", app.prefix));
     std::fs::create_dir_all(&dir).expect("dir");
     let log = dir.join("ingress.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let exe = std::env::current_exe().expect("exe");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target").join("ingress");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target")
+        .join("ingress");
     let mut child = std::process::Command::new(bin)
         .env("DATABASE_URL", database_url(&app.pool))
         .env("AMQP_PREFIX", &app.prefix)
@@ -95,7 +165,13 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
         .expect("ingress");
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if app.http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        if app
+            .http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -103,30 +179,75 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
     let nik = format!("32{:014}", rand_u64() % 100_000_000_000_000);
     let user_body = user_body(&nik, ["1000", "1000", "1000", "1000"]).to_string();
     let r = app
-        .send_via(&base, &app.admin, "POST", "/create-user", Some(&fresh_id()), Some(user_body.as_bytes()), &[], &now_ts())
+        .send_via(
+            &base,
+            &app.admin,
+            "POST",
+            "/create-user",
+            Some(&fresh_id()),
+            Some(user_body.as_bytes()),
+            &[],
+            &now_ts(),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let user = r.data()["user_id"].as_str().expect("id").to_owned();
     // A duplicate and a malformed one too: error paths log as well.
     let _ = app
-        .send_via(&base, &app.admin, "POST", "/create-user", Some(&fresh_id()), Some(user_body.as_bytes()), &[], &now_ts())
+        .send_via(
+            &base,
+            &app.admin,
+            "POST",
+            "/create-user",
+            Some(&fresh_id()),
+            Some(user_body.as_bytes()),
+            &[],
+            &now_ts(),
+        )
         .await;
     let broken = user_body.replace("\"gaji\":12000000", "\"gaji\":true");
     let _ = app
-        .send_via(&base, &app.admin, "POST", "/create-user", Some(&fresh_id()), Some(broken.as_bytes()), &[], &now_ts())
+        .send_via(
+            &base,
+            &app.admin,
+            "POST",
+            "/create-user",
+            Some(&fresh_id()),
+            Some(broken.as_bytes()),
+            &[],
+            &now_ts(),
+        )
         .await;
     // A transaction sits in the queue (no worker runs): drain it and look at its bytes.
     let body = transaction_body(&user, "100", "0", "100", "0", 1);
     let t = app
-        .send_via(&base, &app.merchant, "POST", "/transaction", Some(&fresh_id()), Some(body.as_bytes()), &[], &now_ts())
+        .send_via(
+            &base,
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[],
+            &now_ts(),
+        )
         .await;
     assert_eq!(t.status, 202);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
 
-    let secrets = [app.admin.secret.clone(), app.merchant.secret.clone(), app.other_merchant.secret.clone()];
-    let forbidden: Vec<&str> = std::iter::once(nik.as_str()).chain(secrets.iter().map(String::as_str)).collect();
+    let secrets = [
+        app.admin.secret.clone(),
+        app.merchant.secret.clone(),
+        app.other_merchant.secret.clone(),
+    ];
+    let forbidden: Vec<&str> = std::iter::once(nik.as_str())
+        .chain(secrets.iter().map(String::as_str))
+        .collect();
 
     // Process logs.
     let logs = std::fs::read_to_string(&log).expect("log");
@@ -135,10 +256,12 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
         assert!(!logs.contains(f), "a secret or the NIK is in the logs");
     }
     // Every table, every column, as bytes.
-    let tables: Vec<String> = sqlx::query_scalar("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
-        .fetch_all(&app.pool)
-        .await
-        .expect("tables");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("tables");
     for table in tables {
         let columns: Vec<String> = sqlx::query_scalar(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
@@ -156,19 +279,34 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
             .expect("values");
             for v in values.into_iter().flatten() {
                 for f in &forbidden {
-                    assert!(!v.windows(f.len()).any(|w| w == f.as_bytes()), "{table}.{column} holds a secret or the NIK");
+                    assert!(
+                        !v.windows(f.len()).any(|w| w == f.as_bytes()),
+                        "{table}.{column} holds a secret or the NIK"
+                    );
                 }
             }
         }
     }
     // Redis keys and values of this deployment.
     let mut c = app.redis.clone();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", app.prefix)).query_async(&mut c).await.expect("keys");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", app.prefix))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
     assert!(!keys.is_empty());
     for k in keys {
-        let kind: String = redis::cmd("TYPE").arg(&k).query_async(&mut c).await.expect("type");
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .expect("type");
         let value: String = if kind == "string" {
-            redis::cmd("GET").arg(&k).query_async(&mut c).await.expect("get")
+            redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .expect("get")
         } else {
             String::new()
         };
@@ -177,10 +315,17 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
         }
     }
     // A drained message.
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-drain").await.expect("amqp");
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-drain")
+        .await
+        .expect("amqp");
     let ch = conn.create_channel().await.expect("channel");
     let msg = ch
-        .basic_get(shared::amqp::Topology::new(&app.prefix).command_queue().into(), lapin::options::BasicGetOptions { no_ack: true })
+        .basic_get(
+            shared::amqp::Topology::new(&app.prefix)
+                .command_queue()
+                .into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
         .await
         .expect("get")
         .expect("the transaction's command is queued");

@@ -166,7 +166,9 @@ pub async fn reencrypt_secrets(pool: &MySqlPool, keyring: &Keyring) -> Result<u6
         ] {
             let old_id: Option<String> = r.try_get(id_col)?;
             let old_ct: Option<Vec<u8>> = r.try_get(ct_col)?;
-            let (Some(old_id), Some(old_ct)) = (old_id, old_ct) else { continue };
+            let (Some(old_id), Some(old_ct)) = (old_id, old_ct) else {
+                continue;
+            };
             if old_id == active {
                 continue;
             }
