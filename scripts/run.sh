@@ -48,7 +48,7 @@ for f in "$STATE"/*.pid; do
 done
 sleep 1
 
-for i in 1 2; do start_worker "$i"; done
+for i in $(seq 1 "${WORKERS:-2}"); do start_worker "$i"; done
 for i in 1 2; do start_ingress "$i"; done
 
 say "nginx on :$HTTP_PORT in front of the ingresses on :$((HTTP_PORT + 1)) and :$((HTTP_PORT + 2))"
@@ -76,7 +76,7 @@ USER_ID=$(echo "$USER_JSON" | python3 -c 'import json,sys;print(json.loads(sys.s
 
 cat <<TXT
 
-The engine is running: nginx on $BASE_URL in front of two ingresses, two workers.
+The engine is running: nginx on $BASE_URL in front of two ingresses, ${WORKERS:-2} workers.
 Logs in $STATE/logs, keys in $STATE.
 Demo admin key:    $(cat "$STATE/admin.json")
 Demo merchant key: $(cat "$STATE/merchant.json")

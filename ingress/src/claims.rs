@@ -30,6 +30,9 @@ fn body_sha(ctx: &Ctx) -> [u8; 32] {
     sha2::Sha256::digest(&ctx.body).into()
 }
 
+/// How long a request waits for another in-flight request holding its external id.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(7);
+
 /// Claims the request's external id. Redis unreachable → 503 and nothing is claimed.
 pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claimed, ApiError> {
     let external_id = ctx
@@ -42,7 +45,31 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
         .claim(&ctx.key.merchant_id, endpoint, external_id);
     let sha = body_sha(ctx);
     let sha_hex = hex::encode(sha);
-    match state.cache.claim(&key, &ctx.api_call_id, &sha_hex).await? {
+    // A claim still being published belongs to a request in flight: its outcome (accepted,
+    // or released by a 503) comes within the confirm timeout. Wait for it rather than name a
+    // call that may never exist; if it never comes, the claim is orphaned and a later retry
+    // takes it over, so this one answers 503 (retry is safe).
+    let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    let mut pause = std::time::Duration::from_millis(20);
+    let outcome = loop {
+        match state.cache.claim(&key, &ctx.api_call_id, &sha_hex).await? {
+            ClaimOutcome::Taken(c) if c.state == "publishing" => {
+                if tokio::time::Instant::now() + pause > deadline {
+                    metrics::counter!("xyz_claims_total", "result" => "in_flight").increment(1);
+                    let mut e = ApiError::new(
+                        MessageAction::ServiceUnavailable,
+                        "another request with this X-External-Id is still in flight; retry with the same X-External-Id",
+                    );
+                    e.retry_after = Some(5);
+                    return Err(e);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(250));
+            }
+            other => break other,
+        }
+    };
+    match outcome {
         ClaimOutcome::Taken(c) => {
             metrics::counter!("xyz_claims_total", "result" => "conflict").increment(1);
             Err(conflict(&c.api_call_id, c.body_sha256 == sha_hex))

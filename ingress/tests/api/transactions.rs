@@ -594,3 +594,97 @@ async fn limit_equation_holds_under_a_burst_with_two_workers(pool: sqlx::MySqlPo
     assert_limit_equation(&app.pool).await;
     app.shutdown().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period(
+    pool: sqlx::MySqlPool,
+) {
+    let app = spawn_app(pool).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let ext = fresh_id();
+    let key = format!(
+        "{}:idem:{}:transaction:{ext}",
+        app.prefix, app.merchant.merchant_id
+    );
+    let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
+    let mut c = app.redis.clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+
+    // An ingress claimed the id and died before the broker confirmed: a retry is not told
+    // about a call that may never exist; it gets a 503 (retry is safe) …
+    let fresh = format!("publishing|API_CALL_ghost|{}|{now_ms}", "0".repeat(64));
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&fresh)
+        .arg("EX")
+        .arg(600)
+        .query_async(&mut c)
+        .await
+        .expect("set");
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+
+    // … and once the grace period has passed, the retry takes the claim over.
+    let stale = format!(
+        "publishing|API_CALL_ghost|{}|{}",
+        "0".repeat(64),
+        now_ms - 31_000
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&stale)
+        .arg("EX")
+        .arg(600)
+        .query_async(&mut c)
+        .await
+        .expect("set");
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let call = r.body["api_call_id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.wait_final(&app.merchant, &call).await["status"],
+        "APPROVED"
+    );
+    // The orphaned call never reads as PENDING: it was never accepted.
+    assert_eq!(
+        app.get(&app.merchant, "/status/API_CALL_ghost")
+            .await
+            .status,
+        404
+    );
+    // A request in flight elsewhere is waited for, then named: one 202, the rest 409.
+    let again = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.data()["original_api_call_id"], call.as_str());
+    app.shutdown().await;
+}
