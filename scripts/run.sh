@@ -41,12 +41,7 @@ if [ ! -f "$STATE/admin.json" ]; then
 fi
 
 say "stopping engine processes from an earlier run"
-for f in "$STATE"/*.pid; do
-  [ -f "$f" ] || continue
-  kill "$(cat "$f")" 2>/dev/null || true
-  rm -f "$f"
-done
-sleep 1
+bash scripts/stop.sh >/dev/null
 
 for i in $(seq 1 "${WORKERS:-2}"); do start_worker "$i"; done
 for i in 1 2; do start_ingress "$i"; done

@@ -2,8 +2,17 @@
 # Stops the engine processes scripts/run.sh started (SIGTERM: they finish in-flight work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pids=()
 for f in .local/*.pid; do
   [ -f "$f" ] || continue
-  kill "$(cat "$f")" 2>/dev/null && echo "stopped $(basename "$f" .pid)" || true
+  pid=$(cat "$f")
+  kill "$pid" 2>/dev/null && { echo "stopping $(basename "$f" .pid)"; pids+=("$pid"); } || true
   rm -f "$f"
+done
+# They finish what they hold (workers within 10 s); wait so their ports are free again.
+for _ in $(seq 1 150); do
+  alive=0
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  [ "$alive" = 0 ] && break
+  sleep 0.1
 done

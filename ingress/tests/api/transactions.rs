@@ -688,3 +688,32 @@ async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period
     assert_eq!(again.data()["original_api_call_id"], call.as_str());
     app.shutdown().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn ids_that_cannot_exist_are_rejected_not_dead_lettered(pool: sqlx::MySqlPool) {
+    let app = spawn_app(pool).await;
+    // Valid strings for the ingress (1–128 characters), but no id has this shape.
+    for user in ["USR_é", "用户", "a b", &"x".repeat(128)] {
+        let body = transaction_body(user, "100", "0", "100", "0", 1);
+        let r = app
+            .send(
+                &app.merchant,
+                "POST",
+                "/transaction",
+                Some(&fresh_id()),
+                Some(body.as_bytes()),
+                &[("Prefer", "wait=10")],
+            )
+            .await;
+        assert_eq!(r.status, 404, "{user}: {}", r.body);
+        assert_eq!(r.action(), "USER_NOT_FOUND");
+    }
+    let body = serde_json::json!({"nomor_kontrak": "KTR_ü", "jumlah": 1});
+    let r = app
+        .post_wait(&app.admin, "/payment", &fresh_id(), &body)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.action(), "CONTRACT_NOT_FOUND");
+    assert_eq!(dead_letter_count(&app.prefix).await, 0);
+    app.shutdown().await;
+}

@@ -22,6 +22,11 @@ pub async fn apply(
     command: &Command,
     p: &PaymentPayload,
 ) -> Result<Verdict, CommandError> {
+    // An id outside the shape every contract number has cannot name a contract (and must not
+    // reach an ASCII-collated column comparison).
+    if !shared::ids::is_plausible_id(&p.nomor_kontrak) {
+        return Ok(Verdict::Rejected(RejectReason::ContractNotFound));
+    }
     let contract =
         sqlx::query("SELECT user_id, tenor FROM transactions WHERE nomor_kontrak = ? FOR UPDATE")
             .bind(&p.nomor_kontrak)

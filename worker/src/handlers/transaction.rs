@@ -17,6 +17,11 @@ pub async fn apply(
     command: &Command,
     t: &TransactionPayload,
 ) -> Result<Verdict, CommandError> {
+    // An id outside the shape every user id has cannot name a user (and must not reach an
+    // ASCII-collated column comparison).
+    if !shared::ids::is_plausible_id(&t.user_id) {
+        return Ok(Verdict::Rejected(RejectReason::UserNotFound));
+    }
     let terms = &t.terms;
     // The ingress validated these terms; a command that no longer computes is poison.
     let plan =
