@@ -10,8 +10,11 @@ async fn main() -> anyhow::Result<()> {
             .metrics_addr
             .parse()
             .map_err(|e| anyhow::anyhow!("METRICS_ADDR: {e}"))?;
-        shared::metrics::serve(addr)?;
-        shared::metrics::describe();
+        // Commands matter more than metrics: a taken port is logged, not fatal.
+        match shared::metrics::serve(addr) {
+            Ok(()) => shared::metrics::describe(),
+            Err(e) => tracing::error!(error = %e, %addr, "metrics listener not started"),
+        }
     }
     worker::run(config, None, shutdown_signal()).await?;
     Ok(())

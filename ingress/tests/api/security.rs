@@ -136,6 +136,16 @@ async fn every_response_carries_security_headers(pool: sqlx::MySqlPool) {
 
 type App = TestApp;
 
+/// The child dies with the test, even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx::MySqlPool) {
     // An ingress process with debug logs, so its log file can be searched.
@@ -153,16 +163,18 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
         .and_then(|d| d.parent())
         .expect("target")
         .join("ingress");
-    let mut child = std::process::Command::new(bin)
-        .env("DATABASE_URL", database_url(&app.pool))
-        .env("AMQP_PREFIX", &app.prefix)
-        .env("REDIS_PREFIX", &app.prefix)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "debug")
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ingress");
+    let mut child = KillOnDrop(
+        std::process::Command::new(bin)
+            .env("DATABASE_URL", database_url(&app.pool))
+            .env("AMQP_PREFIX", &app.prefix)
+            .env("REDIS_PREFIX", &app.prefix)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ingress"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if app
@@ -236,9 +248,9 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
     tokio::time::sleep(Duration::from_millis(800)).await;
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
 
     let secrets = [
         app.admin.secret.clone(),
