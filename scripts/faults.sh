@@ -32,8 +32,8 @@ restore() {
   mariadb_up || { start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 || true; }
   redis_up || { redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
       --dir /var/lib/redis --logfile /var/log/redis/ci.log; wait_for redis_up 30 || true; }
-  rabbitmqctl -q start_app >/dev/null 2>&1 || true
-  rabbit_up || { rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 || true; }
+  rabbit_up || rabbitmqctl -q start_app >/dev/null 2>&1 || true
+  rabbit_up || { rabbitmqctl -q shutdown >/dev/null 2>&1 || true; rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 || true; }
   bash scripts/stop.sh >/dev/null 2>&1 || true
   exit "$code"
 }
@@ -55,7 +55,8 @@ inject() {
     rabbit_app)
       rabbitmqctl -q stop_app; sleep 8; rabbitmqctl -q start_app ;;
     rabbit_restart)
-      rabbitmqctl -q stop >/dev/null 2>&1 || true; sleep 2
+      # shutdown waits for the node's OS process to exit, so the new one starts clean.
+      rabbitmqctl -q shutdown >/dev/null 2>&1 || true
       rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 ;;
     mariadb_restart)
       mariadb-admin -uroot shutdown; sleep 3

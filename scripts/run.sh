@@ -63,11 +63,19 @@ ADMIN_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["clien
 ADMIN_SECRET=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["secret"])' "$STATE/admin.json")
 
 say "demo: creating a user"
-NIK="3201$(date +%s%N | tail -c 13)"
-USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$BASE_URL EXTERNAL_ID="demo-user-$NIK" \
-  python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Budi Santoso\",\"legal_name\":\"Budi Santoso\",\"tempat_lahir\":\"Bandung\",\"tanggal_lahir\":\"1997-03-02\",\"gaji\":12000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":100000,\"limit_two_month\":300000,\"limit_three_month\":500000,\"limit_sixth\":10000000}")
-echo "$USER_JSON"
-USER_ID=$(echo "$USER_JSON" | python3 -c 'import json,sys;print(json.loads(sys.stdin.read().split(" ",1)[1])["message_data"]["user_id"])')
+USER_ID=""
+for attempt in 1 2 3 4 5; do
+  NIK="3201$(date +%s%N | tail -c 13)"
+  USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$BASE_URL EXTERNAL_ID="demo-user-$NIK" \
+    python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Budi Santoso\",\"legal_name\":\"Budi Santoso\",\"tempat_lahir\":\"Bandung\",\"tanggal_lahir\":\"1997-03-02\",\"gaji\":12000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":100000,\"limit_two_month\":300000,\"limit_three_month\":500000,\"limit_sixth\":10000000}")
+  echo "$USER_JSON"
+  USER_ID=$(echo "$USER_JSON" | python3 -c 'import json,sys
+status, body = sys.stdin.read().split(" ", 1)
+print(json.loads(body)["message_data"]["user_id"] if status == "201" else "")' || true)
+  [ -n "$USER_ID" ] && break
+  sleep 2
+done
+[ -n "$USER_ID" ] || { say "the demo user could not be created; see $STATE/logs"; exit 1; }
 
 cat <<TXT
 

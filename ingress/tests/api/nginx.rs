@@ -197,6 +197,63 @@ async fn nginx_balances_fails_over_and_answers_503_when_no_ingress_is_left(pool:
     }
     assert_eq!(ip.as_deref(), Some("127.0.0.1"));
 
+    // Hostile clients are cut off by nginx, in the envelope where nginx answers at all.
+    let huge = vec![b'x'; 10 * 1024 * 1024];
+    let r = app
+        .send_via(
+            &base,
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some("huge"),
+            Some(&huge),
+            &[],
+            &now_ts(),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.action(), "PAYLOAD_TOO_LARGE");
+    let big_header = "h".repeat(100 * 1024);
+    let r = app
+        .send_via(
+            &base,
+            &app.merchant,
+            "GET",
+            &limits,
+            None,
+            None,
+            &[("X-Filler", big_header.as_str())],
+            &now_ts(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.action(), "INVALID_PAYLOAD_FORMAT");
+    assert!(
+        r.body["api_call_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("API_CALL_"))
+    );
+    // A slow client (headers, then a body that never comes) is dropped after nginx's
+    // client_body_timeout instead of holding a connection.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", listen))
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /transaction HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        );
+        sock.write_all(head.as_bytes()).await.expect("write");
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the slow client was not cut off");
+        assert!(
+            started.elapsed() >= Duration::from_secs(9),
+            "cut off by the body timeout"
+        );
+    }
+
     // One ingress dies: new requests all succeed; POSTs are never lost nor doubled.
     ingress_1.kill();
     let mut accepted = Vec::new();

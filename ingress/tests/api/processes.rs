@@ -15,7 +15,7 @@ async fn a_worker_killed_mid_burst_loses_and_doubles_nothing(pool: sqlx::MySqlPo
     .await;
     let mut first = WorkerProcess::start(&app);
     let _second = WorkerProcess::start(&app);
-    let calls = submit_burst(&app, &users, 300).await;
+    let calls = submit_burst(&app, &users, 500).await;
     // Kill one worker while the queue is still draining, then replace it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     first.kill();

@@ -245,12 +245,23 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
         )
         .await;
     assert_eq!(t.status, 202);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // SIGTERM at once: the graceful stop flushes the audit rows still in the channel.
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.0.id().to_string())
         .status();
-    let _ = child.0.wait();
+    let exit = child.0.wait().expect("ingress exits");
+    assert!(exit.success(), "ingress exit status {exit}");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_call_logs WHERE api_call_id = ?")
+            .bind(t.body["api_call_id"].as_str().expect("id"))
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(
+        audited, 1,
+        "the last request's audit row was flushed on shutdown"
+    );
 
     let secrets = [
         app.admin.secret.clone(),
