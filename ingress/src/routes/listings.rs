@@ -116,37 +116,15 @@ async fn ensure_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
 pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
     let page = parse_query(ctx.query.as_deref())?;
     let scope = format!("cursor:billings:{user_id}");
-    let after = match &page.cursor {
-        None => None,
-        Some(c) => {
-            let pos = open(state, &scope, c)?;
-            let (date, id) = pos
-                .split_once('|')
-                .and_then(|(d, id)| {
-                    Some((
-                        NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?,
-                        id.to_owned(),
-                    ))
-                })
-                .ok_or_else(|| {
-                    ApiError::invalid_value("cursor", "was not issued by this endpoint")
-                })?;
-            Some((date, id))
-        }
-    };
+    let after = after(state, &scope, &page, |d| {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()
+    })?;
     ensure_user(state, user_id).await?;
     let rows =
         shared::db::contracts::billings_page(&state.pool, user_id, after, page.limit + 1).await?;
-    let more = rows.len() > page.limit as usize;
-    let rows: Vec<_> = rows.into_iter().take(page.limit as usize).collect();
-    let next = match (more, rows.last()) {
-        (true, Some((_, last))) => Some(seal(
-            state,
-            &scope,
-            &format!("{}|{}", last.tanggal_tagihan, last.billing_id),
-        )),
-        _ => None,
-    };
+    let (rows, next) = split_page(state, &scope, &page, rows, |(_, last)| {
+        format!("{}|{}", last.tanggal_tagihan, last.billing_id)
+    });
     let items: Vec<_> = rows
         .into_iter()
         .map(|(nomor, inst)| {
@@ -187,39 +165,54 @@ pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Repl
 pub async fn bills(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
     let page = parse_query(ctx.query.as_deref())?;
     let scope = format!("cursor:bills:{user_id}");
-    let after = match &page.cursor {
-        None => None,
-        Some(c) => {
-            let pos = open(state, &scope, c)?;
-            let (at, id) = pos
-                .split_once('|')
-                .and_then(|(t, id)| {
-                    Some((
-                        NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()?,
-                        id.to_owned(),
-                    ))
-                })
-                .ok_or_else(|| {
-                    ApiError::invalid_value("cursor", "was not issued by this endpoint")
-                })?;
-            Some((at, id))
-        }
-    };
+    let after = after(state, &scope, &page, |t| {
+        NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()
+    })?;
     ensure_user(state, user_id).await?;
     let rows =
         shared::db::contracts::bills_page(&state.pool, user_id, after, page.limit + 1).await?;
+    let (rows, next) = split_page(state, &scope, &page, rows, |last| {
+        let at = chrono::DateTime::parse_from_rfc3339(&last.tanggal_bayar)
+            .map(|t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
+            .unwrap_or_default();
+        format!("{at}|{}", last.kode_bayar)
+    });
+    Ok(Reply::ok(json!({"items": rows, "next_cursor": next})))
+}
+
+/// The keyset position a cursor carries: (sort key, id), sealed by `seal`.
+fn after<K>(
+    state: &AppState,
+    scope: &str,
+    page: &Page,
+    parse_key: impl Fn(&str) -> Option<K>,
+) -> Result<Option<(K, String)>, ApiError> {
+    let Some(cursor) = &page.cursor else {
+        return Ok(None);
+    };
+    let position = open(state, scope, cursor)?;
+    position
+        .split_once('|')
+        .and_then(|(k, id)| Some((parse_key(k)?, id.to_owned())))
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid_value("cursor", "was not issued by this endpoint"))
+}
+
+/// Keeps `page.limit` of the `limit + 1` rows fetched; a next cursor when there were more.
+fn split_page<T>(
+    state: &AppState,
+    scope: &str,
+    page: &Page,
+    mut rows: Vec<T>,
+    position: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
     let more = rows.len() > page.limit as usize;
-    let rows: Vec<_> = rows.into_iter().take(page.limit as usize).collect();
+    rows.truncate(page.limit as usize);
     let next = match (more, rows.last()) {
-        (true, Some(last)) => {
-            let at = chrono::DateTime::parse_from_rfc3339(&last.tanggal_bayar)
-                .map(|t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
-                .unwrap_or_default();
-            Some(seal(state, &scope, &format!("{at}|{}", last.kode_bayar)))
-        }
+        (true, Some(last)) => Some(seal(state, scope, &position(last))),
         _ => None,
     };
-    Ok(Reply::ok(json!({"items": rows, "next_cursor": next})))
+    (rows, next)
 }
 
 #[cfg(test)]
