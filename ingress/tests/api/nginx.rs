@@ -240,9 +240,7 @@ async fn nginx_balances_fails_over_and_answers_503_when_no_ingress_is_left(pool:
         let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", listen))
             .await
             .expect("connect");
-        let head = format!(
-            "POST /transaction HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
-        );
+        let head = "POST /transaction HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
         sock.write_all(head.as_bytes()).await.expect("write");
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
