@@ -163,10 +163,6 @@ impl Cache {
         }
     }
 
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
     pub async fn ping(&self) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut c).await?;

@@ -313,14 +313,14 @@ pub async fn set_status(
     user_id: &str,
     status: UserStatus,
 ) -> Result<Option<UserView>, DbError> {
-    let done = sqlx::query("UPDATE users SET user_status = ?, updated_at = ? WHERE user_id = ?")
+    sqlx::query("UPDATE users SET user_status = ?, updated_at = ? WHERE user_id = ?")
         .bind(status.as_str())
         .bind(to_naive(Utc::now()))
         .bind(user_id)
         .execute(pool)
         .await?;
-    // MySQL counts only changed rows, so 0 may mean "already so": the read tells.
-    let _ = done;
+    // MySQL counts only changed rows (0 may mean "already so"), so the read tells whether
+    // the user exists.
     get_user(pool, user_id).await
 }
 
