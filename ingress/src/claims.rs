@@ -10,8 +10,12 @@ use shared::envelope::MessageAction;
 /// A claim this request holds on (merchant, endpoint, external id).
 pub struct Claimed {
     pub key: String,
+    /// The call the command carries: this request's, or, when an earlier publish of the same
+    /// body lost its confirm, that earlier call's (re-sent, so the worker sees one call).
     pub api_call_id: String,
     pub body_sha256: [u8; 32],
+    /// The earlier call's acceptance instant when resuming it.
+    pub resumed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
@@ -74,6 +78,20 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
             metrics::counter!("xyz_claims_total", "result" => "conflict").increment(1);
             Err(conflict(&c.api_call_id, c.body_sha256 == sha_hex))
         }
+        ClaimOutcome::Unconfirmed(c) if c.body_sha256 == sha_hex => {
+            metrics::counter!("xyz_claims_total", "result" => "resumed").increment(1);
+            tracing::warn!(resumed_call = %c.api_call_id, "re-sending a call whose confirm was lost");
+            Ok(Claimed {
+                key,
+                api_call_id: c.api_call_id,
+                body_sha256: sha,
+                resumed_at: chrono::DateTime::from_timestamp_millis(c.at_ms),
+            })
+        }
+        ClaimOutcome::Unconfirmed(c) => {
+            metrics::counter!("xyz_claims_total", "result" => "conflict").increment(1);
+            Err(conflict(&c.api_call_id, false))
+        }
         ClaimOutcome::TakenOver(old) => {
             metrics::counter!("xyz_claims_total", "result" => "taken_over").increment(1);
             tracing::warn!(orphaned_call = %old.api_call_id, "took over a claim its ingress never confirmed");
@@ -81,6 +99,7 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 key,
                 api_call_id: ctx.api_call_id.clone(),
                 body_sha256: sha,
+                resumed_at: None,
             })
         }
         ClaimOutcome::Claimed => {
@@ -89,6 +108,7 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 key,
                 api_call_id: ctx.api_call_id.clone(),
                 body_sha256: sha,
+                resumed_at: None,
             })
         }
     }
@@ -99,6 +119,17 @@ impl Claimed {
     pub async fn release(&self, state: &AppState) {
         if let Err(e) = state.cache.release(&self.key, &self.api_call_id).await {
             tracing::warn!(error = %e, "claim release failed; it expires or is taken over");
+        }
+    }
+
+    /// The publish may have reached the broker: a retry with the same body re-sends this call.
+    pub async fn unconfirmed(&self, state: &AppState) {
+        if let Err(e) = state
+            .cache
+            .mark_unconfirmed(&self.key, &self.api_call_id)
+            .await
+        {
+            tracing::warn!(error = %e, "claim could not be marked unconfirmed; it expires or is taken over");
         }
     }
 

@@ -61,6 +61,17 @@ impl Resp {
     pub fn api_call_id(&self) -> Option<&str> {
         self.body["api_call_id"].as_str()
     }
+
+    /// The call a 202 or 201 is about: the id in `status_url` (a retry after a lost confirm
+    /// re-sends an earlier call, which the request's own api call id is not), else the
+    /// decided status's id, else the request's.
+    pub fn call_id(&self) -> Option<&str> {
+        self.data()["status_url"]
+            .as_str()
+            .and_then(|u| u.strip_prefix("/status/"))
+            .or_else(|| self.data()["api_call_id"].as_str())
+            .or_else(|| self.api_call_id())
+    }
 }
 
 /// HTTP outcomes counted over a whole run, every attempt included.
@@ -218,7 +229,7 @@ impl Api {
             }
             match self.send(key, "POST", path, Some(external_id), body).await {
                 Ok(r) if r.status == 201 || r.status == 202 => {
-                    return match r.api_call_id() {
+                    return match r.call_id() {
                         Some(id) => PostOutcome::Accepted {
                             status: r.status,
                             api_call_id: id.to_owned(),

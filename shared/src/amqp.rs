@@ -135,6 +135,14 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     Connection::connect(url, props).await
 }
 
+impl PublishError {
+    /// Whether the message may have reached the queue although the publish failed (the
+    /// confirm was lost with the connection, or never came).
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, PublishError::Timeout | PublishError::Broker(_))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("not connected to the broker")]

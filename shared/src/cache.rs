@@ -65,6 +65,8 @@ pub struct Claim {
     pub state: String,
     pub api_call_id: String,
     pub body_sha256: String,
+    /// When the claim was first taken (unix ms; 0 when unknown).
+    pub at_ms: i64,
 }
 
 impl Claim {
@@ -74,6 +76,7 @@ impl Claim {
             state: parts.next()?.to_owned(),
             api_call_id: parts.next()?.to_owned(),
             body_sha256: parts.next()?.to_owned(),
+            at_ms: parts.next().and_then(|a| a.parse().ok()).unwrap_or(0),
         })
     }
 }
@@ -86,6 +89,9 @@ pub enum ClaimOutcome {
     TakenOver(Claim),
     /// The id is used.
     Taken(Claim),
+    /// A publish of this call may or may not have reached the broker (its confirm was lost):
+    /// a retry re-sends the same call, so a duplicate delivery is recognised as such.
+    Unconfirmed(Claim),
 }
 
 const CLAIM_SCRIPT: &str = r"
@@ -98,6 +104,9 @@ if not cur then
   return {1, ''}
 end
 local state, at = string.match(cur, '^(%a+)|[^|]*|[^|]*|(%d+)$')
+if state == 'unconfirmed' then
+  return {3, cur}
+end
 if state == 'publishing' and at and tonumber(at) + tonumber(ARGV[4]) < now then
   redis.call('SET', KEYS[1], v, 'EX', ARGV[3])
   return {2, cur}
@@ -111,6 +120,15 @@ if not cur then return 0 end
 local state, call, rest = string.match(cur, '^(%a+)|([^|]*)|(.*)$')
 if call ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], 'accepted|' .. call .. '|' .. rest, 'KEEPTTL')
+return 1
+";
+
+const UNCONFIRM_SCRIPT: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local state, call, rest = string.match(cur, '^(%a+)|([^|]*)|(.*)$')
+if call ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'unconfirmed|' .. call .. '|' .. rest, 'KEEPTTL')
 return 1
 ";
 
@@ -149,6 +167,7 @@ pub struct Cache {
     accept: std::sync::Arc<redis::Script>,
     release: std::sync::Arc<redis::Script>,
     rate: std::sync::Arc<redis::Script>,
+    unconfirm: std::sync::Arc<redis::Script>,
 }
 
 impl Cache {
@@ -160,6 +179,7 @@ impl Cache {
             accept: std::sync::Arc::new(redis::Script::new(ACCEPT_SCRIPT)),
             release: std::sync::Arc::new(redis::Script::new(RELEASE_SCRIPT)),
             rate: std::sync::Arc::new(redis::Script::new(RATE_SCRIPT)),
+            unconfirm: std::sync::Arc::new(redis::Script::new(UNCONFIRM_SCRIPT)),
         }
     }
 
@@ -192,12 +212,14 @@ impl Cache {
             (1, _) => ClaimOutcome::Claimed,
             (2, Some(old)) => ClaimOutcome::TakenOver(old),
             (2, None) => ClaimOutcome::Claimed,
+            (3, Some(old)) => ClaimOutcome::Unconfirmed(old),
             (_, Some(old)) => ClaimOutcome::Taken(old),
             // An unparseable value is someone else's; treat the id as used by an unknown call.
             (_, None) => ClaimOutcome::Taken(Claim {
                 state: "accepted".into(),
                 api_call_id: String::new(),
                 body_sha256: String::new(),
+                at_ms: 0,
             }),
         })
     }
@@ -207,6 +229,18 @@ impl Cache {
         let mut c = self.conn.clone();
         let _: i64 = self
             .accept
+            .key(key)
+            .arg(api_call_id)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The publish's confirm was lost: keep the id for this call, to be re-sent by a retry.
+    pub async fn mark_unconfirmed(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .unconfirm
             .key(key)
             .arg(api_call_id)
             .invoke_async(&mut c)

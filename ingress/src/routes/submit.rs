@@ -152,6 +152,9 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
     let call_type = payload.call_type();
     let endpoint = call_type.endpoint();
     let claim = claims::claim(state, ctx, endpoint).await?;
+    // Usually this request's own call; an earlier call when it is being re-sent.
+    let call = claim.api_call_id.clone();
+    let accepted_at = claim.resumed_at.unwrap_or(ctx.started_at);
     let external_id = ctx.external_id.clone().unwrap_or_default();
 
     // Redis keeps ids for 24 h; MySQL keeps every id that reached a worker, forever.
@@ -163,10 +166,15 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
     )
     .await
     {
-        Ok(Some((original, sha))) if original != ctx.api_call_id => {
+        Ok(Some((original, sha))) if original != call => {
             return Err(claim.conflict_with(state, &original, &sha).await);
         }
-        Ok(_) => {}
+        // The re-sent call was decided already: nothing to send again.
+        Ok(Some(_)) => {
+            claim.accept(state).await;
+            return Ok(pending_reply(&call));
+        }
+        Ok(None) => {}
         Err(e) => {
             claim.release(state).await;
             return Err(ApiError::unavailable(&e));
@@ -176,48 +184,46 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
     // Waiters beyond the cap get their 202 at once rather than holding a connection.
     let wait =
         parse_prefer_wait(ctx.header("prefer")).filter(|_| state.waiters.len() < state.max_waiters);
-    let waiter = wait.map(|_| state.waiters.register(&ctx.api_call_id));
+    let waiter = wait.map(|_| state.waiters.register(&call));
     let command = Command {
         v: COMMAND_SCHEMA_VERSION,
-        api_call_id: ctx.api_call_id.clone(),
+        api_call_id: call.clone(),
         merchant_id: ctx.key.merchant_id.clone(),
         client_id: ctx.key.client_id.clone(),
         external_id,
         body_sha256: hex::encode(claim.body_sha256),
-        accepted_at: ctx.started_at,
+        accepted_at,
         reply_to: waiter.as_ref().map(|_| state.waiters.channel.clone()),
         payload,
     };
     if let Err(e) = state
         .publisher
-        .publish(
-            &state.topology.command_queue(),
-            &ctx.api_call_id,
-            &command.encode(),
-        )
+        .publish(&state.topology.command_queue(), &call, &command.encode())
         .await
     {
-        claim.release(state).await;
+        // A lost confirm leaves the command maybe queued: the retry re-sends this very call
+        // (the worker applies a call once), instead of a new one the worker would reject as
+        // a duplicate.
+        if e.is_ambiguous() {
+            claim.unconfirmed(state).await;
+        } else {
+            claim.release(state).await;
+        }
         return Err(ApiError::unavailable(&e));
     }
-    accepted(state, ctx, &claim, call_type).await;
+    accepted(state, ctx, &claim, call_type, accepted_at).await;
 
     if let (Some(mut waiter), Some(wait)) = (waiter, wait) {
         let outcome = match tokio::time::timeout(wait, &mut waiter.rx).await {
             Ok(Ok(record)) => Some(record),
             // Timed out or the listener is gone: the cache may still have the answer.
-            _ => state
-                .cache
-                .get_status(&ctx.api_call_id)
-                .await
-                .ok()
-                .flatten(),
+            _ => state.cache.get_status(&call).await.ok().flatten(),
         };
         if let Some(record) = outcome.filter(|r| r.status.is_final()) {
             return Ok(final_reply(record.status));
         }
     }
-    Ok(pending_reply(&ctx.api_call_id))
+    Ok(pending_reply(&call))
 }
 
 /// The broker has the command: the claim is permanent and the call reads PENDING.
@@ -226,11 +232,12 @@ async fn accepted(
     ctx: &Ctx,
     claim: &Claimed,
     call_type: shared::messages::CallType,
+    accepted_at: chrono::DateTime<chrono::Utc>,
 ) {
     claim.accept(state).await;
     let record = StatusRecord {
         merchant_id: ctx.key.merchant_id.clone(),
-        status: CallStatus::pending(&ctx.api_call_id, call_type, ctx.started_at),
+        status: CallStatus::pending(&claim.api_call_id, call_type, accepted_at),
     };
     if let Err(e) = state.cache.put_status_if_absent(&record).await {
         tracing::warn!(error = %e, "PENDING status not cached; GET /status falls back to MySQL");

@@ -717,3 +717,117 @@ async fn ids_that_cannot_exist_are_rejected_not_dead_lettered(pool: sqlx::MySqlP
     assert_eq!(dead_letter_count(&app.prefix).await, 0);
     app.shutdown().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPool) {
+    use shared::messages::{COMMAND_SCHEMA_VERSION, Command, CommandPayload, TransactionPayload};
+    let app = spawn_app(pool).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let ext = fresh_id();
+    let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
+    let sha = shared::signature::sha256_hex(body.as_bytes());
+    // Call X was published, but its confirm was lost with the connection: the ingress
+    // answered 503 and left the claim "unconfirmed". X is in the queue all the same.
+    let x = shared::ids::new_api_call_id();
+    let accepted_at = chrono::Utc::now();
+    let command = Command {
+        v: COMMAND_SCHEMA_VERSION,
+        api_call_id: x.clone(),
+        merchant_id: app.merchant.merchant_id.clone(),
+        client_id: app.merchant.client_id.clone(),
+        external_id: ext.clone(),
+        body_sha256: sha.clone(),
+        accepted_at,
+        reply_to: None,
+        payload: CommandPayload::Transaction(TransactionPayload {
+            user_id: user.clone(),
+            terms: shared::contract::ContractTerms {
+                otr: "1000".parse().expect("money"),
+                admin_fee: "0".parse().expect("money"),
+                harga_aset: "1000".parse().expect("money"),
+                bunga_persen: shared::money::Rate::parse_json("0").expect("rate"),
+                tenor: shared::contract::Tenor::One,
+            },
+            nama_aset: "Kulkas 2 Pintu".into(),
+        }),
+    };
+    let key = format!(
+        "{}:idem:{}:transaction:{ext}",
+        app.prefix, app.merchant.merchant_id
+    );
+    let mut c = app.redis.clone();
+    let claim = format!("unconfirmed|{x}|{sha}|{}", accepted_at.timestamp_millis());
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&claim)
+        .arg("EX")
+        .arg(600)
+        .query_async(&mut c)
+        .await
+        .expect("set");
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-lost-confirm")
+        .await
+        .expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_publish(
+        "".into(),
+        shared::amqp::Topology::new(&app.prefix)
+            .command_queue()
+            .into(),
+        lapin::options::BasicPublishOptions::default(),
+        &command.encode(),
+        lapin::BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("publish");
+    let _ = conn.close(200, "bye".into()).await;
+
+    // A different body with that id is a conflict naming X.
+    let other = transaction_body(&user, "999", "0", "999", "0", 1);
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(other.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.data()["original_api_call_id"], x.as_str());
+    // The merchant's retry re-sends X: the answer names X, and X is approved once.
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&ext),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.data()["status_url"], format!("/status/{x}"));
+    let status = app.wait_final(&app.merchant, &x).await;
+    assert_eq!(status["status"], "APPROVED", "{status}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let contracts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
+            .bind(&ext)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(contracts, 1);
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM async_outcomes WHERE reason = 'DUPLICATE_EXTERNAL_ID'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(duplicates, 0, "no call ends as a duplicate of itself");
+    assert_eq!(app.limits(&user).await["1"]["available"], "99000.00");
+    app.shutdown().await;
+}
