@@ -245,6 +245,37 @@ impl TestApp {
         }
     }
 
+    /// POST /transaction with the merchant key.
+    pub async fn post_transaction(&self, external_id: &str, body: &str) -> Resp {
+        self.send(
+            &self.merchant,
+            "POST",
+            "/transaction",
+            Some(external_id),
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await
+    }
+
+    /// Writes the Redis claim of one of the merchant's transaction external ids, as an
+    /// ingress would have left it (`state|api_call_id|body_sha256|claimed_at_ms`).
+    pub async fn set_transaction_claim(&self, external_id: &str, value: &str) {
+        let key = format!(
+            "{}:idem:{}:transaction:{external_id}",
+            self.prefix, self.merchant.merchant_id
+        );
+        let mut c = self.redis.clone();
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(value)
+            .arg("EX")
+            .arg(600)
+            .query_async(&mut c)
+            .await
+            .expect("claim set");
+    }
+
     pub async fn get(&self, key: &Key, path: &str) -> Resp {
         self.send(key, "GET", path, None, None, &[]).await
     }

@@ -604,35 +604,14 @@ async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period
         .create_user(["100000", "300000", "500000", "10000000"])
         .await;
     let ext = fresh_id();
-    let key = format!(
-        "{}:idem:{}:transaction:{ext}",
-        app.prefix, app.merchant.merchant_id
-    );
     let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
-    let mut c = app.redis.clone();
     let now_ms = chrono::Utc::now().timestamp_millis();
 
     // An ingress claimed the id and died before the broker confirmed: a retry is not told
     // about a call that may never exist; it gets a 503 (retry is safe) …
     let fresh = format!("publishing|API_CALL_ghost|{}|{now_ms}", "0".repeat(64));
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(&fresh)
-        .arg("EX")
-        .arg(600)
-        .query_async(&mut c)
-        .await
-        .expect("set");
-    let r = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&ext),
-            Some(body.as_bytes()),
-            &[],
-        )
-        .await;
+    app.set_transaction_claim(&ext, &fresh).await;
+    let r = app.post_transaction(&ext, &body).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.headers.contains_key("retry-after"));
 
@@ -642,24 +621,8 @@ async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period
         "0".repeat(64),
         now_ms - 31_000
     );
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(&stale)
-        .arg("EX")
-        .arg(600)
-        .query_async(&mut c)
-        .await
-        .expect("set");
-    let r = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&ext),
-            Some(body.as_bytes()),
-            &[],
-        )
-        .await;
+    app.set_transaction_claim(&ext, &stale).await;
+    let r = app.post_transaction(&ext, &body).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let call = r.body["api_call_id"].as_str().expect("id").to_owned();
     assert_eq!(
@@ -674,16 +637,7 @@ async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period
         404
     );
     // A request in flight elsewhere is waited for, then named: one 202, the rest 409.
-    let again = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&ext),
-            Some(body.as_bytes()),
-            &[],
-        )
-        .await;
+    let again = app.post_transaction(&ext, &body).await;
     assert_eq!(again.status, 409);
     assert_eq!(again.data()["original_api_call_id"], call.as_str());
     app.shutdown().await;
@@ -753,20 +707,8 @@ async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPoo
             nama_aset: "Kulkas 2 Pintu".into(),
         }),
     };
-    let key = format!(
-        "{}:idem:{}:transaction:{ext}",
-        app.prefix, app.merchant.merchant_id
-    );
-    let mut c = app.redis.clone();
     let claim = format!("unconfirmed|{x}|{sha}|{}", accepted_at.timestamp_millis());
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(&claim)
-        .arg("EX")
-        .arg(600)
-        .query_async(&mut c)
-        .await
-        .expect("set");
+    app.set_transaction_claim(&ext, &claim).await;
     let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-lost-confirm")
         .await
         .expect("amqp");
@@ -786,29 +728,11 @@ async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPoo
 
     // A different body with that id is a conflict naming X.
     let other = transaction_body(&user, "999", "0", "999", "0", 1);
-    let r = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&ext),
-            Some(other.as_bytes()),
-            &[],
-        )
-        .await;
+    let r = app.post_transaction(&ext, &other).await;
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.data()["original_api_call_id"], x.as_str());
     // The merchant's retry re-sends X: the answer names X, and X is approved once.
-    let r = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&ext),
-            Some(body.as_bytes()),
-            &[],
-        )
-        .await;
+    let r = app.post_transaction(&ext, &body).await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.data()["status_url"], format!("/status/{x}"));
     let status = app.wait_final(&app.merchant, &x).await;
