@@ -190,6 +190,6 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         MessageAction::ServiceUnavailable,
         json!("internal error; retry with the same X-External-Id"),
-        "API_CALL_UNKNOWN",
+        &shared::ids::new_api_call_id(),
     )
 }
