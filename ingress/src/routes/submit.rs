@@ -204,7 +204,9 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
         // A lost confirm leaves the command maybe queued: the retry re-sends this very call
         // (the worker applies a call once), instead of a new one the worker would reject as
         // a duplicate.
-        if e.is_ambiguous() {
+        // A call being re-sent stays unconfirmed whatever this attempt's failure: its first
+        // publish may be queued.
+        if e.is_ambiguous() || claim.resumed_at.is_some() {
             claim.unconfirmed(state).await;
         } else {
             claim.release(state).await;
