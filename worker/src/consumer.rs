@@ -43,11 +43,15 @@ pub async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bo
                 tracing::info!(consumer = index, queue = %deps.topology.command_queue(), "consuming");
                 consume(&deps, &channel, consumer, &mut stop).await;
                 // Closing returns prefetched, unprocessed deliveries to the queue at once.
-                let _ = channel.close(200, "worker stopping".into()).await;
+                // Bounded: a connection left half-dead by a broker restart must not hold the exit.
+                let closing = Duration::from_secs(2);
+                let _ = tokio::time::timeout(closing, channel.close(200, "worker stopping".into()))
+                    .await;
                 if let Some(task) = depth {
                     task.abort();
                 }
-                let _ = conn.close(200, "worker stopping".into()).await;
+                let _ =
+                    tokio::time::timeout(closing, conn.close(200, "worker stopping".into())).await;
             }
             Err(e) => {
                 tracing::warn!(consumer = index, error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unavailable");
