@@ -209,11 +209,13 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
         }
     };
 
+    // Poison first, one by one; then every final delivery with a single multiple-ack of the
+    // highest tag. Safe because a consumer works one batch at a time: every delivery up to
+    // that tag still unsettled on this channel belongs to this batch and is final.
     let mut finals: Vec<(StatusRecord, Option<String>)> = Vec::with_capacity(decisions.len());
-    let mut channel_ok = true;
+    let mut last_final: Option<&Delivery> = None;
     for ((command, delivery), decision) in commands.iter().zip(decisions) {
-        let is_final = matches!(decision, Decision::Final(_));
-        let acked = match decision {
+        match decision {
             Decision::Final(record) => {
                 tracing::info!(
                     api_call_id = %command.api_call_id,
@@ -229,24 +231,32 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
                 )
                 .increment(1);
                 finals.push((record, command.reply_to.clone()));
-                delivery.ack(BasicAckOptions::default()).await
+                if last_final.is_none_or(|d| d.delivery_tag < delivery.delivery_tag) {
+                    last_final = Some(delivery);
+                }
             }
             Decision::Poison(_) => {
                 metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "unappliable")
                     .increment(1);
-                delivery
+                let nacked = delivery
                     .nack(BasicNackOptions {
                         requeue: false,
                         multiple: false,
                     })
-                    .await
+                    .await;
+                if let Err(e) = nacked {
+                    tracing::warn!(error = %e, api_call_id = %command.api_call_id, "nack failed; the broker will redeliver");
+                    return false;
+                }
             }
-        };
-        match acked {
-            Ok(_) if is_final => metrics::counter!("xyz_messages_acked_total").increment(1),
-            Ok(_) => {}
+        }
+    }
+    let mut channel_ok = true;
+    if let Some(last) = last_final {
+        match last.ack(BasicAckOptions { multiple: true }).await {
+            Ok(_) => metrics::counter!("xyz_messages_acked_total").increment(finals.len() as u64),
             Err(e) => {
-                tracing::warn!(error = %e, api_call_id = %command.api_call_id, "ack failed; the broker will redeliver and the outcome will be reported again");
+                tracing::warn!(error = %e, "ack failed; the broker will redeliver and the outcomes will be reported again");
                 channel_ok = false;
             }
         }

@@ -3,18 +3,25 @@
 //! fsync for the whole batch.
 
 use crate::handlers;
-use chrono::{SubsecRound, Utc};
+use crate::handlers::transaction::insert_contracts;
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use rust_decimal::Decimal;
 use serde_json::json;
 use shared::cache::StatusRecord;
-use shared::db::DbError;
+use shared::contract::Tenor;
 use shared::db::outcomes::{
-    Outcome, find_idempotency, get_outcome, insert_idempotency, insert_outcome,
+    Outcome, find_idempotency, get_outcome, insert_idempotency, insert_idempotency_many,
+    insert_outcome, insert_outcomes,
 };
-use shared::db::users::IdempotencyRecord;
+use shared::db::users::{IdempotencyRecord, LockedLimits, lock_limits};
+use shared::db::{DbError, to_naive};
 use shared::envelope::RejectReason;
+use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload};
+use shared::money::Money;
 use shared::status::{CallState, CallStatus};
-use sqlx::{MySqlConnection, MySqlPool};
+use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What happened to one command of a batch.
 #[derive(Debug)]
@@ -73,12 +80,56 @@ pub fn lock_order(command: &Command) -> (u8, String) {
 }
 
 /// Applies every command in one transaction and commits. Returns one decision per command,
-/// in the order given.
+/// in the order given. Within a batch, transactions are decided before payments (the order
+/// [`lock_order`] sorts them in).
+///
+/// The batch first locks the limits rows of every user it touches, in user id order. Then
+/// the set-based path decides all of it with a handful of multi-row statements; when it
+/// cannot (an external id already used, a redelivery, a command that cannot be applied), the
+/// transaction is rolled back and the batch is applied command by command, each in its own
+/// savepoint, where duplicates and poison are told apart one by one.
 pub async fn apply_batch(
     pool: &MySqlPool,
     commands: &[&Command],
 ) -> Result<Vec<Decision>, Transient> {
+    let (decisions, path) = apply_batch_on_path(pool, commands).await?;
+    metrics::counter!("xyz_batches_total", "path" => path.as_str()).increment(1);
+    Ok(decisions)
+}
+
+/// How a batch was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchPath {
+    /// A few multi-row statements for the whole batch.
+    SetBased,
+    /// Command by command, each in its own savepoint.
+    OneByOne,
+}
+
+impl BatchPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchPath::SetBased => "set",
+            BatchPath::OneByOne => "each",
+        }
+    }
+}
+
+/// [`apply_batch`], telling which path decided the batch.
+pub async fn apply_batch_on_path(
+    pool: &MySqlPool,
+    commands: &[&Command],
+) -> Result<(Vec<Decision>, BatchPath), Transient> {
     let mut tx = pool.begin().await?;
+    let users = lock_users(&mut tx, commands).await?;
+    if let Some(decisions) = set_based(&mut tx, commands, users).await? {
+        tx.commit().await?;
+        return Ok((decisions, BatchPath::SetBased));
+    }
+    tx.rollback().await?;
+
+    let mut tx = pool.begin().await?;
+    lock_users(&mut tx, commands).await?;
     let mut decisions = Vec::with_capacity(commands.len());
     for (i, command) in commands.iter().enumerate() {
         let savepoint = format!("c{i}");
@@ -100,25 +151,232 @@ pub async fn apply_batch(
         }
     }
     tx.commit().await?;
-    Ok(decisions)
+    Ok((decisions, BatchPath::OneByOne))
+}
+
+/// Locks the limits of every user the batch touches: the transactions' users and the owners
+/// of the contracts its payments pay (a contract's owner never changes, so a plain read finds
+/// it). Undecodable limits are left to the command-by-command path to report.
+async fn lock_users(
+    conn: &mut MySqlConnection,
+    commands: &[&Command],
+) -> Result<Option<BTreeMap<String, LockedLimits>>, Transient> {
+    let mut users: BTreeSet<&str> = BTreeSet::new();
+    let mut contracts: Vec<&str> = Vec::new();
+    for command in commands {
+        match &command.payload {
+            CommandPayload::Transaction(t) if is_plausible_id(&t.user_id) => {
+                users.insert(&t.user_id);
+            }
+            CommandPayload::Payment(p) if is_plausible_id(&p.nomor_kontrak) => {
+                contracts.push(&p.nomor_kontrak);
+            }
+            _ => {}
+        }
+    }
+    let mut owners: Vec<String> = Vec::new();
+    if !contracts.is_empty() {
+        let mut query =
+            QueryBuilder::new("SELECT DISTINCT user_id FROM transactions WHERE nomor_kontrak IN (");
+        let mut ids = query.separated(", ");
+        for c in &contracts {
+            ids.push_bind(*c);
+        }
+        query.push(")");
+        owners = query.build_query_scalar().fetch_all(&mut *conn).await?;
+    }
+    users.extend(owners.iter().map(String::as_str));
+    match lock_limits(conn, &users).await {
+        Ok(locked) => Ok(Some(locked)),
+        Err(DbError::Sqlx(e)) => Err(Transient(e)),
+        Err(DbError::Corrupt(why)) => {
+            tracing::warn!(reason = %why, "limits not decodable; deciding the batch one by one");
+            Ok(None)
+        }
+    }
+}
+
+/// The batch as a few multi-row statements: all external ids at once, the limits decided in
+/// memory on the locked rows, one update of the limits, the contracts and their installments,
+/// then the payments, then all outcomes. `None` when it cannot decide the whole batch; the
+/// caller then rolls back and goes command by command.
+async fn set_based(
+    conn: &mut MySqlConnection,
+    commands: &[&Command],
+    users: Option<BTreeMap<String, LockedLimits>>,
+) -> Result<Option<Vec<Decision>>, Transient> {
+    let Some(mut users) = users else {
+        return Ok(None);
+    };
+    let mut records = Vec::with_capacity(commands.len());
+    for command in commands {
+        match idempotency_record(command) {
+            Ok(record) => records.push(record),
+            Err(_) => return Ok(None),
+        }
+    }
+    let claims: Vec<_> = records
+        .iter()
+        .zip(commands)
+        .map(|(r, c)| (r, c.accepted_at))
+        .collect();
+    match insert_idempotency_many(&mut *conn, &claims).await {
+        Ok(()) => {}
+        Err(DbError::Sqlx(e)) if shared::db::is_transient(&e) => return Err(Transient(e)),
+        // A used external id or a redelivery (or anything else odd): one by one.
+        Err(_) => return Ok(None),
+    }
+
+    let mut verdicts: Vec<Option<Verdict>> = commands.iter().map(|_| None).collect();
+    let mut drafts = Vec::new();
+    let mut debits: BTreeMap<&str, Debit> = BTreeMap::new();
+    for (i, command) in commands.iter().enumerate() {
+        let CommandPayload::Transaction(t) = &command.payload else {
+            continue;
+        };
+        if !is_plausible_id(&t.user_id) {
+            verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotFound));
+            continue;
+        }
+        let Ok(draft) = handlers::transaction::Draft::new(command, t) else {
+            return Ok(None);
+        };
+        let Some(user) = users.get_mut(&t.user_id) else {
+            verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotFound));
+            continue;
+        };
+        if !user.active {
+            verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotActive));
+            continue;
+        }
+        let tenor = draft.tenor();
+        let Some(pair) = user.limits.0.get_mut(tenor.key()) else {
+            return Ok(None);
+        };
+        let Some(left) = Money::new(draft.amount())
+            .ok()
+            .and_then(|amount| pair.available.checked_sub(amount))
+        else {
+            verdicts[i] = Some(Verdict::Rejected(RejectReason::InsufficientLimit));
+            continue;
+        };
+        pair.available = left;
+        let debit = debits.entry(&t.user_id).or_default();
+        debit.add(tenor, draft.amount(), to_naive(command.accepted_at));
+        drafts.push((i, draft, user.limits.clone()));
+    }
+    write_debits(conn, &debits).await?;
+    let written: Vec<_> = drafts.iter().map(|(_, d, _)| d).collect();
+    insert_contracts(conn, &written).await?;
+    for (i, draft, limits) in drafts {
+        verdicts[i] = Some(Verdict::Approved(json!(draft.into_view(limits))));
+    }
+
+    for (i, command) in commands.iter().enumerate() {
+        let CommandPayload::Payment(p) = &command.payload else {
+            continue;
+        };
+        match handlers::payment::apply(conn, command, p).await {
+            Ok(verdict) => verdicts[i] = Some(verdict),
+            Err(CommandError::Transient(e)) => return Err(e),
+            Err(CommandError::Poison(_)) => return Ok(None),
+        }
+    }
+
+    let completed_at = Utc::now().trunc_subsecs(6);
+    let mut records = Vec::with_capacity(commands.len());
+    for (command, verdict) in commands.iter().zip(verdicts) {
+        let Some(verdict) = verdict else {
+            return Ok(None);
+        };
+        records.push(decided(command, verdict, completed_at));
+    }
+    let rows: Vec<Outcome> = commands
+        .iter()
+        .zip(&records)
+        .map(|(c, r)| outcome_row(c, r))
+        .collect();
+    match insert_outcomes(&mut *conn, &rows).await {
+        Ok(()) => {}
+        Err(DbError::Sqlx(e)) if shared::db::is_transient(&e) => return Err(Transient(e)),
+        Err(_) => return Ok(None),
+    }
+    Ok(Some(records.into_iter().map(Decision::Final).collect()))
+}
+
+/// What a batch takes from one user's limits, per tenor.
+#[derive(Default)]
+struct Debit {
+    amounts: BTreeMap<&'static str, Decimal>,
+    at: Option<NaiveDateTime>,
+}
+
+impl Debit {
+    fn add(&mut self, tenor: Tenor, amount: Decimal, at: NaiveDateTime) {
+        *self.amounts.entry(tenor.limit_columns().1).or_default() += amount;
+        self.at = self.at.max(Some(at));
+    }
+}
+
+/// One UPDATE for every user and tenor of the batch. The rows are locked, and the CHECK
+/// constraints still refuse a negative available limit should the arithmetic ever be wrong.
+async fn write_debits(
+    conn: &mut MySqlConnection,
+    debits: &BTreeMap<&str, Debit>,
+) -> Result<(), sqlx::Error> {
+    if debits.is_empty() {
+        return Ok(());
+    }
+    let mut update = QueryBuilder::new("UPDATE user_limit_balances SET ");
+    for tenor in Tenor::ALL {
+        let column = tenor.limit_columns().1;
+        update.push(format_args!("{column} = {column} - CASE user_id"));
+        for (user, debit) in debits {
+            update
+                .push(" WHEN ")
+                .push_bind(*user)
+                .push(" THEN ")
+                .push_bind(debit.amounts.get(column).copied().unwrap_or_default());
+        }
+        update.push(" ELSE 0 END, ");
+    }
+    update.push("updated_at = CASE user_id");
+    for (user, debit) in debits {
+        update
+            .push(" WHEN ")
+            .push_bind(*user)
+            .push(" THEN ")
+            .push_bind(debit.at);
+    }
+    update.push(" ELSE updated_at END WHERE user_id IN (");
+    let mut ids = update.separated(", ");
+    for user in debits.keys() {
+        ids.push_bind(*user);
+    }
+    update.push(")");
+    update.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+fn idempotency_record(command: &Command) -> Result<IdempotencyRecord<'_>, CommandError> {
+    let body_sha256: [u8; 32] = hex::decode(&command.body_sha256)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| CommandError::Poison("body_sha256 is not 32 bytes of hex".into()))?;
+    Ok(IdempotencyRecord {
+        merchant_id: &command.merchant_id,
+        endpoint: command.payload.call_type().endpoint(),
+        external_id: &command.external_id,
+        api_call_id: &command.api_call_id,
+        body_sha256,
+    })
 }
 
 async fn apply_one(
     conn: &mut MySqlConnection,
     command: &Command,
 ) -> Result<StatusRecord, CommandError> {
-    let call_type = command.payload.call_type();
-    let body_sha256: [u8; 32] = hex::decode(&command.body_sha256)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| CommandError::Poison("body_sha256 is not 32 bytes of hex".into()))?;
-    let idem = IdempotencyRecord {
-        merchant_id: &command.merchant_id,
-        endpoint: call_type.endpoint(),
-        external_id: &command.external_id,
-        api_call_id: &command.api_call_id,
-        body_sha256,
-    };
+    let idem = idempotency_record(command)?;
     let verdict = match insert_idempotency(&mut *conn, &idem, command.accepted_at).await {
         Ok(()) => match &command.payload {
             CommandPayload::Transaction(t) => {
@@ -160,11 +418,7 @@ async fn apply_one(
         }
         Err(e) => return Err(e.into()),
     };
-    let (state, reason, result) = match verdict {
-        Verdict::Approved(result) => (CallState::Approved, None, Some(result)),
-        Verdict::Rejected(reason) => (CallState::Rejected, Some(reason), None),
-    };
-    record_outcome(conn, command, state, reason, result).await
+    record_outcome(conn, command, verdict).await
 }
 
 /// A second call with a used external id: rejected, and its outcome names the original.
@@ -180,50 +434,65 @@ async fn reject_duplicate(
         });
     }
     let result = json!({"original_api_call_id": original});
-    record_outcome(
-        conn,
+    let record = decided(
         command,
-        CallState::Rejected,
-        Some(RejectReason::DuplicateExternalId),
-        Some(result),
-    )
-    .await
+        Verdict::Rejected(RejectReason::DuplicateExternalId),
+        Utc::now().trunc_subsecs(6),
+    );
+    let record = StatusRecord {
+        status: CallStatus {
+            result: Some(result),
+            ..record.status
+        },
+        ..record
+    };
+    insert_outcome(&mut *conn, &outcome_row(command, &record)).await?;
+    Ok(record)
 }
 
 async fn record_outcome(
     conn: &mut MySqlConnection,
     command: &Command,
-    state: CallState,
-    reason: Option<RejectReason>,
-    result: Option<serde_json::Value>,
+    verdict: Verdict,
 ) -> Result<StatusRecord, CommandError> {
-    let completed_at = Utc::now().trunc_subsecs(6);
-    insert_outcome(
-        &mut *conn,
-        &Outcome {
-            api_call_id: &command.api_call_id,
-            merchant_id: &command.merchant_id,
-            client_id: &command.client_id,
-            external_id: &command.external_id,
-            call_type: command.payload.call_type(),
-            state,
-            reason,
-            result: result.as_ref(),
-            created_at: command.accepted_at,
-            completed_at,
-        },
-    )
-    .await?;
-    Ok(StatusRecord {
+    let record = decided(command, verdict, Utc::now().trunc_subsecs(6));
+    insert_outcome(&mut *conn, &outcome_row(command, &record)).await?;
+    Ok(record)
+}
+
+/// A command's final status.
+fn decided(command: &Command, verdict: Verdict, completed_at: DateTime<Utc>) -> StatusRecord {
+    let (status, reason, result) = match verdict {
+        Verdict::Approved(result) => (CallState::Approved, None, Some(result)),
+        Verdict::Rejected(reason) => (CallState::Rejected, Some(reason), None),
+    };
+    StatusRecord {
         merchant_id: command.merchant_id.clone(),
         status: CallStatus {
             api_call_id: command.api_call_id.clone(),
             call_type: command.payload.call_type(),
-            status: state,
+            status,
             reason,
             created_at: command.accepted_at,
             completed_at: Some(completed_at),
             result,
         },
-    })
+    }
+}
+
+/// The outcome row of a final status.
+fn outcome_row<'a>(command: &'a Command, record: &'a StatusRecord) -> Outcome<'a> {
+    let status = &record.status;
+    Outcome {
+        api_call_id: &command.api_call_id,
+        merchant_id: &command.merchant_id,
+        client_id: &command.client_id,
+        external_id: &command.external_id,
+        call_type: status.call_type,
+        state: status.status,
+        reason: status.reason,
+        result: status.result.as_ref(),
+        created_at: status.created_at,
+        completed_at: status.completed_at.unwrap_or(status.created_at),
+    }
 }

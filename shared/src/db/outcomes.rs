@@ -6,7 +6,7 @@ use crate::envelope::RejectReason;
 use crate::messages::CallType;
 use crate::status::{CallState, CallStatus};
 use chrono::{DateTime, Utc};
-use sqlx::{MySql, Row};
+use sqlx::{MySql, QueryBuilder, Row};
 
 pub async fn insert_idempotency<'e, E>(
     executor: E,
@@ -16,18 +16,33 @@ pub async fn insert_idempotency<'e, E>(
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
-    sqlx::query(
-        "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(idem.merchant_id)
-    .bind(idem.endpoint)
-    .bind(idem.external_id)
-    .bind(idem.api_call_id)
-    .bind(&idem.body_sha256[..])
-    .bind(to_naive(now))
-    .execute(executor)
-    .await?;
+    insert_idempotency_many(executor, &[(idem, now)]).await
+}
+
+/// Claims several external ids (each with its time) in one statement, all or none: a unique violation on any of
+/// them fails the statement and leaves no row behind.
+pub async fn insert_idempotency_many<'e, E>(
+    executor: E,
+    records: &[(&IdempotencyRecord<'_>, DateTime<Utc>)],
+) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at) ",
+    );
+    insert.push_values(records, |mut b, (idem, at)| {
+        b.push_bind(idem.merchant_id)
+            .push_bind(idem.endpoint)
+            .push_bind(idem.external_id)
+            .push_bind(idem.api_call_id)
+            .push_bind(&idem.body_sha256[..])
+            .push_bind(to_naive(*at));
+    });
+    insert.build().execute(executor).await?;
     Ok(())
 }
 
@@ -78,22 +93,33 @@ pub async fn insert_outcome<'e, E>(executor: E, o: &Outcome<'_>) -> Result<(), D
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
-    sqlx::query(
-        "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(o.api_call_id)
-    .bind(o.merchant_id)
-    .bind(o.client_id)
-    .bind(o.external_id)
-    .bind(o.call_type.as_str())
-    .bind(o.state.as_str())
-    .bind(o.reason.map(RejectReason::as_str))
-    .bind(o.result.map(|v| v.to_string()))
-    .bind(to_naive(o.created_at))
-    .bind(to_naive(o.completed_at))
-    .execute(executor)
-    .await?;
+    insert_outcomes(executor, std::slice::from_ref(o)).await
+}
+
+/// Several outcomes in one statement.
+pub async fn insert_outcomes<'e, E>(executor: E, outcomes: &[Outcome<'_>]) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at) ",
+    );
+    insert.push_values(outcomes, |mut b, o| {
+        b.push_bind(o.api_call_id)
+            .push_bind(o.merchant_id)
+            .push_bind(o.client_id)
+            .push_bind(o.external_id)
+            .push_bind(o.call_type.as_str())
+            .push_bind(o.state.as_str())
+            .push_bind(o.reason.map(RejectReason::as_str))
+            .push_bind(o.result.map(|v| v.to_string()))
+            .push_bind(to_naive(o.created_at))
+            .push_bind(to_naive(o.completed_at));
+    });
+    insert.build().execute(executor).await?;
     Ok(())
 }
 

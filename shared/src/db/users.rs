@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlPool, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const NIK_AAD: &[u8] = b"users.nik";
 pub const NIK_INDEX_PURPOSE: &str = "nik";
@@ -128,6 +128,49 @@ pub struct UserView {
     pub foto_selfie: String,
     pub limits: LimitsMap,
     pub created_at: String,
+}
+
+/// A user's limits and whether the user may take new contracts, as locked by
+/// [`lock_limits`].
+#[derive(Debug, Clone)]
+pub struct LockedLimits {
+    pub active: bool,
+    pub limits: LimitsMap,
+}
+
+/// Locks the limits rows (and the users rows) of these users for the rest of the transaction,
+/// in ascending user id order, the one order every worker batch takes them in so concurrent
+/// batches queue rather than deadlock. Users that do not exist are absent from the answer.
+pub async fn lock_limits(
+    conn: &mut sqlx::MySqlConnection,
+    user_ids: &BTreeSet<&str>,
+) -> Result<BTreeMap<String, LockedLimits>, DbError> {
+    let mut found = BTreeMap::new();
+    if user_ids.is_empty() {
+        return Ok(found);
+    }
+    // STRAIGHT_JOIN: the balances row is read (and locked) first, then its user, so every
+    // batch interleaves the two tables' locks the same way.
+    let mut query = sqlx::QueryBuilder::new(format!(
+        "SELECT b.user_id, u.user_status, {LIMIT_COLUMNS} FROM user_limit_balances b
+         STRAIGHT_JOIN users u ON u.user_id = b.user_id WHERE b.user_id IN ("
+    ));
+    let mut ids = query.separated(", ");
+    for id in user_ids {
+        ids.push_bind(*id);
+    }
+    query.push(") ORDER BY b.user_id FOR UPDATE");
+    for row in query.build().fetch_all(&mut *conn).await? {
+        let status: String = row.try_get("user_status")?;
+        found.insert(
+            row.try_get("user_id")?,
+            LockedLimits {
+                active: status == UserStatus::Active.as_str(),
+                limits: limits_from_row(&row)?,
+            },
+        );
+    }
+    Ok(found)
 }
 
 /// The idempotency record of a synchronous creation.

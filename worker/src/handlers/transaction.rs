@@ -2,11 +2,13 @@
 //! then the contract and all its installments.
 
 use crate::unit::{CommandError, Verdict};
+use chrono::NaiveDateTime;
+use rust_decimal::Decimal;
 use serde_json::json;
-use shared::contract::schedule;
+use shared::contract::{Schedule, Tenor, schedule};
 use shared::db::contracts::{ContractView, InstallmentView};
 use shared::db::to_naive;
-use shared::db::users::get_limits;
+use shared::db::users::{LimitsMap, get_limits};
 use shared::envelope::RejectReason;
 use shared::messages::{Command, TransactionPayload};
 use shared::status::format_instant;
@@ -22,110 +24,164 @@ pub async fn apply(
     if !shared::ids::is_plausible_id(&t.user_id) {
         return Ok(Verdict::Rejected(RejectReason::UserNotFound));
     }
-    let terms = &t.terms;
-    // The ingress validated these terms; a command that no longer computes is poison.
-    let plan =
-        schedule(terms, command.accepted_at).map_err(|e| CommandError::Poison(e.to_string()))?;
-    let tenor = terms.tenor;
-    let (_, available) = tenor.limit_columns();
-    let now = to_naive(command.accepted_at);
-
+    let draft = Draft::new(command, t)?;
+    let (_, available) = draft.tenor().limit_columns();
     let debited = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE user_limit_balances b JOIN users u ON u.user_id = b.user_id
          SET b.{available} = b.{available} - ?, b.updated_at = ?
          WHERE b.user_id = ? AND u.user_status = 'ACTIVE' AND b.{available} >= ?"
     )))
-    .bind(plan.jumlah_cicilan.value())
-    .bind(now)
+    .bind(draft.amount())
+    .bind(draft.now)
     .bind(&t.user_id)
-    .bind(plan.jumlah_cicilan.value())
+    .bind(draft.amount())
     .execute(&mut *conn)
     .await?;
     if debited.rows_affected() == 0 {
         return Ok(Verdict::Rejected(why_not(conn, &t.user_id).await?));
     }
-
-    let nomor_kontrak = shared::ids::new_contract_number();
-    sqlx::query(
-        "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id, tanggal_kontrak,
-            tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen, jumlah_bunga, jumlah_cicilan,
-            cicilan_bulanan, tenor, nama_aset)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&nomor_kontrak)
-    .bind(&t.user_id)
-    .bind(&command.merchant_id)
-    .bind(&command.external_id)
-    .bind(&command.api_call_id)
-    .bind(now)
-    .bind(now)
-    .bind(terms.otr.value())
-    .bind(terms.admin_fee.value())
-    .bind(terms.harga_aset.value())
-    .bind(plan.pokok.value())
-    .bind(terms.bunga_persen.value())
-    .bind(plan.jumlah_bunga.value())
-    .bind(plan.jumlah_cicilan.value())
-    .bind(plan.cicilan_bulanan.value())
-    .bind(tenor.months() as u8)
-    .bind(&t.nama_aset)
-    .execute(&mut *conn)
-    .await?;
-
-    let installments: Vec<InstallmentView> = plan
-        .installments
-        .iter()
-        .map(|i| InstallmentView {
-            billing_id: shared::ids::new_billing_id(),
-            cicilan_ke: i.cicilan_ke,
-            harga_cicilan: i.harga_cicilan,
-            terbayar: shared::money::Money::ZERO,
-            tanggal_tagihan: i.tanggal_tagihan.format("%Y-%m-%d").to_string(),
-            status: shared::contract::InstallmentStatus::Unpaid,
-        })
-        .collect();
-    let mut insert = QueryBuilder::new(
-        "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
-            harga_cicilan, terbayar, status, tanggal_tagihan) ",
-    );
-    insert.push_values(
-        plan.installments.iter().zip(&installments),
-        |mut b, (plan_i, view)| {
-            b.push_bind(&view.billing_id)
-                .push_bind(&nomor_kontrak)
-                .push_bind(&t.user_id)
-                .push_bind(plan_i.cicilan_ke as u8)
-                .push_bind(&t.nama_aset)
-                .push_bind(tenor.months() as u8)
-                .push_bind(plan_i.harga_cicilan.value())
-                .push_bind(rust_decimal::Decimal::ZERO)
-                .push_bind("UNPAID")
-                .push_bind(plan_i.tanggal_tagihan);
-        },
-    );
-    insert.build().execute(&mut *conn).await?;
-
+    insert_contracts(conn, &[&draft]).await?;
     let limits = get_limits(&mut *conn, &t.user_id)
         .await?
         .ok_or_else(|| CommandError::Poison("limits vanished inside the transaction".into()))?;
-    let contract = ContractView {
-        nomor_kontrak,
-        user_id: t.user_id.clone(),
-        tanggal_kontrak: format_instant(&command.accepted_at),
-        otr: terms.otr,
-        admin_fee: terms.admin_fee,
-        harga_aset: terms.harga_aset,
-        pokok: plan.pokok,
-        bunga_persen: terms.bunga_persen,
-        jumlah_bunga: plan.jumlah_bunga,
-        jumlah_cicilan: plan.jumlah_cicilan,
-        cicilan_bulanan: plan.cicilan_bulanan,
-        tenor,
-        nama_aset: t.nama_aset.clone(),
-        tagihan: installments,
-        limit_tersisa: limits,
-    };
-    Ok(Verdict::Approved(json!(contract)))
+    Ok(Verdict::Approved(json!(draft.into_view(limits))))
+}
+
+/// A contract decided in memory: its number, schedule and installments, ready to be written.
+pub struct Draft<'a> {
+    command: &'a Command,
+    t: &'a TransactionPayload,
+    plan: Schedule,
+    nomor_kontrak: String,
+    installments: Vec<InstallmentView>,
+    now: NaiveDateTime,
+}
+
+impl<'a> Draft<'a> {
+    /// Computes the schedule. The ingress validated these terms; a command whose terms no
+    /// longer compute is poison.
+    pub fn new(command: &'a Command, t: &'a TransactionPayload) -> Result<Self, CommandError> {
+        let plan = schedule(&t.terms, command.accepted_at)
+            .map_err(|e| CommandError::Poison(e.to_string()))?;
+        let installments = plan
+            .installments
+            .iter()
+            .map(|i| InstallmentView {
+                billing_id: shared::ids::new_billing_id(),
+                cicilan_ke: i.cicilan_ke,
+                harga_cicilan: i.harga_cicilan,
+                terbayar: shared::money::Money::ZERO,
+                tanggal_tagihan: i.tanggal_tagihan.format("%Y-%m-%d").to_string(),
+                status: shared::contract::InstallmentStatus::Unpaid,
+            })
+            .collect();
+        Ok(Draft {
+            command,
+            t,
+            plan,
+            nomor_kontrak: shared::ids::new_contract_number(),
+            installments,
+            now: to_naive(command.accepted_at),
+        })
+    }
+
+    pub fn tenor(&self) -> Tenor {
+        self.t.terms.tenor
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.t.user_id
+    }
+
+    /// What the contract takes from the tenor's available limit.
+    pub fn amount(&self) -> Decimal {
+        self.plan.jumlah_cicilan.value()
+    }
+
+    /// The contract as the outcome reports it, with the user's limits after it.
+    pub fn into_view(self, limits: LimitsMap) -> ContractView {
+        let terms = &self.t.terms;
+        ContractView {
+            nomor_kontrak: self.nomor_kontrak,
+            user_id: self.t.user_id.clone(),
+            tanggal_kontrak: format_instant(&self.command.accepted_at),
+            otr: terms.otr,
+            admin_fee: terms.admin_fee,
+            harga_aset: terms.harga_aset,
+            pokok: self.plan.pokok,
+            bunga_persen: terms.bunga_persen,
+            jumlah_bunga: self.plan.jumlah_bunga,
+            jumlah_cicilan: self.plan.jumlah_cicilan,
+            cicilan_bulanan: self.plan.cicilan_bulanan,
+            tenor: terms.tenor,
+            nama_aset: self.t.nama_aset.clone(),
+            tagihan: self.installments,
+            limit_tersisa: limits,
+        }
+    }
+}
+
+/// Writes contracts and all their installments: two multi-row statements whatever their
+/// number.
+pub async fn insert_contracts(
+    conn: &mut MySqlConnection,
+    drafts: &[&Draft<'_>],
+) -> Result<(), sqlx::Error> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let mut contracts = QueryBuilder::new(
+        "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id, tanggal_kontrak,
+            tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen, jumlah_bunga, jumlah_cicilan,
+            cicilan_bulanan, tenor, nama_aset) ",
+    );
+    contracts.push_values(drafts, |mut b, &d| {
+        let terms = &d.t.terms;
+        b.push_bind(&d.nomor_kontrak)
+            .push_bind(&d.t.user_id)
+            .push_bind(&d.command.merchant_id)
+            .push_bind(&d.command.external_id)
+            .push_bind(&d.command.api_call_id)
+            .push_bind(d.now)
+            .push_bind(d.now)
+            .push_bind(terms.otr.value())
+            .push_bind(terms.admin_fee.value())
+            .push_bind(terms.harga_aset.value())
+            .push_bind(d.plan.pokok.value())
+            .push_bind(terms.bunga_persen.value())
+            .push_bind(d.plan.jumlah_bunga.value())
+            .push_bind(d.plan.jumlah_cicilan.value())
+            .push_bind(d.plan.cicilan_bulanan.value())
+            .push_bind(terms.tenor.months() as u8)
+            .push_bind(&d.t.nama_aset);
+    });
+    contracts.build().execute(&mut *conn).await?;
+
+    let mut billings = QueryBuilder::new(
+        "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+            harga_cicilan, terbayar, status, tanggal_tagihan) ",
+    );
+    let rows = drafts.iter().flat_map(|&d| {
+        d.plan
+            .installments
+            .iter()
+            .zip(&d.installments)
+            .map(move |(plan_i, view)| (d, plan_i, view))
+    });
+    billings.push_values(rows, |mut b, (d, plan_i, view)| {
+        b.push_bind(&view.billing_id)
+            .push_bind(&d.nomor_kontrak)
+            .push_bind(&d.t.user_id)
+            .push_bind(plan_i.cicilan_ke as u8)
+            .push_bind(&d.t.nama_aset)
+            .push_bind(d.t.terms.tenor.months() as u8)
+            .push_bind(plan_i.harga_cicilan.value())
+            .push_bind(Decimal::ZERO)
+            .push_bind("UNPAID")
+            .push_bind(plan_i.tanggal_tagihan);
+    });
+    billings.build().execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// The conditional debit touched nothing: find out why.

@@ -1,0 +1,396 @@
+//! The unit of work against the real MariaDB (a database per test): a batch decided with a few
+//! multi-row statements must decide exactly what command-by-command application decides.
+
+use chrono::{NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use shared::config::{DEV_BLIND_INDEX_KEY, DEV_MASTER_KEYS};
+use shared::contract::{ContractTerms, Tenor, schedule};
+use shared::crypto::Keyring;
+use shared::db::users::{IdempotencyRecord, NewUser, UserStatus, create_user, set_status};
+use shared::envelope::RejectReason;
+use shared::messages::{
+    COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
+};
+use shared::money::{Money, Rate};
+use shared::status::CallState;
+use sqlx::{MySqlPool, Row};
+use worker::unit::{BatchPath, Decision, apply_batch_on_path, lock_order};
+
+fn money(s: &str) -> Money {
+    s.parse().expect("test money")
+}
+
+fn terms(tenor: Tenor) -> ContractTerms {
+    ContractTerms {
+        otr: money("1000000"),
+        admin_fee: money("50000"),
+        harga_aset: money("900000"),
+        bunga_persen: Rate::parse_json("2.5").expect("test rate"),
+        tenor,
+    }
+}
+
+/// What a contract on these terms takes from the limit.
+fn cost(tenor: Tenor) -> Money {
+    schedule(&terms(tenor), Utc::now())
+        .expect("test terms compute")
+        .jumlah_cicilan
+}
+
+async fn user(pool: &MySqlPool, limits: [Money; 4]) -> String {
+    let keyring = Keyring::from_config(DEV_MASTER_KEYS, "dev", DEV_BLIND_INDEX_KEY).expect("keys");
+    let user_id = shared::ids::new_user_id();
+    let nik = format!("3201{:012}", rand_digits());
+    let call = shared::ids::new_api_call_id();
+    let idem = IdempotencyRecord {
+        merchant_id: "platform",
+        endpoint: "create-user",
+        external_id: &call,
+        api_call_id: &call,
+        body_sha256: [0; 32],
+    };
+    let new = NewUser {
+        nik,
+        full_name: "Budi Santoso".into(),
+        legal_name: "Budi Santoso".into(),
+        tempat_lahir: "Bandung".into(),
+        tanggal_lahir: NaiveDate::from_ymd_opt(1990, 1, 15).expect("date"),
+        gaji: money("12000000"),
+        foto_ktp: "https://cdn.example.com/ktp.jpg".into(),
+        foto_selfie: "https://cdn.example.com/selfie.jpg".into(),
+        limits,
+    };
+    create_user(pool, &keyring, &user_id, &new, &idem, Utc::now())
+        .await
+        .expect("user created");
+    user_id
+}
+
+fn rand_digits() -> u64 {
+    u64::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    ) % 1_000_000_000_000
+}
+
+fn command(external_id: &str, payload: CommandPayload) -> Command {
+    Command {
+        v: COMMAND_SCHEMA_VERSION,
+        api_call_id: shared::ids::new_api_call_id(),
+        merchant_id: "merchant-a".into(),
+        client_id: "ck_test".into(),
+        body_sha256: shared::signature::sha256_hex(external_id.as_bytes()),
+        external_id: external_id.into(),
+        accepted_at: Utc::now(),
+        reply_to: None,
+        payload,
+    }
+}
+
+fn checkout(user_id: &str, tenor: Tenor) -> Command {
+    command(
+        &format!("ORDER-{}", uuid::Uuid::new_v4().simple()),
+        CommandPayload::Transaction(TransactionPayload {
+            user_id: user_id.into(),
+            terms: terms(tenor),
+            nama_aset: "Kulkas 2 Pintu".into(),
+        }),
+    )
+}
+
+fn payment(nomor_kontrak: &str, jumlah: Money) -> Command {
+    command(
+        &format!("PAY-{}", uuid::Uuid::new_v4().simple()),
+        CommandPayload::Payment(PaymentPayload {
+            nomor_kontrak: nomor_kontrak.into(),
+            jumlah,
+        }),
+    )
+}
+
+/// Applies a batch in the order the consumer sorts it, answering in the order given.
+async fn apply(
+    pool: &MySqlPool,
+    batch: &[Command],
+) -> (
+    Vec<(CallState, Option<RejectReason>, Option<Value>)>,
+    BatchPath,
+) {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| lock_order(&batch[i]));
+    let refs: Vec<&Command> = order.iter().map(|&i| &batch[i]).collect();
+    let (decisions, path) = apply_batch_on_path(pool, &refs)
+        .await
+        .expect("batch applied");
+    let mut answers = vec![None; batch.len()];
+    for (&i, decision) in order.iter().zip(decisions) {
+        let Decision::Final(record) = decision else {
+            panic!("command {i} was not decided: {decision:?}");
+        };
+        answers[i] = Some((
+            record.status.status,
+            record.status.reason,
+            record.status.result,
+        ));
+    }
+    (
+        answers
+            .into_iter()
+            .map(|a| a.expect("every command answered"))
+            .collect(),
+        path,
+    )
+}
+
+async fn available(pool: &MySqlPool, user_id: &str, tenor: Tenor) -> Money {
+    let column = tenor.limit_columns().1;
+    let d: Decimal = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {column} FROM user_limit_balances WHERE user_id = ?"
+    )))
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+    .expect("limits row");
+    Money::new(d).expect("money")
+}
+
+async fn count(pool: &MySqlPool, sql: &str, user_id: &str) -> i64 {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+        .get(0)
+}
+
+fn limit_left(result: &Option<Value>, tenor: Tenor) -> Money {
+    let v = result
+        .as_ref()
+        .and_then(|r| r["limit_tersisa"][tenor.key()]["available"].as_str())
+        .expect("limit_tersisa in the outcome");
+    money(v)
+}
+
+fn times(m: Money, k: i64) -> Money {
+    Money::new(m.value() * Decimal::from(k)).expect("money")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_batch_is_decided_in_order_on_locked_limits_with_a_few_statements(pool: MySqlPool) {
+    let one = cost(Tenor::One);
+    let six = cost(Tenor::Six);
+    // Room for two one-month contracts and a half, and for one six-month contract.
+    let limit_one = Money::new(one.value() * Decimal::new(25, 1)).expect("money");
+    let alice = user(&pool, [limit_one, money("0"), money("0"), six]).await;
+    let bob = user(&pool, [limit_one, limit_one, limit_one, six]).await;
+    set_status(&pool, &bob, UserStatus::Lock)
+        .await
+        .expect("locked");
+
+    let batch = vec![
+        checkout(&alice, Tenor::One),
+        checkout(&alice, Tenor::One),
+        checkout(&alice, Tenor::One),
+        checkout(&bob, Tenor::One),
+        checkout("USR_00000000000000000000000000000000", Tenor::One),
+        checkout("not an id", Tenor::One),
+        checkout(&alice, Tenor::Six),
+        checkout(&alice, Tenor::Two),
+    ];
+    let (answers, path) = apply(&pool, &batch).await;
+    assert_eq!(path, BatchPath::SetBased);
+    let verdicts: Vec<_> = answers.iter().map(|(s, r, _)| (*s, *r)).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (CallState::Approved, None),
+            (CallState::Approved, None),
+            (CallState::Rejected, Some(RejectReason::InsufficientLimit)),
+            (CallState::Rejected, Some(RejectReason::UserNotActive)),
+            (CallState::Rejected, Some(RejectReason::UserNotFound)),
+            (CallState::Rejected, Some(RejectReason::UserNotFound)),
+            (CallState::Approved, None),
+            (CallState::Rejected, Some(RejectReason::InsufficientLimit)),
+        ]
+    );
+    // Each approved contract reports the limits right after itself.
+    assert_eq!(
+        limit_left(&answers[0].2, Tenor::One),
+        limit_one.checked_sub(one).expect("room")
+    );
+    assert_eq!(
+        limit_left(&answers[1].2, Tenor::One),
+        limit_one.checked_sub(times(one, 2)).expect("room")
+    );
+    assert_eq!(limit_left(&answers[6].2, Tenor::Six), Money::ZERO);
+
+    assert_eq!(
+        available(&pool, &alice, Tenor::One).await,
+        limit_one.checked_sub(times(one, 2)).expect("room")
+    );
+    assert_eq!(available(&pool, &alice, Tenor::Six).await, Money::ZERO);
+    assert_eq!(available(&pool, &bob, Tenor::One).await, limit_one);
+    let contracts = count(
+        &pool,
+        "SELECT COUNT(*) FROM transactions WHERE user_id = ?",
+        &alice,
+    )
+    .await;
+    assert_eq!(contracts, 3);
+    let installments = count(
+        &pool,
+        "SELECT COUNT(*) FROM monthly_billings WHERE user_id = ?",
+        &alice,
+    )
+    .await;
+    assert_eq!(installments, 1 + 1 + 6);
+    let outcomes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM async_outcomes")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(outcomes, batch.len() as i64);
+    let claims: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE endpoint = 'transaction'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(claims, batch.len() as i64);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_used_external_id_sends_the_batch_one_by_one_with_the_same_decisions(pool: MySqlPool) {
+    let three = cost(Tenor::Three);
+    let limit = times(three, 3);
+    let limits = [limit, limit, limit, limit];
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for _ in 0..3 {
+        xs.push(user(&pool, limits).await);
+        ys.push(user(&pool, limits).await);
+    }
+    // The same shape twice: four checkouts per user (the fourth does not fit).
+    let shape = |users: &[String]| -> Vec<Command> {
+        users
+            .iter()
+            .flat_map(|u| (0..4).map(move |_| checkout(u, Tenor::Three)))
+            .collect()
+    };
+    let x_batch = shape(&xs);
+    let (x_answers, x_path) = apply(&pool, &x_batch).await;
+    assert_eq!(x_path, BatchPath::SetBased);
+
+    let mut y_batch = shape(&ys);
+    // One command reuses an external id of the first batch.
+    let reused = command(
+        &x_batch[0].external_id,
+        CommandPayload::Transaction(TransactionPayload {
+            user_id: ys[0].clone(),
+            terms: terms(Tenor::One),
+            nama_aset: "Kulkas 2 Pintu".into(),
+        }),
+    );
+    y_batch.push(reused);
+    let (y_answers, y_path) = apply(&pool, &y_batch).await;
+    assert_eq!(y_path, BatchPath::OneByOne);
+
+    let strip = |a: &[(CallState, Option<RejectReason>, Option<Value>)]| -> Vec<_> {
+        a.iter().map(|(s, r, _)| (*s, *r)).collect()
+    };
+    assert_eq!(strip(&y_answers[..x_batch.len()]), strip(&x_answers));
+    let (state, reason, result) = &y_answers[x_batch.len()];
+    assert_eq!(
+        (*state, *reason),
+        (CallState::Rejected, Some(RejectReason::DuplicateExternalId))
+    );
+    assert_eq!(
+        result
+            .as_ref()
+            .and_then(|r| r["original_api_call_id"].as_str()),
+        Some(x_batch[0].api_call_id.as_str())
+    );
+    for (i, (x, y)) in x_answers.iter().zip(&y_answers).enumerate() {
+        if x.0 == CallState::Approved {
+            assert_eq!(
+                limit_left(&x.2, Tenor::Three),
+                limit_left(&y.2, Tenor::Three),
+                "command {i}"
+            );
+        }
+    }
+    for (x, y) in xs.iter().zip(&ys) {
+        assert_eq!(available(&pool, x, Tenor::Three).await, Money::ZERO);
+        assert_eq!(available(&pool, y, Tenor::Three).await, Money::ZERO);
+        assert_eq!(
+            available(&pool, y, Tenor::One).await,
+            limit,
+            "the duplicate took nothing"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn payments_in_a_batch_come_after_its_checkouts_and_restore_the_limit(pool: MySqlPool) {
+    let three = cost(Tenor::Three);
+    let limit = times(three, 2);
+    let alice = user(&pool, [limit, limit, limit, limit]).await;
+    let first = checkout(&alice, Tenor::Three);
+    let (answers, _) = apply(&pool, std::slice::from_ref(&first)).await;
+    let nomor = answers[0]
+        .2
+        .as_ref()
+        .and_then(|r| r["nomor_kontrak"].as_str())
+        .expect("contract number")
+        .to_owned();
+
+    // Paid in full in the same batch as two more checkouts: the checkouts are decided first,
+    // so only one of them fits; then the payment gives the first contract's amount back.
+    let batch = vec![
+        payment(&nomor, three),
+        checkout(&alice, Tenor::Three),
+        checkout(&alice, Tenor::Three),
+        payment(&nomor, money("0.01")),
+        payment("KTR_00000000000000000000000000000000", money("10")),
+    ];
+    let (answers, path) = apply(&pool, &batch).await;
+    assert_eq!(path, BatchPath::SetBased);
+    let verdicts: Vec<_> = answers.iter().map(|(s, r, _)| (*s, *r)).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (CallState::Approved, None),
+            (CallState::Approved, None),
+            (CallState::Rejected, Some(RejectReason::InsufficientLimit)),
+            (CallState::Rejected, Some(RejectReason::Overpayment)),
+            (CallState::Rejected, Some(RejectReason::ContractNotFound)),
+        ]
+    );
+    let bill = answers[0].2.as_ref().expect("bill");
+    assert_eq!(bill["status_bayar"], "SUCCESS");
+    assert_eq!(
+        money(bill["sisa_limit"].as_str().expect("sisa_limit")),
+        three
+    );
+    assert_eq!(available(&pool, &alice, Tenor::Three).await, three);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_redelivered_batch_reports_its_first_decisions_and_changes_nothing(pool: MySqlPool) {
+    let two = cost(Tenor::Two);
+    let alice = user(&pool, [two, two, two, two]).await;
+    let batch = vec![checkout(&alice, Tenor::Two), checkout(&alice, Tenor::Two)];
+    let (first, path) = apply(&pool, &batch).await;
+    assert_eq!(path, BatchPath::SetBased);
+    let (again, path) = apply(&pool, &batch).await;
+    assert_eq!(path, BatchPath::OneByOne);
+    assert_eq!(first, again);
+    assert_eq!(available(&pool, &alice, Tenor::Two).await, Money::ZERO);
+    let contracts = count(
+        &pool,
+        "SELECT COUNT(*) FROM transactions WHERE user_id = ?",
+        &alice,
+    )
+    .await;
+    assert_eq!(contracts, 1);
+}
