@@ -43,7 +43,7 @@ ensure_packages() {
 # variables set by the caller). The fault harness restarts a killed one the same way.
 start_worker() {
   local i=$1
-  WORKER_CONCURRENCY=2 METRICS_ADDR=127.0.0.1:$((9100 + i)) \
+  WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-2} METRICS_ADDR=127.0.0.1:$((9100 + i)) \
     nohup "$BIN/worker" >>"$STATE/logs/worker-$i.log" 2>&1 &
   echo $! > "$STATE/worker-$i.pid"
 }

@@ -5,7 +5,6 @@
 use crate::handlers;
 use crate::handlers::transaction::insert_contracts;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
-use rust_decimal::Decimal;
 use serde_json::json;
 use shared::cache::StatusRecord;
 use shared::contract::Tenor;
@@ -13,11 +12,11 @@ use shared::db::outcomes::{
     Outcome, find_idempotency, get_outcome, insert_idempotency, insert_idempotency_many,
     insert_outcome, insert_outcomes,
 };
-use shared::db::users::{IdempotencyRecord, LockedLimits, lock_limits};
+use shared::db::users::{IdempotencyRecord, LIMIT_COLUMNS, LockedLimits, lock_limits};
 use shared::db::{DbError, to_naive};
 use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
-use shared::messages::{Command, CommandPayload};
+use shared::messages::{Command, CommandPayload, PaymentPayload};
 use shared::money::Money;
 use shared::status::{CallState, CallStatus};
 use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
@@ -196,9 +195,9 @@ async fn lock_users(
     }
 }
 
-/// The batch as a few multi-row statements: all external ids at once, the limits decided in
-/// memory on the locked rows, one update of the limits, the contracts and their installments,
-/// then the payments, then all outcomes. `None` when it cannot decide the whole batch; the
+/// The batch as a few multi-row statements: all external ids at once, the contracts decided
+/// in memory on the locked limits and written with their installments, then the payments
+/// (see `payment::apply_many`), one write of the limits, then all outcomes. `None` when it cannot decide the whole batch; the
 /// caller then rolls back and goes command by command.
 async fn set_based(
     conn: &mut MySqlConnection,
@@ -229,7 +228,8 @@ async fn set_based(
 
     let mut verdicts: Vec<Option<Verdict>> = commands.iter().map(|_| None).collect();
     let mut drafts = Vec::new();
-    let mut debits: BTreeMap<&str, Debit> = BTreeMap::new();
+    // When each user's limits last changed in this batch.
+    let mut touched: BTreeMap<String, NaiveDateTime> = BTreeMap::new();
     for (i, command) in commands.iter().enumerate() {
         let CommandPayload::Transaction(t) = &command.payload else {
             continue;
@@ -261,27 +261,39 @@ async fn set_based(
             continue;
         };
         pair.available = left;
-        let debit = debits.entry(&t.user_id).or_default();
-        debit.add(tenor, draft.amount(), to_naive(command.accepted_at));
+        let at = touched
+            .entry(t.user_id.clone())
+            .or_insert(NaiveDateTime::MIN);
+        *at = (*at).max(to_naive(command.accepted_at));
         drafts.push((i, draft, user.limits.clone()));
     }
-    write_debits(conn, &debits).await?;
     let written: Vec<_> = drafts.iter().map(|(_, d, _)| d).collect();
     insert_contracts(conn, &written).await?;
     for (i, draft, limits) in drafts {
         verdicts[i] = Some(Verdict::Approved(json!(draft.into_view(limits))));
     }
 
-    for (i, command) in commands.iter().enumerate() {
-        let CommandPayload::Payment(p) = &command.payload else {
-            continue;
-        };
-        match handlers::payment::apply(conn, command, p).await {
-            Ok(verdict) => verdicts[i] = Some(verdict),
+    let payments: Vec<(usize, (&Command, &PaymentPayload))> = commands
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match &c.payload {
+            CommandPayload::Payment(p) => Some((i, (*c, p))),
+            CommandPayload::Transaction(_) => None,
+        })
+        .collect();
+    if !payments.is_empty() {
+        let batch: Vec<_> = payments.iter().map(|(_, p)| *p).collect();
+        match handlers::payment::apply_many(conn, &batch, &mut users, &mut touched).await {
+            Ok(decided) => {
+                for ((i, _), verdict) in payments.iter().zip(decided) {
+                    verdicts[*i] = Some(verdict);
+                }
+            }
             Err(CommandError::Transient(e)) => return Err(e),
             Err(CommandError::Poison(_)) => return Ok(None),
         }
     }
+    write_limits(conn, &users, &touched).await?;
 
     let completed_at = Utc::now().trunc_subsecs(6);
     let mut records = Vec::with_capacity(commands.len());
@@ -304,57 +316,46 @@ async fn set_based(
     Ok(Some(records.into_iter().map(Decision::Final).collect()))
 }
 
-/// What a batch takes from one user's limits, per tenor.
-#[derive(Default)]
-struct Debit {
-    amounts: BTreeMap<&'static str, Decimal>,
-    at: Option<NaiveDateTime>,
-}
-
-impl Debit {
-    fn add(&mut self, tenor: Tenor, amount: Decimal, at: NaiveDateTime) {
-        *self.amounts.entry(tenor.limit_columns().1).or_default() += amount;
-        self.at = self.at.max(Some(at));
-    }
-}
-
-/// One UPDATE for every user and tenor of the batch. The rows are locked, and the CHECK
-/// constraints still refuse a negative available limit should the arithmetic ever be wrong.
-async fn write_debits(
+/// Writes the limits of every user the batch changed in one statement. The rows are locked
+/// by [`lock_users`], so their new values are exactly what was read minus what the batch's
+/// contracts took plus what its payments gave back, and the CHECK constraints still refuse a negative available limit should the
+/// arithmetic ever be wrong.
+///
+/// An upsert, not `UPDATE … WHERE user_id IN (…)`: InnoDB scans such an UPDATE as a range and
+/// takes next-key locks on the neighbouring users' rows, which deadlocks batches that hold
+/// those users; a duplicate-key update locks exactly the rows it names, which this batch
+/// already holds. The rows exist (locked, and never deleted), so it never inserts.
+async fn write_limits(
     conn: &mut MySqlConnection,
-    debits: &BTreeMap<&str, Debit>,
+    users: &BTreeMap<String, LockedLimits>,
+    touched: &BTreeMap<String, NaiveDateTime>,
 ) -> Result<(), sqlx::Error> {
-    if debits.is_empty() {
+    if touched.is_empty() {
         return Ok(());
     }
-    let mut update = QueryBuilder::new("UPDATE user_limit_balances SET ");
+    let mut upsert = QueryBuilder::new(format!(
+        "INSERT INTO user_limit_balances (user_id, {LIMIT_COLUMNS}, updated_at) "
+    ));
+    let rows = touched
+        .iter()
+        .filter_map(|(user, at)| users.get(user).map(|locked| (user, locked, at)));
+    upsert.push_values(rows, |mut b, (user, locked, at)| {
+        b.push_bind(user);
+        for tenor in Tenor::ALL {
+            b.push_bind(locked.limits.get(tenor).map(|p| p.granted.value()));
+        }
+        for tenor in Tenor::ALL {
+            b.push_bind(locked.limits.get(tenor).map(|p| p.available.value()));
+        }
+        b.push_bind(*at);
+    });
+    upsert.push(" ON DUPLICATE KEY UPDATE ");
     for tenor in Tenor::ALL {
         let column = tenor.limit_columns().1;
-        update.push(format_args!("{column} = {column} - CASE user_id"));
-        for (user, debit) in debits {
-            update
-                .push(" WHEN ")
-                .push_bind(*user)
-                .push(" THEN ")
-                .push_bind(debit.amounts.get(column).copied().unwrap_or_default());
-        }
-        update.push(" ELSE 0 END, ");
+        upsert.push(format_args!("{column} = VALUES({column}), "));
     }
-    update.push("updated_at = CASE user_id");
-    for (user, debit) in debits {
-        update
-            .push(" WHEN ")
-            .push_bind(*user)
-            .push(" THEN ")
-            .push_bind(debit.at);
-    }
-    update.push(" ELSE updated_at END WHERE user_id IN (");
-    let mut ids = update.separated(", ");
-    for user in debits.keys() {
-        ids.push_bind(*user);
-    }
-    update.push(")");
-    update.build().execute(&mut *conn).await?;
+    upsert.push("updated_at = VALUES(updated_at)");
+    upsert.build().execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -82,7 +82,8 @@ fn limits_from_row(row: &MySqlRow) -> Result<LimitsMap, DbError> {
     Ok(LimitsMap(map))
 }
 
-const LIMIT_COLUMNS: &str = "limit_one_month, limit_two_month, limit_three_month, limit_sixth, available_one_month, available_two_month, available_three_month, available_sixth";
+/// The granted then available limit columns, in `Tenor::ALL` order.
+pub const LIMIT_COLUMNS: &str = "limit_one_month, limit_two_month, limit_three_month, limit_sixth, available_one_month, available_two_month, available_three_month, available_sixth";
 
 /// The limits of a user, or `None` when there is no such user.
 pub async fn get_limits<'e, E>(executor: E, user_id: &str) -> Result<Option<LimitsMap>, DbError>

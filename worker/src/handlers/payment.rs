@@ -2,15 +2,19 @@
 //! limit by the amount paid, and write the bill.
 
 use crate::unit::{CommandError, Verdict};
+use chrono::NaiveDateTime;
+use rust_decimal::Decimal;
 use serde_json::json;
-use shared::contract::{InstallmentStatus, OpenInstallment, Tenor, allocate};
+use shared::contract::{Allocation, InstallmentStatus, OpenInstallment, Tenor, allocate};
 use shared::db::contracts::BillView;
 use shared::db::to_naive;
+use shared::db::users::LockedLimits;
 use shared::envelope::RejectReason;
 use shared::messages::{Command, PaymentPayload};
 use shared::money::Money;
 use shared::status::format_instant;
-use sqlx::{MySqlConnection, Row};
+use sqlx::{MySqlConnection, QueryBuilder, Row};
+use std::collections::{BTreeMap, BTreeSet};
 
 fn money(row: &sqlx::mysql::MySqlRow, col: &str) -> Result<Money, CommandError> {
     let d: rust_decimal::Decimal = row.try_get(col)?;
@@ -100,6 +104,33 @@ pub async fn apply(
     .fetch_one(&mut *conn)
     .await?;
     let sisa_limit = money(&row, "available")?;
+    let bill = bill(
+        command,
+        p,
+        &user_id,
+        alokasi,
+        outstanding_before,
+        sisa_limit,
+    )?;
+    insert_bills(conn, &[&bill]).await?;
+    Ok(Verdict::Approved(json!(bill.view)))
+}
+
+/// A bill, ready to be written and reported.
+pub struct Bill<'a> {
+    command: &'a Command,
+    view: BillView,
+}
+
+/// The bill of a payment that `allocate` accepted.
+fn bill<'a>(
+    command: &'a Command,
+    p: &PaymentPayload,
+    user_id: &str,
+    alokasi: Vec<Allocation>,
+    outstanding_before: Money,
+    sisa_limit: Money,
+) -> Result<Bill<'a>, CommandError> {
     let outstanding_after = outstanding_before
         .checked_sub(p.jumlah)
         .ok_or_else(|| CommandError::Poison("negative outstanding".into()))?;
@@ -108,40 +139,252 @@ pub async fn apply(
     } else {
         "PARTIAL"
     };
-    let kode_bayar = shared::ids::new_payment_code();
-    let alokasi_json =
-        serde_json::to_string(&alokasi).map_err(|e| CommandError::Poison(e.to_string()))?;
-    sqlx::query(
+    Ok(Bill {
+        command,
+        view: BillView {
+            kode_bayar: shared::ids::new_payment_code(),
+            nomor_kontrak: p.nomor_kontrak.clone(),
+            user_id: user_id.to_owned(),
+            terbayarkan: p.jumlah,
+            total_tagihan: outstanding_before,
+            sisa_tagihan_bulanan: outstanding_after,
+            tanggal_bayar: format_instant(&command.accepted_at),
+            sisa_limit,
+            status_bayar: status_bayar.to_owned(),
+            alokasi,
+        },
+    })
+}
+
+/// Writes bills in one multi-row statement.
+async fn insert_bills(conn: &mut MySqlConnection, bills: &[&Bill<'_>]) -> Result<(), CommandError> {
+    if bills.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(bills.len());
+    for b in bills {
+        let alokasi = serde_json::to_string(&b.view.alokasi)
+            .map_err(|e| CommandError::Poison(e.to_string()))?;
+        rows.push((*b, alokasi));
+    }
+    let mut insert = QueryBuilder::new(
         "INSERT INTO bills (kode_bayar, nomor_kontrak, user_id, merchant_id, external_id, api_call_id, terbayarkan,
-            total_tagihan, sisa_tagihan_bulanan, tanggal_bayar, sisa_limit, status_bayar, alokasi)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&kode_bayar)
-    .bind(&p.nomor_kontrak)
-    .bind(&user_id)
-    .bind(&command.merchant_id)
-    .bind(&command.external_id)
-    .bind(&command.api_call_id)
-    .bind(p.jumlah.value())
-    .bind(outstanding_before.value())
-    .bind(outstanding_after.value())
-    .bind(paid_at)
-    .bind(sisa_limit.value())
-    .bind(status_bayar)
-    .bind(alokasi_json)
-    .execute(&mut *conn)
-    .await?;
-    let bill = BillView {
-        kode_bayar,
-        nomor_kontrak: p.nomor_kontrak.clone(),
-        user_id,
-        terbayarkan: p.jumlah,
-        total_tagihan: outstanding_before,
-        sisa_tagihan_bulanan: outstanding_after,
-        tanggal_bayar: format_instant(&command.accepted_at),
-        sisa_limit,
-        status_bayar: status_bayar.to_owned(),
-        alokasi,
-    };
-    Ok(Verdict::Approved(json!(bill)))
+            total_tagihan, sisa_tagihan_bulanan, tanggal_bayar, sisa_limit, status_bayar, alokasi) ",
+    );
+    insert.push_values(&rows, |mut q, (b, alokasi)| {
+        let v = &b.view;
+        q.push_bind(&v.kode_bayar)
+            .push_bind(&v.nomor_kontrak)
+            .push_bind(&v.user_id)
+            .push_bind(&b.command.merchant_id)
+            .push_bind(&b.command.external_id)
+            .push_bind(&b.command.api_call_id)
+            .push_bind(v.terbayarkan.value())
+            .push_bind(v.total_tagihan.value())
+            .push_bind(v.sisa_tagihan_bulanan.value())
+            .push_bind(to_naive(b.command.accepted_at))
+            .push_bind(v.sisa_limit.value())
+            .push_bind(&v.status_bayar)
+            .push_bind(alokasi);
+    });
+    insert.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// An installment row as the set-based path reads it (every column, so it can be written
+/// back in one upsert).
+struct Installment {
+    billing_id: String,
+    nomor_kontrak: String,
+    user_id: String,
+    cicilan_ke: u8,
+    nama_aset: String,
+    tenor: u8,
+    harga_cicilan: Money,
+    terbayar: Money,
+    tanggal_tagihan: chrono::NaiveDate,
+    changed: bool,
+}
+
+/// The payments of a batch, decided together on rows locked once: the contracts and all
+/// their installments in two locking reads, the allocations in memory in the order given,
+/// then one upsert of the installments, one update per paid contract and one insert of the
+/// bills. The limits are restored in `users` (already locked by the batch, and written by
+/// the caller); `touched` records when each user's limits last changed.
+pub async fn apply_many(
+    conn: &mut MySqlConnection,
+    payments: &[(&Command, &PaymentPayload)],
+    users: &mut BTreeMap<String, LockedLimits>,
+    touched: &mut BTreeMap<String, NaiveDateTime>,
+) -> Result<Vec<Verdict>, CommandError> {
+    let numbers: BTreeSet<&str> = payments
+        .iter()
+        .map(|(_, p)| p.nomor_kontrak.as_str())
+        .filter(|n| shared::ids::is_plausible_id(n))
+        .collect();
+    let mut contracts: BTreeMap<String, (String, Tenor)> = BTreeMap::new();
+    let mut installments: BTreeMap<String, Vec<Installment>> = BTreeMap::new();
+    if !numbers.is_empty() {
+        let mut query = QueryBuilder::new(
+            "SELECT nomor_kontrak, user_id, tenor FROM transactions WHERE nomor_kontrak IN (",
+        );
+        let mut ids = query.separated(", ");
+        for n in &numbers {
+            ids.push_bind(*n);
+        }
+        query.push(") FOR UPDATE");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            let tenor: u8 = row.try_get("tenor")?;
+            let tenor = Tenor::from_months(u32::from(tenor))
+                .ok_or_else(|| CommandError::Poison(format!("contract with tenor {tenor}")))?;
+            contracts.insert(
+                row.try_get("nomor_kontrak")?,
+                (row.try_get("user_id")?, tenor),
+            );
+        }
+        let mut query = QueryBuilder::new(
+            "SELECT billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor, harga_cicilan, terbayar,
+                tanggal_tagihan FROM monthly_billings WHERE nomor_kontrak IN (",
+        );
+        let mut ids = query.separated(", ");
+        for n in &numbers {
+            ids.push_bind(*n);
+        }
+        query.push(") ORDER BY nomor_kontrak, cicilan_ke FOR UPDATE");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            let nomor: String = row.try_get("nomor_kontrak")?;
+            installments
+                .entry(nomor.clone())
+                .or_default()
+                .push(Installment {
+                    billing_id: row.try_get("billing_id")?,
+                    nomor_kontrak: nomor,
+                    user_id: row.try_get("user_id")?,
+                    cicilan_ke: row.try_get("cicilan_ke")?,
+                    nama_aset: row.try_get("nama_aset")?,
+                    tenor: row.try_get("tenor")?,
+                    harga_cicilan: money(&row, "harga_cicilan")?,
+                    terbayar: money(&row, "terbayar")?,
+                    tanggal_tagihan: row.try_get("tanggal_tagihan")?,
+                    changed: false,
+                });
+        }
+    }
+
+    let mut verdicts = Vec::with_capacity(payments.len());
+    let mut bills = Vec::new();
+    let mut paid: BTreeMap<&str, (Decimal, NaiveDateTime)> = BTreeMap::new();
+    for (command, p) in payments {
+        let Some((user_id, tenor)) = contracts.get(&p.nomor_kontrak) else {
+            verdicts.push(None);
+            continue;
+        };
+        let rows = installments.entry(p.nomor_kontrak.clone()).or_default();
+        let open: Vec<OpenInstallment> = rows
+            .iter()
+            .map(|i| OpenInstallment {
+                billing_id: i.billing_id.clone(),
+                cicilan_ke: u32::from(i.cicilan_ke),
+                harga_cicilan: i.harga_cicilan,
+                terbayar: i.terbayar,
+            })
+            .collect();
+        let Ok((alokasi, outstanding_before)) = allocate(&open, p.jumlah) else {
+            verdicts.push(Some(Verdict::Rejected(RejectReason::Overpayment)));
+            continue;
+        };
+        for a in &alokasi {
+            let row = rows
+                .iter_mut()
+                .find(|i| i.billing_id == a.billing_id)
+                .ok_or_else(|| {
+                    CommandError::Poison("allocation to an unknown installment".into())
+                })?;
+            row.terbayar = row
+                .terbayar
+                .checked_add(a.jumlah)
+                .ok_or_else(|| CommandError::Poison("installment overflow".into()))?;
+            row.changed = true;
+        }
+        let paid_at = to_naive(command.accepted_at);
+        let entry = paid
+            .entry(p.nomor_kontrak.as_str())
+            .or_insert((Decimal::ZERO, paid_at));
+        entry.0 += p.jumlah.value();
+        entry.1 = entry.1.max(paid_at);
+        let pair = users
+            .get_mut(user_id)
+            .and_then(|u| u.limits.0.get_mut(tenor.key()))
+            .ok_or_else(|| CommandError::Poison("the contract's owner was not locked".into()))?;
+        pair.available = pair
+            .available
+            .checked_add(p.jumlah)
+            .ok_or_else(|| CommandError::Poison("limit overflow".into()))?;
+        let sisa_limit = pair.available;
+        let at = touched.entry(user_id.clone()).or_insert(paid_at);
+        *at = (*at).max(paid_at);
+        bills.push(bill(
+            command,
+            p,
+            user_id,
+            alokasi,
+            outstanding_before,
+            sisa_limit,
+        )?);
+        verdicts.push(Some(Verdict::Approved(serde_json::Value::Null)));
+    }
+
+    let changed: Vec<&Installment> = installments
+        .values()
+        .flatten()
+        .filter(|i| i.changed)
+        .collect();
+    if !changed.is_empty() {
+        // Every row exists and is locked: the upsert only ever updates (see write_limits).
+        let mut upsert = QueryBuilder::new(
+            "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+                harga_cicilan, terbayar, status, tanggal_tagihan) ",
+        );
+        upsert.push_values(&changed, |mut b, i| {
+            b.push_bind(&i.billing_id)
+                .push_bind(&i.nomor_kontrak)
+                .push_bind(&i.user_id)
+                .push_bind(i.cicilan_ke)
+                .push_bind(&i.nama_aset)
+                .push_bind(i.tenor)
+                .push_bind(i.harga_cicilan.value())
+                .push_bind(i.terbayar.value())
+                .push_bind(InstallmentStatus::of(i.harga_cicilan, i.terbayar).as_str())
+                .push_bind(i.tanggal_tagihan);
+        });
+        upsert
+            .push(" ON DUPLICATE KEY UPDATE terbayar = VALUES(terbayar), status = VALUES(status)");
+        upsert.build().execute(&mut *conn).await?;
+    }
+    for (nomor, (amount, at)) in &paid {
+        sqlx::query("UPDATE transactions SET terbayar = terbayar + ?, tanggal_update = ? WHERE nomor_kontrak = ?")
+            .bind(amount)
+            .bind(at)
+            .bind(nomor)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let refs: Vec<&Bill> = bills.iter().collect();
+    insert_bills(conn, &refs).await?;
+
+    let mut bills = bills.into_iter();
+    let mut out = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        out.push(match verdict {
+            None => Verdict::Rejected(RejectReason::ContractNotFound),
+            Some(Verdict::Approved(_)) => {
+                let bill = bills
+                    .next()
+                    .ok_or_else(|| CommandError::Poison("a bill went missing".into()))?;
+                Verdict::Approved(json!(bill.view))
+            }
+            Some(rejected) => rejected,
+        });
+    }
+    Ok(out)
 }
