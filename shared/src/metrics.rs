@@ -87,6 +87,14 @@ pub fn describe() {
         "Duration of a worker batch's MySQL transaction"
     );
     describe_histogram!("xyz_batch_size", "Commands per worker batch");
+    describe_histogram!(
+        "xyz_batch_stage_seconds",
+        "Time of each stage of a set-based worker batch (begin, lock, claim, contracts, payments, limits, outcomes, commit)"
+    );
+    describe_counter!(
+        "xyz_batches_total",
+        "Worker batches by the path that decided them: set (multi-row statements) or each (command by command)"
+    );
     describe_counter!(
         "xyz_outcomes_total",
         "Decided calls by type, status and reason"

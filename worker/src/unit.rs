@@ -119,10 +119,14 @@ pub async fn apply_batch_on_path(
     pool: &MySqlPool,
     commands: &[&Command],
 ) -> Result<(Vec<Decision>, BatchPath), Transient> {
+    let mut stages = Stages::start();
     let mut tx = pool.begin().await?;
+    stages.mark("begin");
     let users = lock_users(&mut tx, commands).await?;
-    if let Some(decisions) = set_based(&mut tx, commands, users).await? {
+    stages.mark("lock");
+    if let Some(decisions) = set_based(&mut tx, commands, users, &mut stages).await? {
         tx.commit().await?;
+        stages.mark("commit");
         return Ok((decisions, BatchPath::SetBased));
     }
     tx.rollback().await?;
@@ -203,6 +207,7 @@ async fn set_based(
     conn: &mut MySqlConnection,
     commands: &[&Command],
     users: Option<BTreeMap<String, LockedLimits>>,
+    stages: &mut Stages,
 ) -> Result<Option<Vec<Decision>>, Transient> {
     let Some(mut users) = users else {
         return Ok(None);
@@ -225,6 +230,7 @@ async fn set_based(
         // A used external id or a redelivery (or anything else odd): one by one.
         Err(_) => return Ok(None),
     }
+    stages.mark("claim");
 
     let mut verdicts: Vec<Option<Verdict>> = commands.iter().map(|_| None).collect();
     let mut drafts = Vec::new();
@@ -269,6 +275,7 @@ async fn set_based(
     }
     let written: Vec<_> = drafts.iter().map(|(_, d, _)| d).collect();
     insert_contracts(conn, &written).await?;
+    stages.mark("contracts");
     for (i, draft, limits) in drafts {
         verdicts[i] = Some(Verdict::Approved(json!(draft.into_view(limits))));
     }
@@ -293,7 +300,9 @@ async fn set_based(
             Err(CommandError::Poison(_)) => return Ok(None),
         }
     }
+    stages.mark("payments");
     write_limits(conn, &users, &touched).await?;
+    stages.mark("limits");
 
     let completed_at = Utc::now().trunc_subsecs(6);
     let mut records = Vec::with_capacity(commands.len());
@@ -313,7 +322,29 @@ async fn set_based(
         Err(DbError::Sqlx(e)) if shared::db::is_transient(&e) => return Err(Transient(e)),
         Err(_) => return Ok(None),
     }
+    stages.mark("outcomes");
     Ok(Some(records.into_iter().map(Decision::Final).collect()))
+}
+
+/// Time spent in each stage of a set-based batch, as `xyz_batch_stage_seconds{stage}`: where a
+/// slow batch waits (the lock stage includes waiting for other batches' users).
+struct Stages {
+    last: std::time::Instant,
+}
+
+impl Stages {
+    fn start() -> Self {
+        Stages {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("xyz_batch_stage_seconds", "stage" => stage)
+            .record((now - self.last).as_secs_f64());
+        self.last = now;
+    }
 }
 
 /// Writes the limits of every user the batch changed in one statement. The rows are locked
