@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The benchmark behind BENCHMARKS.md: every series RUNS times on the release build, medians
+# printed at the end, every raw JSON line kept in .local/bench/<time>.jsonl.
+#
+#   scripts/bench.sh                 # RUNS=3 REQUESTS=3000 USERS=500
+#
+# Series: the SQL ceilings (one contract per transaction, and batched as the worker batches);
+# end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
+# ingress-only acceptance with the workers stopped; accept latency in open loop at half of
+# the measured peak. For the run it sets MariaDB's buffer pool to 2 GiB (the default 128 MiB
+# is smaller than the tables after a few runs, and the benchmark would measure the disk), and
+# restores the old size at the end. The engine is left running with 2 workers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+RUNS="${RUNS:-3}"
+REQUESTS="${REQUESTS:-3000}"
+USERS="${USERS:-500}"
+OUT=".local/bench/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+mkdir -p .local/bench
+LOADGEN=target/release/loadgen
+cargo build --release -q -p loadgen
+
+old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
+restore() { mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true; }
+trap restore EXIT
+mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+
+record() { # series, then the JSON lines on stdin
+  python3 -c '
+import json, sys
+series = sys.argv[1]
+for line in sys.stdin:
+    line = line.strip()
+    if line.startswith("{"):
+        d = json.loads(line)
+        d["series"] = series
+        print(json.dumps(d))' "$1" >> "$OUT"
+}
+
+engine() { WORKERS="$1" bash scripts/run.sh > .local/logs/bench-run.log 2>&1; }
+
+say "SQL ceilings ($RUNS runs)"
+for _ in $(seq 1 "$RUNS"); do
+  "$LOADGEN" sql-ceiling --seconds 3 --batch 1,32 --concurrency 1,2,4,8,16 --require-durable \
+    2>/dev/null | record sql-ceiling
+done
+
+for workers in 2 1 4; do
+  say "end to end, closed loop, $workers worker process(es) ($RUNS runs)"
+  engine "$workers"
+  for _ in $(seq 1 "$RUNS"); do
+    python3 scripts/cpu_share.py -- "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" \
+      2>.local/bench/cpu.txt | record "e2e-workers-$workers"
+    grep '^{' .local/bench/cpu.txt | record "cpu-workers-$workers"
+  done
+done
+
+say "ingress only: workers stopped ($RUNS runs)"
+engine 2
+for i in 1 2; do kill "$(cat .local/worker-$i.pid)" 2>/dev/null || true; done
+sleep 2
+for _ in $(seq 1 "$RUNS"); do
+  "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --no-verify --wait-timeout-secs 1 \
+    2>/dev/null | record ingress-only || true
+done
+engine 2 # the workers drain what was accepted
+
+peak=$(python3 - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+e2e = [r["approved_contracts_per_sec_end_to_end"] + 0 for r in rows if r["series"] == "e2e-workers-2"]
+print(int(statistics.median(e2e) / 0.8))  # requests/s: contracts are 80 % of the requests
+PY
+)
+half=$((peak / 2))
+say "open loop at half of the peak ($half requests/s of $peak) ($RUNS runs)"
+for _ in $(seq 1 "$RUNS"); do
+  "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --rate "$half" 2>/dev/null | record "open-loop-half-peak"
+done
+
+say "medians (raw lines in $OUT)"
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(series, key):
+    vals = [r[key] for r in rows if r["series"] == series and r.get(key) is not None]
+    return (statistics.median(vals), vals) if vals else (None, [])
+ceil = [r for r in rows if r["series"] == "sql-ceiling"]
+single = statistics.median(r["single_contract_ceiling_per_sec"] for r in ceil)
+batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["batch"] == 32) for r in ceil)
+print(f"SQL ceiling, one contract per transaction: median {single:.0f}/s "
+      f"({[round(r['single_contract_ceiling_per_sec']) for r in ceil]})")
+print(f"SQL ceiling, 32 per transaction:           median {batched:.0f}/s")
+for w in (1, 2, 4):
+    s = f"e2e-workers-{w}"
+    a, av = med(s, "approved_contracts_per_sec_end_to_end")
+    acc, _ = med(s, "accepted_per_sec")
+    p99, _ = med(s, "accept_p99_ms")
+    viol = sum(r["invariant_violations"] + r["unexpected_5xx"] for r in rows if r["series"] == s)
+    print(f"{w} worker(s): approved {a:.0f}/s {[round(v) for v in av]}, accepted {acc:.0f}/s, "
+          f"accept p99 {p99:.1f} ms, ratio to the single-contract ceiling {a / single:.2f}, "
+          f"violations+5xx {viol}")
+    cpu = [r["cpu_share_percent"] for r in rows if r["series"] == f"cpu-workers-{w}"]
+    if cpu:
+        keys = sorted({k for c in cpu for k in c}, key=lambda k: -statistics.median(c.get(k, 0) for c in cpu))
+        print("   CPU share (median, % of 2 cores): " + ", ".join(
+            f"{k} {statistics.median(c.get(k, 0) for c in cpu):.1f}" for k in keys))
+acc, av = med("ingress-only", "accepted_per_sec")
+p99, _ = med("ingress-only", "accept_p99_ms")
+print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")
+p99, pv = med("open-loop-half-peak", "accept_p99_ms")
+rate = [r["rate"] for r in rows if r["series"] == "open-loop-half-peak"][:1]
+print(f"open loop at {rate} requests/s: accept p99 median {p99:.1f} ms {[round(v, 1) for v in pv]}")
+PY
