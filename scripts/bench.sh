@@ -71,7 +71,7 @@ engine 2 # the workers drain what was accepted
 peak=$(python3 - "$OUT" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-e2e = [r["approved_contracts_per_sec_end_to_end"] + 0 for r in rows if r["series"] == "e2e-workers-2"]
+e2e = [r["approved_contracts_per_sec_end_to_end"] for r in rows if r["series"] == "e2e-workers-2"]
 print(int(statistics.median(e2e) / 0.8))  # requests/s: contracts are 80 % of the requests
 PY
 )

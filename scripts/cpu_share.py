@@ -75,7 +75,9 @@ def main():
     for pid, (comm, ticks) in after.items():
         if pid == os.getpid():
             continue
-        start = before.get(pid, (comm, 0))[1] if before.get(pid, ("", 0))[0] == comm else 0
+        # A pid that is new, or reused by another program, started from zero.
+        old_comm, old_ticks = before.get(pid, (comm, 0))
+        start = old_ticks if old_comm == comm else 0
         group = GROUPS.get(comm, "other")
         used[group] = used.get(group, 0.0) + (ticks - start) / TICK
     used["loadgen"] = used.get("loadgen", 0.0) + usage.ru_utime + usage.ru_stime

@@ -1,7 +1,7 @@
 //! `loadgen sql-ceiling`: the worker's own unit of work (`worker::unit::apply_batch`: the
-//! idempotency row, the conditional limit debit, the contract, its installments in one
-//! multi-row insert, the limits read, the outcome row, commit), run straight against MySQL
-//! in a scratch database, at several concurrencies. Nothing else between the client and the
+//! limits locked, the idempotency rows, the contracts and their installments, the limits
+//! written, the outcome rows, commit), run straight against MySQL in a scratch database, at
+//! several concurrencies. Nothing else between the client and the
 //! server: this is the most approved contracts per second the database allows.
 
 use crate::util::{Percentiles, Rng, ms, round3};

@@ -1,6 +1,7 @@
-//! The unit of work: a batch of commands in one MySQL transaction, a savepoint per command so
-//! one that fails alone rolls back alone, each with its own outcome row. Group commit: one
-//! fsync for the whole batch.
+//! The unit of work: a batch of commands in one MySQL transaction, each with its own outcome
+//! row. Group commit: one fsync for the whole batch. Set-based first (a few multi-row
+//! statements for the whole batch); command by command, a savepoint each, when that path
+//! cannot decide it.
 
 use crate::handlers;
 use crate::handlers::transaction::insert_contracts;
@@ -13,11 +14,10 @@ use shared::db::outcomes::{
     insert_outcome, insert_outcomes,
 };
 use shared::db::users::{IdempotencyRecord, LIMIT_COLUMNS, LockedLimits, lock_limits};
-use shared::db::{DbError, to_naive};
+use shared::db::{DbError, push_in_list, to_naive};
 use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload, PaymentPayload};
-use shared::money::Money;
 use shared::status::{CallState, CallStatus};
 use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,17 +122,24 @@ pub async fn apply_batch_on_path(
     let mut stages = Stages::start();
     let mut tx = pool.begin().await?;
     stages.mark("begin");
-    let users = lock_users(&mut tx, commands).await?;
-    stages.mark("lock");
-    if let Some(decisions) = set_based(&mut tx, commands, users, &mut stages).await? {
-        tx.commit().await?;
-        stages.mark("commit");
-        return Ok((decisions, BatchPath::SetBased));
+    match set_based(&mut tx, commands, &mut stages).await {
+        Ok(decisions) => {
+            tx.commit().await?;
+            stages.mark("commit");
+            return Ok((decisions, BatchPath::SetBased));
+        }
+        Err(CommandError::Transient(e)) => return Err(e),
+        Err(CommandError::Poison(why)) => {
+            tracing::info!(reason = %why, batch = commands.len(), "deciding the batch one by one");
+        }
     }
     tx.rollback().await?;
 
     let mut tx = pool.begin().await?;
-    lock_users(&mut tx, commands).await?;
+    // The same lock order as the set-based path; the limits it read are not needed here.
+    if let Err(CommandError::Transient(e)) = lock_users(&mut tx, commands).await {
+        return Err(e);
+    }
     let mut decisions = Vec::with_capacity(commands.len());
     for (i, command) in commands.iter().enumerate() {
         let savepoint = format!("c{i}");
@@ -159,11 +166,11 @@ pub async fn apply_batch_on_path(
 
 /// Locks the limits of every user the batch touches: the transactions' users and the owners
 /// of the contracts its payments pay (a contract's owner never changes, so a plain read finds
-/// it). Undecodable limits are left to the command-by-command path to report.
+/// it).
 async fn lock_users(
     conn: &mut MySqlConnection,
     commands: &[&Command],
-) -> Result<Option<BTreeMap<String, LockedLimits>>, Transient> {
+) -> Result<BTreeMap<String, LockedLimits>, CommandError> {
     let mut users: BTreeSet<&str> = BTreeSet::new();
     let mut contracts: Vec<&str> = Vec::new();
     for command in commands {
@@ -180,56 +187,37 @@ async fn lock_users(
     let mut owners: Vec<String> = Vec::new();
     if !contracts.is_empty() {
         let mut query =
-            QueryBuilder::new("SELECT DISTINCT user_id FROM transactions WHERE nomor_kontrak IN (");
-        let mut ids = query.separated(", ");
-        for c in &contracts {
-            ids.push_bind(*c);
-        }
-        query.push(")");
+            QueryBuilder::new("SELECT DISTINCT user_id FROM transactions WHERE nomor_kontrak IN ");
+        push_in_list(&mut query, contracts);
         owners = query.build_query_scalar().fetch_all(&mut *conn).await?;
     }
     users.extend(owners.iter().map(String::as_str));
-    match lock_limits(conn, &users).await {
-        Ok(locked) => Ok(Some(locked)),
-        Err(DbError::Sqlx(e)) => Err(Transient(e)),
-        Err(DbError::Corrupt(why)) => {
-            tracing::warn!(reason = %why, "limits not decodable; deciding the batch one by one");
-            Ok(None)
-        }
-    }
+    Ok(lock_limits(conn, &users).await?)
 }
 
-/// The batch as a few multi-row statements: all external ids at once, the contracts decided
-/// in memory on the locked limits and written with their installments, then the payments
-/// (see `payment::apply_many`), one write of the limits, then all outcomes. `None` when it cannot decide the whole batch; the
-/// caller then rolls back and goes command by command.
+/// The batch as a few multi-row statements: the limits locked, all external ids at once, the
+/// contracts decided in memory on the locked limits and written with their installments,
+/// then the payments (see `payment::apply_many`), one write of the limits, then all
+/// outcomes. A poison error means only that this path cannot decide the whole batch (an
+/// external id already used, a redelivery, a command that cannot be applied): the caller
+/// rolls back and goes command by command.
 async fn set_based(
     conn: &mut MySqlConnection,
     commands: &[&Command],
-    users: Option<BTreeMap<String, LockedLimits>>,
     stages: &mut Stages,
-) -> Result<Option<Vec<Decision>>, Transient> {
-    let Some(mut users) = users else {
-        return Ok(None);
-    };
-    let mut records = Vec::with_capacity(commands.len());
-    for command in commands {
-        match idempotency_record(command) {
-            Ok(record) => records.push(record),
-            Err(_) => return Ok(None),
-        }
-    }
+) -> Result<Vec<Decision>, CommandError> {
+    let mut users = lock_users(conn, commands).await?;
+    stages.mark("lock");
+    let records = commands
+        .iter()
+        .map(|c| idempotency_record(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let claims: Vec<_> = records
         .iter()
         .zip(commands)
         .map(|(r, c)| (r, c.accepted_at))
         .collect();
-    match insert_idempotency_many(&mut *conn, &claims).await {
-        Ok(()) => {}
-        Err(DbError::Sqlx(e)) if shared::db::is_transient(&e) => return Err(Transient(e)),
-        // A used external id or a redelivery (or anything else odd): one by one.
-        Err(_) => return Ok(None),
-    }
+    insert_idempotency_many(&mut *conn, &claims).await?;
     stages.mark("claim");
 
     let mut verdicts: Vec<Option<Verdict>> = commands.iter().map(|_| None).collect();
@@ -244,9 +232,7 @@ async fn set_based(
             verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotFound));
             continue;
         }
-        let Ok(draft) = handlers::transaction::Draft::new(command, t) else {
-            return Ok(None);
-        };
+        let draft = handlers::transaction::Draft::new(command, t)?;
         let Some(user) = users.get_mut(&t.user_id) else {
             verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotFound));
             continue;
@@ -255,22 +241,17 @@ async fn set_based(
             verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotActive));
             continue;
         }
-        let tenor = draft.tenor();
-        let Some(pair) = user.limits.0.get_mut(tenor.key()) else {
-            return Ok(None);
-        };
-        let Some(left) = Money::new(draft.amount())
-            .ok()
-            .and_then(|amount| pair.available.checked_sub(amount))
-        else {
+        let pair = user
+            .limits
+            .0
+            .get_mut(draft.tenor().key())
+            .ok_or_else(|| CommandError::Poison("a tenor without limits".into()))?;
+        let Some(left) = pair.available.checked_sub(draft.cost()) else {
             verdicts[i] = Some(Verdict::Rejected(RejectReason::InsufficientLimit));
             continue;
         };
         pair.available = left;
-        let at = touched
-            .entry(t.user_id.clone())
-            .or_insert(NaiveDateTime::MIN);
-        *at = (*at).max(to_naive(command.accepted_at));
+        note_change(&mut touched, &t.user_id, to_naive(command.accepted_at));
         drafts.push((i, draft, user.limits.clone()));
     }
     let written: Vec<_> = drafts.iter().map(|(_, d, _)| d).collect();
@@ -280,24 +261,19 @@ async fn set_based(
         verdicts[i] = Some(Verdict::Approved(json!(draft.into_view(limits))));
     }
 
-    let payments: Vec<(usize, (&Command, &PaymentPayload))> = commands
+    let (indices, payments): (Vec<usize>, Vec<(&Command, &PaymentPayload)>) = commands
         .iter()
         .enumerate()
         .filter_map(|(i, c)| match &c.payload {
             CommandPayload::Payment(p) => Some((i, (*c, p))),
             CommandPayload::Transaction(_) => None,
         })
-        .collect();
+        .unzip();
     if !payments.is_empty() {
-        let batch: Vec<_> = payments.iter().map(|(_, p)| *p).collect();
-        match handlers::payment::apply_many(conn, &batch, &mut users, &mut touched).await {
-            Ok(decided) => {
-                for ((i, _), verdict) in payments.iter().zip(decided) {
-                    verdicts[*i] = Some(verdict);
-                }
-            }
-            Err(CommandError::Transient(e)) => return Err(e),
-            Err(CommandError::Poison(_)) => return Ok(None),
+        let decided =
+            handlers::payment::apply_many(conn, &payments, &mut users, &mut touched).await?;
+        for (i, verdict) in indices.into_iter().zip(decided) {
+            verdicts[i] = Some(verdict);
         }
     }
     stages.mark("payments");
@@ -305,25 +281,35 @@ async fn set_based(
     stages.mark("limits");
 
     let completed_at = Utc::now().trunc_subsecs(6);
-    let mut records = Vec::with_capacity(commands.len());
-    for (command, verdict) in commands.iter().zip(verdicts) {
-        let Some(verdict) = verdict else {
-            return Ok(None);
-        };
-        records.push(decided(command, verdict, completed_at));
-    }
+    let records = commands
+        .iter()
+        .zip(verdicts)
+        .map(|(command, verdict)| {
+            verdict
+                .map(|v| decided(command, v, completed_at))
+                .ok_or_else(|| CommandError::Poison("a command was left undecided".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let rows: Vec<Outcome> = commands
         .iter()
         .zip(&records)
         .map(|(c, r)| outcome_row(c, r))
         .collect();
-    match insert_outcomes(&mut *conn, &rows).await {
-        Ok(()) => {}
-        Err(DbError::Sqlx(e)) if shared::db::is_transient(&e) => return Err(Transient(e)),
-        Err(_) => return Ok(None),
-    }
+    insert_outcomes(&mut *conn, &rows).await?;
     stages.mark("outcomes");
-    Ok(Some(records.into_iter().map(Decision::Final).collect()))
+    Ok(records.into_iter().map(Decision::Final).collect())
+}
+
+/// Records that `user`'s limits changed at `at` (the latest change wins).
+pub(crate) fn note_change(
+    touched: &mut BTreeMap<String, NaiveDateTime>,
+    user: &str,
+    at: NaiveDateTime,
+) {
+    touched
+        .entry(user.to_owned())
+        .and_modify(|last| *last = (*last).max(at))
+        .or_insert(at);
 }
 
 /// Time spent in each stage of a set-based batch, as `xyz_batch_stage_seconds{stage}`: where a
@@ -349,8 +335,8 @@ impl Stages {
 
 /// Writes the limits of every user the batch changed in one statement. The rows are locked
 /// by [`lock_users`], so their new values are exactly what was read minus what the batch's
-/// contracts took plus what its payments gave back, and the CHECK constraints still refuse a negative available limit should the
-/// arithmetic ever be wrong.
+/// contracts took plus what its payments gave back, and the CHECK constraints still refuse a
+/// negative available limit should the arithmetic ever be wrong.
 ///
 /// An upsert, not `UPDATE … WHERE user_id IN (…)`: InnoDB scans such an UPDATE as a range and
 /// takes next-key locks on the neighbouring users' rows, which deadlocks batches that hold
@@ -465,19 +451,12 @@ async fn reject_duplicate(
             status,
         });
     }
-    let result = json!({"original_api_call_id": original});
-    let record = decided(
+    let mut record = decided(
         command,
         Verdict::Rejected(RejectReason::DuplicateExternalId),
         Utc::now().trunc_subsecs(6),
     );
-    let record = StatusRecord {
-        status: CallStatus {
-            result: Some(result),
-            ..record.status
-        },
-        ..record
-    };
+    record.status.result = Some(json!({"original_api_call_id": original}));
     insert_outcome(&mut *conn, &outcome_row(command, &record)).await?;
     Ok(record)
 }

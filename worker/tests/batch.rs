@@ -110,14 +110,16 @@ fn payment(nomor_kontrak: &str, jumlah: Money) -> Command {
     )
 }
 
+/// A command's final state, reason and result.
+type Answer = (CallState, Option<RejectReason>, Option<Value>);
+
+/// The state and reason of each answer.
+fn verdicts(answers: &[Answer]) -> Vec<(CallState, Option<RejectReason>)> {
+    answers.iter().map(|(s, r, _)| (*s, *r)).collect()
+}
+
 /// Applies a batch in the order the consumer sorts it, answering in the order given.
-async fn apply(
-    pool: &MySqlPool,
-    batch: &[Command],
-) -> (
-    Vec<(CallState, Option<RejectReason>, Option<Value>)>,
-    BatchPath,
-) {
+async fn apply(pool: &MySqlPool, batch: &[Command]) -> (Vec<Answer>, BatchPath) {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by_key(|&i| lock_order(&batch[i]));
     let refs: Vec<&Command> = order.iter().map(|&i| &batch[i]).collect();
@@ -201,9 +203,8 @@ async fn a_batch_is_decided_in_order_on_locked_limits_with_a_few_statements(pool
     ];
     let (answers, path) = apply(&pool, &batch).await;
     assert_eq!(path, BatchPath::SetBased);
-    let verdicts: Vec<_> = answers.iter().map(|(s, r, _)| (*s, *r)).collect();
     assert_eq!(
-        verdicts,
+        verdicts(&answers),
         vec![
             (CallState::Approved, None),
             (CallState::Approved, None),
@@ -295,10 +296,7 @@ async fn a_used_external_id_sends_the_batch_one_by_one_with_the_same_decisions(p
     let (y_answers, y_path) = apply(&pool, &y_batch).await;
     assert_eq!(y_path, BatchPath::OneByOne);
 
-    let strip = |a: &[(CallState, Option<RejectReason>, Option<Value>)]| -> Vec<_> {
-        a.iter().map(|(s, r, _)| (*s, *r)).collect()
-    };
-    assert_eq!(strip(&y_answers[..x_batch.len()]), strip(&x_answers));
+    assert_eq!(verdicts(&y_answers[..x_batch.len()]), verdicts(&x_answers));
     let (state, reason, result) = &y_answers[x_batch.len()];
     assert_eq!(
         (*state, *reason),
@@ -355,9 +353,8 @@ async fn payments_in_a_batch_come_after_its_checkouts_and_restore_the_limit(pool
     ];
     let (answers, path) = apply(&pool, &batch).await;
     assert_eq!(path, BatchPath::SetBased);
-    let verdicts: Vec<_> = answers.iter().map(|(s, r, _)| (*s, *r)).collect();
     assert_eq!(
-        verdicts,
+        verdicts(&answers),
         vec![
             (CallState::Approved, None),
             (CallState::Approved, None),

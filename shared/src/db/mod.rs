@@ -8,7 +8,7 @@ pub mod users;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{ConnectOptions, Executor};
+use sqlx::{ConnectOptions, Executor, MySql, QueryBuilder};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -77,6 +77,17 @@ pub fn pool_options(max_connections: u32) -> MySqlPoolOptions {
                 Ok(())
             })
         })
+}
+
+/// Appends `(?, ?, …)` to `query`, binding each id: the list of an `IN`. The caller makes
+/// sure there is at least one id (`IN ()` is not SQL).
+pub fn push_in_list<'a>(query: &mut QueryBuilder<MySql>, ids: impl IntoIterator<Item = &'a str>) {
+    query.push("(");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    query.push(")");
 }
 
 fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {

@@ -19,8 +19,8 @@ where
     insert_idempotency_many(executor, &[(idem, now)]).await
 }
 
-/// Claims several external ids (each with its time) in one statement, all or none: a unique violation on any of
-/// them fails the statement and leaves no row behind.
+/// Claims several external ids (each with its time) in one statement, all or none: a unique
+/// violation on any of them fails the statement and leaves no row behind.
 pub async fn insert_idempotency_many<'e, E>(
     executor: E,
     records: &[(&IdempotencyRecord<'_>, DateTime<Utc>)],

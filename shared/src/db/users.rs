@@ -154,13 +154,10 @@ pub async fn lock_limits(
     // batch interleaves the two tables' locks the same way.
     let mut query = sqlx::QueryBuilder::new(format!(
         "SELECT b.user_id, u.user_status, {LIMIT_COLUMNS} FROM user_limit_balances b
-         STRAIGHT_JOIN users u ON u.user_id = b.user_id WHERE b.user_id IN ("
+         STRAIGHT_JOIN users u ON u.user_id = b.user_id WHERE b.user_id IN "
     ));
-    let mut ids = query.separated(", ");
-    for id in user_ids {
-        ids.push_bind(*id);
-    }
-    query.push(") ORDER BY b.user_id FOR UPDATE");
+    super::push_in_list(&mut query, user_ids.iter().copied());
+    query.push(" ORDER BY b.user_id FOR UPDATE");
     for row in query.build().fetch_all(&mut *conn).await? {
         let status: String = row.try_get("user_status")?;
         found.insert(

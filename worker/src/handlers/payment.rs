@@ -1,14 +1,14 @@
 //! A payment: allocate it to the contract's unpaid installments in order, restore the tenor's
 //! limit by the amount paid, and write the bill.
 
-use crate::unit::{CommandError, Verdict};
+use crate::unit::{CommandError, Verdict, note_change};
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
 use serde_json::json;
 use shared::contract::{Allocation, InstallmentStatus, OpenInstallment, Tenor, allocate};
 use shared::db::contracts::BillView;
-use shared::db::to_naive;
 use shared::db::users::LockedLimits;
+use shared::db::{push_in_list, to_naive};
 use shared::envelope::RejectReason;
 use shared::messages::{Command, PaymentPayload};
 use shared::money::Money;
@@ -112,7 +112,7 @@ pub async fn apply(
         outstanding_before,
         sisa_limit,
     )?;
-    insert_bills(conn, &[&bill]).await?;
+    insert_bills(conn, std::slice::from_ref(&bill)).await?;
     Ok(Verdict::Approved(json!(bill.view)))
 }
 
@@ -157,7 +157,7 @@ fn bill<'a>(
 }
 
 /// Writes bills in one multi-row statement.
-async fn insert_bills(conn: &mut MySqlConnection, bills: &[&Bill<'_>]) -> Result<(), CommandError> {
+async fn insert_bills(conn: &mut MySqlConnection, bills: &[Bill<'_>]) -> Result<(), CommandError> {
     if bills.is_empty() {
         return Ok(());
     }
@@ -165,7 +165,7 @@ async fn insert_bills(conn: &mut MySqlConnection, bills: &[&Bill<'_>]) -> Result
     for b in bills {
         let alokasi = serde_json::to_string(&b.view.alokasi)
             .map_err(|e| CommandError::Poison(e.to_string()))?;
-        rows.push((*b, alokasi));
+        rows.push((b, alokasi));
     }
     let mut insert = QueryBuilder::new(
         "INSERT INTO bills (kode_bayar, nomor_kontrak, user_id, merchant_id, external_id, api_call_id, terbayarkan,
@@ -226,13 +226,10 @@ pub async fn apply_many(
     let mut installments: BTreeMap<String, Vec<Installment>> = BTreeMap::new();
     if !numbers.is_empty() {
         let mut query = QueryBuilder::new(
-            "SELECT nomor_kontrak, user_id, tenor FROM transactions WHERE nomor_kontrak IN (",
+            "SELECT nomor_kontrak, user_id, tenor FROM transactions WHERE nomor_kontrak IN ",
         );
-        let mut ids = query.separated(", ");
-        for n in &numbers {
-            ids.push_bind(*n);
-        }
-        query.push(") FOR UPDATE");
+        push_in_list(&mut query, numbers.iter().copied());
+        query.push(" FOR UPDATE");
         for row in query.build().fetch_all(&mut *conn).await? {
             let tenor: u8 = row.try_get("tenor")?;
             let tenor = Tenor::from_months(u32::from(tenor))
@@ -244,13 +241,10 @@ pub async fn apply_many(
         }
         let mut query = QueryBuilder::new(
             "SELECT billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor, harga_cicilan, terbayar,
-                tanggal_tagihan FROM monthly_billings WHERE nomor_kontrak IN (",
+                tanggal_tagihan FROM monthly_billings WHERE nomor_kontrak IN ",
         );
-        let mut ids = query.separated(", ");
-        for n in &numbers {
-            ids.push_bind(*n);
-        }
-        query.push(") ORDER BY nomor_kontrak, cicilan_ke FOR UPDATE");
+        push_in_list(&mut query, numbers.iter().copied());
+        query.push(" ORDER BY nomor_kontrak, cicilan_ke FOR UPDATE");
         for row in query.build().fetch_all(&mut *conn).await? {
             let nomor: String = row.try_get("nomor_kontrak")?;
             installments
@@ -276,7 +270,7 @@ pub async fn apply_many(
     let mut paid: BTreeMap<&str, (Decimal, NaiveDateTime)> = BTreeMap::new();
     for (command, p) in payments {
         let Some((user_id, tenor)) = contracts.get(&p.nomor_kontrak) else {
-            verdicts.push(None);
+            verdicts.push(Verdict::Rejected(RejectReason::ContractNotFound));
             continue;
         };
         let rows = installments.entry(p.nomor_kontrak.clone()).or_default();
@@ -290,7 +284,7 @@ pub async fn apply_many(
             })
             .collect();
         let Ok((alokasi, outstanding_before)) = allocate(&open, p.jumlah) else {
-            verdicts.push(Some(Verdict::Rejected(RejectReason::Overpayment)));
+            verdicts.push(Verdict::Rejected(RejectReason::Overpayment));
             continue;
         };
         for a in &alokasi {
@@ -321,17 +315,10 @@ pub async fn apply_many(
             .checked_add(p.jumlah)
             .ok_or_else(|| CommandError::Poison("limit overflow".into()))?;
         let sisa_limit = pair.available;
-        let at = touched.entry(user_id.clone()).or_insert(paid_at);
-        *at = (*at).max(paid_at);
-        bills.push(bill(
-            command,
-            p,
-            user_id,
-            alokasi,
-            outstanding_before,
-            sisa_limit,
-        )?);
-        verdicts.push(Some(Verdict::Approved(serde_json::Value::Null)));
+        note_change(touched, user_id, paid_at);
+        let bill = bill(command, p, user_id, alokasi, outstanding_before, sisa_limit)?;
+        verdicts.push(Verdict::Approved(json!(bill.view)));
+        bills.push(bill);
     }
 
     let changed: Vec<&Installment> = installments
@@ -369,22 +356,6 @@ pub async fn apply_many(
             .execute(&mut *conn)
             .await?;
     }
-    let refs: Vec<&Bill> = bills.iter().collect();
-    insert_bills(conn, &refs).await?;
-
-    let mut bills = bills.into_iter();
-    let mut out = Vec::with_capacity(verdicts.len());
-    for verdict in verdicts {
-        out.push(match verdict {
-            None => Verdict::Rejected(RejectReason::ContractNotFound),
-            Some(Verdict::Approved(_)) => {
-                let bill = bills
-                    .next()
-                    .ok_or_else(|| CommandError::Poison("a bill went missing".into()))?;
-                Verdict::Approved(json!(bill.view))
-            }
-            Some(rejected) => rejected,
-        });
-    }
-    Ok(out)
+    insert_bills(conn, &bills).await?;
+    Ok(verdicts)
 }

@@ -3,7 +3,6 @@
 
 use crate::unit::{CommandError, Verdict};
 use chrono::NaiveDateTime;
-use rust_decimal::Decimal;
 use serde_json::json;
 use shared::contract::{Schedule, Tenor, schedule};
 use shared::db::contracts::{ContractView, InstallmentView};
@@ -11,6 +10,7 @@ use shared::db::to_naive;
 use shared::db::users::{LimitsMap, get_limits};
 use shared::envelope::RejectReason;
 use shared::messages::{Command, TransactionPayload};
+use shared::money::Money;
 use shared::status::format_instant;
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
@@ -31,10 +31,10 @@ pub async fn apply(
          SET b.{available} = b.{available} - ?, b.updated_at = ?
          WHERE b.user_id = ? AND u.user_status = 'ACTIVE' AND b.{available} >= ?"
     )))
-    .bind(draft.amount())
+    .bind(draft.cost().value())
     .bind(draft.now)
     .bind(&t.user_id)
-    .bind(draft.amount())
+    .bind(draft.cost().value())
     .execute(&mut *conn)
     .await?;
     if debited.rows_affected() == 0 {
@@ -70,7 +70,7 @@ impl<'a> Draft<'a> {
                 billing_id: shared::ids::new_billing_id(),
                 cicilan_ke: i.cicilan_ke,
                 harga_cicilan: i.harga_cicilan,
-                terbayar: shared::money::Money::ZERO,
+                terbayar: Money::ZERO,
                 tanggal_tagihan: i.tanggal_tagihan.format("%Y-%m-%d").to_string(),
                 status: shared::contract::InstallmentStatus::Unpaid,
             })
@@ -89,13 +89,9 @@ impl<'a> Draft<'a> {
         self.t.terms.tenor
     }
 
-    pub fn user_id(&self) -> &str {
-        &self.t.user_id
-    }
-
     /// What the contract takes from the tenor's available limit.
-    pub fn amount(&self) -> Decimal {
-        self.plan.jumlah_cicilan.value()
+    pub fn cost(&self) -> Money {
+        self.plan.jumlah_cicilan
     }
 
     /// The contract as the outcome reports it, with the user's limits after it.
@@ -176,7 +172,7 @@ pub async fn insert_contracts(
             .push_bind(&d.t.nama_aset)
             .push_bind(d.t.terms.tenor.months() as u8)
             .push_bind(plan_i.harga_cicilan.value())
-            .push_bind(Decimal::ZERO)
+            .push_bind(Money::ZERO.value())
             .push_bind("UNPAID")
             .push_bind(plan_i.tanggal_tagihan);
     });
