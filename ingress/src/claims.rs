@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::pipeline::Ctx;
 use crate::state::AppState;
 use serde_json::json;
-use shared::cache::ClaimOutcome;
+use shared::cache::{ClaimOutcome, StatusRecord};
 use shared::envelope::MessageAction;
 
 /// A claim this request holds on (merchant, endpoint, external id).
@@ -55,8 +55,14 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
     // takes it over, so this one answers 503 (retry is safe).
     let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
     let mut pause = std::time::Duration::from_millis(20);
+    // The request is spent from the rate limit once, by the first attempt.
+    let mut allowance = ctx.rate_deferred.then(|| ctx.allowance(state));
     let outcome = loop {
-        match state.cache.claim(&key, &ctx.api_call_id, &sha_hex).await? {
+        match state
+            .cache
+            .claim(&key, &ctx.api_call_id, &sha_hex, allowance.take())
+            .await?
+        {
             ClaimOutcome::Taken(c) if c.state == "publishing" => {
                 if tokio::time::Instant::now() + pause > deadline {
                     metrics::counter!("xyz_claims_total", "result" => "in_flight").increment(1);
@@ -102,6 +108,10 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 resumed_at: None,
             })
         }
+        ClaimOutcome::RateLimited(retry_after) => Err(crate::pipeline::rate_limited(
+            ctx.allowance(state),
+            retry_after,
+        )),
         ClaimOutcome::Claimed => {
             metrics::counter!("xyz_claims_total", "result" => "claimed").increment(1);
             Ok(Claimed {
@@ -133,10 +143,12 @@ impl Claimed {
         }
     }
 
-    pub async fn accept(&self, state: &AppState) {
+    /// The broker has the command: the claim is permanent, and with a record the call's
+    /// PENDING status is written (unless a worker already wrote the final one).
+    pub async fn accept(&self, state: &AppState, pending: Option<&StatusRecord>) {
         if let Err(e) = state
             .cache
-            .mark_accepted(&self.key, &self.api_call_id)
+            .mark_accepted(&self.key, &self.api_call_id, pending)
             .await
         {
             tracing::warn!(error = %e, "claim could not be marked accepted; MySQL still holds it");

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod lookups;
 pub mod openapi;
 pub mod pipeline;
 pub mod route;

@@ -2,6 +2,9 @@ use clap::Parser;
 use ingress::config::IngressConfig;
 use ingress::startup::Application;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("info,sqlx=warn,lapin=warn");

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
+use shared::cache::Allowance;
 use shared::db::audit::AuditRow;
 use shared::db::keys::{ActiveKey, Role};
 use shared::envelope::MessageAction;
@@ -35,6 +36,9 @@ pub struct Ctx {
     pub body: Bytes,
     pub query: Option<String>,
     pub headers: HeaderMap,
+    /// This request has not been counted against its key's rate limit yet: the claim does it
+    /// (one Redis call), or [`rate_limit`] when the request fails before claiming.
+    pub rate_deferred: bool,
 }
 
 impl Ctx {
@@ -49,6 +53,11 @@ impl Ctx {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// What this request spends from its key's rate limit.
+    pub fn allowance<'a>(&'a self, state: &AppState) -> Allowance<'a> {
+        allowance(state, &self.key)
     }
 }
 
@@ -219,31 +228,15 @@ async fn process(
     )?;
     audit.merchant_id = Some(key.merchant_id.clone());
     audit.client_id = Some(key.client_id.clone());
-    rate_limit(state, &key).await?;
-
-    let route = Route::parse(parts.method.as_str(), parts.uri.path()).map_err(|e| match e {
-        RouteError::NotFound => ApiError::not_found(),
-        RouteError::MethodNotAllowed => ApiError::new(
-            MessageAction::MethodNotAllowed,
-            "method not allowed on this path",
-        ),
-    })?;
-    if !route.allows(key.role) {
-        return Err(ApiError::forbidden());
+    // The checks after the rate limit (route, role, external id) are pure, so their verdict
+    // can be held while the rate limit is asked: a submission that passes them spends its
+    // request in the same Redis call as its claim (see `submit`), the others here, first.
+    let checked = route_checks(&parts, key.role, external_id.as_deref());
+    let rate_deferred = matches!(checked, Ok(Route::Transaction | Route::Payment));
+    if !rate_deferred {
+        rate_limit(state, &key).await?;
     }
-
-    match external_id.as_deref() {
-        None if parts.method == axum::http::Method::POST => {
-            return Err(ApiError::mandatory("X-External-Id"));
-        }
-        Some(ext) if !signature::is_valid_external_id(ext) => {
-            return Err(ApiError::invalid_value(
-                "X-External-Id",
-                "must be 1-128 visible ASCII characters",
-            ));
-        }
-        _ => {}
-    }
+    let route = checked?;
     audit.external_id = external_id.clone();
 
     let ctx = Ctx {
@@ -254,8 +247,37 @@ async fn process(
         body,
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
+        rate_deferred,
     };
     routes::dispatch(state, &ctx, route).await
+}
+
+/// Route (404 / 405), role (403) and `X-External-Id` (400), in SPEC §3's order.
+fn route_checks(
+    parts: &axum::http::request::Parts,
+    role: Role,
+    external_id: Option<&str>,
+) -> Result<Route, ApiError> {
+    let route = Route::parse(parts.method.as_str(), parts.uri.path()).map_err(|e| match e {
+        RouteError::NotFound => ApiError::not_found(),
+        RouteError::MethodNotAllowed => ApiError::new(
+            MessageAction::MethodNotAllowed,
+            "method not allowed on this path",
+        ),
+    })?;
+    if !route.allows(role) {
+        return Err(ApiError::forbidden());
+    }
+    match external_id {
+        None if parts.method == axum::http::Method::POST => {
+            Err(ApiError::mandatory("X-External-Id"))
+        }
+        Some(ext) if !signature::is_valid_external_id(ext) => Err(ApiError::invalid_value(
+            "X-External-Id",
+            "must be 1-128 visible ASCII characters",
+        )),
+        _ => Ok(route),
+    }
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
@@ -331,32 +353,41 @@ fn authenticate(
     Ok(key)
 }
 
+fn allowance<'a>(state: &AppState, key: &'a ActiveKey) -> Allowance<'a> {
+    Allowance {
+        client_id: &key.client_id,
+        per_second: key.rate_per_second.unwrap_or(state.rate_limit.0),
+        burst: key.rate_burst.unwrap_or(state.rate_limit.1),
+    }
+}
+
 /// Per-key GCRA in Redis, shared by every replica. If Redis is down the limit fails open
 /// (availability over throttling) and says so in the log.
-async fn rate_limit(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
-    let per_second = key.rate_per_second.unwrap_or(state.rate_limit.0);
-    let burst = key.rate_burst.unwrap_or(state.rate_limit.1);
-    match state
-        .cache
-        .rate_limit(&key.client_id, per_second, burst)
-        .await
-    {
+pub async fn rate_limit(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
+    let allowance = allowance(state, key);
+    match state.cache.rate_limit(allowance).await {
         Ok(None) => Ok(()),
-        Ok(Some(retry_after)) => {
-            metrics::counter!("xyz_rate_limited_total").increment(1);
-            let mut e = ApiError::new(
-                MessageAction::RateLimited,
-                format!("this key is limited to {per_second} requests per second (burst {burst})"),
-            );
-            e.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
-            Err(e)
-        }
+        Ok(Some(retry_after)) => Err(rate_limited(allowance, retry_after)),
         Err(e) => {
             metrics::counter!("xyz_rate_limiter_fail_open_total").increment(1);
             tracing::warn!(error = %e, "rate limiter unavailable; failing open");
             Ok(())
         }
     }
+}
+
+/// The 429 for a key over its limit.
+pub fn rate_limited(allowance: Allowance<'_>, retry_after: std::time::Duration) -> ApiError {
+    metrics::counter!("xyz_rate_limited_total").increment(1);
+    let mut e = ApiError::new(
+        MessageAction::RateLimited,
+        format!(
+            "this key is limited to {} requests per second (burst {})",
+            allowance.per_second, allowance.burst
+        ),
+    );
+    e.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+    e
 }
 
 /// The peer, or the client nginx names in `X-Forwarded-For` when the peer is a trusted proxy.

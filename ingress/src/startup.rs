@@ -79,6 +79,7 @@ impl Application {
         }
         let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
         let (audit, audit_writer) = AuditLog::start(pool.clone());
+        let lookups = crate::lookups::Lookups::start(pool.clone());
         let background = vec![
             keys.spawn_refresh(
                 pool.clone(),
@@ -95,6 +96,7 @@ impl Application {
             keys,
             keyring,
             audit,
+            lookups,
             waiters,
             trusted_proxies: config.trusted_proxies.clone(),
             rate_limit: (config.rate_limit_per_second, config.rate_limit_burst),

@@ -2,6 +2,7 @@
 
 use crate::audit::AuditLog;
 use crate::keys::KeyCache;
+use crate::lookups::Lookups;
 use crate::waiters::Waiters;
 use shared::amqp::{Publisher, Topology};
 use shared::cache::Cache;
@@ -23,6 +24,7 @@ pub struct Inner {
     pub keys: KeyCache,
     pub keyring: Keyring,
     pub audit: AuditLog,
+    pub lookups: Lookups,
     pub waiters: Waiters,
     pub trusted_proxies: Vec<IpAddr>,
     pub rate_limit: (u32, u32),

@@ -36,6 +36,9 @@ enum Cmd {
     Poison(poison::PoisonArgs),
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init("error");

@@ -92,9 +92,65 @@ pub enum ClaimOutcome {
     /// A publish of this call may or may not have reached the broker (its confirm was lost):
     /// a retry re-sends the same call, so a duplicate delivery is recognised as such.
     Unconfirmed(Claim),
+    /// The key spending the request is over its rate limit: nothing was claimed; retry after
+    /// this long.
+    RateLimited(Duration),
 }
 
-const CLAIM_SCRIPT: &str = r"
+/// One request to spend from a key's rate allowance: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance<'a> {
+    pub client_id: &'a str,
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Allowance<'_> {
+    fn interval_us(&self) -> u64 {
+        (1_000_000u64 / u64::from(self.per_second.max(1))).max(1)
+    }
+
+    fn burst(&self) -> u32 {
+        self.burst.max(1)
+    }
+}
+
+fn retry_after(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(1).max(1))
+}
+
+/// GCRA in Lua, shared by the scripts that spend a request of a key's allowance: returns nil
+/// when allowed (and records it), else the milliseconds to wait.
+macro_rules! gcra_lua {
+    () => {
+        r"
+local function gcra(key, interval, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local tolerance = interval * burst
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  if new_tat - now > tolerance then
+    return math.ceil((new_tat - tolerance - now) / 1000)
+  end
+  redis.call('SET', key, string.format('%d', new_tat), 'PX', math.ceil(tolerance / 1000) + 1000)
+  return nil
+end
+"
+    };
+}
+
+/// Claims KEYS[1]; when KEYS[2] (a rate key) is given, first spends one request of its
+/// allowance (ARGV[5] interval in µs, ARGV[6] burst) and claims nothing when over it
+/// (`{4, retry_after_ms}`): the rate limit and the claim in one round trip.
+const CLAIM_SCRIPT: &str = concat!(
+    gcra_lua!(),
+    r"
+if KEYS[2] then
+  local wait = gcra(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]))
+  if wait then return {4, tostring(wait)} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = 'publishing|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. now
@@ -112,9 +168,15 @@ if state == 'publishing' and at and tonumber(at) + tonumber(ARGV[4]) < now then
   return {2, cur}
 end
 return {0, cur}
-";
+"
+);
 
+/// Marks the claim KEYS[1] accepted if it is still ARGV[1]'s; when KEYS[2] (a status key) is
+/// given, also writes the PENDING status ARGV[2] for ARGV[3] seconds unless a status exists.
 const ACCEPT_SCRIPT: &str = r"
+if KEYS[2] then
+  redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3])
+end
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local state, call, rest = string.match(cur, '^(%a+)|([^|]*)|(.*)$')
@@ -143,20 +205,14 @@ return 1
 
 /// GCRA: one script call decides and records, so every ingress replica shares one limit.
 /// Returns {1, 0} when allowed, {0, retry_after_ms} when not.
-const RATE_SCRIPT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = interval * tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-if new_tat - now > tolerance then
-  return {0, math.ceil((new_tat - tolerance - now) / 1000)}
-end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(tolerance / 1000) + 1000)
+const RATE_SCRIPT: &str = concat!(
+    gcra_lua!(),
+    r"
+local wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if wait then return {0, wait} end
 return {1, 0}
-";
+"
+);
 
 /// Redis operations of the engine, over one shared connection manager.
 #[derive(Clone)]
@@ -190,23 +246,34 @@ impl Cache {
     }
 
     /// Claims `key` for `api_call_id` (`SET NX EX` in a script that also takes over claims
-    /// orphaned by a dead ingress).
+    /// orphaned by a dead ingress). With an allowance, the request is first spent from the
+    /// key's rate limit in the same script, and nothing is claimed when it is over.
     pub async fn claim(
         &self,
         key: &str,
         api_call_id: &str,
         body_sha256: &str,
+        allowance: Option<Allowance<'_>>,
     ) -> Result<ClaimOutcome, CacheError> {
         let mut c = self.conn.clone();
-        let (code, cur): (i64, String) = self
-            .claim
-            .key(key)
+        let mut invocation = self.claim.key(key);
+        invocation
             .arg(api_call_id)
             .arg(body_sha256)
             .arg(CLAIM_TTL_SECS)
-            .arg(CLAIM_TAKEOVER_GRACE_MS)
-            .invoke_async(&mut c)
-            .await?;
+            .arg(CLAIM_TAKEOVER_GRACE_MS);
+        if let Some(a) = allowance {
+            invocation
+                .key(self.keys.rate(a.client_id))
+                .arg(a.interval_us())
+                .arg(a.burst());
+        }
+        let (code, cur): (i64, String) = invocation.invoke_async(&mut c).await?;
+        if code == 4 {
+            return Ok(ClaimOutcome::RateLimited(retry_after(
+                cur.parse().unwrap_or(1),
+            )));
+        }
         let existing = Claim::parse(&cur);
         Ok(match (code, existing) {
             (1, _) => ClaimOutcome::Claimed,
@@ -224,15 +291,25 @@ impl Cache {
         })
     }
 
-    /// The broker confirmed: the claim is permanent (for its TTL).
-    pub async fn mark_accepted(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
+    /// The broker confirmed: the claim is permanent (for its TTL). With a record, its
+    /// PENDING status is written in the same round trip unless a worker already wrote the
+    /// final one.
+    pub async fn mark_accepted(
+        &self,
+        key: &str,
+        api_call_id: &str,
+        pending: Option<&StatusRecord>,
+    ) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
-            .accept
-            .key(key)
-            .arg(api_call_id)
-            .invoke_async(&mut c)
-            .await?;
+        let mut invocation = self.accept.key(key);
+        invocation.arg(api_call_id);
+        if let Some(record) = pending {
+            invocation
+                .key(self.keys.status(&record.status.api_call_id))
+                .arg(serde_json::to_string(record).unwrap_or_default())
+                .arg(STATUS_TTL_SECS);
+        }
+        let _: i64 = invocation.invoke_async(&mut c).await?;
         Ok(())
     }
 
@@ -277,36 +354,17 @@ impl Cache {
     /// once). `Some(retry_after)` when the key is over its limit.
     pub async fn rate_limit(
         &self,
-        client_id: &str,
-        per_second: u32,
-        burst: u32,
+        allowance: Allowance<'_>,
     ) -> Result<Option<Duration>, CacheError> {
-        let interval_us = 1_000_000u64 / u64::from(per_second.max(1));
         let mut c = self.conn.clone();
         let (allowed, retry_ms): (i64, i64) = self
             .rate
-            .key(self.keys.rate(client_id))
-            .arg(interval_us.max(1))
-            .arg(burst.max(1))
+            .key(self.keys.rate(allowance.client_id))
+            .arg(allowance.interval_us())
+            .arg(allowance.burst())
             .invoke_async(&mut c)
             .await?;
-        Ok((allowed == 0)
-            .then(|| Duration::from_millis(u64::try_from(retry_ms).unwrap_or(1).max(1))))
-    }
-
-    /// Writes the PENDING status unless a worker already wrote the final one.
-    pub async fn put_status_if_absent(&self, record: &StatusRecord) -> Result<(), CacheError> {
-        let mut c = self.conn.clone();
-        let json = serde_json::to_string(record).unwrap_or_default();
-        let _: Option<String> = redis::cmd("SET")
-            .arg(self.keys.status(&record.status.api_call_id))
-            .arg(json)
-            .arg("NX")
-            .arg("EX")
-            .arg(STATUS_TTL_SECS)
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        Ok((allowed == 0).then(|| retry_after(retry_ms)))
     }
 
     pub async fn get_status(&self, api_call_id: &str) -> Result<Option<StatusRecord>, CacheError> {

@@ -91,6 +91,14 @@ pub fn describe() {
         "xyz_batch_stage_seconds",
         "Time of each stage of a set-based worker batch (begin, lock, claim, contracts, payments, limits, outcomes, commit)"
     );
+    describe_histogram!(
+        "xyz_submit_stage_seconds",
+        "Time of each stage of accepting a submission in the ingress (rate_limit, claim, lookup, publish, accept)"
+    );
+    describe_histogram!(
+        "xyz_external_id_lookup_batch",
+        "External ids read from MySQL by one statement of the ingress's batched lookup"
+    );
     describe_counter!(
         "xyz_batches_total",
         "Worker batches by the path that decided them: set (multi-row statements) or each (command by command)"
@@ -101,4 +109,27 @@ pub fn describe() {
     );
     describe_gauge!("xyz_queue_depth", "Messages ready in a queue");
     describe_gauge!("xyz_queue_consumers", "Consumers on the command queue");
+}
+
+/// Times consecutive stages of one unit of work into a histogram labelled `stage`: where a
+/// slow request or batch spends its time.
+pub struct Stages {
+    metric: &'static str,
+    last: std::time::Instant,
+}
+
+impl Stages {
+    pub fn start(metric: &'static str) -> Self {
+        Stages {
+            metric,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Records the time since the previous mark (or the start) as `stage`.
+    pub fn mark(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!(self.metric, "stage" => stage).record((now - self.last).as_secs_f64());
+        self.last = now;
+    }
 }

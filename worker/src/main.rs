@@ -1,6 +1,9 @@
 use clap::Parser;
 use worker::config::WorkerConfig;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("info,sqlx=warn,lapin=warn");

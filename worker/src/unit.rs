@@ -18,6 +18,7 @@ use shared::db::{DbError, push_in_list, to_naive};
 use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload, PaymentPayload};
+use shared::metrics::Stages;
 use shared::status::{CallState, CallStatus};
 use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,7 +120,7 @@ pub async fn apply_batch_on_path(
     pool: &MySqlPool,
     commands: &[&Command],
 ) -> Result<(Vec<Decision>, BatchPath), Transient> {
-    let mut stages = Stages::start();
+    let mut stages = Stages::start("xyz_batch_stage_seconds");
     let mut tx = pool.begin().await?;
     stages.mark("begin");
     match set_based(&mut tx, commands, &mut stages).await {
@@ -310,27 +311,6 @@ pub(crate) fn note_change(
         .entry(user.to_owned())
         .and_modify(|last| *last = (*last).max(at))
         .or_insert(at);
-}
-
-/// Time spent in each stage of a set-based batch, as `xyz_batch_stage_seconds{stage}`: where a
-/// slow batch waits (the lock stage includes waiting for other batches' users).
-struct Stages {
-    last: std::time::Instant,
-}
-
-impl Stages {
-    fn start() -> Self {
-        Stages {
-            last: std::time::Instant::now(),
-        }
-    }
-
-    fn mark(&mut self, stage: &'static str) {
-        let now = std::time::Instant::now();
-        metrics::histogram!("xyz_batch_stage_seconds", "stage" => stage)
-            .record((now - self.last).as_secs_f64());
-        self.last = now;
-    }
 }
 
 /// Writes the limits of every user the batch changed in one statement. The rows are locked

@@ -15,6 +15,7 @@ use shared::envelope::MessageAction;
 use shared::messages::{
     COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
 };
+use shared::metrics::Stages;
 use shared::status::{CallState, CallStatus};
 
 const TRANSACTION_FIELDS: &[&str] = &[
@@ -104,8 +105,8 @@ fn parse_payment(ctx: &Ctx) -> Result<PaymentPayload, ApiError> {
     ),
 )]
 pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let payload = parse_transaction(ctx)?;
-    submit(state, ctx, CommandPayload::Transaction(payload)).await
+    let payload = parse_transaction(ctx).map(CommandPayload::Transaction);
+    submit(state, ctx, payload).await
 }
 
 /// Submit a payment.
@@ -144,34 +145,47 @@ pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError>
     ),
 )]
 pub async fn payment(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let payload = parse_payment(ctx)?;
-    submit(state, ctx, CommandPayload::Payment(payload)).await
+    let payload = parse_payment(ctx).map(CommandPayload::Payment);
+    submit(state, ctx, payload).await
 }
 
-async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<Reply, ApiError> {
+async fn submit(
+    state: &AppState,
+    ctx: &Ctx,
+    payload: Result<CommandPayload, ApiError>,
+) -> Result<Reply, ApiError> {
+    let payload = match payload {
+        Ok(p) => p,
+        // Not claimed, so not yet counted against the rate limit, which answers first.
+        Err(e) => {
+            if ctx.rate_deferred {
+                crate::pipeline::rate_limit(state, &ctx.key).await?;
+            }
+            return Err(e);
+        }
+    };
     let call_type = payload.call_type();
     let endpoint = call_type.endpoint();
+    let mut stages = Stages::start("xyz_submit_stage_seconds");
     let claim = claims::claim(state, ctx, endpoint).await?;
+    stages.mark("claim");
     // Usually this request's own call; an earlier call when it is being re-sent.
     let call = claim.api_call_id.clone();
     let accepted_at = claim.resumed_at.unwrap_or(ctx.started_at);
     let external_id = ctx.external_id.clone().unwrap_or_default();
 
     // Redis keeps ids for 24 h; MySQL keeps every id that reached a worker, forever.
-    match shared::db::outcomes::find_idempotency(
-        &state.pool,
-        &ctx.key.merchant_id,
-        endpoint,
-        &external_id,
-    )
-    .await
+    match state
+        .lookups
+        .find(&ctx.key.merchant_id, endpoint, &external_id)
+        .await
     {
         Ok(Some((original, sha))) if original != call => {
             return Err(claim.conflict_with(state, &original, &sha).await);
         }
         // The re-sent call was decided already: nothing to send again.
         Ok(Some(_)) => {
-            claim.accept(state).await;
+            claim.accept(state, None).await;
             return Ok(pending_reply(&call));
         }
         Ok(None) => {}
@@ -180,6 +194,7 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
             return Err(ApiError::unavailable(&e));
         }
     }
+    stages.mark("lookup");
 
     // Waiters beyond the cap get their 202 at once rather than holding a connection.
     let wait =
@@ -213,7 +228,9 @@ async fn submit(state: &AppState, ctx: &Ctx, payload: CommandPayload) -> Result<
         }
         return Err(ApiError::unavailable(&e));
     }
+    stages.mark("publish");
     accepted(state, ctx, &claim, call_type, accepted_at).await;
+    stages.mark("accept");
 
     if let (Some(mut waiter), Some(wait)) = (waiter, wait) {
         let outcome = match tokio::time::timeout(wait, &mut waiter.rx).await {
@@ -236,15 +253,12 @@ async fn accepted(
     call_type: shared::messages::CallType,
     accepted_at: chrono::DateTime<chrono::Utc>,
 ) {
-    claim.accept(state).await;
     let record = StatusRecord {
         merchant_id: ctx.key.merchant_id.clone(),
         status: CallStatus::pending(&claim.api_call_id, call_type, accepted_at),
     };
-    if let Err(e) = state.cache.put_status_if_absent(&record).await {
-        tracing::warn!(error = %e, "PENDING status not cached; GET /status falls back to MySQL");
-    }
-    tracing::info!(call_type = call_type.as_str(), "accepted");
+    claim.accept(state, Some(&record)).await;
+    tracing::debug!(call_type = call_type.as_str(), "accepted");
 }
 
 pub fn pending_reply(api_call_id: &str) -> Reply {

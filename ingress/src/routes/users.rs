@@ -162,12 +162,12 @@ pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
     .await;
     match created {
         Ok(view) => {
-            claim.accept(state).await;
+            claim.accept(state, None).await;
             tracing::info!(%user_id, "user created");
             Ok(Reply::created(json!(view)))
         }
         Err(CreateUserError::DuplicateNik) => {
-            claim.accept(state).await;
+            claim.accept(state, None).await;
             Err(ApiError::new(
                 MessageAction::DuplicateNik,
                 "a user with this NIK exists",

@@ -62,3 +62,65 @@ async fn a_key_over_its_limit_gets_429_while_another_key_is_served(pool: sqlx::M
     assert_eq!(status, 202);
     app.shutdown().await;
 }
+
+/// A submission spends its request in the same Redis call as its claim (one round trip), yet
+/// SPEC §3's order holds: over the limit, a bad body gets 429, not 400; every submission,
+/// accepted or refused by a body check, is counted exactly once; and a 429 claims nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_submission_is_counted_once_and_the_rate_limit_answers_before_its_body(
+    pool: sqlx::MySqlPool,
+) {
+    let app = spawn_app_with(pool, 0).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let limited = new_key(&app.pool, "tinyshop", shared::db::keys::Role::Merchant).await;
+    // A burst of 4, then one more per second: the requests below take well under a second.
+    assert!(
+        shared::db::keys::set_rate(&app.pool, &limited.client_id, Some(1), Some(4))
+            .await
+            .expect("set")
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let good = transaction_body(&user, "100", "0", "100", "0", 1);
+    let bad = transaction_body(&user, "100", "0", "100", "0", 5);
+    let post = |ext: String, body: String| {
+        let app = &app;
+        let limited = &limited;
+        async move {
+            app.send(
+                limited,
+                "POST",
+                "/transaction",
+                Some(&ext),
+                Some(body.as_bytes()),
+                &[],
+            )
+            .await
+        }
+    };
+    // Within the allowance: two accepted, one refused by its body (it still counts).
+    assert_eq!(post(fresh_id(), good.clone()).await.status, 202);
+    let refused = post(fresh_id(), bad.clone()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.action(), "TENOR_NOT_ALLOWED");
+    assert_eq!(post(fresh_id(), good.clone()).await.status, 202);
+    // The fourth request is the last of the burst.
+    let kept = fresh_id();
+    assert_eq!(post(fresh_id(), good.clone()).await.status, 202);
+    // Over the limit: the bad body and the good one both get 429, and nothing is claimed.
+    let over_bad = post(fresh_id(), bad).await;
+    assert_eq!(over_bad.status, 429, "{}", over_bad.body);
+    assert_eq!(over_bad.action(), "RATE_LIMITED");
+    let over_good = post(kept.clone(), good.clone()).await;
+    assert_eq!(over_good.status, 429, "{}", over_good.body);
+    let claim_key = format!(
+        "{}:idem:{}:transaction:{kept}",
+        app.prefix, limited.merchant_id
+    );
+    let claimed: Option<String> = redis::AsyncCommands::get(&mut app.redis.clone(), &claim_key)
+        .await
+        .expect("get");
+    assert_eq!(claimed, None, "a 429 leaves the external id free");
+    app.shutdown().await;
+}

@@ -64,15 +64,58 @@ where
     .bind(external_id)
     .fetch_optional(executor)
     .await?;
-    row.map(|r| {
-        let call: String = r.try_get("api_call_id")?;
-        let sha: Vec<u8> = r.try_get("body_sha256")?;
-        let sha: [u8; 32] = sha
-            .try_into()
-            .map_err(|_| DbError::Corrupt("body_sha256 length".into()))?;
-        Ok((call, sha))
-    })
-    .transpose()
+    row.as_ref().map(call_and_sha).transpose()
+}
+
+/// An external id, as its key in `idempotency_keys`: (merchant, endpoint, external id).
+pub type ExternalIdKey = (String, String, String);
+
+/// [`find_idempotency`] for many ids in one statement (a range read on the primary key): the
+/// ids that are used, each with its call and body hash; unused ids are absent.
+pub async fn find_idempotency_many<'e, E>(
+    executor: E,
+    keys: &[ExternalIdKey],
+) -> Result<std::collections::HashMap<ExternalIdKey, (String, [u8; 32])>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let mut found = std::collections::HashMap::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let mut select = QueryBuilder::new(
+        "SELECT merchant_id, endpoint, external_id, api_call_id, body_sha256 FROM idempotency_keys \
+         WHERE (merchant_id, endpoint, external_id) IN (",
+    );
+    let mut list = select.separated(", ");
+    for (merchant, endpoint, external) in keys {
+        list.push("(")
+            .push_bind_unseparated(merchant.as_str())
+            .push_unseparated(", ")
+            .push_bind_unseparated(endpoint.as_str())
+            .push_unseparated(", ")
+            .push_bind_unseparated(external.as_str())
+            .push_unseparated(")");
+    }
+    select.push(")");
+    for row in select.build().fetch_all(executor).await? {
+        let key = (
+            row.try_get("merchant_id")?,
+            row.try_get("endpoint")?,
+            row.try_get("external_id")?,
+        );
+        found.insert(key, call_and_sha(&row)?);
+    }
+    Ok(found)
+}
+
+fn call_and_sha(row: &sqlx::mysql::MySqlRow) -> Result<(String, [u8; 32]), DbError> {
+    let call: String = row.try_get("api_call_id")?;
+    let sha: Vec<u8> = row.try_get("body_sha256")?;
+    let sha: [u8; 32] = sha
+        .try_into()
+        .map_err(|_| DbError::Corrupt("body_sha256 length".into()))?;
+    Ok((call, sha))
 }
 
 /// One decided asynchronous call.
