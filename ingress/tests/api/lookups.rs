@@ -2,7 +2,7 @@
 //! grouped into statements, each gets exactly its own answer.
 
 use chrono::Utc;
-use ingress::lookups::Lookups;
+use ingress::lookups::{Found, Lookups};
 use shared::db::outcomes::insert_idempotency_many;
 use shared::db::users::IdempotencyRecord;
 
@@ -33,7 +33,7 @@ async fn concurrent_lookups_each_get_their_own_answer(pool: sqlx::MySqlPool) {
     let lookups = Lookups::start(pool.clone());
     // 200 lookups at once (so many share statements), used and unused ids interleaved, the
     // same id asked many times, and near misses (another merchant or endpoint).
-    let asks: Vec<(String, String, String, Option<(String, [u8; 32])>)> = (0..200)
+    let asks: Vec<(String, String, String, Found)> = (0..200)
         .map(|i| match i % 5 {
             0 => (
                 "m1",
