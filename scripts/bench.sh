@@ -2,7 +2,7 @@
 # The benchmark behind BENCHMARKS.md: every series RUNS times on the release build, medians
 # printed at the end, every raw JSON line kept in .local/bench/<time>.jsonl.
 #
-#   scripts/bench.sh                 # RUNS=3 REQUESTS=3000 USERS=500
+#   scripts/bench.sh                 # RUNS=3 REQUESTS=6000 USERS=500
 #
 # Series: the SQL ceilings (one contract per transaction, and batched as the worker batches);
 # end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 RUNS="${RUNS:-3}"
-REQUESTS="${REQUESTS:-3000}"
+REQUESTS="${REQUESTS:-6000}"
 USERS="${USERS:-500}"
 OUT=".local/bench/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 mkdir -p .local/bench
@@ -23,7 +23,13 @@ LOADGEN=target/release/loadgen
 cargo build --release -q -p loadgen
 
 old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
-restore() { mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true; }
+# The demo keys the load generator signs with get room above the default 1000/s (burst
+# 2000), which acceptance now exceeds: the benchmark measures the engine, not the limiter.
+demo_keys() { python3 -c 'import json,sys; [print(json.load(open(f))["client_id"]) for f in sys.argv[1:]]' .local/merchant.json .local/admin.json 2>/dev/null || true; }
+restore() {
+  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
+  for id in $(demo_keys); do target/release/xyzctl keys set-rate "$id" >/dev/null 2>&1 || true; done
+}
 trap restore EXIT
 mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
 
@@ -39,7 +45,13 @@ for line in sys.stdin:
         print(json.dumps(d))' "$1" >> "$OUT"
 }
 
-engine() { WORKERS="$1" bash scripts/run.sh > .local/logs/bench-run.log 2>&1; }
+engine() {
+  WORKERS="$1" bash scripts/run.sh > .local/logs/bench-run.log 2>&1
+  for id in $(demo_keys); do
+    target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 >/dev/null
+  done
+  sleep 3 # the ingresses reload keys every ~2 s
+}
 
 say "SQL ceilings ($RUNS runs)"
 for _ in $(seq 1 "$RUNS"); do

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// Ids read by one statement at most.
 const BATCH_MAX: usize = 64;
 /// Statements in flight at once; more requests wait and are read together.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 4;
 /// Lookups waiting for a statement; a full queue makes requests wait.
 const QUEUE: usize = 4096;
 

@@ -166,20 +166,25 @@ async fn submit(
     };
     let call_type = payload.call_type();
     let endpoint = call_type.endpoint();
+    let external_id = ctx.external_id.clone().unwrap_or_default();
     let mut stages = Stages::start("xyz_submit_stage_seconds");
-    let claim = claims::claim(state, ctx, endpoint).await?;
+    // Redis keeps ids for 24 h; MySQL keeps every id that reached a worker, forever. Both are
+    // asked at once: the order does not matter (MySQL's unique key is what decides, in the
+    // worker), and a lookup wasted on a refused claim is cheap, since lookups are batched and
+    // bounded in flight.
+    let (claim, found) = tokio::join!(
+        claims::claim(state, ctx, endpoint),
+        state
+            .lookups
+            .find(&ctx.key.merchant_id, endpoint, &external_id)
+    );
+    let claim = claim?;
     stages.mark("claim");
     // Usually this request's own call; an earlier call when it is being re-sent.
     let call = claim.api_call_id.clone();
     let accepted_at = claim.resumed_at.unwrap_or(ctx.started_at);
-    let external_id = ctx.external_id.clone().unwrap_or_default();
 
-    // Redis keeps ids for 24 h; MySQL keeps every id that reached a worker, forever.
-    match state
-        .lookups
-        .find(&ctx.key.merchant_id, endpoint, &external_id)
-        .await
-    {
+    match found {
         Ok(Some((original, sha))) if original != call => {
             return Err(claim.conflict_with(state, &original, &sha).await);
         }
@@ -194,7 +199,6 @@ async fn submit(
             return Err(ApiError::unavailable(&e));
         }
     }
-    stages.mark("lookup");
 
     // Waiters beyond the cap get their 202 at once rather than holding a connection.
     let wait =
