@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod body;
 pub mod claims;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod keys;

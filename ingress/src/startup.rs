@@ -80,6 +80,8 @@ impl Application {
         let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
         let (audit, audit_writer) = AuditLog::start(pool.clone());
         let lookups = crate::lookups::Lookups::start(pool.clone());
+        let commands =
+            crate::commands::Commands::start(publisher.clone(), topology.command_queue());
         let background = vec![
             keys.spawn_refresh(
                 pool.clone(),
@@ -92,6 +94,7 @@ impl Application {
             pool,
             cache,
             publisher,
+            commands,
             topology,
             keys,
             keyring,

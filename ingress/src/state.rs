@@ -1,6 +1,7 @@
 //! What every request shares: pools and connections, long-lived and built once.
 
 use crate::audit::AuditLog;
+use crate::commands::Commands;
 use crate::keys::KeyCache;
 use crate::lookups::Lookups;
 use crate::waiters::Waiters;
@@ -20,6 +21,7 @@ pub struct Inner {
     pub pool: MySqlPool,
     pub cache: Cache,
     pub publisher: Publisher,
+    pub commands: Commands,
     pub topology: Topology,
     pub keys: KeyCache,
     pub keyring: Keyring,

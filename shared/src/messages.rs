@@ -116,6 +116,44 @@ impl Command {
     }
 }
 
+/// The body of one broker message carrying several encoded commands: a JSON array of them.
+/// One command travels as itself (the object), so a single command's message is unchanged.
+/// The ingress groups the commands of concurrent requests this way: the broker's cost is per
+/// message (a Raft entry, a delivery, a settlement), not per byte.
+pub fn encode_group(encoded: &[Vec<u8>]) -> Vec<u8> {
+    if let [one] = encoded {
+        return one.clone();
+    }
+    let mut body = Vec::with_capacity(encoded.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+    body.push(b'[');
+    for (i, command) in encoded.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(command);
+    }
+    body.push(b']');
+    body
+}
+
+/// Every command of a message body: one command object, or a non-empty array of them. Any
+/// undecodable command makes the whole message undecodable.
+pub fn decode_group(bytes: &[u8]) -> Result<Vec<Command>, DecodeError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return Command::decode(bytes).map(|c| vec![c]);
+    }
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if items.is_empty() {
+        return Err(DecodeError::Malformed("an empty group of commands".into()));
+    }
+    items
+        .into_iter()
+        .map(|raw| Command::decode(raw.get().as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +188,49 @@ mod tests {
     fn round_trips() {
         let c = sample();
         assert_eq!(Command::decode(&c.encode()).expect("decodes"), c);
+    }
+
+    #[test]
+    fn groups_round_trip_and_a_single_command_travels_as_itself() {
+        let one = sample();
+        assert_eq!(encode_group(&[one.encode()]), one.encode());
+        assert_eq!(
+            decode_group(&one.encode()).expect("decodes"),
+            vec![one.clone()]
+        );
+        let mut two = sample();
+        two.api_call_id = "API_CALL_2".into();
+        two.payload = CommandPayload::Payment(PaymentPayload {
+            nomor_kontrak: "KTR_1".into(),
+            jumlah: Money::from_cents(5_000),
+        });
+        let body = encode_group(&[one.encode(), two.encode()]);
+        assert_eq!(body.first(), Some(&b'['));
+        assert_eq!(decode_group(&body).expect("decodes"), vec![one, two]);
+    }
+
+    #[test]
+    fn a_group_with_any_bad_command_is_undecodable() {
+        let good = sample().encode();
+        let mut bad: serde_json::Value = serde_json::from_slice(&good).expect("json");
+        bad["v"] = 9.into();
+        let body = encode_group(&[good.clone(), bad.to_string().into_bytes()]);
+        assert!(matches!(
+            decode_group(&body),
+            Err(DecodeError::UnknownVersion(9))
+        ));
+        assert!(matches!(
+            decode_group(b"[]"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_group(b"[{\"v\":1}"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_group(b"  [1, 2]"),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use shared::amqp::Topology;
 use shared::cache::{Cache, StatusRecord};
-use shared::messages::Command;
+use shared::messages::{Command, DecodeError, decode_group};
 use sqlx::MySqlPool;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -124,19 +124,25 @@ async fn consume(
             d = consumer.next() => d,
             _ = stop.changed() => return,
         };
-        let mut deliveries = match first {
-            Some(Ok(d)) => vec![d],
+        let mut received = match first {
+            Some(Ok(d)) => vec![Received::new(d)],
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer failed; reconnecting");
                 return;
             }
             None => return,
         };
-        // Then whatever else arrives within the linger time, up to the batch size.
+        let mut commands = received[0].weight();
+        // Then whatever else arrives within the linger time, up to the batch size (in
+        // commands: a message may carry several).
         let deadline = tokio::time::Instant::now() + linger;
-        while deliveries.len() < max {
+        while commands < max {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(d))) => deliveries.push(d),
+                Ok(Some(Ok(d))) => {
+                    let r = Received::new(d);
+                    commands += r.weight();
+                    received.push(r);
+                }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e, "consumer failed mid-batch");
                     break;
@@ -145,21 +151,45 @@ async fn consume(
             }
         }
         // A batch in hand is always finished, even when stopping: commit, then ack.
-        if !process_batch(deps, deliveries).await {
+        if !process_batch(deps, received).await {
             return;
         }
     }
 }
 
+/// A delivery and the commands it carries (one, or a group the ingress sent together).
+struct Received {
+    delivery: Delivery,
+    commands: Result<Vec<Command>, DecodeError>,
+}
+
+impl Received {
+    fn new(delivery: Delivery) -> Received {
+        let commands = decode_group(&delivery.data);
+        Received { delivery, commands }
+    }
+
+    /// What the message counts for in a batch: its commands (an undecodable one, one).
+    fn weight(&self) -> usize {
+        self.commands.as_ref().map_or(1, Vec::len)
+    }
+}
+
 /// Decodes, applies, commits, acks, then publishes. Returns false when the channel is gone.
-async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
-    metrics::counter!("xyz_messages_consumed_total").increment(deliveries.len() as u64);
-    metrics::histogram!("xyz_batch_size").record(deliveries.len() as f64);
-    let mut commands: Vec<(Command, Delivery)> = Vec::with_capacity(deliveries.len());
-    for d in deliveries {
-        match Command::decode(&d.data) {
-            Ok(c) => commands.push((c, d)),
+async fn process_batch(deps: &Deps, received: Vec<Received>) -> bool {
+    metrics::counter!("xyz_messages_consumed_total").increment(received.len() as u64);
+    let mut deliveries: Vec<Delivery> = Vec::with_capacity(received.len());
+    // Each command with the index of its delivery.
+    let mut commands: Vec<(Command, usize)> = Vec::with_capacity(received.len());
+    for r in received {
+        match r.commands {
+            Ok(carried) => {
+                let index = deliveries.len();
+                deliveries.push(r.delivery);
+                commands.extend(carried.into_iter().map(|c| (c, index)));
+            }
             Err(e) => {
+                let d = r.delivery;
                 tracing::error!(error = %e, delivery_tag = d.delivery_tag, "poison message; dead-lettering");
                 metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "undecodable")
                     .increment(1);
@@ -175,6 +205,7 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
             }
         }
     }
+    metrics::histogram!("xyz_batch_size").record(commands.len() as f64);
     if commands.is_empty() {
         return true;
     }
@@ -209,46 +240,56 @@ async fn process_batch(deps: &Deps, deliveries: Vec<Delivery>) -> bool {
         }
     };
 
-    // Poison first, one by one; then every final delivery with a single multiple-ack of the
+    // A message holding a command that cannot be applied is dead-lettered whole, its other
+    // commands included: they are committed, and a replay reports their first decisions
+    // without changing anything.
+    let mut poisoned = vec![false; deliveries.len()];
+    for ((command, index), decision) in commands.iter().zip(&decisions) {
+        if let Decision::Poison(why) = decision {
+            tracing::error!(api_call_id = %command.api_call_id, reason = %why, "unappliable command; dead-lettering its message");
+            poisoned[*index] = true;
+        }
+    }
+    // Poison first, one by one; then every other delivery with a single multiple-ack of the
     // highest tag. Safe because a consumer works one batch at a time: every delivery up to
     // that tag still unsettled on this channel belongs to this batch and is final.
+    for (delivery, _) in deliveries.iter().zip(&poisoned).filter(|(_, p)| **p) {
+        metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "unappliable")
+            .increment(1);
+        let nacked = delivery
+            .nack(BasicNackOptions {
+                requeue: false,
+                multiple: false,
+            })
+            .await;
+        if let Err(e) = nacked {
+            tracing::warn!(error = %e, delivery_tag = delivery.delivery_tag, "nack failed; the broker will redeliver");
+            return false;
+        }
+    }
+    let last_final = deliveries
+        .iter()
+        .zip(&poisoned)
+        .filter(|(_, p)| !**p)
+        .map(|(d, _)| d)
+        .max_by_key(|d| d.delivery_tag);
     let mut finals: Vec<(StatusRecord, Option<String>)> = Vec::with_capacity(decisions.len());
-    let mut last_final: Option<&Delivery> = None;
-    for ((command, delivery), decision) in commands.iter().zip(decisions) {
-        match decision {
-            Decision::Final(record) => {
-                tracing::info!(
-                    api_call_id = %command.api_call_id,
-                    status = record.status.status.as_str(),
-                    reason = record.status.reason.map(|r| r.as_str()).unwrap_or(""),
-                    "decided"
-                );
-                metrics::counter!(
-                    "xyz_outcomes_total",
-                    "type" => record.status.call_type.as_str(),
-                    "status" => record.status.status.as_str(),
-                    "reason" => record.status.reason.map(|r| r.as_str()).unwrap_or("")
-                )
-                .increment(1);
-                finals.push((record, command.reply_to.clone()));
-                if last_final.is_none_or(|d| d.delivery_tag < delivery.delivery_tag) {
-                    last_final = Some(delivery);
-                }
-            }
-            Decision::Poison(_) => {
-                metrics::counter!("xyz_messages_dead_lettered_total", "cause" => "unappliable")
-                    .increment(1);
-                let nacked = delivery
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        multiple: false,
-                    })
-                    .await;
-                if let Err(e) = nacked {
-                    tracing::warn!(error = %e, api_call_id = %command.api_call_id, "nack failed; the broker will redeliver");
-                    return false;
-                }
-            }
+    for ((command, _), decision) in commands.iter().zip(decisions) {
+        if let Decision::Final(record) = decision {
+            tracing::info!(
+                api_call_id = %command.api_call_id,
+                status = record.status.status.as_str(),
+                reason = record.status.reason.map(|r| r.as_str()).unwrap_or(""),
+                "decided"
+            );
+            metrics::counter!(
+                "xyz_outcomes_total",
+                "type" => record.status.call_type.as_str(),
+                "status" => record.status.status.as_str(),
+                "reason" => record.status.reason.map(|r| r.as_str()).unwrap_or("")
+            )
+            .increment(1);
+            finals.push((record, command.reply_to.clone()));
         }
     }
     let mut channel_ok = true;

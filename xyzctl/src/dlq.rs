@@ -8,7 +8,7 @@ use lapin::options::{
 use lapin::{BasicProperties, Channel};
 use serde_json::json;
 use shared::amqp::Topology;
-use shared::messages::Command;
+use shared::messages::decode_group;
 
 /// Takes every message currently in the dead-letter queue (unacked: they return to the queue
 /// if this process dies), so each is seen exactly once per run.
@@ -29,7 +29,8 @@ async fn take_all(channel: &Channel, topology: &Topology) -> anyhow::Result<Vec<
     Ok(messages)
 }
 
-fn describe(m: &BasicGetMessage) -> serde_json::Value {
+/// One line per command of the message (a message may carry a group of them).
+fn describe(m: &BasicGetMessage) -> Vec<serde_json::Value> {
     let reason = m
         .delivery
         .properties
@@ -37,23 +38,35 @@ fn describe(m: &BasicGetMessage) -> serde_json::Value {
         .as_ref()
         .and_then(|h| h.inner().get("x-first-death-reason").cloned())
         .map(|v| format!("{v:?}"));
-    match Command::decode(&m.delivery.data) {
-        Ok(c) => json!({
-            "api_call_id": c.api_call_id,
-            "type": c.payload.call_type().as_str(),
-            "merchant_id": c.merchant_id,
-            "external_id": c.external_id,
-            "accepted_at": c.accepted_at,
-            "death_reason": reason,
-            "replayable": true,
-        }),
-        Err(e) => json!({
-            "message_id": m.delivery.properties.message_id().as_ref().map(|s| s.to_string()),
+    let message_id = m
+        .delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.to_string());
+    match decode_group(&m.delivery.data) {
+        Ok(commands) => commands
+            .iter()
+            .map(|c| {
+                json!({
+                    "api_call_id": c.api_call_id,
+                    "type": c.payload.call_type().as_str(),
+                    "merchant_id": c.merchant_id,
+                    "external_id": c.external_id,
+                    "accepted_at": c.accepted_at,
+                    "message_id": message_id,
+                    "death_reason": reason,
+                    "replayable": true,
+                })
+            })
+            .collect(),
+        Err(e) => vec![json!({
+            "message_id": message_id,
             "bytes": m.delivery.data.len(),
             "error": e.to_string(),
             "death_reason": reason,
             "replayable": false,
-        }),
+        })],
     }
 }
 
@@ -64,8 +77,8 @@ pub async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<()> {
     let channel = conn.create_channel().await?;
     topology.declare(&channel).await?;
     let messages = take_all(&channel, topology).await?;
-    for m in &messages {
-        println!("{}", describe(m));
+    for line in messages.iter().flat_map(describe) {
+        println!("{line}");
     }
     // Everything goes back, untouched.
     for m in &messages {
@@ -86,7 +99,8 @@ pub async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<()> {
 }
 
 /// Re-publishes the selected decodable commands to the command queue (confirmed), then
-/// removes them from the dead-letter queue. Undecodable messages stay where they are. Safe to
+/// removes them from the dead-letter queue. A message carrying a group of commands is
+/// replayed whole when any of them is selected. Undecodable messages stay where they are. Safe to
 /// run twice: a command is removed only after its re-publish is confirmed, and the workers'
 /// idempotency records make a command that runs twice count once.
 pub async fn replay(
@@ -107,8 +121,8 @@ pub async fn replay(
     let messages = take_all(&channel, topology).await?;
     let mut replayed = 0;
     for m in &messages {
-        let selected = match Command::decode(&m.delivery.data) {
-            Ok(c) => all || ids.contains(&c.api_call_id),
+        let selected = match decode_group(&m.delivery.data) {
+            Ok(commands) => all || commands.iter().any(|c| ids.contains(&c.api_call_id)),
             Err(_) => false,
         };
         if !selected {

@@ -215,11 +215,7 @@ async fn submit(
         reply_to: waiter.as_ref().map(|_| state.waiters.channel.clone()),
         payload,
     };
-    if let Err(e) = state
-        .publisher
-        .publish(&state.topology.command_queue(), &call, &command.encode())
-        .await
-    {
+    if let Err(e) = state.commands.send(&command).await {
         // A lost confirm leaves the command maybe queued: the retry re-sends this very call
         // (the worker applies a call once), instead of a new one the worker would reject as
         // a duplicate.

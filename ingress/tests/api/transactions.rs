@@ -755,3 +755,100 @@ async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPoo
     assert_eq!(app.limits(&user).await["1"]["available"], "99000.00");
     app.shutdown().await;
 }
+
+/// A command as the ingress would publish it: a 1,000 checkout on tenor 1 for `user`.
+fn checkout_command(app: &TestApp, user: &str) -> shared::messages::Command {
+    use shared::messages::{COMMAND_SCHEMA_VERSION, Command, CommandPayload, TransactionPayload};
+    let body = transaction_body(user, "1000", "0", "1000", "0", 1);
+    Command {
+        v: COMMAND_SCHEMA_VERSION,
+        api_call_id: shared::ids::new_api_call_id(),
+        merchant_id: app.merchant.merchant_id.clone(),
+        client_id: app.merchant.client_id.clone(),
+        external_id: fresh_id(),
+        body_sha256: shared::signature::sha256_hex(body.as_bytes()),
+        accepted_at: Utc::now(),
+        reply_to: None,
+        payload: CommandPayload::Transaction(TransactionPayload {
+            user_id: user.to_owned(),
+            terms: shared::contract::ContractTerms {
+                otr: "1000".parse().expect("money"),
+                admin_fee: "0".parse().expect("money"),
+                harga_aset: "1000".parse().expect("money"),
+                bunga_persen: shared::money::Rate::parse_json("0").expect("rate"),
+                tenor: shared::contract::Tenor::One,
+            },
+            nama_aset: "Kulkas 2 Pintu".into(),
+        }),
+    }
+}
+
+/// The ingress sends the commands of concurrent requests in one message; the worker decides
+/// each on its own. A message with one command that cannot be applied is dead-lettered whole,
+/// and its good commands are decided all the same (a replay changes nothing).
+#[sqlx::test(migrations = "../migrations")]
+async fn a_message_carrying_a_group_of_commands_decides_each(pool: sqlx::MySqlPool) {
+    use shared::messages::encode_group;
+    let app = spawn_app_with(pool, 1).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let group: Vec<_> = (0..3).map(|_| checkout_command(&app, &user)).collect();
+    let good = checkout_command(&app, &user);
+    let mut poison = checkout_command(&app, &user);
+    poison.body_sha256 = "not hex".into();
+
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-group")
+        .await
+        .expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let queue = shared::amqp::Topology::new(&app.prefix).command_queue();
+    for body in [
+        encode_group(&group.iter().map(|c| c.encode()).collect::<Vec<_>>()),
+        encode_group(&[good.encode(), poison.encode()]),
+    ] {
+        ch.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            &body,
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    }
+    let _ = conn.close(200, "bye".into()).await;
+
+    // Published behind the ingress's back, these calls have no PENDING status: GET /status
+    // answers 404 until the worker has decided them.
+    for c in group.iter().chain([&good]) {
+        let path = format!("/status/{}", c.api_call_id);
+        let mut r = app.get(&app.merchant, &path).await;
+        for _ in 0..100 {
+            if r.status != 404 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            r = app.get(&app.merchant, &path).await;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.data()["status"], "APPROVED", "{}", r.body);
+    }
+    let contracts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE user_id = ?")
+        .bind(&user)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(contracts, 4, "three from the group, one beside the poison");
+    assert_eq!(app.limits(&user).await["1"]["available"], "96000.00");
+    let mut dead = 0;
+    for _ in 0..50 {
+        dead = dead_letter_count(&app.prefix).await;
+        if dead > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead, 1, "the message with the poison command, whole");
+    app.shutdown().await;
+}
