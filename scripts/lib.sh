@@ -56,8 +56,10 @@ start_ingress() {
 }
 
 # The variables every engine process reads, from .local/keys.env (made by run.sh).
+# ENGINE_STATE names another state directory (keys, pid files, logs) for a second engine on
+# its own database, as scripts/bench.sh runs one.
 engine_env() {
-  STATE=.local
+  STATE="${ENGINE_STATE:-.local}"
   # ENGINE_PROFILE=debug reuses the test build (CI) instead of a second, release build.
   PROFILE="${ENGINE_PROFILE:-release}"
   BIN="target/$PROFILE"

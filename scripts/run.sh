@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-STATE=.local
+STATE="${ENGINE_STATE:-.local}"
 mkdir -p "$STATE/logs"
 ensure_services
 ensure_packages nginx curl

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pids=()
-for f in .local/*.pid; do
+for f in "${ENGINE_STATE:-.local}"/*.pid; do
   [ -f "$f" ] || continue
   pid=$(cat "$f")
   kill "$pid" 2>/dev/null && { echo "stopping $(basename "$f" .pid)"; pids+=("$pid"); } || true

@@ -13,8 +13,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Commands in one message at most (the worker's batch is 32 commands by default).
 const GROUP_MAX: usize = 32;
-/// Messages awaiting their confirm at once; more commands wait and are grouped.
-const IN_FLIGHT: usize = 4;
 /// Commands waiting for a message; a full queue makes requests wait.
 const QUEUE: usize = 4096;
 
@@ -49,9 +47,11 @@ pub struct Commands {
 }
 
 impl Commands {
-    pub fn start(publisher: Publisher, queue: String) -> Commands {
+    /// `in_flight`: messages awaiting their confirm at once; more commands wait and are
+    /// grouped.
+    pub fn start(publisher: Publisher, queue: String, in_flight: usize) -> Commands {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(publisher, queue, rx));
+        tokio::spawn(run(publisher, queue, in_flight.max(1), rx));
         Commands { tx }
     }
 
@@ -71,8 +71,13 @@ impl Commands {
     }
 }
 
-async fn run(publisher: Publisher, queue: String, mut rx: mpsc::Receiver<Pending>) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn run(
+    publisher: Publisher,
+    queue: String,
+    in_flight: usize,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let permits = Arc::new(Semaphore::new(in_flight));
     loop {
         // Waiting for a permit first lets commands gather while the messages in flight await
         // their confirms.

@@ -42,6 +42,11 @@ pub struct IngressConfig {
     /// answered 202 straight away.
     #[arg(long, env = "MAX_WAITERS", default_value_t = 2000)]
     pub max_waiters: usize,
+    /// Command messages awaiting their broker confirm at once; commands arriving beyond it
+    /// wait and travel together in the next message. Lower: fewer, larger messages (less
+    /// broker CPU); higher: less waiting at moderate load.
+    #[arg(long, env = "PUBLISH_IN_FLIGHT", default_value_t = 4)]
+    pub publish_in_flight: usize,
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]

@@ -80,8 +80,11 @@ impl Application {
         let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
         let (audit, audit_writer) = AuditLog::start(pool.clone());
         let lookups = crate::lookups::Lookups::start(pool.clone());
-        let commands =
-            crate::commands::Commands::start(publisher.clone(), topology.command_queue());
+        let commands = crate::commands::Commands::start(
+            publisher.clone(),
+            topology.command_queue(),
+            config.publish_in_flight,
+        );
         let background = vec![
             keys.spawn_refresh(
                 pool.clone(),

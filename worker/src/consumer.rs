@@ -118,19 +118,22 @@ async fn consume(
 ) {
     let max = deps.config.batch_size.max(1);
     let linger = Duration::from_millis(deps.config.batch_linger_ms);
+    // The previous batch's acks and status publishing, running while this batch is gathered
+    // and applied: the MySQL transaction, the longest part, is what the loop waits for.
+    let mut finishing: Option<tokio::task::JoinHandle<bool>> = None;
     loop {
         // Wait for the first delivery of a batch, or for the stop signal.
         let first = tokio::select! {
             d = consumer.next() => d,
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         };
         let mut received = match first {
             Some(Ok(d)) => vec![Received::new(d)],
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer failed; reconnecting");
-                return;
+                break;
             }
-            None => return,
+            None => break,
         };
         let mut commands = received[0].weight();
         // Then whatever else arrives within the linger time, up to the batch size (in
@@ -151,9 +154,24 @@ async fn consume(
             }
         }
         // A batch in hand is always finished, even when stopping: commit, then ack.
-        if !process_batch(deps, received).await {
-            return;
+        let Some(applied) = apply(deps, received).await else {
+            break;
+        };
+        // Acks go out batch after batch: the previous batch's multiple-ack must not be sent
+        // after this one's (it would settle nothing) nor this one's before the previous
+        // batch's poison is nacked.
+        if let Some(previous) = finishing.take()
+            && !previous.await.unwrap_or(false)
+        {
+            // The channel is gone: this batch is committed and will be redelivered, and its
+            // decisions reported then.
+            break;
         }
+        let deps = deps.clone();
+        finishing = Some(tokio::spawn(async move { finish(&deps, applied).await }));
+    }
+    if let Some(previous) = finishing {
+        let _ = previous.await;
     }
 }
 
@@ -175,8 +193,17 @@ impl Received {
     }
 }
 
-/// Decodes, applies, commits, acks, then publishes. Returns false when the channel is gone.
-async fn process_batch(deps: &Deps, received: Vec<Received>) -> bool {
+/// A batch committed in MySQL, to be acked and published by [`finish`].
+struct Applied {
+    deliveries: Vec<Delivery>,
+    /// Each command with the index of its delivery, in the order they were applied.
+    commands: Vec<(Command, usize)>,
+    decisions: Vec<Decision>,
+}
+
+/// Decodes (dead-lettering undecodable messages) and applies the batch in one MySQL
+/// transaction. `None` when the channel is gone.
+async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
     metrics::counter!("xyz_messages_consumed_total").increment(received.len() as u64);
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(received.len());
     // Each command with the index of its delivery.
@@ -200,14 +227,18 @@ async fn process_batch(deps: &Deps, received: Vec<Received>) -> bool {
                 .await
                 .is_err()
                 {
-                    return false;
+                    return None;
                 }
             }
         }
     }
     metrics::histogram!("xyz_batch_size").record(commands.len() as f64);
     if commands.is_empty() {
-        return true;
+        return Some(Applied {
+            deliveries,
+            commands,
+            decisions: Vec::new(),
+        });
     }
     commands.sort_by_key(|(c, _)| lock_order(c));
     let refs: Vec<&Command> = commands.iter().map(|(c, _)| c).collect();
@@ -236,9 +267,24 @@ async fn process_batch(deps: &Deps, received: Vec<Received>) -> bool {
         Err(e) => {
             // Unreachable with unlimited retries; leave the deliveries to be redelivered.
             tracing::error!(error = %e, "batch abandoned");
-            return false;
+            return None;
         }
     };
+    Some(Applied {
+        deliveries,
+        commands,
+        decisions,
+    })
+}
+
+/// Dead-letters the messages holding poison, acks the rest, then caches the final statuses
+/// and answers the waiters. Returns false when the channel is gone.
+async fn finish(deps: &Deps, applied: Applied) -> bool {
+    let Applied {
+        deliveries,
+        commands,
+        decisions,
+    } = applied;
 
     // A message holding a command that cannot be applied is dead-lettered whole, its other
     // commands included: they are committed, and a replay reports their first decisions
