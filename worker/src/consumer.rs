@@ -322,7 +322,8 @@ async fn finish(deps: &Deps, applied: Applied) -> bool {
     let mut finals: Vec<(StatusRecord, Option<String>)> = Vec::with_capacity(decisions.len());
     for ((command, _), decision) in commands.iter().zip(decisions) {
         if let Decision::Final(record) = decision {
-            tracing::info!(
+            // Every decision is an `async_outcomes` row; the batch gets one info line below.
+            tracing::debug!(
                 api_call_id = %command.api_call_id,
                 status = record.status.status.as_str(),
                 reason = record.status.reason.map(|r| r.as_str()).unwrap_or(""),
@@ -338,6 +339,13 @@ async fn finish(deps: &Deps, applied: Applied) -> bool {
             finals.push((record, command.reply_to.clone()));
         }
     }
+    tracing::info!(
+        commands = commands.len(),
+        messages = deliveries.len(),
+        decided = finals.len(),
+        dead_lettered = poisoned.iter().filter(|p| **p).count(),
+        "batch done"
+    );
     let mut channel_ok = true;
     if let Some(last) = last_final {
         match last.ack(BasicAckOptions { multiple: true }).await {

@@ -62,7 +62,7 @@ fn start_ingress(app: &TestApp, port: u16, log: &Path) -> Proc {
             .env("AMQP_PREFIX", &app.prefix)
             .env("REDIS_PREFIX", &app.prefix)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,ingress=debug")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
