@@ -88,7 +88,13 @@ for fault in $ONLY; do
   inject "$fault"
   if wait "$load"; then RESULT[$fault]=held; else RESULT[$fault]=FAILED; failed=1; fi
   if [ "$fault" = poison ]; then
-    dlq_after=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}')
+    # A quorum queue's message count is refreshed every few seconds (statistics interval):
+    # wait for it to show the dead-lettered messages rather than read a stale figure.
+    for _ in $(seq 1 20); do
+      dlq_after=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}')
+      [ "$((dlq_after - ${dlq_before:-0}))" -ge 3 ] && break
+      sleep 1
+    done
     if [ "$((dlq_after - ${dlq_before:-0}))" -lt 3 ]; then RESULT[$fault]="FAILED (dead-letter queue grew by $((dlq_after - ${dlq_before:-0})))"; failed=1; fi
     "$BIN/xyzctl" dlq replay --all >/dev/null
   fi

@@ -161,7 +161,7 @@ async fn consume(
         // after this one's (it would settle nothing) nor this one's before the previous
         // batch's poison is nacked.
         if let Some(previous) = finishing.take()
-            && !previous.await.unwrap_or(false)
+            && !finished(previous).await
         {
             // The channel is gone: this batch is committed and will be redelivered, and its
             // decisions reported then.
@@ -171,7 +171,26 @@ async fn consume(
         finishing = Some(tokio::spawn(async move { finish(&deps, applied).await }));
     }
     if let Some(previous) = finishing {
-        let _ = previous.await;
+        finished(previous).await;
+    }
+}
+
+/// How long a batch's acks and status publishing may take before the channel is presumed
+/// dead: its deliveries are then redelivered (and reported again), never lost.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the previous batch's tail finished with its channel still usable.
+async fn finished(tail: tokio::task::JoinHandle<bool>) -> bool {
+    match tokio::time::timeout(FINISH_TIMEOUT, tail).await {
+        Ok(Ok(channel_ok)) => channel_ok,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "finishing a batch failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("acks and statuses of a batch took over 5 s; reconnecting");
+            false
+        }
     }
 }
 

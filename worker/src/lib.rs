@@ -20,6 +20,10 @@ pub enum WorkerError {
     Config(String),
 }
 
+/// How long the consumers have to finish their batches after the stop signal (operators and
+/// `scripts/stop.sh` expect an exit within 10 s).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(9);
+
 /// Runs the consumers until `shutdown` resolves; each finishes, commits and acks the batch it
 /// holds, then closes its channel so prefetched deliveries return to the queue.
 pub async fn run<F>(
@@ -51,8 +55,13 @@ where
     shutdown.await;
     tracing::info!("stopping: finishing the batches in hand");
     let _ = stop_tx.send(true);
+    // Bounded: a consumer stuck on a half-dead connection must not keep the process alive
+    // (its unacked deliveries return to the queue when the process exits).
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     for h in handles {
-        let _ = h.await;
+        if tokio::time::timeout_at(deadline, h).await.is_err() {
+            tracing::warn!("a consumer did not stop in time; exiting anyway");
+        }
     }
     tracing::info!("worker stopped");
     Ok(())
