@@ -6,15 +6,13 @@
 //! has confirmed the message holding its command. With no publish in flight a command goes
 //! out at once, alone, so a quiet engine pays no grouping delay.
 
+use crate::batcher::Batcher;
 use shared::amqp::{PublishError, Publisher};
 use shared::messages::{Command, encode_group};
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Commands in one message at most (the worker's batch is 32 commands by default).
 const GROUP_MAX: usize = 32;
-/// Commands waiting for a message; a full queue makes requests wait.
-const QUEUE: usize = 4096;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
@@ -35,81 +33,51 @@ impl SendError {
     }
 }
 
-struct Pending {
-    api_call_id: String,
-    encoded: Vec<u8>,
-    confirmed: oneshot::Sender<Result<(), SendError>>,
-}
+/// A command's call id (to name the message) and its encoded form.
+type Encoded = (String, Vec<u8>);
 
 #[derive(Clone)]
 pub struct Commands {
-    tx: mpsc::Sender<Pending>,
+    batcher: Batcher<Encoded, Result<(), SendError>>,
 }
 
 impl Commands {
     /// `in_flight`: messages awaiting their confirm at once; more commands wait and are
     /// grouped.
     pub fn start(publisher: Publisher, queue: String, in_flight: usize) -> Commands {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(publisher, queue, in_flight.max(1), rx));
-        Commands { tx }
+        let queue: Arc<str> = queue.into();
+        let batcher = Batcher::start(GROUP_MAX, in_flight, move |group: Vec<Encoded>| {
+            let publisher = publisher.clone();
+            let queue = queue.clone();
+            async move {
+                let n = group.len();
+                let result = publish_group(&publisher, &queue, group).await;
+                vec![result; n]
+            }
+        });
+        Commands { batcher }
     }
 
     /// Publishes the command; `Ok` once the broker has confirmed the message holding it.
     pub async fn send(&self, command: &Command) -> Result<(), SendError> {
-        let (confirmed, rx) = oneshot::channel();
-        let pending = Pending {
-            api_call_id: command.api_call_id.clone(),
-            encoded: command.encode(),
-            confirmed,
-        };
-        self.tx
-            .send(pending)
+        self.batcher
+            .call((command.api_call_id.clone(), command.encode()))
             .await
-            .map_err(|_| SendError::Stopped)?;
-        rx.await.map_err(|_| SendError::Stopped)?
+            .unwrap_or(Err(SendError::Stopped))
     }
 }
 
-async fn run(
-    publisher: Publisher,
-    queue: String,
-    in_flight: usize,
-    mut rx: mpsc::Receiver<Pending>,
-) {
-    let permits = Arc::new(Semaphore::new(in_flight));
-    loop {
-        // Waiting for a permit first lets commands gather while the messages in flight await
-        // their confirms.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let mut group = Vec::with_capacity(GROUP_MAX);
-        if rx.recv_many(&mut group, GROUP_MAX).await == 0 {
-            return;
-        }
-        let publisher = publisher.clone();
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            publish_group(&publisher, &queue, group).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn publish_group(publisher: &Publisher, queue: &str, group: Vec<Pending>) {
+async fn publish_group(
+    publisher: &Publisher,
+    queue: &str,
+    group: Vec<Encoded>,
+) -> Result<(), SendError> {
     metrics::histogram!("xyz_commands_per_message").record(group.len() as f64);
-    let (senders, encoded): (Vec<_>, Vec<_>) = group
-        .into_iter()
-        .map(|p| ((p.api_call_id, p.confirmed), p.encoded))
-        .unzip();
     // The message is named after its first command's call.
-    let message_id = senders.first().map(|(id, _)| id.as_str()).unwrap_or("");
-    let result = publisher
-        .publish(queue, message_id, &encode_group(&encoded))
+    let message_id = group.first().map(|(id, _)| id.clone()).unwrap_or_default();
+    let body = encode_group(group.into_iter().map(|(_, encoded)| encoded).collect());
+    publisher
+        .publish(queue, &message_id, &body)
         .await
-        .map_err(|e| SendError::Publish(Arc::new(e)));
-    for (_, confirmed) in senders {
-        let _ = confirmed.send(result.clone());
-    }
+        .map_err(|e| SendError::Publish(Arc::new(e)))
 }

@@ -2,6 +2,7 @@
 //! commands with publisher confirms, and serves the reads.
 
 pub mod audit;
+pub mod batcher;
 pub mod body;
 pub mod claims;
 pub mod commands;

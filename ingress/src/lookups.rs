@@ -5,18 +5,16 @@
 //! primary-key range read instead. With nothing in flight a lookup goes out at once, so a
 //! quiet engine pays no batching delay.
 
+use crate::batcher::Batcher;
 use shared::db::DbError;
 use shared::db::outcomes::{ExternalIdKey, find_idempotency_many};
 use sqlx::MySqlPool;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Ids read by one statement at most.
 const BATCH_MAX: usize = 64;
 /// Statements in flight at once; more requests wait and are read together.
 const IN_FLIGHT: usize = 4;
-/// Lookups waiting for a statement; a full queue makes requests wait.
-const QUEUE: usize = 4096;
 
 /// The call that used an id and the SHA-256 of its body; `None` when the id is unused.
 pub type Found = Option<(String, [u8; 32])>;
@@ -29,21 +27,18 @@ pub enum LookupError {
     Stopped,
 }
 
-struct Lookup {
-    key: ExternalIdKey,
-    reply: oneshot::Sender<Result<Found, LookupError>>,
-}
-
 #[derive(Clone)]
 pub struct Lookups {
-    tx: mpsc::Sender<Lookup>,
+    batcher: Batcher<ExternalIdKey, Result<Found, LookupError>>,
 }
 
 impl Lookups {
     pub fn start(pool: MySqlPool) -> Lookups {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, rx));
-        Lookups { tx }
+        let batcher = Batcher::start(BATCH_MAX, IN_FLIGHT, move |keys| {
+            let pool = pool.clone();
+            async move { answer(&pool, keys).await }
+        });
+        Lookups { batcher }
     }
 
     /// Who used (merchant, endpoint, external id), if anyone.
@@ -53,55 +48,29 @@ impl Lookups {
         endpoint: &str,
         external_id: &str,
     ) -> Result<Found, LookupError> {
-        let (reply, rx) = oneshot::channel();
         let key = (
             merchant_id.to_owned(),
             endpoint.to_owned(),
             external_id.to_owned(),
         );
-        self.tx
-            .send(Lookup { key, reply })
+        self.batcher
+            .call(key)
             .await
-            .map_err(|_| LookupError::Stopped)?;
-        rx.await.map_err(|_| LookupError::Stopped)?
+            .unwrap_or(Err(LookupError::Stopped))
     }
 }
 
-async fn run(pool: MySqlPool, mut rx: mpsc::Receiver<Lookup>) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        // Waiting for a permit first lets lookups pile up while the statements in flight run.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(BATCH_MAX);
-        if rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
-            return;
-        }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            answer(&pool, batch).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn answer(pool: &MySqlPool, batch: Vec<Lookup>) {
-    let mut keys: Vec<ExternalIdKey> = batch.iter().map(|l| l.key.clone()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    metrics::histogram!("xyz_external_id_lookup_batch").record(keys.len() as f64);
-    match find_idempotency_many(pool, &keys).await {
-        Ok(found) => {
-            for lookup in batch {
-                let _ = lookup.reply.send(Ok(found.get(&lookup.key).cloned()));
-            }
-        }
+/// One range read for the batch; each key answered in order.
+async fn answer(pool: &MySqlPool, keys: Vec<ExternalIdKey>) -> Vec<Result<Found, LookupError>> {
+    let mut distinct = keys.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    metrics::histogram!("xyz_external_id_lookup_batch").record(distinct.len() as f64);
+    match find_idempotency_many(pool, &distinct).await {
+        Ok(found) => keys.iter().map(|k| Ok(found.get(k).cloned())).collect(),
         Err(e) => {
             let e = LookupError::Db(Arc::new(e));
-            for lookup in batch {
-                let _ = lookup.reply.send(Err(e.clone()));
-            }
+            vec![Err(e); keys.len()]
         }
     }
 }

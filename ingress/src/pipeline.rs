@@ -171,22 +171,22 @@ async fn handle_request(
         // Every request is in nginx's access log and in the audit table with its api call id;
         // at info the log keeps the refusals and failures. A line per successful request
         // cost ~10 % of acceptance throughput (BENCHMARKS.md); RUST_LOG=ingress=debug shows them.
+        // (A tracing level must be a constant: one field list, two levels.)
+        macro_rules! request_done {
+            ($level:ident) => {
+                tracing::$level!(
+                    status = status.as_u16(),
+                    action = action.as_str(),
+                    merchant = audit.merchant_id.as_deref().unwrap_or(""),
+                    duration_us = audit.duration_us,
+                    "request done"
+                )
+            };
+        }
         if status.is_client_error() || status.is_server_error() {
-            tracing::info!(
-                status = status.as_u16(),
-                action = action.as_str(),
-                merchant = audit.merchant_id.as_deref().unwrap_or(""),
-                duration_us = audit.duration_us,
-                "request done"
-            );
+            request_done!(info);
         } else {
-            tracing::debug!(
-                status = status.as_u16(),
-                action = action.as_str(),
-                merchant = audit.merchant_id.as_deref().unwrap_or(""),
-                duration_us = audit.duration_us,
-                "request done"
-            );
+            request_done!(debug);
         }
         state.audit.record(audit).await;
 

@@ -98,7 +98,6 @@ impl Application {
             cache,
             publisher,
             commands,
-            topology,
             keys,
             keyring,
             audit,

@@ -5,7 +5,7 @@ use crate::commands::Commands;
 use crate::keys::KeyCache;
 use crate::lookups::Lookups;
 use crate::waiters::Waiters;
-use shared::amqp::{Publisher, Topology};
+use shared::amqp::Publisher;
 use shared::cache::Cache;
 use shared::crypto::Keyring;
 use sqlx::MySqlPool;
@@ -22,7 +22,6 @@ pub struct Inner {
     pub cache: Cache,
     pub publisher: Publisher,
     pub commands: Commands,
-    pub topology: Topology,
     pub keys: KeyCache,
     pub keyring: Keyring,
     pub audit: AuditLog,

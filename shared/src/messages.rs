@@ -120,9 +120,9 @@ impl Command {
 /// One command travels as itself (the object), so a single command's message is unchanged.
 /// The ingress groups the commands of concurrent requests this way: the broker's cost is per
 /// message (a Raft entry, a delivery, a settlement), not per byte.
-pub fn encode_group(encoded: &[Vec<u8>]) -> Vec<u8> {
-    if let [one] = encoded {
-        return one.clone();
+pub fn encode_group(mut encoded: Vec<Vec<u8>>) -> Vec<u8> {
+    if encoded.len() == 1 {
+        return encoded.pop().unwrap_or_default();
     }
     let mut body = Vec::with_capacity(encoded.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
     body.push(b'[');
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn groups_round_trip_and_a_single_command_travels_as_itself() {
         let one = sample();
-        assert_eq!(encode_group(&[one.encode()]), one.encode());
+        assert_eq!(encode_group(vec![one.encode()]), one.encode());
         assert_eq!(
             decode_group(&one.encode()).expect("decodes"),
             vec![one.clone()]
@@ -204,7 +204,7 @@ mod tests {
             nomor_kontrak: "KTR_1".into(),
             jumlah: Money::from_cents(5_000),
         });
-        let body = encode_group(&[one.encode(), two.encode()]);
+        let body = encode_group(vec![one.encode(), two.encode()]);
         assert_eq!(body.first(), Some(&b'['));
         assert_eq!(decode_group(&body).expect("decodes"), vec![one, two]);
     }
@@ -214,7 +214,7 @@ mod tests {
         let good = sample().encode();
         let mut bad: serde_json::Value = serde_json::from_slice(&good).expect("json");
         bad["v"] = 9.into();
-        let body = encode_group(&[good.clone(), bad.to_string().into_bytes()]);
+        let body = encode_group(vec![good.clone(), bad.to_string().into_bytes()]);
         assert!(matches!(
             decode_group(&body),
             Err(DecodeError::UnknownVersion(9))

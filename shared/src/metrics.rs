@@ -93,7 +93,7 @@ pub fn describe() {
     );
     describe_histogram!(
         "xyz_submit_stage_seconds",
-        "Time of each stage of accepting a submission in the ingress (rate_limit, claim with its MySQL lookup, publish, accept)"
+        "Time of each stage of accepting a submission in the ingress (claim with its rate limit and MySQL lookup, publish, accept)"
     );
     describe_histogram!(
         "xyz_external_id_lookup_batch",

@@ -674,39 +674,20 @@ async fn ids_that_cannot_exist_are_rejected_not_dead_lettered(pool: sqlx::MySqlP
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPool) {
-    use shared::messages::{COMMAND_SCHEMA_VERSION, Command, CommandPayload, TransactionPayload};
     let app = spawn_app(pool).await;
     let user = app
         .create_user(["100000", "300000", "500000", "10000000"])
         .await;
-    let ext = fresh_id();
     let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
-    let sha = shared::signature::sha256_hex(body.as_bytes());
     // Call X was published, but its confirm was lost with the connection: the ingress
     // answered 503 and left the claim "unconfirmed". X is in the queue all the same.
-    let x = shared::ids::new_api_call_id();
-    let accepted_at = chrono::Utc::now();
-    let command = Command {
-        v: COMMAND_SCHEMA_VERSION,
-        api_call_id: x.clone(),
-        merchant_id: app.merchant.merchant_id.clone(),
-        client_id: app.merchant.client_id.clone(),
-        external_id: ext.clone(),
-        body_sha256: sha.clone(),
-        accepted_at,
-        reply_to: None,
-        payload: CommandPayload::Transaction(TransactionPayload {
-            user_id: user.clone(),
-            terms: shared::contract::ContractTerms {
-                otr: "1000".parse().expect("money"),
-                admin_fee: "0".parse().expect("money"),
-                harga_aset: "1000".parse().expect("money"),
-                bunga_persen: shared::money::Rate::parse_json("0").expect("rate"),
-                tenor: shared::contract::Tenor::One,
-            },
-            nama_aset: "Kulkas 2 Pintu".into(),
-        }),
-    };
+    let command = checkout_command(&app, &user);
+    let (x, ext, sha) = (
+        command.api_call_id.clone(),
+        command.external_id.clone(),
+        command.body_sha256.clone(),
+    );
+    let accepted_at = command.accepted_at;
     let claim = format!("unconfirmed|{x}|{sha}|{}", accepted_at.timestamp_millis());
     app.set_transaction_claim(&ext, &claim).await;
     let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-lost-confirm")
@@ -804,8 +785,8 @@ async fn a_message_carrying_a_group_of_commands_decides_each(pool: sqlx::MySqlPo
     let ch = conn.create_channel().await.expect("channel");
     let queue = shared::amqp::Topology::new(&app.prefix).command_queue();
     for body in [
-        encode_group(&group.iter().map(|c| c.encode()).collect::<Vec<_>>()),
-        encode_group(&[good.encode(), poison.encode()]),
+        encode_group(group.iter().map(|c| c.encode()).collect()),
+        encode_group(vec![good.encode(), poison.encode()]),
     ] {
         ch.basic_publish(
             "".into(),
