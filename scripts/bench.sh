@@ -28,6 +28,11 @@ LOADGEN=target/release/loadgen
 cargo build --release -q --bins
 
 export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench
+# Its own Redis keys and queues too, so nothing of the development engine leaks in.
+export REDIS_PREFIX=xyzbench AMQP_PREFIX=xyzbench
+# One ingress process (two threads) behind nginx: on two cores a second process only splits
+# the batches of lookups and commands in two (BENCHMARKS.md, session 4).
+export INGRESSES="${INGRESSES:-1}"
 export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
 export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
 export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"

@@ -44,13 +44,14 @@ say "stopping engine processes from an earlier run"
 bash scripts/stop.sh >/dev/null
 
 for i in $(seq 1 "${WORKERS:-2}"); do start_worker "$i"; done
-for i in 1 2; do start_ingress "$i"; done
+for i in $(seq 1 "${INGRESSES:-2}"); do start_ingress "$i"; done
 
 say "nginx on :$HTTP_PORT in front of the ingresses on :$((HTTP_PORT + 1)) and :$((HTTP_PORT + 2))"
 mkdir -p "$STATE/nginx"
 sed -e "s/server ingress-1:8080/server 127.0.0.1:$((HTTP_PORT + 1))/" \
     -e "s/server ingress-2:8080/server 127.0.0.1:$((HTTP_PORT + 2))/" \
-    -e "s/listen 8080 reuseport/listen 127.0.0.1:$HTTP_PORT reuseport/" nginx.conf > "$STATE/nginx/nginx.conf"
+    -e "s/listen 8080 reuseport/listen 127.0.0.1:$HTTP_PORT reuseport/" nginx.conf |
+  if [ "${INGRESSES:-2}" = 1 ]; then sed '/server 127.0.0.1:'$((HTTP_PORT + 2))'/d'; else cat; fi > "$STATE/nginx/nginx.conf"
 nohup nginx -c "$PWD/$STATE/nginx/nginx.conf" -g "pid $PWD/$STATE/nginx/nginx.pid; daemon off;" \
   >"$STATE/logs/nginx-access.log" 2>"$STATE/logs/nginx-error.log" &
 echo $! > "$STATE/nginx.pid"

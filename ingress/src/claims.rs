@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::pipeline::Ctx;
 use crate::state::AppState;
 use serde_json::json;
-use shared::cache::{ClaimOutcome, StatusRecord};
+use shared::cache::{ClaimOutcome, Seen, StatusRecord};
 use shared::envelope::MessageAction;
 
 /// A claim this request holds on (merchant, endpoint, external id).
@@ -16,6 +16,8 @@ pub struct Claimed {
     pub body_sha256: [u8; 32],
     /// The earlier call's acceptance instant when resuming it.
     pub resumed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What the filter of claimed ids says: [`Seen::New`] means MySQL need not be asked.
+    pub seen: Seen,
 }
 
 pub fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
@@ -47,6 +49,9 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
         .cache
         .keys
         .claim(&ctx.key.merchant_id, endpoint, external_id);
+    let positions = state
+        .cache
+        .seen_positions(&ctx.key.merchant_id, endpoint, external_id);
     let sha = body_sha(ctx);
     let sha_hex = hex::encode(sha);
     // A claim still being published belongs to a request in flight: its outcome (accepted,
@@ -60,7 +65,13 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
     let outcome = loop {
         match state
             .cache
-            .claim(&key, &ctx.api_call_id, &sha_hex, allowance.take())
+            .claim(
+                &key,
+                &positions,
+                &ctx.api_call_id,
+                &sha_hex,
+                allowance.take(),
+            )
             .await?
         {
             ClaimOutcome::Taken(c) if c.state == "publishing" => {
@@ -92,6 +103,7 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 api_call_id: c.api_call_id,
                 body_sha256: sha,
                 resumed_at: chrono::DateTime::from_timestamp_millis(c.at_ms),
+                seen: Seen::Unknown,
             })
         }
         ClaimOutcome::Unconfirmed(c) => {
@@ -106,19 +118,24 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 api_call_id: ctx.api_call_id.clone(),
                 body_sha256: sha,
                 resumed_at: None,
+                seen: Seen::Unknown,
             })
         }
         ClaimOutcome::RateLimited(retry_after) => Err(crate::pipeline::rate_limited(
             ctx.allowance(state),
             retry_after,
         )),
-        ClaimOutcome::Claimed => {
+        ClaimOutcome::Claimed(seen) => {
             metrics::counter!("xyz_claims_total", "result" => "claimed").increment(1);
+            state
+                .seen_complete
+                .store(seen != Seen::Unknown, std::sync::atomic::Ordering::Relaxed);
             Ok(Claimed {
                 key,
                 api_call_id: ctx.api_call_id.clone(),
                 body_sha256: sha,
                 resumed_at: None,
+                seen,
             })
         }
     }

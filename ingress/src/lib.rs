@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod route;
 pub mod routes;
+pub mod seen;
 pub mod startup;
 pub mod state;
 pub mod waiters;

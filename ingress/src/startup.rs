@@ -61,7 +61,8 @@ impl Application {
         };
         let redis = shared::cache::connect(&config.redis.url)
             .map_err(|e| StartupError::Config(format!("REDIS_URL: {e}")))?;
-        let cache = Cache::new(redis, &config.redis.prefix);
+        let cache =
+            Cache::new(redis, &config.redis.prefix).with_seen_bits(config.redis.seen_filter_bits);
         let topology = Topology::new(&config.amqp.prefix);
         let ingress_id = config
             .ingress_id
@@ -85,6 +86,7 @@ impl Application {
             topology.command_queue(),
             config.publish_in_flight,
         );
+        let seen_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let background = vec![
             keys.spawn_refresh(
                 pool.clone(),
@@ -92,6 +94,12 @@ impl Application {
                 Duration::from_millis(config.key_refresh_ms),
             ),
             waiters.spawn_listener(config.redis.url.clone()),
+            crate::seen::spawn_maintainer(
+                pool.clone(),
+                cache.clone(),
+                ingress_id.clone(),
+                seen_complete.clone(),
+            ),
         ];
         let state = AppState::new(Inner {
             pool,
@@ -111,6 +119,7 @@ impl Application {
                 handle
             },
             max_waiters: config.max_waiters,
+            seen_complete,
         });
         let listener = TcpListener::bind(&config.listen_addr)
             .await

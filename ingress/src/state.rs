@@ -31,6 +31,10 @@ pub struct Inner {
     pub rate_limit: (u32, u32),
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub max_waiters: usize,
+    /// Whether the filter of claimed ids was complete at the last look (`crate::seen`):
+    /// then a claim goes first and MySQL is asked only when the filter cannot prove the id
+    /// new; otherwise both are asked at once.
+    pub seen_complete: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {

@@ -54,6 +54,16 @@ impl Keys {
         format!("{}:reply:{ingress_id}", self.prefix)
     }
 
+    /// The filter of every external id ever claimed (see [`seen_positions`]).
+    pub fn seen(&self) -> String {
+        format!("{}:seen", self.prefix)
+    }
+
+    /// Held by the ingress rebuilding the filter.
+    pub fn seen_rebuild(&self) -> String {
+        format!("{}:seen:rebuild", self.prefix)
+    }
+
     pub fn rate(&self, client_id: &str) -> String {
         format!("{}:rate:{client_id}", self.prefix)
     }
@@ -83,8 +93,8 @@ impl Claim {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// The id was free and is now ours.
-    Claimed,
+    /// The id was free in Redis and is now ours; the filter tells whether MySQL can hold it.
+    Claimed(Seen),
     /// The id was held by an ingress that died before the broker confirmed; now ours.
     TakenOver(Claim),
     /// The id is used.
@@ -95,6 +105,48 @@ pub enum ClaimOutcome {
     /// The key spending the request is over its rate limit: nothing was claimed; retry after
     /// this long.
     RateLimited(Duration),
+}
+
+/// What the filter of claimed ids says of a newly claimed id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Never claimed before: no MySQL row can hold it (the filter has no false negatives).
+    New,
+    /// Maybe claimed before (or a false positive): MySQL decides.
+    Maybe,
+    /// The filter is not complete (Redis lost it; being rebuilt): MySQL decides.
+    Unknown,
+}
+
+/// Default bits of the filter of claimed external ids: 16 MiB of Redis, a 1 % false-positive
+/// rate up to ~14 million ids (more ids only make MySQL lookups more frequent, never wrong).
+pub const SEEN_BITS: u64 = 1 << 27;
+/// Bits set per id.
+pub const SEEN_HASHES: usize = 7;
+
+/// The bits of (merchant, endpoint, external id) in a filter of `bits` bits: a Bloom filter
+/// of every external id ever claimed, in one Redis bitmap whose bit 0 says the filter is
+/// complete (every id in MySQL has its bits set). One key, so whatever loses the bits loses
+/// the mark with them.
+pub fn seen_positions(
+    bits: u64,
+    merchant: &str,
+    endpoint: &str,
+    external_id: &str,
+) -> [u64; SEEN_HASHES] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [merchant, endpoint, external_id] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut positions = [0u64; SEEN_HASHES];
+    for (p, word) in positions.iter_mut().zip(digest.chunks_exact(4)) {
+        let w = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        *p = 1 + u64::from(w) % (bits.max(2) - 1);
+    }
+    positions
 }
 
 /// One request to spend from a key's rate allowance: `per_second` sustained, `burst` at once.
@@ -141,14 +193,18 @@ end
     };
 }
 
-/// Claims KEYS[1]; when KEYS[2] (a rate key) is given, first spends one request of its
-/// allowance (ARGV[5] interval in µs, ARGV[6] burst) and claims nothing when over it
-/// (`{4, retry_after_ms}`): the rate limit and the claim in one round trip.
+/// Claims KEYS[1]; when KEYS[3] (a rate key) is given, first spends one request of its
+/// allowance (the two ARGV after the positions: interval in µs, burst) and claims nothing
+/// when over it (`{4, retry_after_ms}`): the rate limit and the claim in one round trip.
+/// A free id is claimed and its ARGV[5] positions (ARGV[6..]) set in the filter KEYS[2];
+/// `{1, verdict}` says whether the filter was complete and proved the id new (a bit was
+/// clear).
 const CLAIM_SCRIPT: &str = concat!(
     gcra_lua!(),
     r"
-if KEYS[2] then
-  local wait = gcra(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]))
+local n = tonumber(ARGV[5])
+if KEYS[3] then
+  local wait = gcra(KEYS[3], tonumber(ARGV[6 + n]), tonumber(ARGV[7 + n]))
   if wait then return {4, tostring(wait)} end
 end
 local t = redis.call('TIME')
@@ -157,7 +213,13 @@ local v = 'publishing|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. now
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   redis.call('SET', KEYS[1], v, 'EX', ARGV[3])
-  return {1, ''}
+  local clear = false
+  for i = 6, 5 + n do
+    if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then clear = true end
+  end
+  if redis.call('GETBIT', KEYS[2], 0) == 0 then return {1, 'unknown'} end
+  if clear then return {1, 'new'} end
+  return {1, 'maybe'}
 end
 local state, at = string.match(cur, '^(%a+)|[^|]*|[^|]*|(%d+)$')
 if state == 'unconfirmed' then
@@ -224,6 +286,7 @@ pub struct Cache {
     release: std::sync::Arc<redis::Script>,
     rate: std::sync::Arc<redis::Script>,
     unconfirm: std::sync::Arc<redis::Script>,
+    seen_bits: u64,
 }
 
 impl Cache {
@@ -236,7 +299,24 @@ impl Cache {
             release: std::sync::Arc::new(redis::Script::new(RELEASE_SCRIPT)),
             rate: std::sync::Arc::new(redis::Script::new(RATE_SCRIPT)),
             unconfirm: std::sync::Arc::new(redis::Script::new(UNCONFIRM_SCRIPT)),
+            seen_bits: SEEN_BITS,
         }
+    }
+
+    /// The size of the filter of claimed ids (`REDIS_SEEN_FILTER_BITS`).
+    pub fn with_seen_bits(mut self, bits: u64) -> Cache {
+        self.seen_bits = bits;
+        self
+    }
+
+    /// [`seen_positions`] in this deployment's filter.
+    pub fn seen_positions(
+        &self,
+        merchant: &str,
+        endpoint: &str,
+        external_id: &str,
+    ) -> [u64; SEEN_HASHES] {
+        seen_positions(self.seen_bits, merchant, endpoint, external_id)
     }
 
     pub async fn ping(&self) -> Result<(), CacheError> {
@@ -251,6 +331,7 @@ impl Cache {
     pub async fn claim(
         &self,
         key: &str,
+        seen: &[u64; SEEN_HASHES],
         api_call_id: &str,
         body_sha256: &str,
         allowance: Option<Allowance<'_>>,
@@ -258,10 +339,13 @@ impl Cache {
         let mut c = self.conn.clone();
         let mut invocation = self.claim.key(key);
         invocation
+            .key(self.keys.seen())
             .arg(api_call_id)
             .arg(body_sha256)
             .arg(CLAIM_TTL_SECS)
-            .arg(CLAIM_TAKEOVER_GRACE_MS);
+            .arg(CLAIM_TAKEOVER_GRACE_MS)
+            .arg(SEEN_HASHES)
+            .arg(&seen[..]);
         if let Some(a) = allowance {
             invocation
                 .key(self.keys.rate(a.client_id))
@@ -276,9 +360,13 @@ impl Cache {
         }
         let existing = Claim::parse(&cur);
         Ok(match (code, existing) {
-            (1, _) => ClaimOutcome::Claimed,
+            (1, _) => ClaimOutcome::Claimed(match cur.as_str() {
+                "new" => Seen::New,
+                "maybe" => Seen::Maybe,
+                _ => Seen::Unknown,
+            }),
             (2, Some(old)) => ClaimOutcome::TakenOver(old),
-            (2, None) => ClaimOutcome::Claimed,
+            (2, None) => ClaimOutcome::Claimed(Seen::Unknown),
             (3, Some(old)) => ClaimOutcome::Unconfirmed(old),
             (_, Some(old)) => ClaimOutcome::Taken(old),
             // An unparseable value is someone else's; treat the id as used by an unknown call.
@@ -373,6 +461,68 @@ impl Cache {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
+    /// Sets the filter bits of ids about to be written to MySQL (one pipeline). A worker
+    /// does it before each batch: a command claimed before Redis lost the filter has its
+    /// bits again before its row can exist (the claim set them the first time).
+    pub async fn mark_seen(&self, positions: &[[u64; SEEN_HASHES]]) -> Result<(), CacheError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.seen();
+        let mut pipe = redis::pipe();
+        for p in positions.iter().flatten() {
+            pipe.cmd("SETBIT").arg(&key).arg(*p).arg(1).ignore();
+        }
+        let mut c = self.conn.clone();
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Whether the filter is complete (bit 0).
+    pub async fn seen_complete(&self) -> Result<bool, CacheError> {
+        let mut c = self.conn.clone();
+        let bit: i64 = redis::cmd("GETBIT")
+            .arg(self.keys.seen())
+            .arg(0)
+            .query_async(&mut c)
+            .await?;
+        Ok(bit == 1)
+    }
+
+    /// Ends a rebuild: marks the filter complete and frees the lock, if `holder` still
+    /// holds it (a Redis that lost the filter during the rebuild lost the lock too).
+    pub async fn complete_seen(&self, holder: &str) -> Result<bool, CacheError> {
+        let mut c = self.conn.clone();
+        let done: i64 = redis::Script::new(
+            r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SETBIT', KEYS[1], 0, 1)
+redis.call('DEL', KEYS[2])
+return 1
+",
+        )
+        .key(self.keys.seen())
+        .key(self.keys.seen_rebuild())
+        .arg(holder)
+        .invoke_async(&mut c)
+        .await?;
+        Ok(done == 1)
+    }
+
+    /// Takes the rebuild lock for `ttl` if nobody holds it.
+    pub async fn lock_seen_rebuild(&self, holder: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let mut c = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.keys.seen_rebuild())
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut c)
+            .await?;
+        Ok(taken.is_some())
+    }
+
     /// Final statuses (one pipeline) and the replies to waiting ingresses.
     pub async fn publish_final(
         &self,
@@ -405,4 +555,27 @@ impl Cache {
 pub struct StatusRecord {
     pub merchant_id: String,
     pub status: CallStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_positions_are_stable_in_range_and_never_the_completeness_bit() {
+        let a = seen_positions(1 << 16, "m1", "transaction", "ORDER-1");
+        assert_eq!(a, seen_positions(1 << 16, "m1", "transaction", "ORDER-1"));
+        assert!(a.iter().all(|p| (1..1 << 16).contains(p)), "{a:?}");
+        // Each part of the id counts, and where one part ends and the next begins too.
+        for other in [
+            seen_positions(1 << 16, "m2", "transaction", "ORDER-1"),
+            seen_positions(1 << 16, "m1", "payment", "ORDER-1"),
+            seen_positions(1 << 16, "m1", "transaction", "ORDER-2"),
+            seen_positions(1 << 16, "m1t", "ransaction", "ORDER-1"),
+        ] {
+            assert_ne!(a, other);
+        }
+        let big = seen_positions(SEEN_BITS, "m1", "transaction", "ORDER-1");
+        assert!(big.iter().all(|p| (1..SEEN_BITS).contains(p)), "{big:?}");
+    }
 }

@@ -45,6 +45,17 @@ pub struct RedisConfig {
         default_value = "xyz"
     )]
     pub prefix: String,
+    /// Bits of the filter of claimed external ids (`shared::cache::seen_positions`): 2^27
+    /// (16 MiB) keeps a 1 % false-positive rate up to ~14 million ids. Every ingress and
+    /// worker of a deployment must use the same value.
+    #[arg(
+        id = "redis_seen_filter_bits",
+        long = "redis-seen-filter-bits",
+        env = "REDIS_SEEN_FILTER_BITS",
+        default_value_t = crate::cache::SEEN_BITS,
+        value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 32))
+    )]
+    pub seen_filter_bits: u64,
 }
 
 #[derive(clap::Args, Debug, Clone)]

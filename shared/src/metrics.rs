@@ -95,6 +95,10 @@ pub fn describe() {
         "xyz_submit_stage_seconds",
         "Time of each stage of accepting a submission in the ingress (claim with its rate limit and MySQL lookup, publish, accept)"
     );
+    describe_counter!(
+        "xyz_external_id_lookups_total",
+        "Submissions whose MySQL external-id lookup was skipped because the filter of claimed ids proved the id new"
+    );
     describe_histogram!(
         "xyz_external_id_lookup_batch",
         "External ids read from MySQL by one statement of the ingress's batched lookup"

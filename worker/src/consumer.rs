@@ -259,6 +259,21 @@ async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
             decisions: Vec::new(),
         });
     }
+    // The filter of claimed ids must hold every id before its row can exist in MySQL
+    // (ingress/src/seen.rs); the claim set these bits, unless Redis has lost them since.
+    let seen: Vec<_> = commands
+        .iter()
+        .map(|(c, _)| {
+            deps.cache.seen_positions(
+                &c.merchant_id,
+                c.payload.call_type().endpoint(),
+                &c.external_id,
+            )
+        })
+        .collect();
+    if let Err(e) = deps.cache.mark_seen(&seen).await {
+        tracing::warn!(error = %e, "could not mark the batch's ids in the filter of claimed ids");
+    }
     commands.sort_by_key(|(c, _)| lock_order(c));
     let refs: Vec<&Command> = commands.iter().map(|(c, _)| c).collect();
 

@@ -44,7 +44,8 @@ where
         .map_err(|e| WorkerError::Config(format!("REDIS_URL: {e}")))?;
     let deps = Deps {
         pool,
-        cache: Cache::new(redis, &config.redis.prefix),
+        cache: Cache::new(redis, &config.redis.prefix)
+            .with_seen_bits(config.redis.seen_filter_bits),
         topology: Topology::new(&config.amqp.prefix),
         config: config.clone(),
     };

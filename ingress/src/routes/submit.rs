@@ -9,7 +9,7 @@ use crate::state::AppState;
 use crate::waiters::parse_prefer_wait;
 use axum::http::{StatusCode, header};
 use serde_json::json;
-use shared::cache::StatusRecord;
+use shared::cache::{Seen, StatusRecord};
 use shared::contract::{ContractTerms, amounts};
 use shared::envelope::MessageAction;
 use shared::messages::{
@@ -172,13 +172,31 @@ async fn submit(
     // asked at once: the order does not matter (MySQL's unique key is what decides, in the
     // worker), and a lookup wasted on a refused claim is cheap, since lookups are batched and
     // bounded in flight.
-    let (claim, found) = tokio::join!(
-        claims::claim(state, ctx, endpoint),
+    //
+    // Redis also keeps a filter of every id ever claimed (`shared::cache::seen_positions`):
+    // while it is complete, a claim it proves new skips MySQL, and the lookup waits for the
+    // claim's verdict instead of running beside it.
+    let lookup = || {
         state
             .lookups
             .find(&ctx.key.merchant_id, endpoint, &external_id)
-    );
-    let claim = claim?;
+    };
+    let (claim, found) = if state
+        .seen_complete
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let claim = claims::claim(state, ctx, endpoint).await?;
+        let found = if claim.seen == Seen::New {
+            metrics::counter!("xyz_external_id_lookups_total", "result" => "skipped").increment(1);
+            Ok(None)
+        } else {
+            lookup().await
+        };
+        (claim, found)
+    } else {
+        let (claim, found) = tokio::join!(claims::claim(state, ctx, endpoint), lookup());
+        (claim?, found)
+    };
     stages.mark("claim");
     // Usually this request's own call; an earlier call when it is being re-sent.
     let call = claim.api_call_id.clone();

@@ -53,11 +53,16 @@ impl Resp {
     }
 }
 
+/// The filter size of test deployments (8 KiB of Redis each).
+pub const TEST_SEEN_BITS: u64 = 1 << 16;
+
 pub fn ingress_config(prefix: &str) -> IngressConfig {
     use clap::Parser;
     let mut c = IngressConfig::parse_from(["ingress"]);
     c.listen_addr = "127.0.0.1:0".into();
     c.redis.prefix = prefix.into();
+    // A small filter of claimed ids: every test deployment leaves its own in Redis.
+    c.redis.seen_filter_bits = TEST_SEEN_BITS;
     c.amqp.prefix = prefix.into();
     c.key_refresh_ms = 500;
     c
@@ -67,6 +72,8 @@ pub fn worker_config(prefix: &str) -> worker::config::WorkerConfig {
     use clap::Parser;
     let mut c = worker::config::WorkerConfig::parse_from(["worker"]);
     c.redis.prefix = prefix.into();
+    // A small filter of claimed ids: every test deployment leaves its own in Redis.
+    c.redis.seen_filter_bits = TEST_SEEN_BITS;
     c.amqp.prefix = prefix.into();
     c
 }

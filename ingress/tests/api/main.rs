@@ -14,5 +14,6 @@ mod pipeline;
 mod processes;
 mod ratelimit;
 mod security;
+mod seen;
 mod transactions;
 mod users;

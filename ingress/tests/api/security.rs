@@ -324,12 +324,14 @@ async fn no_plaintext_nik_or_secret_in_tables_redis_messages_or_logs(pool: sqlx:
             .query_async(&mut c)
             .await
             .expect("type");
+        // Read as bytes: the filter of claimed ids is a bitmap, not text.
         let value: String = if kind == "string" {
-            redis::cmd("GET")
+            let raw: Vec<u8> = redis::cmd("GET")
                 .arg(&k)
                 .query_async(&mut c)
                 .await
-                .expect("get")
+                .expect("get");
+            String::from_utf8_lossy(&raw).into_owned()
         } else {
             String::new()
         };

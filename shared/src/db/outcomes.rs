@@ -70,6 +70,44 @@ where
 /// An external id, as its key in `idempotency_keys`: (merchant, endpoint, external id).
 pub type ExternalIdKey = (String, String, String);
 
+/// Up to `limit` used external ids after `after`, in primary-key order (a keyset scan of
+/// the whole table, chunk by chunk).
+pub async fn idempotency_keys_after(
+    pool: &sqlx::MySqlPool,
+    after: Option<&ExternalIdKey>,
+    limit: i64,
+) -> Result<Vec<ExternalIdKey>, DbError> {
+    let rows = match after {
+        None => {
+            sqlx::query_as(
+                "SELECT merchant_id, endpoint, external_id FROM idempotency_keys \
+                 ORDER BY merchant_id, endpoint, external_id LIMIT ?",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        // Spelled out rather than as a row comparison, which MariaDB does not read as a range.
+        Some((merchant, endpoint, external)) => {
+            sqlx::query_as(
+                "SELECT merchant_id, endpoint, external_id FROM idempotency_keys \
+                 WHERE merchant_id > ? OR (merchant_id = ? AND (endpoint > ? \
+                   OR (endpoint = ? AND external_id > ?))) \
+                 ORDER BY merchant_id, endpoint, external_id LIMIT ?",
+            )
+            .bind(merchant)
+            .bind(merchant)
+            .bind(endpoint)
+            .bind(endpoint)
+            .bind(external)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows)
+}
+
 /// [`find_idempotency`] for many ids in one statement (a range read on the primary key): the
 /// ids that are used, each with its call and body hash; unused ids are absent.
 pub async fn find_idempotency_many<'e, E>(
