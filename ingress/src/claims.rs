@@ -127,9 +127,6 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
         )),
         ClaimOutcome::Claimed(seen) => {
             metrics::counter!("xyz_claims_total", "result" => "claimed").increment(1);
-            state
-                .seen_complete
-                .store(seen != Seen::Unknown, std::sync::atomic::Ordering::Relaxed);
             Ok(Claimed {
                 key,
                 api_call_id: ctx.api_call_id.clone(),

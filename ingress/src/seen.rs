@@ -79,28 +79,30 @@ pub async fn rebuild(
     holder: &str,
     settle: Duration,
 ) -> Result<Option<u64>, RebuildError> {
-    let mut ids = 0;
-    for pass in 0..2 {
-        if pass == 1 {
-            tokio::time::sleep(settle).await;
-        }
-        ids = 0;
-        let mut after = None;
-        loop {
-            let rows = idempotency_keys_after(pool, after.as_ref(), CHUNK).await?;
-            let Some(last) = rows.last().cloned() else {
-                break;
-            };
-            let positions: Vec<_> = rows
-                .iter()
-                .map(|(merchant, endpoint, external)| {
-                    cache.seen_positions(merchant, endpoint, external)
-                })
-                .collect();
-            cache.mark_seen(&positions).await?;
-            ids += rows.len() as u64;
-            after = Some(last);
-        }
-    }
+    mark_every_id(pool, cache).await?;
+    tokio::time::sleep(settle).await;
+    let ids = mark_every_id(pool, cache).await?;
     Ok(cache.complete_seen(holder).await?.then_some(ids))
+}
+
+/// One pass: sets the bits of every id in `idempotency_keys`, chunk by chunk; returns how
+/// many it read.
+async fn mark_every_id(pool: &MySqlPool, cache: &Cache) -> Result<u64, RebuildError> {
+    let mut ids = 0;
+    let mut after = None;
+    loop {
+        let rows = idempotency_keys_after(pool, after.as_ref(), CHUNK).await?;
+        let Some(last) = rows.last().cloned() else {
+            return Ok(ids);
+        };
+        let positions: Vec<_> = rows
+            .iter()
+            .map(|(merchant, endpoint, external)| {
+                cache.seen_positions(merchant, endpoint, external)
+            })
+            .collect();
+        cache.mark_seen(&positions).await?;
+        ids += rows.len() as u64;
+        after = Some(last);
+    }
 }

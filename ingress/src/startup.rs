@@ -61,8 +61,7 @@ impl Application {
         };
         let redis = shared::cache::connect(&config.redis.url)
             .map_err(|e| StartupError::Config(format!("REDIS_URL: {e}")))?;
-        let cache =
-            Cache::new(redis, &config.redis.prefix).with_seen_bits(config.redis.seen_filter_bits);
+        let cache = Cache::for_deployment(redis, &config.redis);
         let topology = Topology::new(&config.amqp.prefix);
         let ingress_id = config
             .ingress_id

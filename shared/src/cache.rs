@@ -247,6 +247,14 @@ redis.call('SET', KEYS[1], 'accepted|' .. call .. '|' .. rest, 'KEEPTTL')
 return 1
 ";
 
+/// Marks the filter KEYS[1] complete and frees the rebuild lock KEYS[2], if ARGV[1] holds it.
+const COMPLETE_SEEN_SCRIPT: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SETBIT', KEYS[1], 0, 1)
+redis.call('DEL', KEYS[2])
+return 1
+";
+
 const UNCONFIRM_SCRIPT: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
@@ -286,6 +294,7 @@ pub struct Cache {
     release: std::sync::Arc<redis::Script>,
     rate: std::sync::Arc<redis::Script>,
     unconfirm: std::sync::Arc<redis::Script>,
+    complete_seen: std::sync::Arc<redis::Script>,
     seen_bits: u64,
 }
 
@@ -299,8 +308,15 @@ impl Cache {
             release: std::sync::Arc::new(redis::Script::new(RELEASE_SCRIPT)),
             rate: std::sync::Arc::new(redis::Script::new(RATE_SCRIPT)),
             unconfirm: std::sync::Arc::new(redis::Script::new(UNCONFIRM_SCRIPT)),
+            complete_seen: std::sync::Arc::new(redis::Script::new(COMPLETE_SEEN_SCRIPT)),
             seen_bits: SEEN_BITS,
         }
+    }
+
+    /// The cache as a deployment's processes use it: its key prefix and its filter size,
+    /// which every ingress and worker must share.
+    pub fn for_deployment(conn: ConnectionManager, config: &crate::config::RedisConfig) -> Cache {
+        Cache::new(conn, &config.prefix).with_seen_bits(config.seen_filter_bits)
     }
 
     /// The size of the filter of claimed ids (`REDIS_SEEN_FILTER_BITS`).
@@ -493,19 +509,13 @@ impl Cache {
     /// holds it (a Redis that lost the filter during the rebuild lost the lock too).
     pub async fn complete_seen(&self, holder: &str) -> Result<bool, CacheError> {
         let mut c = self.conn.clone();
-        let done: i64 = redis::Script::new(
-            r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('SETBIT', KEYS[1], 0, 1)
-redis.call('DEL', KEYS[2])
-return 1
-",
-        )
-        .key(self.keys.seen())
-        .key(self.keys.seen_rebuild())
-        .arg(holder)
-        .invoke_async(&mut c)
-        .await?;
+        let done: i64 = self
+            .complete_seen
+            .key(self.keys.seen())
+            .key(self.keys.seen_rebuild())
+            .arg(holder)
+            .invoke_async(&mut c)
+            .await?;
         Ok(done == 1)
     }
 

@@ -44,8 +44,7 @@ where
         .map_err(|e| WorkerError::Config(format!("REDIS_URL: {e}")))?;
     let deps = Deps {
         pool,
-        cache: Cache::new(redis, &config.redis.prefix)
-            .with_seen_bits(config.redis.seen_filter_bits),
+        cache: Cache::for_deployment(redis, &config.redis),
         topology: Topology::new(&config.amqp.prefix),
         config: config.clone(),
     };

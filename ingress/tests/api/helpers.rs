@@ -528,6 +528,20 @@ pub async fn assert_all_final(app: &TestApp, calls: &[String]) {
     }
 }
 
+/// The dead-letter queue's message count once it is `expected`, or the last count read after
+/// 10 s: a quorum queue's count, read with a passive declare, lags behind publishes and
+/// settles for a moment.
+pub async fn dead_letter_count_settled(prefix: &str, expected: u32) -> u32 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let count = dead_letter_count(prefix).await;
+        if count == expected || tokio::time::Instant::now() >= deadline {
+            return count;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn dead_letter_count(prefix: &str) -> u32 {
     let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test")
         .await
@@ -548,6 +562,15 @@ pub async fn dead_letter_count(prefix: &str) -> u32 {
         .expect("dlq exists");
     let _ = conn.close(200, "bye".into()).await;
     q.message_count()
+}
+
+/// Contracts created for an external id.
+pub async fn contracts_with_external_id(pool: &MySqlPool, external_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
+        .bind(external_id)
+        .fetch_one(pool)
+        .await
+        .expect("count")
 }
 
 /// Deletes every Redis key of this test's deployment, as a FLUSHALL would.

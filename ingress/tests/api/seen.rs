@@ -2,7 +2,9 @@
 //! against the real Redis and MariaDB: it proves fresh ids new, never an id MySQL holds,
 //! and a rebuild after Redis lost it restores every id from MySQL.
 
-use crate::helpers::{TEST_SEEN_BITS, fresh_id, spawn_app, transaction_body};
+use crate::helpers::{
+    TEST_SEEN_BITS, contracts_with_external_id, fresh_id, spawn_app, transaction_body,
+};
 use shared::cache::{Cache, ClaimOutcome, Seen};
 use std::time::Duration;
 
@@ -71,13 +73,7 @@ async fn an_id_mysql_holds_is_refused_when_redis_forgot_its_claim_but_not_the_fi
     assert_eq!(again.action(), "CONFLICT_EXTERNAL_ID");
     assert_eq!(again.data()["original_api_call_id"], original.as_str());
     assert_eq!(again.data()["same_payload"], false);
-    let contracts: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
-            .bind(&ext)
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
-    assert_eq!(contracts, 1);
+    assert_eq!(contracts_with_external_id(&app.pool, &ext).await, 1);
     app.shutdown().await;
 }
 

@@ -526,13 +526,7 @@ async fn one_external_id_gives_one_contract_under_concurrent_submissions(pool: s
     let status = app.get(&app.merchant, &format!("/status/{original}")).await;
     assert_eq!(status.status, 200);
     assert_eq!(status.data()["status"], "APPROVED");
-    let contracts: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
-            .bind(&ext)
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
-    assert_eq!(contracts, 1);
+    assert_eq!(contracts_with_external_id(&app.pool, &ext).await, 1);
     // The same external id on another endpoint or for another merchant is another id.
     let other = app
         .send(
@@ -719,13 +713,7 @@ async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPoo
     let status = app.wait_final(&app.merchant, &x).await;
     assert_eq!(status["status"], "APPROVED", "{status}");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let contracts: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE external_id = ?")
-            .bind(&ext)
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
-    assert_eq!(contracts, 1);
+    assert_eq!(contracts_with_external_id(&app.pool, &ext).await, 1);
     let duplicates: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM async_outcomes WHERE reason = 'DUPLICATE_EXTERNAL_ID'",
     )
@@ -822,14 +810,10 @@ async fn a_message_carrying_a_group_of_commands_decides_each(pool: sqlx::MySqlPo
         .expect("count");
     assert_eq!(contracts, 4, "three from the group, one beside the poison");
     assert_eq!(app.limits(&user).await["1"]["available"], "96000.00");
-    let mut dead = 0;
-    for _ in 0..50 {
-        dead = dead_letter_count(&app.prefix).await;
-        if dead > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(dead, 1, "the message with the poison command, whole");
+    assert_eq!(
+        dead_letter_count_settled(&app.prefix, 1).await,
+        1,
+        "the message with the poison command, whole"
+    );
     app.shutdown().await;
 }

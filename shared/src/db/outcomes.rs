@@ -77,34 +77,27 @@ pub async fn idempotency_keys_after(
     after: Option<&ExternalIdKey>,
     limit: i64,
 ) -> Result<Vec<ExternalIdKey>, DbError> {
-    let rows = match after {
-        None => {
-            sqlx::query_as(
-                "SELECT merchant_id, endpoint, external_id FROM idempotency_keys \
-                 ORDER BY merchant_id, endpoint, external_id LIMIT ?",
-            )
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        }
-        // Spelled out rather than as a row comparison, which MariaDB does not read as a range.
-        Some((merchant, endpoint, external)) => {
-            sqlx::query_as(
-                "SELECT merchant_id, endpoint, external_id FROM idempotency_keys \
-                 WHERE merchant_id > ? OR (merchant_id = ? AND (endpoint > ? \
-                   OR (endpoint = ? AND external_id > ?))) \
-                 ORDER BY merchant_id, endpoint, external_id LIMIT ?",
-            )
-            .bind(merchant)
-            .bind(merchant)
-            .bind(endpoint)
-            .bind(endpoint)
-            .bind(external)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        }
-    };
+    let mut query =
+        QueryBuilder::new("SELECT merchant_id, endpoint, external_id FROM idempotency_keys ");
+    // Spelled out rather than as a row comparison, which MariaDB does not read as a range.
+    if let Some((merchant, endpoint, external)) = after {
+        query
+            .push("WHERE merchant_id > ")
+            .push_bind(merchant)
+            .push(" OR (merchant_id = ")
+            .push_bind(merchant)
+            .push(" AND (endpoint > ")
+            .push_bind(endpoint)
+            .push(" OR (endpoint = ")
+            .push_bind(endpoint)
+            .push(" AND external_id > ")
+            .push_bind(external)
+            .push("))) ");
+    }
+    query
+        .push("ORDER BY merchant_id, endpoint, external_id LIMIT ")
+        .push_bind(limit);
+    let rows = query.build_query_as().fetch_all(pool).await?;
     Ok(rows)
 }
 
