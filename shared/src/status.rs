@@ -43,7 +43,44 @@ pub struct CallStatus {
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339_opt")]
     pub completed_at: Option<DateTime<Utc>>,
-    pub result: Option<serde_json::Value>,
+    pub result: Option<ResultJson>,
+}
+
+/// A decided call's `result` (the contract or the bill), serialized once by the worker that
+/// decided it. The outcome row stores these bytes, Redis caches them and waiting ingresses
+/// receive them inside the status: no tree of values is built to be serialized again on each
+/// of those paths (serde_json's `Value` and its re-serialization were the worker's largest
+/// CPU cost after the allocator).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResultJson(Box<serde_json::value::RawValue>);
+
+impl ResultJson {
+    /// Serializes `value` once.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<ResultJson, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(ResultJson)
+    }
+
+    /// A stored result, checked to be JSON.
+    pub fn from_stored(json: String) -> Result<ResultJson, serde_json::Error> {
+        serde_json::value::RawValue::from_string(json).map(ResultJson)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The result as a value, to look inside it.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Equal when they hold the same JSON value, whatever the key order or spacing.
+impl PartialEq for ResultJson {
+    fn eq(&self, other: &ResultJson) -> bool {
+        self.to_value() == other.to_value()
+    }
 }
 
 impl CallStatus {

@@ -19,7 +19,7 @@ use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload, PaymentPayload};
 use shared::metrics::Stages;
-use shared::status::{CallState, CallStatus};
+use shared::status::{CallState, CallStatus, ResultJson};
 use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,8 +39,15 @@ pub struct Transient(#[from] pub sqlx::Error);
 
 /// A command's own verdict, before its outcome row is written.
 pub enum Verdict {
-    Approved(serde_json::Value),
+    Approved(ResultJson),
     Rejected(RejectReason),
+}
+
+/// Approved with `view` (the contract or the bill) as the call's result, serialized once here.
+pub fn approved<T: serde::Serialize>(view: &T) -> Result<Verdict, CommandError> {
+    ResultJson::of(view)
+        .map(Verdict::Approved)
+        .map_err(|e| CommandError::Poison(format!("result not serializable: {e}")))
 }
 
 /// Errors inside one command.
@@ -259,7 +266,7 @@ async fn set_based(
     insert_contracts(conn, &written).await?;
     stages.mark("contracts");
     for (i, draft, limits) in drafts {
-        verdicts[i] = Some(Verdict::Approved(json!(draft.into_view(limits))));
+        verdicts[i] = Some(approved(&draft.into_view(limits))?);
     }
 
     let (indices, payments): (Vec<usize>, Vec<(&Command, &PaymentPayload)>) = commands
@@ -436,7 +443,7 @@ async fn reject_duplicate(
         Verdict::Rejected(RejectReason::DuplicateExternalId),
         Utc::now().trunc_subsecs(6),
     );
-    record.status.result = Some(json!({"original_api_call_id": original}));
+    record.status.result = ResultJson::of(&json!({"original_api_call_id": original})).ok();
     insert_outcome(&mut *conn, &outcome_row(command, &record)).await?;
     Ok(record)
 }

@@ -134,7 +134,7 @@ async fn apply(pool: &MySqlPool, batch: &[Command]) -> (Vec<Answer>, BatchPath) 
         answers[i] = Some((
             record.status.status,
             record.status.reason,
-            record.status.result,
+            record.status.result.as_ref().map(|r| r.to_value()),
         ));
     }
     (

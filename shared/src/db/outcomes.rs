@@ -4,7 +4,7 @@ use super::users::IdempotencyRecord;
 use super::{DbError, from_naive, to_naive};
 use crate::envelope::RejectReason;
 use crate::messages::CallType;
-use crate::status::{CallState, CallStatus};
+use crate::status::{CallState, CallStatus, ResultJson};
 use chrono::{DateTime, Utc};
 use sqlx::{MySql, QueryBuilder, Row};
 
@@ -158,7 +158,7 @@ pub struct Outcome<'a> {
     pub call_type: CallType,
     pub state: CallState,
     pub reason: Option<RejectReason>,
-    pub result: Option<&'a serde_json::Value>,
+    pub result: Option<&'a ResultJson>,
     pub created_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
 }
@@ -189,7 +189,7 @@ where
             .push_bind(o.call_type.as_str())
             .push_bind(o.state.as_str())
             .push_bind(o.reason.map(RejectReason::as_str))
-            .push_bind(o.result.map(|v| v.to_string()))
+            .push_bind(o.result.map(ResultJson::as_str))
             .push_bind(to_naive(o.created_at))
             .push_bind(to_naive(o.completed_at));
     });
@@ -229,7 +229,7 @@ where
         created_at: from_naive(created),
         completed_at: Some(from_naive(completed)),
         result: result
-            .map(|s| serde_json::from_str(&s))
+            .map(ResultJson::from_stored)
             .transpose()
             .map_err(|e| DbError::Corrupt(format!("result: {e}")))?,
     };

@@ -1,10 +1,9 @@
 //! A payment: allocate it to the contract's unpaid installments in order, restore the tenor's
 //! limit by the amount paid, and write the bill.
 
-use crate::unit::{CommandError, Verdict, note_change};
+use crate::unit::{CommandError, Verdict, approved, note_change};
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
-use serde_json::json;
 use shared::contract::{Allocation, InstallmentStatus, OpenInstallment, Tenor, allocate};
 use shared::db::contracts::BillView;
 use shared::db::users::LockedLimits;
@@ -113,7 +112,7 @@ pub async fn apply(
         sisa_limit,
     )?;
     insert_bills(conn, std::slice::from_ref(&bill)).await?;
-    Ok(Verdict::Approved(json!(bill.view)))
+    approved(&bill.view)
 }
 
 /// A bill, ready to be written and reported.
@@ -317,7 +316,7 @@ pub async fn apply_many(
         let sisa_limit = pair.available;
         note_change(touched, user_id, paid_at);
         let bill = bill(command, p, user_id, alokasi, outstanding_before, sisa_limit)?;
-        verdicts.push(Verdict::Approved(json!(bill.view)));
+        verdicts.push(approved(&bill.view)?);
         bills.push(bill);
     }
 

@@ -1,9 +1,8 @@
 //! A checkout: debit the tenor's limit with one conditional update (never read-then-write),
 //! then the contract and all its installments.
 
-use crate::unit::{CommandError, Verdict};
+use crate::unit::{CommandError, Verdict, approved};
 use chrono::NaiveDateTime;
-use serde_json::json;
 use shared::contract::{Schedule, Tenor, schedule};
 use shared::db::contracts::{ContractView, InstallmentView};
 use shared::db::to_naive;
@@ -44,7 +43,7 @@ pub async fn apply(
     let limits = get_limits(&mut *conn, &t.user_id)
         .await?
         .ok_or_else(|| CommandError::Poison("limits vanished inside the transaction".into()))?;
-    Ok(Verdict::Approved(json!(draft.into_view(limits))))
+    approved(&draft.into_view(limits))
 }
 
 /// A contract decided in memory: its number, schedule and installments, ready to be written.
