@@ -122,7 +122,39 @@ for _ in $(seq 1 "$RUNS"); do
   "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --payment-share 0 --no-verify \
     --wait-timeout-secs 1 2>/dev/null | record ingress-only || true
 done
-engine 2 # the workers drain what was accepted
+# The backlog the ingress-only runs left is drained by one worker process alone: its CPU and
+# MariaDB's per command, with nothing else running (the worker's cost, not the machine's
+# noise, is what this series compares between versions).
+say "drain: one worker process applies that backlog"
+drain_backlog() {
+  local expected pid mpid t0 w0 m0 done_n
+  expected=$(python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(sum(r.get("accepted", 0) for r in rows if r["series"] == "ingress-only"))' "$OUT")
+  (engine_env; start_worker 1)
+  pid=$(cat "$ENGINE_STATE/worker-1.pid"); mpid=$(pgrep -xo mariadbd)
+  ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  t0=$(date +%s.%N); w0=$(ticks "$pid"); m0=$(ticks "$mpid")
+  for _ in $(seq 1 1200); do
+    done_n=$(curl -fs 127.0.0.1:9101/metrics | awk '/^xyz_batch_size_sum/ {print int($2)}')
+    [ "${done_n:-0}" -ge "$expected" ] && break
+    sleep 0.1
+  done
+  python3 -c '
+import json, os, sys, time
+n, expected, w, m = int(sys.argv[1] or 0), int(sys.argv[2]), int(sys.argv[4]), int(sys.argv[5])
+secs = time.time() - float(sys.argv[3])
+hz = os.sysconf("SC_CLK_TCK")
+print(json.dumps({"commands": n, "expected": expected, "secs": round(secs, 3),
+                  "commands_per_sec": round(n / secs, 1) if secs else None,
+                  "worker_cpu_ms_per_command": round(1000 * w / hz / n, 4) if n else None,
+                  "mariadb_cpu_ms_per_command": round(1000 * m / hz / n, 4) if n else None}))' \
+    "${done_n:-0}" "$expected" "$t0" \
+    "$(($(ticks "$pid") - w0))" "$(($(ticks "$mpid") - m0))" | record drain-1-worker
+}
+drain_backlog
+engine 2
 open_loop open-loop-after-backlog
 
 say "medians (raw lines in $OUT)"
@@ -155,6 +187,10 @@ for w in (1, 2, 4):
 acc, av = med("ingress-only", "accepted_per_sec")
 p99, _ = med("ingress-only", "accept_p99_ms")
 print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")
+for r in (r for r in rows if r["series"] == "drain-1-worker"):
+    print(f"drain of the ingress-only backlog by one worker process: {r['commands']} of "
+          f"{r['expected']} commands at {r['commands_per_sec']}/s; CPU per command: worker "
+          f"{r['worker_cpu_ms_per_command']} ms, MariaDB {r['mariadb_cpu_ms_per_command']} ms")
 for series in ("open-loop-half-peak", "open-loop-after-backlog"):
     p99, pv = med(series, "accept_p99_ms")
     p50, _ = med(series, "accept_p50_ms")
