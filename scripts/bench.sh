@@ -131,7 +131,7 @@ drain_backlog() {
   expected=$(python3 -c '
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(sum(r.get("accepted", 0) for r in rows if r["series"] == "ingress-only"))' "$OUT")
+print(sum(r.get("counts", {}).get("accepted", 0) for r in rows if r["series"] == "ingress-only"))' "$OUT")
   (engine_env; start_worker 1)
   pid=$(cat "$ENGINE_STATE/worker-1.pid"); mpid=$(pgrep -xo mariadbd)
   ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
