@@ -6,8 +6,9 @@
 #
 # Series: the SQL ceilings (one contract per transaction, and batched as the worker batches);
 # end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
-# ingress-only acceptance with the workers stopped; accept latency in open loop at half of
-# the measured peak (on the 2-worker engine, and again after the ingress-only backlog).
+# ingress-only acceptance with the workers stopped; one worker process draining that backlog
+# alone (its CPU and MariaDB's per command); accept latency in open loop at half of the
+# measured peak (on the 2-worker engine, and again after the ingress-only backlog).
 #
 # Every benchmark starts from the same place: its own engine (state in .local/bench-engine)
 # on a database created empty for it (xyz_bench), so figures do not drift as a development
