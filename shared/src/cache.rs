@@ -33,12 +33,15 @@ pub fn connect(url: &str) -> Result<ConnectionManager, CacheError> {
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub prefix: String,
+    /// Named once: every claim and every worker batch uses it.
+    seen: String,
 }
 
 impl Keys {
     pub fn new(prefix: &str) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
+            seen: format!("{prefix}:seen"),
         }
     }
 
@@ -55,8 +58,8 @@ impl Keys {
     }
 
     /// The filter of every external id ever claimed (see [`seen_positions`]).
-    pub fn seen(&self) -> String {
-        format!("{}:seen", self.prefix)
+    pub fn seen(&self) -> &str {
+        &self.seen
     }
 
     /// Held by the ingress rebuilding the filter.
@@ -487,7 +490,7 @@ impl Cache {
         let key = self.keys.seen();
         let mut pipe = redis::pipe();
         for p in positions.iter().flatten() {
-            pipe.cmd("SETBIT").arg(&key).arg(*p).arg(1).ignore();
+            pipe.cmd("SETBIT").arg(key).arg(*p).arg(1).ignore();
         }
         let mut c = self.conn.clone();
         let _: () = pipe.query_async(&mut c).await?;

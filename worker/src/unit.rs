@@ -45,9 +45,12 @@ pub enum Verdict {
 
 /// Approved with `view` (the contract or the bill) as the call's result, serialized once here.
 pub fn approved<T: serde::Serialize>(view: &T) -> Result<Verdict, CommandError> {
-    ResultJson::of(view)
-        .map(Verdict::Approved)
-        .map_err(|e| CommandError::Poison(format!("result not serializable: {e}")))
+    call_result(view).map(Verdict::Approved)
+}
+
+/// A call's result, serialized once; a value that cannot be serialized is poison.
+fn call_result<T: serde::Serialize>(value: &T) -> Result<ResultJson, CommandError> {
+    ResultJson::of(value).map_err(|e| CommandError::Poison(format!("result not serializable: {e}")))
 }
 
 /// Errors inside one command.
@@ -443,7 +446,7 @@ async fn reject_duplicate(
         Verdict::Rejected(RejectReason::DuplicateExternalId),
         Utc::now().trunc_subsecs(6),
     );
-    record.status.result = ResultJson::of(&json!({"original_api_call_id": original})).ok();
+    record.status.result = Some(call_result(&json!({"original_api_call_id": original}))?);
     insert_outcome(&mut *conn, &outcome_row(command, &record)).await?;
     Ok(record)
 }

@@ -150,6 +150,6 @@ async fn a_rebuild_restores_every_id_mysql_holds_and_only_then_marks_the_filter_
         claim(&cache, &merchant, &fresh_id()).await,
         ClaimOutcome::Claimed(Seen::New)
     ));
-    forget_key(&app.redis, &cache.keys.seen()).await;
+    forget_key(&app.redis, cache.keys.seen()).await;
     app.shutdown().await;
 }
