@@ -22,10 +22,22 @@ ensure_services() {
     rabbitmq-server -detached || true
     for _ in $(seq 1 90); do rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break; sleep 1; done
   fi
+  ensure_broker_dead_lettering
   mariadb-admin -uroot ping >/dev/null
   redis-cli -h 127.0.0.1 ping >/dev/null
   rabbitmq-diagnostics -q ping >/dev/null
   say "MariaDB, Redis and RabbitMQ are up"
+}
+
+# RabbitMQ 3.10 can lose the supervisor of its quorum queues' dead-letter workers when
+# queues are deleted while consumers still use them (test runs delete hundreds): every new
+# quorum queue with dead-lettering then fails to start (INTERNAL_ERROR) until the broker's
+# application restarts. Seen once in session 5, after two test runs back to back.
+ensure_broker_dead_lettering() {
+  if [ "$(rabbitmqctl -q eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null)" = undefined ]; then
+    say "RabbitMQ lost its dead-letter supervisor: restarting its application"
+    rabbitmqctl -q stop_app && rabbitmqctl -q start_app
+  fi
 }
 
 # Installs Debian packages that are missing.

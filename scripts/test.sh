@@ -31,6 +31,7 @@ say "unit, property and integration tests"
 cargo nextest run --workspace --no-fail-fast -E 'not binary(faults)' "$@"
 
 say "fault tests (they stop shared services, so they run alone, last)"
+ensure_broker_dead_lettering
 cargo nextest run --workspace --no-fail-fast -E 'binary(faults)' --test-threads 1 "$@"
 
 # The whole engine, as scripts/run.sh starts it (nginx, two ingresses, two workers), on the
