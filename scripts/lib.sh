@@ -57,7 +57,7 @@ ensure_packages() {
 # waits for every acceptance; on shared cores the ingress path goes first (BENCHMARKS.md).
 start_worker() {
   local i=$1
-  WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-2} METRICS_ADDR=127.0.0.1:$((9100 + i)) \
+  METRICS_ADDR=127.0.0.1:$((9100 + i)) \
     nohup nice -n "${WORKER_NICE:-10}" "$BIN/worker" >>"$STATE/logs/worker-$i.log" 2>&1 &
   echo $! > "$STATE/worker-$i.pid"
 }

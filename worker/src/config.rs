@@ -9,15 +9,24 @@ use shared::config::{AmqpConfig, DatabaseConfig, RedisConfig};
     version
 )]
 pub struct WorkerConfig {
-    /// Consumers (channels) in this process; each works one batch at a time.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2)]
+    /// Consumers (channels) in this process; each works one batch at a time. One is enough:
+    /// its batches are split into lanes (`WORKER_LANES`), and a second consumer's batches
+    /// would share users with the first's and wait for their row locks.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 1)]
     pub concurrency: usize,
     /// Unacked deliveries the broker may push to each consumer.
-    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 64)]
+    /// Room for the batch being applied and the next one (a message may carry several
+    /// commands), so the broker never waits for acks to send more.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 256)]
     pub prefetch: u16,
     /// Commands per MySQL transaction (group commit).
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 32)]
     pub batch_size: usize,
+    /// Lanes per consumer: each batch is split by user into this many MySQL transactions
+    /// applied side by side, which never wait for each other's row locks (a consumer gathers
+    /// up to lanes × batch size commands).
+    #[arg(long, env = "WORKER_LANES", default_value_t = 4)]
+    pub lanes: usize,
     /// How long a batch waits for more commands after its first, in milliseconds.
     #[arg(long, env = "WORKER_BATCH_LINGER_MS", default_value_t = 5)]
     pub batch_linger_ms: u64,

@@ -1,9 +1,11 @@
 //! Consuming: manual acks, batches, in-process retries, dead-lettering of poison only.
 
 use crate::config::WorkerConfig;
+use crate::lanes::split;
 use crate::unit::{Decision, apply_batch, lock_order};
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -116,7 +118,7 @@ async fn consume(
     mut consumer: Consumer,
     stop: &mut watch::Receiver<bool>,
 ) {
-    let max = deps.config.batch_size.max(1);
+    let max = deps.config.batch_size.max(1) * deps.config.lanes.max(1);
     let linger = Duration::from_millis(deps.config.batch_linger_ms);
     // The previous batch's acks and status publishing, running while this batch is gathered
     // and applied: the MySQL transaction, the longest part, is what the loop waits for.
@@ -274,13 +276,33 @@ async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
     if let Err(e) = deps.cache.mark_seen(&seen).await {
         tracing::warn!(error = %e, "could not mark the batch's ids in the filter of claimed ids");
     }
+    let lanes = split(&deps.pool, commands, |(c, _)| c, deps.config.lanes).await;
+    let applied = join_all(lanes.into_iter().map(|lane| apply_lane(&deps.pool, lane))).await;
+    let mut commands = Vec::new();
+    let mut decisions = Vec::new();
+    for lane in applied {
+        let (lane_commands, lane_decisions) = lane?;
+        commands.extend(lane_commands);
+        decisions.extend(lane_decisions);
+    }
+    Some(Applied {
+        deliveries,
+        commands,
+        decisions,
+    })
+}
+
+/// One lane of a batch in one MySQL transaction, in lock order, retried until it commits.
+/// Returns the lane's commands in the order applied, with a decision each.
+async fn apply_lane(
+    pool: &MySqlPool,
+    mut commands: Vec<(Command, usize)>,
+) -> Option<(Vec<(Command, usize)>, Vec<Decision>)> {
     commands.sort_by_key(|(c, _)| lock_order(c));
     let refs: Vec<&Command> = commands.iter().map(|(c, _)| c).collect();
-
-    let pool = deps.pool.clone();
     let decisions = (|| async {
         let started = std::time::Instant::now();
-        let result = apply_batch(&pool, &refs).await;
+        let result = apply_batch(pool, &refs).await;
         metrics::histogram!("xyz_db_transaction_seconds").record(started.elapsed().as_secs_f64());
         result
     })
@@ -296,19 +318,14 @@ async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
             tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, batch = refs.len(), "batch failed; retrying")
         })
         .await;
-    let decisions = match decisions {
-        Ok(d) => d,
+    match decisions {
+        Ok(d) => Some((commands, d)),
         Err(e) => {
             // Unreachable with unlimited retries; leave the deliveries to be redelivered.
             tracing::error!(error = %e, "batch abandoned");
-            return None;
+            None
         }
-    };
-    Some(Applied {
-        deliveries,
-        commands,
-        decisions,
-    })
+    }
 }
 
 /// Dead-letters the messages holding poison, acks the rest, then caches the final statuses

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod consumer;
 pub mod handlers;
+pub mod lanes;
 pub mod unit;
 
 use config::WorkerConfig;

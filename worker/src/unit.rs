@@ -195,15 +195,29 @@ async fn lock_users(
             _ => {}
         }
     }
-    let mut owners: Vec<String> = Vec::new();
-    if !contracts.is_empty() {
-        let mut query =
-            QueryBuilder::new("SELECT DISTINCT user_id FROM transactions WHERE nomor_kontrak IN ");
-        push_in_list(&mut query, contracts);
-        owners = query.build_query_scalar().fetch_all(&mut *conn).await?;
-    }
-    users.extend(owners.iter().map(String::as_str));
+    let owners = contract_owners(&mut *conn, contracts).await?;
+    users.extend(owners.values().map(String::as_str));
     Ok(lock_limits(conn, &users).await?)
+}
+
+/// The owner of each of `contracts` that exists, by contract number. A contract's owner never
+/// changes, so a plain read is as good as a locking one.
+pub async fn contract_owners<'e, E>(
+    executor: E,
+    contracts: Vec<&str>,
+) -> Result<BTreeMap<String, String>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::MySql>,
+{
+    if contracts.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut query = QueryBuilder::new(
+        "SELECT nomor_kontrak, user_id FROM transactions WHERE nomor_kontrak IN ",
+    );
+    push_in_list(&mut query, contracts);
+    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(executor).await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// The batch as a few multi-row statements: the limits locked, all external ids at once, the

@@ -391,3 +391,82 @@ async fn a_redelivered_batch_reports_its_first_decisions_and_changes_nothing(poo
     .await;
     assert_eq!(contracts, 1);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn lanes_share_no_user_and_side_by_side_take_each_limit_exactly(pool: MySqlPool) {
+    // Twelve users with room for two one-month contracts each, one taken by a first contract
+    // that the batch then pays in full.
+    let one = cost(Tenor::One);
+    let limit = times(one, 2);
+    let mut owners: std::collections::BTreeMap<String, String> = Default::default();
+    let mut batch = Vec::new();
+    for _ in 0..12 {
+        let u = user(&pool, [limit, limit, limit, limit]).await;
+        let (answers, _) = apply(&pool, &[checkout(&u, Tenor::One)]).await;
+        let nomor = answers[0]
+            .2
+            .as_ref()
+            .and_then(|r| r["nomor_kontrak"].as_str())
+            .expect("contract number")
+            .to_owned();
+        owners.insert(nomor.clone(), u.clone());
+        // Three checkouts (one fits), then the payment gives the first contract back.
+        for _ in 0..3 {
+            batch.push(checkout(&u, Tenor::One));
+        }
+        batch.push(payment(&nomor, one));
+    }
+    let total = batch.len();
+
+    let lanes = worker::lanes::split(&pool, batch, |c| c, 3).await;
+    assert_eq!(lanes.iter().map(Vec::len).sum::<usize>(), total);
+    let mut lane_of_user: std::collections::BTreeMap<String, usize> = Default::default();
+    for (n, lane) in lanes.iter().enumerate() {
+        for c in lane {
+            let u = match &c.payload {
+                CommandPayload::Transaction(t) => t.user_id.clone(),
+                CommandPayload::Payment(p) => owners[&p.nomor_kontrak].clone(),
+            };
+            let first = *lane_of_user.entry(u.clone()).or_insert(n);
+            assert_eq!(first, n, "user {u} is in lanes {first} and {n}");
+        }
+    }
+
+    // Side by side, as a consumer applies them.
+    let applied = futures_util::future::join_all(lanes.iter().map(|lane| {
+        let pool = pool.clone();
+        async move {
+            let mut refs: Vec<&Command> = lane.iter().collect();
+            refs.sort_by_key(|c| lock_order(c));
+            worker::unit::apply_batch(&pool, &refs).await
+        }
+    }))
+    .await;
+    let mut verdicts: Vec<(CallState, Option<RejectReason>)> = Vec::new();
+    for decisions in applied {
+        for d in decisions.expect("lane committed") {
+            let Decision::Final(record) = d else {
+                panic!("undecided: {d:?}");
+            };
+            verdicts.push((record.status.status, record.status.reason));
+        }
+    }
+    let tally = |v: (CallState, Option<RejectReason>)| verdicts.iter().filter(|x| **x == v).count();
+    assert_eq!(tally((CallState::Approved, None)), 12 + 12);
+    assert_eq!(
+        tally((CallState::Rejected, Some(RejectReason::InsufficientLimit))),
+        24
+    );
+    for u in owners.values() {
+        assert_eq!(available(&pool, u, Tenor::One).await, one, "user {u}");
+        assert_eq!(
+            count(
+                &pool,
+                "SELECT COUNT(*) FROM transactions WHERE user_id = ?",
+                u
+            )
+            .await,
+            2
+        );
+    }
+}
