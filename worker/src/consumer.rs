@@ -1,7 +1,7 @@
 //! Consuming: manual acks, batches, in-process retries, dead-lettering of poison only.
 
 use crate::config::WorkerConfig;
-use crate::lanes::split;
+use crate::lanes::{lanes_for, split};
 use crate::unit::{Decision, apply_batch, lock_order};
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
@@ -276,7 +276,8 @@ async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
     if let Err(e) = deps.cache.mark_seen(&seen).await {
         tracing::warn!(error = %e, "could not mark the batch's ids in the filter of claimed ids");
     }
-    let lanes = split(&deps.pool, commands, |(c, _)| c, deps.config.lanes).await;
+    let lanes = lanes_for(commands.len(), deps.config.batch_size, deps.config.lanes);
+    let lanes = split(&deps.pool, commands, |(c, _)| c, lanes).await;
     let applied = join_all(lanes.into_iter().map(|lane| apply_lane(&deps.pool, lane))).await;
     let mut commands = Vec::new();
     let mut decisions = Vec::new();

@@ -14,6 +14,14 @@ use sqlx::MySqlPool;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+/// How many lanes a batch of `commands` is split into: one per `batch_size` commands, at most
+/// `lanes`. A batch that one transaction holds stays one transaction: at a moderate rate
+/// batches are small, nothing waits for locks, and splitting would only add statements and
+/// commits.
+pub fn lanes_for(commands: usize, batch_size: usize, lanes: usize) -> usize {
+    commands.div_ceil(batch_size.max(1)).clamp(1, lanes.max(1))
+}
+
 /// The lane of a user (or, for a payment on a contract nobody owns, of the contract number).
 /// Only needs to be stable within a process: `DefaultHasher::new` has fixed keys.
 pub fn lane_of(key: &str, lanes: usize) -> usize {
@@ -162,6 +170,18 @@ mod tests {
                 assert_eq!(seen, n, "{user} is in lanes {seen} and {n}");
             }
         }
+    }
+
+    #[test]
+    fn a_batch_gets_a_lane_per_batch_size_up_to_the_lanes() {
+        assert_eq!(lanes_for(0, 32, 4), 1);
+        assert_eq!(lanes_for(1, 32, 4), 1);
+        assert_eq!(lanes_for(32, 32, 4), 1);
+        assert_eq!(lanes_for(33, 32, 4), 2);
+        assert_eq!(lanes_for(100, 32, 4), 4);
+        assert_eq!(lanes_for(1000, 32, 4), 4);
+        assert_eq!(lanes_for(1000, 32, 1), 1);
+        assert_eq!(lanes_for(10, 0, 0), 1);
     }
 
     #[test]

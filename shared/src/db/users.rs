@@ -151,9 +151,12 @@ pub async fn lock_limits(
         return Ok(found);
     }
     // STRAIGHT_JOIN: the balances row is read (and locked) first, then its user, so every
-    // batch interleaves the two tables' locks the same way.
+    // batch interleaves the two tables' locks the same way. FORCE INDEX: a locking read must
+    // lock only the rows it names. On a small table the optimizer prefers a full scan, which
+    // under REPEATABLE READ locks every row it reads, and the worker's lanes (which share no
+    // user) then deadlock; seen with 12 users.
     let mut query = sqlx::QueryBuilder::new(format!(
-        "SELECT b.user_id, u.user_status, {LIMIT_COLUMNS} FROM user_limit_balances b
+        "SELECT b.user_id, u.user_status, {LIMIT_COLUMNS} FROM user_limit_balances b FORCE INDEX (PRIMARY)
          STRAIGHT_JOIN users u ON u.user_id = b.user_id WHERE b.user_id IN "
     ));
     super::push_in_list(&mut query, user_ids.iter().copied());

@@ -224,8 +224,11 @@ pub async fn apply_many(
     let mut contracts: BTreeMap<String, (String, Tenor)> = BTreeMap::new();
     let mut installments: BTreeMap<String, Vec<Installment>> = BTreeMap::new();
     if !numbers.is_empty() {
+        // FORCE INDEX here and below: lock only the named rows, even where the optimizer
+        // would scan a small table (see `lock_limits`).
         let mut query = QueryBuilder::new(
-            "SELECT nomor_kontrak, user_id, tenor FROM transactions WHERE nomor_kontrak IN ",
+            "SELECT nomor_kontrak, user_id, tenor FROM transactions FORCE INDEX (PRIMARY)
+             WHERE nomor_kontrak IN ",
         );
         push_in_list(&mut query, numbers.iter().copied());
         query.push(" FOR UPDATE");
@@ -240,7 +243,8 @@ pub async fn apply_many(
         }
         let mut query = QueryBuilder::new(
             "SELECT billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor, harga_cicilan, terbayar,
-                tanggal_tagihan FROM monthly_billings WHERE nomor_kontrak IN ",
+                tanggal_tagihan FROM monthly_billings FORCE INDEX (monthly_billings_contract)
+             WHERE nomor_kontrak IN ",
         );
         push_in_list(&mut query, numbers.iter().copied());
         query.push(" ORDER BY nomor_kontrak, cicilan_ke FOR UPDATE");
