@@ -7,7 +7,7 @@
 //! requests, batches waited 25 ms for locks out of ~38 (BENCHMARKS.md, session 6). Lanes
 //! never share a user, so the transactions of one consumer never wait for each other.
 
-use crate::unit::contract_owners;
+use shared::db::contracts::owners_of;
 use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload};
 use sqlx::MySqlPool;
@@ -79,7 +79,7 @@ pub async fn split<T>(
             _ => None,
         })
         .collect();
-    let owners = match contract_owners(pool, contracts).await {
+    let owners = match owners_of(pool, contracts).await {
         Ok(owners) => owners,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the owners of paid contracts; payments go to lanes by contract");

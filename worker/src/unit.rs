@@ -9,12 +9,13 @@ use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use serde_json::json;
 use shared::cache::StatusRecord;
 use shared::contract::Tenor;
+use shared::db::contracts::owners_of;
 use shared::db::outcomes::{
     Outcome, find_idempotency, get_outcome, insert_idempotency, insert_idempotency_many,
     insert_outcome, insert_outcomes,
 };
 use shared::db::users::{IdempotencyRecord, LIMIT_COLUMNS, LockedLimits, lock_limits};
-use shared::db::{DbError, push_in_list, to_naive};
+use shared::db::{DbError, to_naive};
 use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload, PaymentPayload};
@@ -195,29 +196,9 @@ async fn lock_users(
             _ => {}
         }
     }
-    let owners = contract_owners(&mut *conn, contracts).await?;
+    let owners = owners_of(&mut *conn, contracts).await?;
     users.extend(owners.values().map(String::as_str));
     Ok(lock_limits(conn, &users).await?)
-}
-
-/// The owner of each of `contracts` that exists, by contract number. A contract's owner never
-/// changes, so a plain read is as good as a locking one.
-pub async fn contract_owners<'e, E>(
-    executor: E,
-    contracts: Vec<&str>,
-) -> Result<BTreeMap<String, String>, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::MySql>,
-{
-    if contracts.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let mut query = QueryBuilder::new(
-        "SELECT nomor_kontrak, user_id FROM transactions WHERE nomor_kontrak IN ",
-    );
-    push_in_list(&mut query, contracts);
-    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(executor).await?;
-    Ok(rows.into_iter().collect())
 }
 
 /// The batch as a few multi-row statements: the limits locked, all external ids at once, the

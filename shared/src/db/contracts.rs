@@ -1,14 +1,15 @@
 //! Contracts with their installments, payments (bills), and the paginated reads.
 
 use super::users::{LimitsMap, get_limits};
-use super::{DbError, from_naive};
+use super::{DbError, from_naive, push_in_list};
 use crate::contract::{Allocation, InstallmentStatus, Tenor};
 use crate::money::{Money, Rate};
 use crate::status::format_instant;
 use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::mysql::MySqlRow;
-use sqlx::{MySql, MySqlPool, Row};
+use sqlx::{MySql, MySqlPool, QueryBuilder, Row};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstallmentView {
@@ -132,6 +133,26 @@ pub async fn load_contract(
         limit_tersisa: limits,
     };
     Ok(Some((r.try_get("merchant_id")?, view)))
+}
+
+/// The owner of each of `contracts` that exists, by contract number. A contract's owner never
+/// changes, so a plain read is as good as a locking one.
+pub async fn owners_of<'e, E>(
+    executor: E,
+    contracts: Vec<&str>,
+) -> Result<BTreeMap<String, String>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    if contracts.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut query = QueryBuilder::new(
+        "SELECT nomor_kontrak, user_id FROM transactions WHERE nomor_kontrak IN ",
+    );
+    push_in_list(&mut query, contracts);
+    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(executor).await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// One page of a user's installments in (`tanggal_tagihan`, `billing_id`) order, after the
