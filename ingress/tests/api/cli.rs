@@ -188,19 +188,27 @@ async fn dead_lettered_commands_replay_exactly_once(pool: sqlx::MySqlPool) {
         .await
         .expect("amqp");
     let ch = conn.create_channel().await.expect("channel");
-    for payload in [command.encode(), command.encode(), b"garbage".to_vec()] {
-        ch.basic_publish(
-            "".into(),
-            topology.dead_letter_queue().into(),
-            lapin::options::BasicPublishOptions::default(),
-            &payload,
-            lapin::BasicProperties::default().with_delivery_mode(2),
-        )
+    // Confirmed, so all three are in the queue before anything looks at it.
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await
-        .expect("publish");
+        .expect("confirms");
+    for payload in [command.encode(), command.encode(), b"garbage".to_vec()] {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                topology.dead_letter_queue().into(),
+                lapin::options::BasicPublishOptions::default(),
+                &payload,
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack(), "the broker took the dead letter");
     }
     let _ = conn.close(200, "bye".into()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(dead_letter_count_settled(&app.prefix, 3).await, 3);
 
     let listed = xyzctl(&app, &["dlq", "list"], &[]).await;
     assert!(listed.status.success());
