@@ -18,6 +18,8 @@ pub struct Claimed {
     pub resumed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// What the filter of claimed ids says: [`Seen::New`] means MySQL need not be asked.
     pub seen: Seen,
+    /// The claim wrote this request's PENDING status: it goes if the claim is given up.
+    pub wrote_pending: bool,
 }
 
 pub fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
@@ -39,8 +41,15 @@ fn body_sha(ctx: &Ctx) -> [u8; 32] {
 /// How long a request waits for another in-flight request holding its external id.
 const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(7);
 
-/// Claims the request's external id. Redis unreachable → 503 and nothing is claimed.
-pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claimed, ApiError> {
+/// Claims the request's external id. Redis unreachable → 503 and nothing is claimed. With
+/// `pending` (this request's call, PENDING), a successful claim writes that status in the
+/// same round trip.
+pub async fn claim(
+    state: &AppState,
+    ctx: &Ctx,
+    endpoint: &str,
+    pending: Option<&StatusRecord>,
+) -> Result<Claimed, ApiError> {
     let external_id = ctx
         .external_id
         .as_deref()
@@ -71,6 +80,7 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 &ctx.api_call_id,
                 &sha_hex,
                 allowance.take(),
+                pending,
             )
             .await?
         {
@@ -104,6 +114,7 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 body_sha256: sha,
                 resumed_at: chrono::DateTime::from_timestamp_millis(c.at_ms),
                 seen: Seen::Unknown,
+                wrote_pending: false,
             })
         }
         ClaimOutcome::Unconfirmed(c) => {
@@ -113,12 +124,17 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
         ClaimOutcome::TakenOver(old) => {
             metrics::counter!("xyz_claims_total", "result" => "taken_over").increment(1);
             tracing::warn!(orphaned_call = %old.api_call_id, "took over a claim its ingress never confirmed");
+            // Its claim wrote its PENDING status; it was never accepted, so it never was.
+            if let Err(e) = state.cache.drop_status(&old.api_call_id).await {
+                tracing::warn!(error = %e, orphaned_call = %old.api_call_id, "could not drop the orphaned call's status");
+            }
             Ok(Claimed {
                 key,
                 api_call_id: ctx.api_call_id.clone(),
                 body_sha256: sha,
                 resumed_at: None,
                 seen: Seen::Unknown,
+                wrote_pending: pending.is_some(),
             })
         }
         ClaimOutcome::RateLimited(retry_after) => Err(crate::pipeline::rate_limited(
@@ -133,15 +149,21 @@ pub async fn claim(state: &AppState, ctx: &Ctx, endpoint: &str) -> Result<Claime
                 body_sha256: sha,
                 resumed_at: None,
                 seen,
+                wrote_pending: pending.is_some(),
             })
         }
     }
 }
 
 impl Claimed {
-    /// Frees the id (the request failed with a 503): a retry with it is safe.
+    /// Frees the id (the request failed with a 503): a retry with it is safe. The PENDING
+    /// status the claim wrote goes with it.
     pub async fn release(&self, state: &AppState) {
-        if let Err(e) = state.cache.release(&self.key, &self.api_call_id).await {
+        if let Err(e) = state
+            .cache
+            .release(&self.key, &self.api_call_id, self.wrote_pending)
+            .await
+        {
             tracing::warn!(error = %e, "claim release failed; it expires or is taken over");
         }
     }
@@ -179,7 +201,12 @@ impl Claimed {
         metrics::counter!("xyz_claims_total", "result" => "conflict_mysql").increment(1);
         if let Err(e) = state
             .cache
-            .set_claim(&self.key, original, &hex::encode(original_sha))
+            .set_claim(
+                &self.key,
+                original,
+                &hex::encode(original_sha),
+                self.wrote_pending.then_some(self.api_call_id.as_str()),
+            )
             .await
         {
             tracing::warn!(error = %e, "could not restore the claim in Redis");

@@ -1,6 +1,7 @@
 //! The HTTP ingress: verifies signatures, validates bodies, claims external ids, publishes
 //! commands with publisher confirms, and serves the reads.
 
+pub mod acceptances;
 pub mod audit;
 pub mod batcher;
 pub mod body;

@@ -38,6 +38,7 @@ pub struct Application {
     port: u16,
     state: AppState,
     audit_writer: JoinHandle<()>,
+    acceptance_writer: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -79,6 +80,8 @@ impl Application {
         }
         let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
         let (audit, audit_writer) = AuditLog::start(pool.clone());
+        let (acceptances, acceptance_writer) =
+            crate::acceptances::Acceptances::start(cache.clone());
         let lookups = crate::lookups::Lookups::start(pool.clone());
         let commands = crate::commands::Commands::start(
             publisher.clone(),
@@ -108,6 +111,7 @@ impl Application {
             keys,
             keyring,
             audit,
+            acceptances,
             lookups,
             waiters,
             trusted_proxies: config.trusted_proxies.clone(),
@@ -139,6 +143,7 @@ impl Application {
             port,
             state,
             audit_writer,
+            acceptance_writer,
             background,
         })
     }
@@ -148,7 +153,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, finishes in-flight requests, then flushes the audit
-    /// log before returning.
+    /// log and the acceptance marks before returning.
     pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -168,6 +173,12 @@ impl Application {
             task.abort();
         }
         drop(self.state);
+        if tokio::time::timeout(Duration::from_secs(5), self.acceptance_writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("acceptance marks did not drain within 5 s");
+        }
         if tokio::time::timeout(Duration::from_secs(10), self.audit_writer)
             .await
             .is_err()

@@ -1,5 +1,6 @@
 //! What every request shares: pools and connections, long-lived and built once.
 
+use crate::acceptances::Acceptances;
 use crate::audit::AuditLog;
 use crate::commands::Commands;
 use crate::keys::KeyCache;
@@ -25,6 +26,7 @@ pub struct Inner {
     pub keys: KeyCache,
     pub keyring: Keyring,
     pub audit: AuditLog,
+    pub acceptances: Acceptances,
     pub lookups: Lookups,
     pub waiters: Waiters,
     pub trusted_proxies: Vec<IpAddr>,

@@ -196,19 +196,28 @@ end
     };
 }
 
-/// Claims KEYS[1]; when KEYS[3] (a rate key) is given, first spends one request of its
-/// allowance (the two ARGV after the positions: interval in µs, burst) and claims nothing
-/// when over it (`{4, retry_after_ms}`): the rate limit and the claim in one round trip.
-/// A free id is claimed and its ARGV[5] positions (ARGV[6..]) set in the filter KEYS[2];
-/// `{1, verdict}` says whether the filter was complete and proved the id new (a bit was
-/// clear).
+/// Claims KEYS[1]. After the ARGV[5] filter positions (ARGV[6..]) come optional parts, each
+/// named by its first ARGV and with the next KEYS: `rate` (a rate key; interval in µs, burst)
+/// spends one request of the key's allowance first and claims nothing when over it
+/// (`{4, retry_after_ms}`): the rate limit and the claim in one round trip; `status` (a
+/// status key; value, TTL in seconds) is the new call's PENDING status, written with the
+/// claim, so the call reads PENDING from the moment its 202 can exist.
+/// A free id is claimed and its positions set in the filter KEYS[2]; `{1, verdict}` says
+/// whether the filter was complete and proved the id new (a bit was clear).
 const CLAIM_SCRIPT: &str = concat!(
     gcra_lua!(),
     r"
 local n = tonumber(ARGV[5])
-if KEYS[3] then
-  local wait = gcra(KEYS[3], tonumber(ARGV[6 + n]), tonumber(ARGV[7 + n]))
+local k, a = 3, 6 + n
+if ARGV[a] == 'rate' then
+  local wait = gcra(KEYS[k], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
   if wait then return {4, tostring(wait)} end
+  k, a = k + 1, a + 3
+end
+local function pending()
+  if ARGV[a] == 'status' then
+    redis.call('SET', KEYS[k], ARGV[a + 1], 'NX', 'EX', ARGV[a + 2])
+  end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -216,6 +225,7 @@ local v = 'publishing|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. now
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   redis.call('SET', KEYS[1], v, 'EX', ARGV[3])
+  pending()
   local clear = false
   for i = 6, 5 + n do
     if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then clear = true end
@@ -230,6 +240,7 @@ if state == 'unconfirmed' then
 end
 if state == 'publishing' and at and tonumber(at) + tonumber(ARGV[4]) < now then
   redis.call('SET', KEYS[1], v, 'EX', ARGV[3])
+  pending()
   return {2, cur}
 end
 return {0, cur}
@@ -267,12 +278,15 @@ redis.call('SET', KEYS[1], 'unconfirmed|' .. call .. '|' .. rest, 'KEEPTTL')
 return 1
 ";
 
+/// Frees the claim KEYS[1] if it is still ARGV[1]'s, and drops the PENDING status KEYS[2]
+/// its claim wrote, when given.
 const RELEASE_SCRIPT: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local call = string.match(cur, '^%a+|([^|]*)|')
 if call ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
 return 1
 ";
 
@@ -354,6 +368,7 @@ impl Cache {
         api_call_id: &str,
         body_sha256: &str,
         allowance: Option<Allowance<'_>>,
+        pending: Option<&StatusRecord>,
     ) -> Result<ClaimOutcome, CacheError> {
         let mut c = self.conn.clone();
         let mut invocation = self.claim.key(key);
@@ -368,8 +383,16 @@ impl Cache {
         if let Some(a) = allowance {
             invocation
                 .key(self.keys.rate(a.client_id))
+                .arg("rate")
                 .arg(a.interval_us())
                 .arg(a.burst());
+        }
+        if let Some(record) = pending {
+            invocation
+                .key(self.keys.status(&record.status.api_call_id))
+                .arg("status")
+                .arg(serde_json::to_string(record).unwrap_or_default())
+                .arg(STATUS_TTL_SECS);
         }
         let (code, cur): (i64, String) = invocation.invoke_async(&mut c).await?;
         if code == 4 {
@@ -420,6 +443,25 @@ impl Cache {
         Ok(())
     }
 
+    /// Marks several claims (key, call) accepted in one round trip, each only if it is still
+    /// its call's.
+    pub async fn mark_accepted_many(&self, claims: &[(String, String)]) -> Result<(), CacheError> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        // Loaded with every batch, so a Redis that lost its scripts (a restart) costs nothing.
+        pipe.load_script(&self.accept).ignore();
+        for (key, call) in claims {
+            let mut invocation = self.accept.key(key.as_str());
+            invocation.arg(call.as_str());
+            pipe.invoke_script(&invocation).ignore();
+        }
+        let mut c = self.conn.clone();
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
     /// The publish's confirm was lost: keep the id for this call, to be re-sent by a retry.
     pub async fn mark_unconfirmed(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
@@ -432,28 +474,55 @@ impl Cache {
         Ok(())
     }
 
-    /// Compare-and-delete: frees the id only if it is still ours.
-    pub async fn release(&self, key: &str, api_call_id: &str) -> Result<(), CacheError> {
+    /// Compare-and-delete: frees the id only if it is still ours, and with it the PENDING
+    /// status its claim wrote (`drop_status`).
+    pub async fn release(
+        &self,
+        key: &str,
+        api_call_id: &str,
+        drop_status: bool,
+    ) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
-            .release
-            .key(key)
-            .arg(api_call_id)
-            .invoke_async(&mut c)
-            .await?;
+        let mut invocation = self.release.key(key);
+        invocation.arg(api_call_id);
+        if drop_status {
+            invocation.key(self.keys.status(api_call_id));
+        }
+        let _: i64 = invocation.invoke_async(&mut c).await?;
         Ok(())
     }
 
-    /// Points the claim at the call MySQL says owns the id (after Redis forgot it).
+    /// Drops a call's status (the PENDING status of a claim taken over: its call was never
+    /// accepted).
+    pub async fn drop_status(&self, api_call_id: &str) -> Result<(), CacheError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.del(self.keys.status(api_call_id)).await?;
+        Ok(())
+    }
+
+    /// Points the claim at the call MySQL says owns the id (after Redis forgot it), dropping
+    /// the PENDING status the losing call's claim wrote (`dropped_call`).
     pub async fn set_claim(
         &self,
         key: &str,
         original_api_call_id: &str,
         body_sha256: &str,
+        dropped_call: Option<&str>,
     ) -> Result<(), CacheError> {
-        let mut c = self.conn.clone();
         let value = format!("accepted|{original_api_call_id}|{body_sha256}|0");
-        let _: () = c.set_ex(key, value, CLAIM_TTL_SECS).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("EX")
+            .arg(CLAIM_TTL_SECS)
+            .ignore();
+        if let Some(call) = dropped_call {
+            pipe.cmd("DEL").arg(self.keys.status(call)).ignore();
+        }
+        let mut c = self.conn.clone();
+        let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 

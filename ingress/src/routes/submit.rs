@@ -176,6 +176,14 @@ async fn submit(
     // Redis also keeps a filter of every id ever claimed (`shared::cache::seen_positions`):
     // while it is complete, a claim it proves new skips MySQL, and the lookup waits for the
     // claim's verdict instead of running beside it.
+    //
+    // The claim writes the call's PENDING status too: a client can only learn the call id
+    // from the 202, so it reads PENDING from then on, and the claim's mark as accepted need
+    // not be waited for (`crate::acceptances`).
+    let pending = StatusRecord {
+        merchant_id: ctx.key.merchant_id.clone(),
+        status: CallStatus::pending(&ctx.api_call_id, call_type, ctx.started_at),
+    };
     let lookup = || {
         state
             .lookups
@@ -185,7 +193,7 @@ async fn submit(
         .seen_complete
         .load(std::sync::atomic::Ordering::Relaxed)
     {
-        let claim = claims::claim(state, ctx, endpoint).await?;
+        let claim = claims::claim(state, ctx, endpoint, Some(&pending)).await?;
         let found = if claim.seen == Seen::New {
             metrics::counter!("xyz_external_id_lookups_total", "result" => "skipped").increment(1);
             Ok(None)
@@ -194,7 +202,10 @@ async fn submit(
         };
         (claim, found)
     } else {
-        let (claim, found) = tokio::join!(claims::claim(state, ctx, endpoint), lookup());
+        let (claim, found) = tokio::join!(
+            claims::claim(state, ctx, endpoint, Some(&pending)),
+            lookup()
+        );
         (claim?, found)
     };
     stages.mark("claim");
@@ -263,7 +274,10 @@ async fn submit(
     Ok(pending_reply(&call))
 }
 
-/// The broker has the command: the claim is permanent and the call reads PENDING.
+/// The broker has the command: the claim becomes permanent. A fresh call reads PENDING since
+/// its claim, and the mark is queued for the background writer; a resumed call (re-sent
+/// after a lost confirm) waits for its mark, which also writes its PENDING status unless one
+/// exists.
 async fn accepted(
     state: &AppState,
     ctx: &Ctx,
@@ -271,11 +285,18 @@ async fn accepted(
     call_type: shared::messages::CallType,
     accepted_at: chrono::DateTime<chrono::Utc>,
 ) {
-    let record = StatusRecord {
-        merchant_id: ctx.key.merchant_id.clone(),
-        status: CallStatus::pending(&claim.api_call_id, call_type, accepted_at),
-    };
-    claim.accept(state, Some(&record)).await;
+    if claim.wrote_pending {
+        state
+            .acceptances
+            .mark(claim.key.clone(), claim.api_call_id.clone())
+            .await;
+    } else {
+        let record = StatusRecord {
+            merchant_id: ctx.key.merchant_id.clone(),
+            status: CallStatus::pending(&claim.api_call_id, call_type, accepted_at),
+        };
+        claim.accept(state, Some(&record)).await;
+    }
     tracing::debug!(call_type = call_type.as_str(), "accepted");
 }
 

@@ -142,7 +142,7 @@ pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
 )]
 pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = parse_user(ctx)?;
-    let claim = claims::claim(state, ctx, "create-user").await?;
+    let claim = claims::claim(state, ctx, "create-user", None).await?;
     let user_id = shared::ids::new_user_id();
     let idem = IdempotencyRecord {
         merchant_id: &ctx.key.merchant_id,

@@ -267,6 +267,47 @@ impl TestApp {
 
     /// Writes the Redis claim of one of the merchant's transaction external ids, as an
     /// ingress would have left it (`state|api_call_id|body_sha256|claimed_at_ms`).
+    /// The claim of `external_id` on `/transaction` as Redis holds it.
+    pub async fn transaction_claim(&self, external_id: &str) -> Option<String> {
+        let key = shared::cache::Keys::new(&self.prefix).claim(
+            &self.merchant.merchant_id,
+            "transaction",
+            external_id,
+        );
+        self.transaction_claim_key(&key).await
+    }
+
+    /// A claim as Redis holds it, by its key.
+    pub async fn transaction_claim_key(&self, key: &str) -> Option<String> {
+        let mut c = self.redis.clone();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .expect("claim get")
+    }
+
+    /// Writes `api_call_id`'s cached status as a claim leaves it: PENDING.
+    pub async fn set_pending_status(&self, api_call_id: &str) {
+        let record = shared::cache::StatusRecord {
+            merchant_id: self.merchant.merchant_id.clone(),
+            status: shared::status::CallStatus::pending(
+                api_call_id,
+                shared::messages::CallType::Transaction,
+                chrono::Utc::now(),
+            ),
+        };
+        let mut c = self.redis.clone();
+        let _: () = redis::cmd("SET")
+            .arg(shared::cache::Keys::new(&self.prefix).status(api_call_id))
+            .arg(serde_json::to_string(&record).expect("json"))
+            .arg("EX")
+            .arg(600)
+            .query_async(&mut c)
+            .await
+            .expect("status set");
+    }
+
     pub async fn set_transaction_claim(&self, external_id: &str, value: &str) {
         let key = format!(
             "{}:idem:{}:transaction:{external_id}",

@@ -13,7 +13,7 @@ async fn claim(cache: &Cache, merchant: &str, external_id: &str) -> ClaimOutcome
     let key = cache.keys.claim(merchant, "transaction", external_id);
     let positions = cache.seen_positions(merchant, "transaction", external_id);
     cache
-        .claim(&key, &positions, &fresh_id(), &"0".repeat(64), None)
+        .claim(&key, &positions, &fresh_id(), &"0".repeat(64), None, None)
         .await
         .expect("claim")
 }
@@ -73,6 +73,14 @@ async fn an_id_mysql_holds_is_refused_when_redis_forgot_its_claim_but_not_the_fi
     assert_eq!(again.action(), "CONFLICT_EXTERNAL_ID");
     assert_eq!(again.data()["original_api_call_id"], original.as_str());
     assert_eq!(again.data()["same_payload"], false);
+    // Its claim wrote its PENDING status; refused, it has none.
+    let refused = again.body["api_call_id"].as_str().expect("id");
+    assert_eq!(
+        app.get(&app.merchant, &format!("/status/{refused}"))
+            .await
+            .status,
+        404
+    );
     assert_eq!(contracts_with_external_id(&app.pool, &ext).await, 1);
     app.shutdown().await;
 }

@@ -210,6 +210,121 @@ async fn accepted_call_answers_202_then_status_becomes_final(pool: sqlx::MySqlPo
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_202_reads_pending_at_once_and_its_claim_is_then_marked_accepted(pool: sqlx::MySqlPool) {
+    // No worker: the call stays PENDING however long the test takes.
+    let app = spawn_app_with(pool, 0).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let ext = fresh_id();
+    let body = transaction_body(&user, "1000", "0", "1000", "0", 1);
+    let r = app.post_transaction(&ext, &body).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let call = r.body["api_call_id"].as_str().expect("id").to_owned();
+    // Written with the claim, before the 202 could exist: there on the very next read.
+    let status = app.get(&app.merchant, &format!("/status/{call}")).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.data()["status"], "PENDING");
+    assert_eq!(status.data()["api_call_id"], call.as_str());
+
+    // The claim is marked accepted off the request path, soon after.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let claim = app.transaction_claim(&ext).await;
+        if claim
+            .as_deref()
+            .is_some_and(|c| c.starts_with(&format!("accepted|{call}|")))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "claim never marked accepted: {claim:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let again = app.post_transaction(&ext, &body).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.data()["original_api_call_id"], call.as_str());
+    assert_eq!(again.data()["same_payload"], true);
+    app.shutdown().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_released_claim_takes_the_pending_status_it_wrote_with_it(pool: sqlx::MySqlPool) {
+    let app = spawn_app_with(pool, 0).await;
+    let cache = shared::cache::Cache::new(app.redis.clone(), &app.prefix);
+    let merchant = app.merchant.merchant_id.clone();
+    let pending = |call: &str| shared::cache::StatusRecord {
+        merchant_id: merchant.clone(),
+        status: shared::status::CallStatus::pending(
+            call,
+            shared::messages::CallType::Transaction,
+            Utc::now(),
+        ),
+    };
+    let claim = |ext: String, call: String| {
+        let cache = cache.clone();
+        let record = pending(&call);
+        let merchant = merchant.clone();
+        async move {
+            let key = cache.keys.claim(&merchant, "transaction", &ext);
+            let positions = cache.seen_positions(&merchant, "transaction", &ext);
+            let outcome = cache
+                .claim(
+                    &key,
+                    &positions,
+                    &call,
+                    &"0".repeat(64),
+                    None,
+                    Some(&record),
+                )
+                .await
+                .expect("claim");
+            (key, outcome)
+        }
+    };
+    let status_of = |call: String| {
+        let cache = cache.clone();
+        async move { cache.get_status(&call).await.expect("status") }
+    };
+
+    // A claim writes its call's PENDING status; giving the claim up drops it.
+    let call = shared::ids::new_api_call_id();
+    let (key, outcome) = claim(fresh_id(), call.clone()).await;
+    assert!(matches!(outcome, shared::cache::ClaimOutcome::Claimed(_)));
+    let written = status_of(call.clone()).await.expect("PENDING written");
+    assert_eq!(written.status.status, shared::status::CallState::Pending);
+    cache.release(&key, &call, true).await.expect("release");
+    assert!(status_of(call.clone()).await.is_none());
+    assert_eq!(app.transaction_claim_key(&key).await, None);
+
+    // A claim refused (the id is taken) writes nothing for the refused call.
+    let ext = fresh_id();
+    let first = shared::ids::new_api_call_id();
+    claim(ext.clone(), first.clone()).await;
+    let second = shared::ids::new_api_call_id();
+    let (_, outcome) = claim(ext, second.clone()).await;
+    assert!(matches!(outcome, shared::cache::ClaimOutcome::Taken(_)));
+    assert!(status_of(second).await.is_none());
+    assert!(status_of(first).await.is_some());
+
+    // Pointing a claim at MySQL's owner drops the losing call's status.
+    let loser = shared::ids::new_api_call_id();
+    let (key, _) = claim(fresh_id(), loser.clone()).await;
+    cache
+        .set_claim(&key, "API_CALL_owner", &"0".repeat(64), Some(&loser))
+        .await
+        .expect("set claim");
+    assert!(status_of(loser).await.is_none());
+    assert_eq!(
+        app.transaction_claim_key(&key).await.as_deref(),
+        Some(format!("accepted|API_CALL_owner|{}|0", "0".repeat(64)).as_str())
+    );
+    app.shutdown().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn limits_are_exact_per_tenor(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
     let user = app.create_user(["1000", "2000", "1182.50", "5000"]).await;
@@ -605,6 +720,8 @@ async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period
     // about a call that may never exist; it gets a 503 (retry is safe) …
     let fresh = format!("publishing|API_CALL_ghost|{}|{now_ms}", "0".repeat(64));
     app.set_transaction_claim(&ext, &fresh).await;
+    // Its claim wrote its PENDING status, as every claim of a submit does.
+    app.set_pending_status("API_CALL_ghost").await;
     let r = app.post_transaction(&ext, &body).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.headers.contains_key("retry-after"));
@@ -623,7 +740,7 @@ async fn a_claim_orphaned_by_a_dead_ingress_is_taken_over_after_the_grace_period
         app.wait_final(&app.merchant, &call).await["status"],
         "APPROVED"
     );
-    // The orphaned call never reads as PENDING: it was never accepted.
+    // The orphaned call no longer reads as PENDING once taken over: it was never accepted.
     assert_eq!(
         app.get(&app.merchant, "/status/API_CALL_ghost")
             .await
