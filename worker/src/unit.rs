@@ -335,29 +335,33 @@ async fn write_limits(
     if touched.is_empty() {
         return Ok(());
     }
-    let mut upsert = QueryBuilder::new(format!(
-        "INSERT INTO user_limit_balances (user_id, {LIMIT_COLUMNS}, updated_at) "
-    ));
-    let rows = touched
+    let rows: Vec<_> = touched
         .iter()
-        .filter_map(|(user, at)| users.get(user).map(|locked| (user, locked, at)));
-    upsert.push_values(rows, |mut b, (user, locked, at)| {
-        b.push_bind(user);
+        .filter_map(|(user, at)| users.get(user).map(|locked| (user, locked, at)))
+        .collect();
+    // In fixed row counts, so the statements stay prepared (`fixed_size_chunks`).
+    for chunk in shared::db::fixed_size_chunks(&rows) {
+        let mut upsert = QueryBuilder::new(format!(
+            "INSERT INTO user_limit_balances (user_id, {LIMIT_COLUMNS}, updated_at) "
+        ));
+        upsert.push_values(chunk, |mut b, &(user, locked, at)| {
+            b.push_bind(user);
+            for tenor in Tenor::ALL {
+                b.push_bind(locked.limits.get(tenor).map(|p| p.granted.value()));
+            }
+            for tenor in Tenor::ALL {
+                b.push_bind(locked.limits.get(tenor).map(|p| p.available.value()));
+            }
+            b.push_bind(*at);
+        });
+        upsert.push(" ON DUPLICATE KEY UPDATE ");
         for tenor in Tenor::ALL {
-            b.push_bind(locked.limits.get(tenor).map(|p| p.granted.value()));
+            let column = tenor.limit_columns().1;
+            upsert.push(format_args!("{column} = VALUES({column}), "));
         }
-        for tenor in Tenor::ALL {
-            b.push_bind(locked.limits.get(tenor).map(|p| p.available.value()));
-        }
-        b.push_bind(*at);
-    });
-    upsert.push(" ON DUPLICATE KEY UPDATE ");
-    for tenor in Tenor::ALL {
-        let column = tenor.limit_columns().1;
-        upsert.push(format_args!("{column} = VALUES({column}), "));
+        upsert.push("updated_at = VALUES(updated_at)");
+        upsert.build().execute(&mut *conn).await?;
     }
-    upsert.push("updated_at = VALUES(updated_at)");
-    upsert.build().execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -29,25 +29,28 @@ pub async fn insert_batch(pool: &MySqlPool, rows: &[AuditRow]) -> Result<(), DbE
     if rows.is_empty() {
         return Ok(());
     }
-    let mut qb = QueryBuilder::new(
+    // In fixed row counts, so the statements stay prepared (`super::fixed_size_chunks`).
+    for chunk in super::fixed_size_chunks(rows) {
+        let mut qb = QueryBuilder::new(
         "INSERT IGNORE INTO api_call_logs (api_call_id, method, path, merchant_id, client_id, external_id,
             http_status, message_action, request_body, response_body, client_ip, started_at, duration_us) ",
     );
-    qb.push_values(rows, |mut b, r| {
-        b.push_bind(&r.api_call_id)
-            .push_bind(&r.method)
-            .push_bind(&r.path)
-            .push_bind(&r.merchant_id)
-            .push_bind(&r.client_id)
-            .push_bind(&r.external_id)
-            .push_bind(r.http_status)
-            .push_bind(&r.message_action)
-            .push_bind(&r.request_body)
-            .push_bind(&r.response_body)
-            .push_bind(&r.client_ip)
-            .push_bind(to_naive(r.started_at))
-            .push_bind(r.duration_us);
-    });
-    qb.build().execute(pool).await?;
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.api_call_id)
+                .push_bind(&r.method)
+                .push_bind(&r.path)
+                .push_bind(&r.merchant_id)
+                .push_bind(&r.client_id)
+                .push_bind(&r.external_id)
+                .push_bind(r.http_status)
+                .push_bind(&r.message_action)
+                .push_bind(&r.request_body)
+                .push_bind(&r.response_body)
+                .push_bind(&r.client_ip)
+                .push_bind(to_naive(r.started_at))
+                .push_bind(r.duration_us);
+        });
+        qb.build().execute(pool).await?;
+    }
     Ok(())
 }

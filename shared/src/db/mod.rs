@@ -79,6 +79,24 @@ pub fn pool_options(max_connections: u32) -> MySqlPoolOptions {
         })
 }
 
+/// The row counts a multi-row write is sent in: powers of two, largest first (37 rows go as
+/// 32 + 4 + 1 in three statements). Each shape (number of placeholders) is then one of a
+/// dozen that every connection prepares once and keeps. With one statement per row count, a
+/// fresh engine prepared ~1000 statements (a parse and a plan each, in MariaDB) in its first
+/// 6000 requests at a moderate rate, and still ~100 per run after five runs.
+pub fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = 1usize << (usize::BITS - 1 - rest.len().leading_zeros());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// Appends `(?, ?, …)` to `query`, binding each id: the list of an `IN`. The caller makes
 /// sure there is at least one id (`IN ()` is not SQL).
 pub fn push_in_list<'a>(query: &mut QueryBuilder<MySql>, ids: impl IntoIterator<Item = &'a str>) {
@@ -134,4 +152,24 @@ pub fn from_naive(t: NaiveDateTime) -> DateTime<Utc> {
 /// Readiness: one round trip.
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_size_chunks;
+
+    #[test]
+    fn chunks_are_descending_powers_of_two_that_keep_every_row_in_order() {
+        for n in [0usize, 1, 2, 3, 7, 32, 37, 64, 191, 500] {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_size_chunks(&rows).collect();
+            let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            assert!(sizes.iter().all(|s| s.is_power_of_two()), "{n}: {sizes:?}");
+            assert!(sizes.windows(2).all(|w| w[0] > w[1]), "{n}: {sizes:?}");
+            assert_eq!(chunks.concat(), rows, "{n}");
+        }
+        let rows = [0u8; 37];
+        let sizes: Vec<usize> = fixed_size_chunks(&rows).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [32, 4, 1]);
+    }
 }

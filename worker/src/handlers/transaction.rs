@@ -5,8 +5,8 @@ use crate::unit::{CommandError, Verdict, approved};
 use chrono::NaiveDateTime;
 use shared::contract::{Schedule, Tenor, schedule};
 use shared::db::contracts::{ContractView, InstallmentView};
-use shared::db::to_naive;
 use shared::db::users::{LimitsMap, get_limits};
+use shared::db::{fixed_size_chunks, to_naive};
 use shared::envelope::RejectReason;
 use shared::messages::{Command, TransactionPayload};
 use shared::money::Money;
@@ -125,57 +125,65 @@ pub async fn insert_contracts(
     if drafts.is_empty() {
         return Ok(());
     }
-    let mut contracts = QueryBuilder::new(
-        "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id, tanggal_kontrak,
-            tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen, jumlah_bunga, jumlah_cicilan,
-            cicilan_bulanan, tenor, nama_aset) ",
-    );
-    contracts.push_values(drafts, |mut b, &d| {
-        let terms = &d.t.terms;
-        b.push_bind(&d.nomor_kontrak)
-            .push_bind(&d.t.user_id)
-            .push_bind(&d.command.merchant_id)
-            .push_bind(&d.command.external_id)
-            .push_bind(&d.command.api_call_id)
-            .push_bind(d.now)
-            .push_bind(d.now)
-            .push_bind(terms.otr.value())
-            .push_bind(terms.admin_fee.value())
-            .push_bind(terms.harga_aset.value())
-            .push_bind(d.plan.pokok.value())
-            .push_bind(terms.bunga_persen.value())
-            .push_bind(d.plan.jumlah_bunga.value())
-            .push_bind(d.plan.jumlah_cicilan.value())
-            .push_bind(d.plan.cicilan_bulanan.value())
-            .push_bind(terms.tenor.months() as u8)
-            .push_bind(&d.t.nama_aset);
-    });
-    contracts.build().execute(&mut *conn).await?;
+    // In fixed row counts, so the statements stay prepared (`fixed_size_chunks`).
+    for chunk in fixed_size_chunks(drafts) {
+        let mut contracts = QueryBuilder::new(
+            "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id, tanggal_kontrak,
+                tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen, jumlah_bunga, jumlah_cicilan,
+                cicilan_bulanan, tenor, nama_aset) ",
+        );
+        contracts.push_values(chunk, |mut b, &d| {
+            let terms = &d.t.terms;
+            b.push_bind(&d.nomor_kontrak)
+                .push_bind(&d.t.user_id)
+                .push_bind(&d.command.merchant_id)
+                .push_bind(&d.command.external_id)
+                .push_bind(&d.command.api_call_id)
+                .push_bind(d.now)
+                .push_bind(d.now)
+                .push_bind(terms.otr.value())
+                .push_bind(terms.admin_fee.value())
+                .push_bind(terms.harga_aset.value())
+                .push_bind(d.plan.pokok.value())
+                .push_bind(terms.bunga_persen.value())
+                .push_bind(d.plan.jumlah_bunga.value())
+                .push_bind(d.plan.jumlah_cicilan.value())
+                .push_bind(d.plan.cicilan_bulanan.value())
+                .push_bind(terms.tenor.months() as u8)
+                .push_bind(&d.t.nama_aset);
+        });
+        contracts.build().execute(&mut *conn).await?;
+    }
 
-    let mut billings = QueryBuilder::new(
-        "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
-            harga_cicilan, terbayar, status, tanggal_tagihan) ",
-    );
-    let rows = drafts.iter().flat_map(|&d| {
-        d.plan
-            .installments
-            .iter()
-            .zip(&d.installments)
-            .map(move |(plan_i, view)| (d, plan_i, view))
-    });
-    billings.push_values(rows, |mut b, (d, plan_i, view)| {
-        b.push_bind(&view.billing_id)
-            .push_bind(&d.nomor_kontrak)
-            .push_bind(&d.t.user_id)
-            .push_bind(plan_i.cicilan_ke as u8)
-            .push_bind(&d.t.nama_aset)
-            .push_bind(d.t.terms.tenor.months() as u8)
-            .push_bind(plan_i.harga_cicilan.value())
-            .push_bind(Money::ZERO.value())
-            .push_bind("UNPAID")
-            .push_bind(plan_i.tanggal_tagihan);
-    });
-    billings.build().execute(&mut *conn).await?;
+    let rows: Vec<_> = drafts
+        .iter()
+        .flat_map(|&d| {
+            d.plan
+                .installments
+                .iter()
+                .zip(&d.installments)
+                .map(move |(plan_i, view)| (d, plan_i, view))
+        })
+        .collect();
+    for chunk in fixed_size_chunks(&rows) {
+        let mut billings = QueryBuilder::new(
+            "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+                harga_cicilan, terbayar, status, tanggal_tagihan) ",
+        );
+        billings.push_values(chunk, |mut b, &(d, plan_i, view)| {
+            b.push_bind(&view.billing_id)
+                .push_bind(&d.nomor_kontrak)
+                .push_bind(&d.t.user_id)
+                .push_bind(plan_i.cicilan_ke as u8)
+                .push_bind(&d.t.nama_aset)
+                .push_bind(d.t.terms.tenor.months() as u8)
+                .push_bind(plan_i.harga_cicilan.value())
+                .push_bind(Money::ZERO.value())
+                .push_bind("UNPAID")
+                .push_bind(plan_i.tanggal_tagihan);
+        });
+        billings.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
