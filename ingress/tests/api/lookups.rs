@@ -26,9 +26,11 @@ async fn concurrent_lookups_each_get_their_own_answer(pool: sqlx::MySqlPool) {
         })
         .collect();
     let with_time: Vec<_> = records.iter().map(|r| (r, Utc::now())).collect();
-    insert_idempotency_many(&pool, &with_time)
+    let mut conn = pool.acquire().await.expect("connection");
+    insert_idempotency_many(&mut conn, &with_time)
         .await
         .expect("insert");
+    drop(conn);
 
     let lookups = Lookups::start(pool.clone());
     // 200 lookups at once (so many share statements), used and unused ids interleaved, the

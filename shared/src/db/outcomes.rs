@@ -6,43 +6,38 @@ use crate::envelope::RejectReason;
 use crate::messages::CallType;
 use crate::status::{CallState, CallStatus, ResultJson};
 use chrono::{DateTime, Utc};
-use sqlx::{MySql, QueryBuilder, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
-pub async fn insert_idempotency<'e, E>(
-    executor: E,
+pub async fn insert_idempotency(
+    conn: &mut MySqlConnection,
     idem: &IdempotencyRecord<'_>,
     now: DateTime<Utc>,
-) -> Result<(), DbError>
-where
-    E: sqlx::Executor<'e, Database = MySql>,
-{
-    insert_idempotency_many(executor, &[(idem, now)]).await
+) -> Result<(), DbError> {
+    insert_idempotency_many(conn, &[(idem, now)]).await
 }
 
 /// Claims several external ids (each with its time) in one statement, all or none: a unique
 /// violation on any of them fails the statement and leaves no row behind.
-pub async fn insert_idempotency_many<'e, E>(
-    executor: E,
+pub async fn insert_idempotency_many(
+    conn: &mut MySqlConnection,
     records: &[(&IdempotencyRecord<'_>, DateTime<Utc>)],
-) -> Result<(), DbError>
-where
-    E: sqlx::Executor<'e, Database = MySql>,
-{
-    if records.is_empty() {
-        return Ok(());
+) -> Result<(), DbError> {
+    // In fixed row counts, so the statements stay prepared (`super::fixed_size_chunks`);
+    // all or none holds for the caller's transaction, which a violation rolls back.
+    for chunk in super::fixed_size_chunks(records) {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at) ",
+        );
+        insert.push_values(chunk, |mut b, (idem, at)| {
+            b.push_bind(idem.merchant_id)
+                .push_bind(idem.endpoint)
+                .push_bind(idem.external_id)
+                .push_bind(idem.api_call_id)
+                .push_bind(&idem.body_sha256[..])
+                .push_bind(to_naive(*at));
+        });
+        insert.build().execute(&mut *conn).await?;
     }
-    let mut insert = QueryBuilder::new(
-        "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at) ",
-    );
-    insert.push_values(records, |mut b, (idem, at)| {
-        b.push_bind(idem.merchant_id)
-            .push_bind(idem.endpoint)
-            .push_bind(idem.external_id)
-            .push_bind(idem.api_call_id)
-            .push_bind(&idem.body_sha256[..])
-            .push_bind(to_naive(*at));
-    });
-    insert.build().execute(executor).await?;
     Ok(())
 }
 
@@ -163,37 +158,34 @@ pub struct Outcome<'a> {
     pub completed_at: DateTime<Utc>,
 }
 
-pub async fn insert_outcome<'e, E>(executor: E, o: &Outcome<'_>) -> Result<(), DbError>
-where
-    E: sqlx::Executor<'e, Database = MySql>,
-{
-    insert_outcomes(executor, std::slice::from_ref(o)).await
+pub async fn insert_outcome(conn: &mut MySqlConnection, o: &Outcome<'_>) -> Result<(), DbError> {
+    insert_outcomes(conn, std::slice::from_ref(o)).await
 }
 
-/// Several outcomes in one statement.
-pub async fn insert_outcomes<'e, E>(executor: E, outcomes: &[Outcome<'_>]) -> Result<(), DbError>
-where
-    E: sqlx::Executor<'e, Database = MySql>,
-{
-    if outcomes.is_empty() {
-        return Ok(());
+/// Several outcomes, in fixed row counts so the statements stay prepared
+/// (`super::fixed_size_chunks`).
+pub async fn insert_outcomes(
+    conn: &mut MySqlConnection,
+    outcomes: &[Outcome<'_>],
+) -> Result<(), DbError> {
+    for chunk in super::fixed_size_chunks(outcomes) {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at) ",
+        );
+        insert.push_values(chunk, |mut b, o| {
+            b.push_bind(o.api_call_id)
+                .push_bind(o.merchant_id)
+                .push_bind(o.client_id)
+                .push_bind(o.external_id)
+                .push_bind(o.call_type.as_str())
+                .push_bind(o.state.as_str())
+                .push_bind(o.reason.map(RejectReason::as_str))
+                .push_bind(o.result.map(ResultJson::as_str))
+                .push_bind(to_naive(o.created_at))
+                .push_bind(to_naive(o.completed_at));
+        });
+        insert.build().execute(&mut *conn).await?;
     }
-    let mut insert = QueryBuilder::new(
-        "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at) ",
-    );
-    insert.push_values(outcomes, |mut b, o| {
-        b.push_bind(o.api_call_id)
-            .push_bind(o.merchant_id)
-            .push_bind(o.client_id)
-            .push_bind(o.external_id)
-            .push_bind(o.call_type.as_str())
-            .push_bind(o.state.as_str())
-            .push_bind(o.reason.map(RejectReason::as_str))
-            .push_bind(o.result.map(ResultJson::as_str))
-            .push_bind(to_naive(o.created_at))
-            .push_bind(to_naive(o.completed_at));
-    });
-    insert.build().execute(executor).await?;
     Ok(())
 }
 

@@ -220,7 +220,7 @@ pub async fn create_user(
     let ts = to_naive(now);
 
     let mut tx = pool.begin().await?;
-    if let Err(e) = super::outcomes::insert_idempotency(&mut *tx, idem, now).await {
+    if let Err(e) = super::outcomes::insert_idempotency(&mut tx, idem, now).await {
         if e.is_unique_violation() {
             drop(tx);
             let (original, sha) = super::outcomes::find_idempotency(
