@@ -44,7 +44,9 @@ def snapshot():
         # comm is in parentheses and may contain spaces; the fields after it are fixed.
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
-        ticks[int(name)] = (comm, int(fields[11]) + int(fields[12]))
+        # fields[19] is the start time: it tells a reused pid (a kernel worker renames itself
+        # with the work it runs, so the name cannot).
+        ticks[int(name)] = (comm, int(fields[11]) + int(fields[12]), fields[19])
     return ticks
 
 
@@ -72,12 +74,12 @@ def main():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     used = {}
-    for pid, (comm, ticks) in after.items():
+    for pid, (comm, ticks, started_at) in after.items():
         if pid == os.getpid():
             continue
-        # A pid that is new, or reused by another program, started from zero.
-        old_comm, old_ticks = before.get(pid, (comm, 0))
-        start = old_ticks if old_comm == comm else 0
+        # A pid that is new, or reused by another process, started from zero.
+        _, old_ticks, old_started_at = before.get(pid, (comm, 0, started_at))
+        start = old_ticks if old_started_at == started_at else 0
         group = GROUPS.get(comm, "other")
         used[group] = used.get(group, 0.0) + (ticks - start) / TICK
     used["loadgen"] = used.get("loadgen", 0.0) + usage.ru_utime + usage.ru_stime
