@@ -109,7 +109,8 @@ pub struct RunArgs {
     #[arg(long, env = "LOADGEN_POLL_RATE", default_value_t = 500.0)]
     pub poll_rate: f64,
     /// Also write every request as a CSV row (when it was due in ms from the start, its kind,
-    /// its accept latency in ms, its failure status) to see where in the run the slow ones fall.
+    /// how late it left in ms, its accept latency in ms, its failure status) to see where in
+    /// the run the slow ones fall.
     #[arg(long, env = "LOADGEN_RECORDS_CSV")]
     pub records_csv: Option<PathBuf>,
 }

@@ -21,7 +21,7 @@ use shared::ids::is_plausible_id;
 use shared::messages::{Command, CommandPayload, PaymentPayload};
 use shared::metrics::Stages;
 use shared::status::{CallState, CallStatus, ResultJson};
-use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
+use sqlx::{MySqlConnection, MySqlPool};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What happened to one command of a batch.
@@ -339,12 +339,18 @@ async fn write_limits(
         .iter()
         .filter_map(|(user, at)| users.get(user).map(|locked| (user, locked, at)))
         .collect();
-    // In fixed row counts, so the statements stay prepared (`fixed_size_chunks`).
-    for chunk in shared::db::fixed_size_chunks(&rows) {
-        let mut upsert = QueryBuilder::new(format!(
-            "INSERT INTO user_limit_balances (user_id, {LIMIT_COLUMNS}, updated_at) "
-        ));
-        upsert.push_values(chunk, |mut b, &(user, locked, at)| {
+    let mut update = String::from(" ON DUPLICATE KEY UPDATE ");
+    for tenor in Tenor::ALL {
+        let column = tenor.limit_columns().1;
+        update.push_str(&format!("{column} = VALUES({column}), "));
+    }
+    update.push_str("updated_at = VALUES(updated_at)");
+    shared::db::write_rows(
+        conn,
+        &format!("INSERT INTO user_limit_balances (user_id, {LIMIT_COLUMNS}, updated_at) "),
+        &update,
+        &rows,
+        |mut b, &(user, locked, at)| {
             b.push_bind(user);
             for tenor in Tenor::ALL {
                 b.push_bind(locked.limits.get(tenor).map(|p| p.granted.value()));
@@ -353,15 +359,9 @@ async fn write_limits(
                 b.push_bind(locked.limits.get(tenor).map(|p| p.available.value()));
             }
             b.push_bind(*at);
-        });
-        upsert.push(" ON DUPLICATE KEY UPDATE ");
-        for tenor in Tenor::ALL {
-            let column = tenor.limit_columns().1;
-            upsert.push(format_args!("{column} = VALUES({column}), "));
-        }
-        upsert.push("updated_at = VALUES(updated_at)");
-        upsert.build().execute(&mut *conn).await?;
-    }
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -180,10 +180,7 @@ async fn submit(
     // The claim writes the call's PENDING status too: a client can only learn the call id
     // from the 202, so it reads PENDING from then on, and the claim's mark as accepted need
     // not be waited for (`crate::acceptances`).
-    let pending = StatusRecord {
-        merchant_id: ctx.key.merchant_id.clone(),
-        status: CallStatus::pending(&ctx.api_call_id, call_type, ctx.started_at),
-    };
+    let pending = pending_record(ctx, &ctx.api_call_id, call_type, ctx.started_at);
     let lookup = || {
         state
             .lookups
@@ -291,13 +288,23 @@ async fn accepted(
             .mark(claim.key.clone(), claim.api_call_id.clone())
             .await;
     } else {
-        let record = StatusRecord {
-            merchant_id: ctx.key.merchant_id.clone(),
-            status: CallStatus::pending(&claim.api_call_id, call_type, accepted_at),
-        };
+        let record = pending_record(ctx, &claim.api_call_id, call_type, accepted_at);
         claim.accept(state, Some(&record)).await;
     }
     tracing::debug!(call_type = call_type.as_str(), "accepted");
+}
+
+/// `api_call_id` PENDING since `accepted_at`, as the status cache keeps it.
+fn pending_record(
+    ctx: &Ctx,
+    api_call_id: &str,
+    call_type: shared::messages::CallType,
+    accepted_at: chrono::DateTime<chrono::Utc>,
+) -> StatusRecord {
+    StatusRecord {
+        merchant_id: ctx.key.merchant_id.clone(),
+        status: CallStatus::pending(api_call_id, call_type, accepted_at),
+    }
 }
 
 pub fn pending_reply(api_call_id: &str) -> Reply {

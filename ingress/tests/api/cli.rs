@@ -184,30 +184,11 @@ async fn dead_lettered_commands_replay_exactly_once(pool: sqlx::MySqlPool) {
         }),
     };
     // As if dead-lettered during an outage: twice the same command, and one that is garbage.
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-dlq")
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    // Confirmed, so all three are in the queue before anything looks at it.
-    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    for payload in [command.encode(), command.encode(), b"garbage".to_vec()] {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                topology.dead_letter_queue().into(),
-                lapin::options::BasicPublishOptions::default(),
-                &payload,
-                lapin::BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(confirm.is_ack(), "the broker took the dead letter");
-    }
-    let _ = conn.close(200, "bye".into()).await;
+    publish_raw(
+        &topology.dead_letter_queue(),
+        &[command.encode(), command.encode(), b"garbage".to_vec()],
+    )
+    .await;
     assert_eq!(dead_letter_count_settled(&app.prefix, 3).await, 3);
 
     let listed = xyzctl(&app, &["dlq", "list"], &[]).await;

@@ -572,6 +572,34 @@ pub async fn assert_all_final(app: &TestApp, calls: &[String]) {
 /// The dead-letter queue's message count once it is `expected`, or the last count read after
 /// 10 s: a quorum queue's count, read with a passive declare, lags behind publishes and
 /// settles for a moment.
+/// Publishes each payload to `queue` as a persistent message, behind the ingress's back, and
+/// returns once the broker has confirmed every one (they are in the queue).
+pub async fn publish_raw(queue: &str, payloads: &[Vec<u8>]) {
+    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-raw")
+        .await
+        .expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    for payload in payloads {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                lapin::options::BasicPublishOptions::default(),
+                payload,
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack(), "the broker took the message");
+    }
+    let _ = conn.close(200, "bye".into()).await;
+}
+
 pub async fn dead_letter_count_settled(prefix: &str, expected: u32) -> u32 {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

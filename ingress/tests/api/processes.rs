@@ -2,8 +2,6 @@
 //! messages are dead-lettered while good ones flow.
 
 use crate::helpers::*;
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
 use std::time::Duration;
 
 #[sqlx::test(migrations = "../migrations")]
@@ -72,10 +70,6 @@ async fn poison_messages_are_dead_lettered_while_good_ones_flow(pool: sqlx::MySq
         .create_user(["100000", "300000", "500000", "10000000"])
         .await;
     let topology = shared::amqp::Topology::new(&app.prefix);
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-poison")
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
     let good = app.get(&app.admin, &format!("/users/{user}/limits")).await;
     assert_eq!(good.status, 200);
     let valid_shape = serde_json::json!({
@@ -87,26 +81,17 @@ async fn poison_messages_are_dead_lettered_while_good_ones_flow(pool: sqlx::MySq
     unknown_type["type"] = "REFUND".into();
     let mut unknown_version = valid_shape.clone();
     unknown_version["v"] = 99.into();
-    for payload in [
-        b"\x00\x01 not json".to_vec(),
-        unknown_type.to_string().into_bytes(),
-        unknown_version.to_string().into_bytes(),
-    ] {
-        ch.basic_publish(
-            "".into(),
-            topology.command_queue().into(),
-            BasicPublishOptions::default(),
-            &payload,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-    }
+    publish_raw(
+        &topology.command_queue(),
+        &[
+            b"\x00\x01 not json".to_vec(),
+            unknown_type.to_string().into_bytes(),
+            unknown_version.to_string().into_bytes(),
+        ],
+    )
+    .await;
     let calls = submit_burst(&app, std::slice::from_ref(&user), 20).await;
     assert_all_final(&app, &calls).await;
     assert_eq!(dead_letter_count_settled(&app.prefix, 3).await, 3);
-    let _ = conn.close(200, "bye".into()).await;
     app.shutdown().await;
 }

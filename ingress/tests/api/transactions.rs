@@ -801,22 +801,11 @@ async fn a_retry_after_a_lost_confirm_resends_the_same_call(pool: sqlx::MySqlPoo
     let accepted_at = command.accepted_at;
     let claim = format!("unconfirmed|{x}|{sha}|{}", accepted_at.timestamp_millis());
     app.set_transaction_claim(&ext, &claim).await;
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-lost-confirm")
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_publish(
-        "".into(),
-        shared::amqp::Topology::new(&app.prefix)
-            .command_queue()
-            .into(),
-        lapin::options::BasicPublishOptions::default(),
-        &command.encode(),
-        lapin::BasicProperties::default().with_delivery_mode(2),
+    publish_raw(
+        &shared::amqp::Topology::new(&app.prefix).command_queue(),
+        &[command.encode()],
     )
-    .await
-    .expect("publish");
-    let _ = conn.close(200, "bye".into()).await;
+    .await;
 
     // A different body with that id is a conflict naming X.
     let other = transaction_body(&user, "999", "0", "999", "0", 1);
@@ -884,26 +873,14 @@ async fn a_message_carrying_a_group_of_commands_decides_each(pool: sqlx::MySqlPo
     let mut poison = checkout_command(&app, &user);
     poison.body_sha256 = "not hex".into();
 
-    let conn = shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test-group")
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    let queue = shared::amqp::Topology::new(&app.prefix).command_queue();
-    for body in [
-        encode_group(group.iter().map(|c| c.encode()).collect()),
-        encode_group(vec![good.encode(), poison.encode()]),
-    ] {
-        ch.basic_publish(
-            "".into(),
-            queue.as_str().into(),
-            lapin::options::BasicPublishOptions::default(),
-            &body,
-            lapin::BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
-    }
-    let _ = conn.close(200, "bye".into()).await;
+    publish_raw(
+        &shared::amqp::Topology::new(&app.prefix).command_queue(),
+        &[
+            encode_group(group.iter().map(|c| c.encode()).collect()),
+            encode_group(vec![good.encode(), poison.encode()]),
+        ],
+    )
+    .await;
 
     // Published behind the ingress's back, these calls have no PENDING status: GET /status
     // answers 404 until the worker has decided them.

@@ -2,7 +2,7 @@
 
 use super::{DbError, to_naive};
 use chrono::{DateTime, Utc};
-use sqlx::{MySqlPool, QueryBuilder};
+use sqlx::MySqlPool;
 
 #[derive(Debug, Clone)]
 pub struct AuditRow {
@@ -29,13 +29,14 @@ pub async fn insert_batch(pool: &MySqlPool, rows: &[AuditRow]) -> Result<(), DbE
     if rows.is_empty() {
         return Ok(());
     }
-    // In fixed row counts, so the statements stay prepared (`super::fixed_size_chunks`).
-    for chunk in super::fixed_size_chunks(rows) {
-        let mut qb = QueryBuilder::new(
+    let mut conn = pool.acquire().await?;
+    super::write_rows(
+        &mut conn,
         "INSERT IGNORE INTO api_call_logs (api_call_id, method, path, merchant_id, client_id, external_id,
             http_status, message_action, request_body, response_body, client_ip, started_at, duration_us) ",
-    );
-        qb.push_values(chunk, |mut b, r| {
+        "",
+        rows,
+        |mut b, r| {
             b.push_bind(&r.api_call_id)
                 .push_bind(&r.method)
                 .push_bind(&r.path)
@@ -49,8 +50,8 @@ pub async fn insert_batch(pool: &MySqlPool, rows: &[AuditRow]) -> Result<(), DbE
                 .push_bind(&r.client_ip)
                 .push_bind(to_naive(r.started_at))
                 .push_bind(r.duration_us);
-        });
-        qb.build().execute(pool).await?;
-    }
+        },
+    )
+    .await?;
     Ok(())
 }

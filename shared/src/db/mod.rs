@@ -7,7 +7,8 @@ pub mod outcomes;
 pub mod users;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::query_builder::Separated;
 use sqlx::{ConnectOptions, Executor, MySql, QueryBuilder};
 use std::str::FromStr;
 use std::time::Duration;
@@ -95,6 +96,25 @@ pub fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
         rest = tail;
         Some(chunk)
     })
+}
+
+/// A multi-row write: `head`, then `VALUES` with one tuple per row (`bind` pushes a row's
+/// values), then `tail`; sent in [`fixed_size_chunks`], so the statements stay prepared.
+/// Several statements, so a caller that needs all or none runs it in a transaction.
+pub async fn write_rows<T>(
+    conn: &mut MySqlConnection,
+    head: &str,
+    tail: &str,
+    rows: &[T],
+    mut bind: impl FnMut(Separated<'_, MySql, &'static str>, &T),
+) -> Result<(), sqlx::Error> {
+    for chunk in fixed_size_chunks(rows) {
+        let mut query = QueryBuilder::new(head);
+        query.push_values(chunk, &mut bind);
+        query.push(tail);
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Appends `(?, ?, …)` to `query`, binding each id: the list of an `IN`. The caller makes

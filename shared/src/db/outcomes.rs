@@ -16,28 +16,27 @@ pub async fn insert_idempotency(
     insert_idempotency_many(conn, &[(idem, now)]).await
 }
 
-/// Claims several external ids (each with its time) in one statement, all or none: a unique
-/// violation on any of them fails the statement and leaves no row behind.
+/// Claims several external ids (each with its time), all or none within the caller's
+/// transaction: a unique violation on any of them fails the call, and the caller rolls back.
 pub async fn insert_idempotency_many(
     conn: &mut MySqlConnection,
     records: &[(&IdempotencyRecord<'_>, DateTime<Utc>)],
 ) -> Result<(), DbError> {
-    // In fixed row counts, so the statements stay prepared (`super::fixed_size_chunks`);
-    // all or none holds for the caller's transaction, which a violation rolls back.
-    for chunk in super::fixed_size_chunks(records) {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at) ",
-        );
-        insert.push_values(chunk, |mut b, (idem, at)| {
+    super::write_rows(
+        conn,
+        "INSERT INTO idempotency_keys (merchant_id, endpoint, external_id, api_call_id, body_sha256, created_at) ",
+        "",
+        records,
+        |mut b, (idem, at)| {
             b.push_bind(idem.merchant_id)
                 .push_bind(idem.endpoint)
                 .push_bind(idem.external_id)
                 .push_bind(idem.api_call_id)
                 .push_bind(&idem.body_sha256[..])
                 .push_bind(to_naive(*at));
-        });
-        insert.build().execute(&mut *conn).await?;
-    }
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -162,17 +161,17 @@ pub async fn insert_outcome(conn: &mut MySqlConnection, o: &Outcome<'_>) -> Resu
     insert_outcomes(conn, std::slice::from_ref(o)).await
 }
 
-/// Several outcomes, in fixed row counts so the statements stay prepared
-/// (`super::fixed_size_chunks`).
+/// Several outcomes (`super::write_rows`).
 pub async fn insert_outcomes(
     conn: &mut MySqlConnection,
     outcomes: &[Outcome<'_>],
 ) -> Result<(), DbError> {
-    for chunk in super::fixed_size_chunks(outcomes) {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at) ",
-        );
-        insert.push_values(chunk, |mut b, o| {
+    super::write_rows(
+        conn,
+        "INSERT INTO async_outcomes (api_call_id, merchant_id, client_id, external_id, call_type, status, reason, result, created_at, completed_at) ",
+        "",
+        outcomes,
+        |mut b, o| {
             b.push_bind(o.api_call_id)
                 .push_bind(o.merchant_id)
                 .push_bind(o.client_id)
@@ -183,9 +182,9 @@ pub async fn insert_outcomes(
                 .push_bind(o.result.map(ResultJson::as_str))
                 .push_bind(to_naive(o.created_at))
                 .push_bind(to_naive(o.completed_at));
-        });
-        insert.build().execute(&mut *conn).await?;
-    }
+        },
+    )
+    .await?;
     Ok(())
 }
 

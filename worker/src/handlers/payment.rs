@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use shared::contract::{Allocation, InstallmentStatus, OpenInstallment, Tenor, allocate};
 use shared::db::contracts::BillView;
 use shared::db::users::LockedLimits;
-use shared::db::{push_in_list, to_naive};
+use shared::db::{push_in_list, to_naive, write_rows};
 use shared::envelope::RejectReason;
 use shared::messages::{Command, PaymentPayload};
 use shared::money::Money;
@@ -166,27 +166,30 @@ async fn insert_bills(conn: &mut MySqlConnection, bills: &[Bill<'_>]) -> Result<
             .map_err(|e| CommandError::Poison(e.to_string()))?;
         rows.push((b, alokasi));
     }
-    let mut insert = QueryBuilder::new(
+    write_rows(
+        conn,
         "INSERT INTO bills (kode_bayar, nomor_kontrak, user_id, merchant_id, external_id, api_call_id, terbayarkan,
             total_tagihan, sisa_tagihan_bulanan, tanggal_bayar, sisa_limit, status_bayar, alokasi) ",
-    );
-    insert.push_values(&rows, |mut q, (b, alokasi)| {
-        let v = &b.view;
-        q.push_bind(&v.kode_bayar)
-            .push_bind(&v.nomor_kontrak)
-            .push_bind(&v.user_id)
-            .push_bind(&b.command.merchant_id)
-            .push_bind(&b.command.external_id)
-            .push_bind(&b.command.api_call_id)
-            .push_bind(v.terbayarkan.value())
-            .push_bind(v.total_tagihan.value())
-            .push_bind(v.sisa_tagihan_bulanan.value())
-            .push_bind(to_naive(b.command.accepted_at))
-            .push_bind(v.sisa_limit.value())
-            .push_bind(&v.status_bayar)
-            .push_bind(alokasi);
-    });
-    insert.build().execute(&mut *conn).await?;
+        "",
+        &rows,
+        |mut q, (b, alokasi)| {
+            let v = &b.view;
+            q.push_bind(&v.kode_bayar)
+                .push_bind(&v.nomor_kontrak)
+                .push_bind(&v.user_id)
+                .push_bind(&b.command.merchant_id)
+                .push_bind(&b.command.external_id)
+                .push_bind(&b.command.api_call_id)
+                .push_bind(v.terbayarkan.value())
+                .push_bind(v.total_tagihan.value())
+                .push_bind(v.sisa_tagihan_bulanan.value())
+                .push_bind(to_naive(b.command.accepted_at))
+                .push_bind(v.sisa_limit.value())
+                .push_bind(&v.status_bayar)
+                .push_bind(alokasi);
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -331,25 +334,26 @@ pub async fn apply_many(
         .collect();
     if !changed.is_empty() {
         // Every row exists and is locked: the upsert only ever updates (see write_limits).
-        let mut upsert = QueryBuilder::new(
+        write_rows(
+            conn,
             "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
                 harga_cicilan, terbayar, status, tanggal_tagihan) ",
-        );
-        upsert.push_values(&changed, |mut b, i| {
-            b.push_bind(&i.billing_id)
-                .push_bind(&i.nomor_kontrak)
-                .push_bind(&i.user_id)
-                .push_bind(i.cicilan_ke)
-                .push_bind(&i.nama_aset)
-                .push_bind(i.tenor)
-                .push_bind(i.harga_cicilan.value())
-                .push_bind(i.terbayar.value())
-                .push_bind(InstallmentStatus::of(i.harga_cicilan, i.terbayar).as_str())
-                .push_bind(i.tanggal_tagihan);
-        });
-        upsert
-            .push(" ON DUPLICATE KEY UPDATE terbayar = VALUES(terbayar), status = VALUES(status)");
-        upsert.build().execute(&mut *conn).await?;
+            " ON DUPLICATE KEY UPDATE terbayar = VALUES(terbayar), status = VALUES(status)",
+            &changed,
+            |mut b, i| {
+                b.push_bind(&i.billing_id)
+                    .push_bind(&i.nomor_kontrak)
+                    .push_bind(&i.user_id)
+                    .push_bind(i.cicilan_ke)
+                    .push_bind(&i.nama_aset)
+                    .push_bind(i.tenor)
+                    .push_bind(i.harga_cicilan.value())
+                    .push_bind(i.terbayar.value())
+                    .push_bind(InstallmentStatus::of(i.harga_cicilan, i.terbayar).as_str())
+                    .push_bind(i.tanggal_tagihan);
+            },
+        )
+        .await?;
     }
     for (nomor, (amount, at)) in &paid {
         sqlx::query("UPDATE transactions SET terbayar = terbayar + ?, tanggal_update = ? WHERE nomor_kontrak = ?")

@@ -6,12 +6,12 @@ use chrono::NaiveDateTime;
 use shared::contract::{Schedule, Tenor, schedule};
 use shared::db::contracts::{ContractView, InstallmentView};
 use shared::db::users::{LimitsMap, get_limits};
-use shared::db::{fixed_size_chunks, to_naive};
+use shared::db::{to_naive, write_rows};
 use shared::envelope::RejectReason;
 use shared::messages::{Command, TransactionPayload};
 use shared::money::Money;
 use shared::status::format_instant;
-use sqlx::{MySqlConnection, QueryBuilder, Row};
+use sqlx::{MySqlConnection, Row};
 
 pub async fn apply(
     conn: &mut MySqlConnection,
@@ -125,14 +125,14 @@ pub async fn insert_contracts(
     if drafts.is_empty() {
         return Ok(());
     }
-    // In fixed row counts, so the statements stay prepared (`fixed_size_chunks`).
-    for chunk in fixed_size_chunks(drafts) {
-        let mut contracts = QueryBuilder::new(
-            "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id, tanggal_kontrak,
-                tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen, jumlah_bunga, jumlah_cicilan,
-                cicilan_bulanan, tenor, nama_aset) ",
-        );
-        contracts.push_values(chunk, |mut b, &d| {
+    write_rows(
+        conn,
+        "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id, tanggal_kontrak,
+            tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen, jumlah_bunga, jumlah_cicilan,
+            cicilan_bulanan, tenor, nama_aset) ",
+        "",
+        drafts,
+        |mut b, &d| {
             let terms = &d.t.terms;
             b.push_bind(&d.nomor_kontrak)
                 .push_bind(&d.t.user_id)
@@ -151,9 +151,9 @@ pub async fn insert_contracts(
                 .push_bind(d.plan.cicilan_bulanan.value())
                 .push_bind(terms.tenor.months() as u8)
                 .push_bind(&d.t.nama_aset);
-        });
-        contracts.build().execute(&mut *conn).await?;
-    }
+        },
+    )
+    .await?;
 
     let rows: Vec<_> = drafts
         .iter()
@@ -165,12 +165,13 @@ pub async fn insert_contracts(
                 .map(move |(plan_i, view)| (d, plan_i, view))
         })
         .collect();
-    for chunk in fixed_size_chunks(&rows) {
-        let mut billings = QueryBuilder::new(
-            "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
-                harga_cicilan, terbayar, status, tanggal_tagihan) ",
-        );
-        billings.push_values(chunk, |mut b, &(d, plan_i, view)| {
+    write_rows(
+        conn,
+        "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+            harga_cicilan, terbayar, status, tanggal_tagihan) ",
+        "",
+        &rows,
+        |mut b, &(d, plan_i, view)| {
             b.push_bind(&view.billing_id)
                 .push_bind(&d.nomor_kontrak)
                 .push_bind(&d.t.user_id)
@@ -181,9 +182,9 @@ pub async fn insert_contracts(
                 .push_bind(Money::ZERO.value())
                 .push_bind("UNPAID")
                 .push_bind(plan_i.tanggal_tagihan);
-        });
-        billings.build().execute(&mut *conn).await?;
-    }
+        },
+    )
+    .await?;
     Ok(())
 }
 
