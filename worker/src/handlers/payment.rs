@@ -336,8 +336,7 @@ pub async fn apply_many(
         // Every row exists and is locked: the upsert only ever updates (see write_limits).
         write_rows(
             conn,
-            "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
-                harga_cicilan, terbayar, status, tanggal_tagihan) ",
+            super::transaction::INSERT_BILLINGS,
             " ON DUPLICATE KEY UPDATE terbayar = VALUES(terbayar), status = VALUES(status)",
             &changed,
             |mut b, i| {

@@ -116,8 +116,13 @@ impl<'a> Draft<'a> {
     }
 }
 
-/// Writes contracts and all their installments: two multi-row statements whatever their
-/// number.
+/// The head of a multi-row write of installments: new ones here, paid ones in
+/// `payment::apply_many` (as an upsert).
+pub const INSERT_BILLINGS: &str = "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+    harga_cicilan, terbayar, status, tanggal_tagihan) ";
+
+/// Writes contracts and all their installments: two multi-row writes whatever their number
+/// (`shared::db::write_rows`).
 pub async fn insert_contracts(
     conn: &mut MySqlConnection,
     drafts: &[&Draft<'_>],
@@ -167,8 +172,7 @@ pub async fn insert_contracts(
         .collect();
     write_rows(
         conn,
-        "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
-            harga_cicilan, terbayar, status, tanggal_tagihan) ",
+        INSERT_BILLINGS,
         "",
         &rows,
         |mut b, &(d, plan_i, view)| {
