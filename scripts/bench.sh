@@ -100,7 +100,11 @@ PY
   half=$((peak / 2))
   say "open loop at half of the peak ($half requests/s of $peak), $1 ($RUNS runs)"
   for _ in $(seq 1 "$RUNS"); do
-    "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --rate "$half" 2>/dev/null | record "$1"
+    # With the machine's own delays beside it: time stolen by the host, and how long each
+    # program's threads waited for a core.
+    python3 scripts/cpu_share.py -- "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" \
+      --rate "$half" 2>.local/bench/cpu.txt | record "$1"
+    grep '^{' .local/bench/cpu.txt | record "cpu-$1"
   done
 }
 
@@ -165,6 +169,16 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(series, key):
     vals = [r[key] for r in rows if r["series"] == series and r.get(key) is not None]
     return (statistics.median(vals), vals) if vals else (None, [])
+def window_cpu(series, what):
+    """The load generator's own reading of the machine while it sent (load_window_cpu)."""
+    cpu = [r["load_window_cpu"] for r in rows if r["series"] == series and r.get("load_window_cpu")]
+    if not cpu:
+        return
+    shares = [c["share_percent"] for c in cpu]
+    keys = sorted({k for c in shares for k in c}, key=lambda k: -statistics.median(c.get(k, 0) for c in shares))
+    print(f"   CPU {what} (median, % of 2 cores): busy {statistics.median(c['busy_percent'] for c in cpu):.1f} "
+          f"{[c['busy_percent'] for c in cpu]}, stolen by the host {[c['steal_percent'] for c in cpu]}; " + ", ".join(
+              f"{k} {statistics.median(c.get(k, 0) for c in shares):.1f}" for k in keys))
 ceil = [r for r in rows if r["series"] == "sql-ceiling"]
 single = statistics.median(r["single_contract_ceiling_per_sec"] for r in ceil)
 batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["batch"] == 32) for r in ceil)
@@ -180,11 +194,14 @@ for w in (1, 2, 4):
     print(f"{w} worker(s): approved {a:.0f}/s {[round(v) for v in av]}, accepted {acc:.0f}/s, "
           f"accept p99 {p99:.1f} ms, ratio to the single-contract ceiling {a / single:.2f}, "
           f"violations+5xx {viol}")
+    window_cpu(s, "while sending (the peak)")
     cpu = [r["cpu_share_percent"] for r in rows if r["series"] == f"cpu-workers-{w}"]
     if cpu:
         keys = sorted({k for c in cpu for k in c}, key=lambda k: -statistics.median(c.get(k, 0) for c in cpu))
-        print("   CPU share (median, % of 2 cores): " + ", ".join(
+        print("   CPU share over the whole run, polling and verification included (median, % of 2 cores): " + ", ".join(
             f"{k} {statistics.median(c.get(k, 0) for c in cpu):.1f}" for k in keys))
+        steal = [r.get("steal_percent") for r in rows if r["series"] == f"cpu-workers-{w}"]
+        print(f"   stolen by the host %: {steal}")
 acc, av = med("ingress-only", "accepted_per_sec")
 p99, _ = med("ingress-only", "accept_p99_ms")
 print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")
@@ -199,4 +216,12 @@ for series in ("open-loop-half-peak", "open-loop-after-backlog"):
     if p99 is not None:
         print(f"{series} at {rate} requests/s: accept p99 median {p99:.1f} ms "
               f"{[round(v, 1) for v in pv]}, p50 {p50:.1f} ms")
+        window_cpu(series, "while sending")
+        cpu = [r for r in rows if r["series"] == f"cpu-{series}"]
+        if cpu:
+            waits = [r.get("run_queue_wait", {}) for r in cpu]
+            groups = sorted({g for w in waits for g in w})
+            print("   waited for a core, us per time slice (median): " + ", ".join(
+                f"{g} {statistics.median(w[g]['us_per_slice'] for w in waits if g in w):.0f}"
+                for g in groups))
 PY

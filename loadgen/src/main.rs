@@ -4,6 +4,7 @@
 
 mod api;
 mod ceiling;
+mod cpu;
 mod poison;
 mod run;
 mod util;

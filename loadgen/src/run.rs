@@ -3,7 +3,7 @@
 
 use crate::api::{Api, HttpCounters, Key, PostOutcome, RetryPolicy};
 use crate::util::{Percentiles, Progress, Rng, cents_text, ms, parse_cents, round3};
-use crate::verify;
+use crate::{cpu, verify};
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -420,10 +420,15 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         })
     };
     let learner = tokio::spawn(learn_contracts(ctx.clone(), learn_rx));
+    let cpu_before = read_cpu().await;
     let load_start = Instant::now();
     let load_start_wall = Utc::now();
     drive_load(&ctx, load_start, load_start_wall).await?;
     let load_secs = load_start.elapsed().as_secs_f64();
+    let cpu_after = read_cpu().await;
+    let load_cpu = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| cpu::usage(&before, &after, load_secs));
     ctx.load_done.store(true, Ordering::Relaxed);
     progress.finish().await;
     let _ = learner.await;
@@ -457,9 +462,27 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         &finals,
         &violations,
         verified,
-        load_secs,
-        load_start_wall,
+        &LoadWindow {
+            secs: load_secs,
+            start_wall: load_start_wall,
+            cpu: load_cpu,
+        },
     )
+}
+
+/// When the requests were being sent, and what the machine did meanwhile.
+struct LoadWindow {
+    secs: f64,
+    start_wall: DateTime<Utc>,
+    cpu: Option<cpu::Usage>,
+}
+
+/// A reading of every process's CPU time (a few hundred small files, read off the runtime).
+async fn read_cpu() -> Option<cpu::Snapshot> {
+    tokio::task::spawn_blocking(cpu::Snapshot::take)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn write_records_csv(
@@ -935,9 +958,9 @@ fn report(
     finals: &HashMap<String, FinalSeen>,
     violations: &[String],
     verified: bool,
-    load_secs: f64,
-    load_start_wall: DateTime<Utc>,
+    window: &LoadWindow,
 ) -> Result<ExitCode> {
+    let (load_secs, load_start_wall, load_cpu) = (window.secs, window.start_wall, &window.cpu);
     let accepted: Vec<&CallRecord> = records.iter().filter(|r| r.api_call_id.is_some()).collect();
     let failed: Vec<&CallRecord> = records.iter().filter(|r| r.failure.is_some()).collect();
     let mut accept_ms: Vec<f64> = accepted.iter().filter_map(|r| r.accept_ms).collect();
@@ -1048,6 +1071,16 @@ fn report(
         "e2e latency     p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms (send to completed_at)",
         e2e.p50, e2e.p95, e2e.p99, e2e.max
     );
+    match load_cpu {
+        Some(u) => println!(
+            "CPU while sending busy {:.1} %, stolen by the host {:.1} % of {} cores; by program {:?}",
+            u.busy_percent,
+            u.steal_percent,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            u.share_percent
+        ),
+        None => println!("CPU while sending: no reading (/proc is not readable here)"),
+    }
     println!("rejections      {rejections:?}");
     println!(
         "HTTP errors     {by_status:?} (every attempt; 429/503 are retried), transport errors {}, retries {}, unexpected 5xx {unexpected_5xx}",
@@ -1112,6 +1145,7 @@ fn report(
         "e2e_p99_ms": e2e.p99,
         "accept_latency_ms": accept,
         "e2e_latency_ms": e2e,
+        "load_window_cpu": load_cpu,
         "counts": {
             "requests": records.len(),
             "transactions": transactions,
