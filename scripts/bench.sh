@@ -29,6 +29,7 @@ LOADGEN=target/release/loadgen
 cargo build --release -q --bins
 
 export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench
+STATE=$ENGINE_STATE
 # Its own Redis keys and queues too, so nothing of the development engine leaks in.
 export REDIS_PREFIX=xyzbench AMQP_PREFIX=xyzbench
 # One ingress process (two threads) behind nginx: on two cores a second process only splits
@@ -46,6 +47,7 @@ mkdir -p "$ENGINE_STATE/logs"
 old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
 restore() {
   mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
+  offpath_group off
   bash scripts/stop.sh >/dev/null 2>&1 || true
 }
 trap restore EXIT
@@ -116,7 +118,23 @@ for workers in 2 1 4; do
       2>.local/bench/cpu.txt | record "e2e-workers-$workers"
     grep '^{' .local/bench/cpu.txt | record "cpu-workers-$workers"
   done
-  if [ "$workers" = 2 ]; then open_loop open-loop-half-peak; fi
+  if [ "$workers" = 2 ]; then
+    open_loop open-loop-half-peak
+    # The same engine with the workers and MariaDB in a CPU group of low weight
+    # (scripts/lib.sh, offpath_group): what it gives the accept path at half of peak (the
+    # same rate as above), and what it costs at peak.
+    if offpath_group on; then
+      say "the workers and MariaDB in a CPU group of weight ${OFFPATH_CPU_SHARES:-2}"
+      for _ in $(seq 1 "$RUNS"); do
+        "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" 2>/dev/null |
+          record "e2e-workers-2-offpath-group"
+      done
+      open_loop open-loop-half-peak-offpath-group
+    else
+      say "no writable cpu cgroup: the low-weight group series are skipped"
+    fi
+    offpath_group off
+  fi
 done
 
 say "ingress only: workers stopped ($RUNS runs)"
@@ -185,13 +203,15 @@ batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["
 print(f"SQL ceiling, one contract per transaction: median {single:.0f}/s "
       f"({[round(r['single_contract_ceiling_per_sec']) for r in ceil]})")
 print(f"SQL ceiling, 32 per transaction:           median {batched:.0f}/s")
-for w in (1, 2, 4):
+for w in (1, 2, 4, "2-offpath-group"):
     s = f"e2e-workers-{w}"
+    if not any(r["series"] == s for r in rows):
+        continue
     a, av = med(s, "approved_contracts_per_sec_end_to_end")
     acc, _ = med(s, "accepted_per_sec")
     p99, _ = med(s, "accept_p99_ms")
     viol = sum(r["invariant_violations"] + r["unexpected_5xx"] for r in rows if r["series"] == s)
-    print(f"{w} worker(s): approved {a:.0f}/s {[round(v) for v in av]}, accepted {acc:.0f}/s, "
+    print(f"{w} worker process(es): approved {a:.0f}/s {[round(v) for v in av]}, accepted {acc:.0f}/s, "
           f"accept p99 {p99:.1f} ms, ratio to the single-contract ceiling {a / single:.2f}, "
           f"violations+5xx {viol}")
     window_cpu(s, "while sending (the peak)")
@@ -209,13 +229,15 @@ for r in (r for r in rows if r["series"] == "drain-1-worker"):
     print(f"drain of the ingress-only backlog by one worker process: {r['commands']} of "
           f"{r['expected']} commands at {r['commands_per_sec']}/s; CPU per command: worker "
           f"{r['worker_cpu_ms_per_command']} ms, MariaDB {r['mariadb_cpu_ms_per_command']} ms")
-for series in ("open-loop-half-peak", "open-loop-after-backlog"):
+for series in ("open-loop-half-peak", "open-loop-half-peak-offpath-group", "open-loop-after-backlog"):
     p99, pv = med(series, "accept_p99_ms")
     p50, _ = med(series, "accept_p50_ms")
     rate = [r["rate"] for r in rows if r["series"] == series][:1]
     if p99 is not None:
+        e2e50, _ = med(series, "e2e_p50_ms")
+        e2e99, _ = med(series, "e2e_p99_ms")
         print(f"{series} at {rate} requests/s: accept p99 median {p99:.1f} ms "
-              f"{[round(v, 1) for v in pv]}, p50 {p50:.1f} ms")
+              f"{[round(v, 1) for v in pv]}, p50 {p50:.1f} ms; end to end p50 {e2e50:.0f} ms, p99 {e2e99:.0f} ms")
         window_cpu(series, "while sending")
         cpu = [r for r in rows if r["series"] == f"cpu-{series}"]
         if cpu:

@@ -97,3 +97,65 @@ engine_env() {
 build_engine() {
   if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
 }
+
+# The workers and MariaDB in a CPU group of low weight: on shared cores the accept path
+# (nginx, ingress, Redis, RabbitMQ) gets a core first, and the asynchronous work takes what is
+# left. Per-thread nice did not do this (a group of many threads still wins its share);
+# the group did: accept p99 at half of peak roughly halved (BENCHMARKS.md, session 8).
+# OFFPATH_CPU_SHARES is its weight against 1024 for every other program (cgroup v1
+# cpu.shares; on cgroup v2 cpu.weight, scaled to its default 100). Each process moved in is
+# written down with the group it came from, and `offpath_group off` moves it back.
+# Returns non-zero when there is no writable cpu controller (the engine runs as before).
+offpath_group() { # on|off
+  local name dir root origins pid from
+  name="xyz-offpath-$(basename "$(realpath -m "$STATE")")"
+  origins="$STATE/offpath-origins"
+  if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then
+    root=/sys/fs/cgroup/cpu
+  elif [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -w /sys/fs/cgroup ] &&
+    grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    root=/sys/fs/cgroup
+  else
+    [ "$1" = on ] && return 1 || return 0
+  fi
+  dir="$root/$name"
+  if [ "$1" = on ]; then
+    local shares="${OFFPATH_CPU_SHARES:-2}"
+    mkdir -p "$dir" || return 1
+    if [ "$root" = /sys/fs/cgroup/cpu ]; then
+      echo "$shares" > "$dir/cpu.shares" || return 1
+    else
+      echo +cpu > "$root/cgroup.subtree_control" 2>/dev/null || true
+      echo $(((shares * 100 + 1023) / 1024)) > "$dir/cpu.weight" || return 1
+    fi
+    for pid in $(cat "$STATE"/worker-*.pid 2>/dev/null) $(pgrep -x mariadbd); do
+      grep -qx "$pid .*" "$origins" 2>/dev/null && continue
+      from=$(offpath_cgroup_of "$pid" "$root") || continue
+      [ "$from" = "/$name" ] && continue
+      echo "$pid $from" >> "$origins"
+      echo "$pid" > "$dir/cgroup.procs" || return 1
+    done
+  else
+    if [ -f "$origins" ]; then
+      while read -r pid from; do
+        [ -d "$root$from" ] || from=/
+        echo "$pid" > "$root${from%/}/cgroup.procs" 2>/dev/null || true
+      done < "$origins"
+      rm -f "$origins"
+    fi
+    if [ -d "$dir" ]; then
+      # Anything still inside (a worker started into it by a restart) goes to the root.
+      for pid in $(cat "$dir/cgroup.procs"); do echo "$pid" > "$root/cgroup.procs" 2>/dev/null || true; done
+      rmdir "$dir" 2>/dev/null || true
+    fi
+  fi
+}
+
+# The cpu cgroup (relative to the controller's root) a process is in.
+offpath_cgroup_of() { # pid root
+  if [ "$2" = /sys/fs/cgroup/cpu ]; then
+    awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print $3; exit}' "/proc/$1/cgroup" 2>/dev/null
+  else
+    awk -F: '$1 == "0" {print $3; exit}' "/proc/$1/cgroup" 2>/dev/null
+  fi
+}

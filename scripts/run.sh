@@ -44,6 +44,10 @@ say "stopping engine processes from an earlier run"
 bash scripts/stop.sh >/dev/null
 
 for i in $(seq 1 "${WORKERS:-2}"); do start_worker "$i"; done
+if [ -n "${OFFPATH_CPU_SHARES:-}" ]; then
+  say "the workers and MariaDB in a CPU group of weight $OFFPATH_CPU_SHARES (of 1024)"
+  offpath_group on || say "no writable cpu cgroup here: the workers run at nice ${WORKER_NICE:-10} only"
+fi
 for i in $(seq 1 "${INGRESSES:-2}"); do start_ingress "$i"; done
 
 say "nginx on :$HTTP_PORT in front of the ingresses on :$((HTTP_PORT + 1)) and :$((HTTP_PORT + 2))"

@@ -2,6 +2,9 @@
 # Stops the engine processes scripts/run.sh started (SIGTERM: they finish in-flight work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+# MariaDB and the workers back in the CPU groups they came from (OFFPATH_CPU_SHARES, run.sh).
+STATE="${ENGINE_STATE:-.local}" offpath_group off
 pids=()
 for f in "${ENGINE_STATE:-.local}"/*.pid; do
   [ -f "$f" ] || continue
