@@ -43,9 +43,11 @@ pub struct IngressConfig {
     #[arg(long, env = "MAX_WAITERS", default_value_t = 2000)]
     pub max_waiters: usize,
     /// Command messages awaiting their broker confirm at once; commands arriving beyond it
-    /// wait and travel together in the next message. Lower: fewer, larger messages (less
-    /// broker CPU); higher: less waiting at moderate load.
-    #[arg(long, env = "PUBLISH_IN_FLIGHT", default_value_t = 4)]
+    /// wait and travel together in the next message. One: fewer, larger messages, so less
+    /// broker CPU, and no slower (a quorum queue confirms in order, so a second message in
+    /// flight does not pass a slow first one). At half of peak on two shared cores it gave
+    /// the lowest accept p99 measured, with the peak unchanged (BENCHMARKS.md, session 9).
+    #[arg(long, env = "PUBLISH_IN_FLIGHT", default_value_t = 1)]
     pub publish_in_flight: usize,
     #[command(flatten)]
     pub database: DatabaseConfig,
