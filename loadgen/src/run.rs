@@ -493,7 +493,9 @@ fn write_records_csv(
     use std::fmt::Write as _;
     let mut rows: Vec<&CallRecord> = records.iter().collect();
     rows.sort_by_key(|r| r.sent_wall);
-    let mut out = String::from("due_ms,kind,send_late_ms,accept_ms,failed_status\n");
+    // sent_unix_ms lines a request up with other records of the machine's time
+    // (scripts/trace_stalls.py: what the disk was doing while a cluster of requests waited).
+    let mut out = String::from("due_ms,kind,send_late_ms,accept_ms,failed_status,sent_unix_ms\n");
     for r in rows {
         let due = (r.sent_wall - start).num_microseconds().unwrap_or(0) as f64 / 1000.0;
         let accept = r.accept_ms.map(|v| format!("{v:.3}")).unwrap_or_default();
@@ -504,9 +506,10 @@ fn write_records_csv(
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{due:.3},{},{:.3},{accept},{failed}",
+            "{due:.3},{},{:.3},{accept},{failed},{:.3}",
             r.kind.as_str(),
-            r.send_late_ms
+            r.send_late_ms,
+            r.sent_wall.timestamp_micros() as f64 / 1000.0
         );
     }
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
