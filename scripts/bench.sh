@@ -45,10 +45,12 @@ rm -f "$ENGINE_STATE/admin.json" "$ENGINE_STATE/merchant.json"
 mkdir -p "$ENGINE_STATE/logs"
 
 old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
+# The engine stops before the pool shrinks: a worker still committing while InnoDB withdraws
+# pages ran out of room for its row locks (error 1206).
 restore() {
-  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
-  offpath_group off
   bash scripts/stop.sh >/dev/null 2>&1 || true
+  offpath_group off
+  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
 }
 trap restore EXIT
 mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
@@ -160,7 +162,8 @@ print(sum(r.get("counts", {}).get("accepted", 0) for r in rows if r["series"] ==
   ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
   t0=$(date +%s.%N); w0=$(ticks "$pid"); m0=$(ticks "$mpid")
   for _ in $(seq 1 1200); do
-    done_n=$(curl -fs 127.0.0.1:9101/metrics | awk '/^xyz_batch_size_sum/ {print int($2)}')
+    # (Nothing yet while the worker starts its metrics listener.)
+    done_n=$(curl -fs 127.0.0.1:9101/metrics | awk '/^xyz_batch_size_sum/ {print int($2)}' || true)
     [ "${done_n:-0}" -ge "$expected" ] && break
     sleep 0.1
   done
