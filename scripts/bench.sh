@@ -45,11 +45,11 @@ rm -f "$ENGINE_STATE/admin.json" "$ENGINE_STATE/merchant.json"
 mkdir -p "$ENGINE_STATE/logs"
 
 old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
-# The engine stops before the pool shrinks: a worker still committing while InnoDB withdraws
-# pages ran out of room for its row locks (error 1206).
+# The engine stops (and stop.sh takes MariaDB out of the CPU group) before the pool shrinks:
+# a worker still committing while InnoDB withdraws pages ran out of room for its row locks
+# (error 1206).
 restore() {
   bash scripts/stop.sh >/dev/null 2>&1 || true
-  offpath_group off
   mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
 }
 trap restore EXIT

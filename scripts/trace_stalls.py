@@ -17,7 +17,6 @@ import bisect
 import csv
 import os
 import re
-import statistics
 import subprocess
 import sys
 import threading
@@ -45,6 +44,11 @@ def write(path, value):
         f.write(value)
 
 
+def read(path):
+    with open(os.path.join(TRACEFS, path)) as f:
+        return f.read()
+
+
 def pct(values, q):
     if not values:
         return 0.0
@@ -61,7 +65,7 @@ def program(comm):
     """Threads grouped by the program they belong to (beam's threads are named by role)."""
     if re.match(r"^\d+_(dirty_io|dirty_cpu|scheduler|aux)|^beam|^erts", comm):
         return "rabbitmq"
-    if comm.startswith(("mariadbd", "ib_", "mysqld")) or comm in ("mariadbd",):
+    if comm.startswith(("mariadbd", "ib_", "mysqld")):
         return "mariadb"
     if comm.startswith("jbd2"):
         return "jbd2"
@@ -83,6 +87,10 @@ def main():
     if not os.path.exists(os.path.join(TRACEFS, "trace")):
         subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
 
+    # Put back as found: the clock is the bracketed one, the size the first number.
+    old_clock = re.search(r"\[(\w+)\]", read("trace_clock"))[1]
+    old_size = read("buffer_size_kb").split()[0]
+    old_on = read("tracing_on").strip()
     write("tracing_on", "0")
     write("trace", "")
     write("trace_clock", "mono")
@@ -97,7 +105,7 @@ def main():
         with open(os.path.join(TRACEFS, "trace_pipe")) as pipe:
             while not stop.is_set():
                 line = pipe.readline()
-                if line:
+                if line and not stop.is_set():
                     raw.write(line)
 
     reader = threading.Thread(target=drain, daemon=True)
@@ -111,9 +119,10 @@ def main():
         stop.set()
         for e in EVENTS:
             write(f"events/{e}/enable", "0")
-        write("buffer_size_kb", "1408")
-        write("trace_clock", "local")
-        raw.flush()
+        write("buffer_size_kb", old_size)
+        write("trace_clock", old_clock)
+        write("tracing_on", old_on)
+        raw.close()
 
     syncs = []  # (start wall s, ms, program, comm)
     open_syncs = {}
