@@ -8,7 +8,9 @@
 # end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
 # ingress-only acceptance with the workers stopped; one worker process draining that backlog
 # alone (its CPU and MariaDB's per command); accept latency in open loop at half of the
-# measured peak (on the 2-worker engine, and again after the ingress-only backlog).
+# measured peak (on the 2-worker engine, and again after the ingress-only backlog); the floor
+# under accept latency (each round trip an acceptance makes, timed alone on the idle engine, and
+# the whole acceptance at 50 requests/s).
 #
 # Every benchmark starts from the same place: its own engine (state in .local/bench-engine)
 # on a database created empty for it (xyz_bench), so figures do not drift as a development
@@ -115,6 +117,19 @@ PY
 for workers in 2 1 4; do
   say "end to end, closed loop, $workers worker process(es) ($RUNS runs)"
   engine "$workers"
+  if [ "$workers" = 2 ]; then
+    # What the accept path cannot go below on this machine: each round trip an acceptance
+    # makes, timed alone on the idle engine (loadgen floor).
+    say "the floor: an acceptance's round trips, one at a time, engine idle ($RUNS runs)"
+    for _ in $(seq 1 "$RUNS"); do
+      "$LOADGEN" floor 2>/dev/null | record floor
+    done
+    # The whole acceptance on an almost idle engine: where its p99 starts before any load.
+    say "open loop at 50 requests/s ($RUNS runs)"
+    for _ in $(seq 1 "$RUNS"); do
+      "$LOADGEN" run --requests 1000 --users 100 --rate 50 2>/dev/null | record open-loop-50
+    done
+  fi
   for _ in $(seq 1 "$RUNS"); do
     python3 scripts/cpu_share.py -- "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" \
       2>.local/bench/cpu.txt | record "e2e-workers-$workers"
@@ -225,6 +240,13 @@ for w in (1, 2, 4, "2-offpath-group"):
             f"{k} {statistics.median(c.get(k, 0) for c in cpu):.1f}" for k in keys))
         steal = [r.get("steal_percent") for r in rows if r["series"] == f"cpu-workers-{w}"]
         print(f"   stolen by the host %: {steal}")
+floor = [r for r in rows if r["series"] == "floor"]
+for key, what in (("broker_confirm_ms", "broker confirm"), ("redis_ms", "Redis command"),
+                  ("http_healthz_ms", "HTTP via nginx"), ("thread_wake_round_trip_ms", "two thread wake-ups")):
+    if floor:
+        print(f"floor, {what} (engine idle, one at a time): p50 "
+              f"{statistics.median(r[key]['p50'] for r in floor):.2f} ms, p99 "
+              f"{statistics.median(r[key]['p99'] for r in floor):.2f} ms {[r[key]['p99'] for r in floor]}")
 acc, av = med("ingress-only", "accepted_per_sec")
 p99, _ = med("ingress-only", "accept_p99_ms")
 print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")
@@ -232,7 +254,7 @@ for r in (r for r in rows if r["series"] == "drain-1-worker"):
     print(f"drain of the ingress-only backlog by one worker process: {r['commands']} of "
           f"{r['expected']} commands at {r['commands_per_sec']}/s; CPU per command: worker "
           f"{r['worker_cpu_ms_per_command']} ms, MariaDB {r['mariadb_cpu_ms_per_command']} ms")
-for series in ("open-loop-half-peak", "open-loop-half-peak-offpath-group", "open-loop-after-backlog"):
+for series in ("open-loop-50", "open-loop-half-peak", "open-loop-half-peak-offpath-group", "open-loop-after-backlog"):
     p99, pv = med(series, "accept_p99_ms")
     p50, _ = med(series, "accept_p50_ms")
     rate = [r["rate"] for r in rows if r["series"] == series][:1]

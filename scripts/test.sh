@@ -44,6 +44,8 @@ say "schemathesis against /openapi.json (every request signed)"
 bash scripts/schemathesis.sh
 say "load generator smoke run (invariants verified against MySQL)"
 target/debug/loadgen run --requests 300 --users 5 --wait-timeout-secs 120
+say "load generator's floor probe (broker, Redis, HTTP round trips; it cleans up after itself)"
+target/debug/loadgen floor --samples 50
 say "Postman collection with newman (the main story, every request signed)"
 bash scripts/newman.sh
 say "fault harness, short form"

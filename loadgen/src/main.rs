@@ -1,10 +1,11 @@
 //! `loadgen`: drives the XYZ MultiFinance engine with signed requests and verifies its
 //! invariants against MySQL (`run`), and measures the database's own ceiling for the
-//! worker's unit of work (`sql-ceiling`).
+//! worker's unit of work (`sql-ceiling`) and the round trips under accept latency (`floor`).
 
 mod api;
 mod ceiling;
 mod cpu;
+mod floor;
 mod poison;
 mod run;
 mod util;
@@ -35,6 +36,10 @@ enum Cmd {
     /// Publish three poison messages (undecodable, unknown type, unknown schema version)
     /// straight to the command queue; the workers must dead-letter them.
     Poison(poison::PoisonArgs),
+    /// Time, one at a time on an idle engine, the round trips every acceptance makes (the
+    /// broker's confirm, a Redis command, HTTP through nginx) and a wake-up between threads:
+    /// the machine's floor under accept latency. A table then one JSON line on stdout.
+    Floor(floor::FloorArgs),
 }
 
 #[global_allocator]
@@ -48,6 +53,7 @@ async fn main() -> ExitCode {
         Cmd::Run(args) => run::run(*args).await,
         Cmd::SqlCeiling(args) => ceiling::ceiling(args).await,
         Cmd::Poison(args) => poison::poison(args).await,
+        Cmd::Floor(args) => floor::floor(args).await,
     };
     match result {
         Ok(code) => code,

@@ -8,20 +8,13 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct PoisonArgs {
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    amqp_url: String,
-    #[arg(long, env = "AMQP_PREFIX", default_value = "xyz")]
-    amqp_prefix: String,
+    #[command(flatten)]
+    amqp: shared::config::AmqpConfig,
 }
 
 pub async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
-    let topology = Topology::new(&args.amqp_prefix);
-    let conn = shared::amqp::connect(&args.amqp_url, "loadgen-poison").await?;
+    let topology = Topology::new(&args.amqp.prefix);
+    let conn = shared::amqp::connect(&args.amqp.url, "loadgen-poison").await?;
     let channel = conn.create_channel().await?;
     topology.declare(&channel).await?;
     channel
