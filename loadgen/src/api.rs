@@ -162,6 +162,21 @@ impl Api {
         &self.base
     }
 
+    /// Opens up to `connections` kept-alive connections (as many `GET /healthz` at once), as a
+    /// merchant's long-running client has them: the load's first requests then measure the
+    /// engine, not TCP set-up on a cold pool.
+    pub async fn warm(&self, connections: usize) -> Result<()> {
+        let url = format!("{}/healthz", self.base);
+        let gets = (0..connections.max(1)).map(|_| async {
+            let r = self.http.get(&url).send().await?;
+            r.bytes().await.map(|_| ())
+        });
+        futures_util::future::try_join_all(gets)
+            .await
+            .with_context(|| format!("GET {url} (warming the connections)"))?;
+        Ok(())
+    }
+
     /// One signed request, signed now.
     pub async fn send(
         &self,

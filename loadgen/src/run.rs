@@ -420,6 +420,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         })
     };
     let learner = tokio::spawn(learn_contracts(ctx.clone(), learn_rx));
+    ctx.api.warm(warm_connections(&ctx.args)).await?;
     let cpu_before = read_cpu().await;
     let load_start = Instant::now();
     let load_start_wall = Utc::now();
@@ -513,6 +514,13 @@ fn write_records_csv(
         );
     }
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Connections opened before the load starts: the closed loop's concurrency, or for an open
+/// loop as many as 64 requests in flight would use.
+fn warm_connections(args: &RunArgs) -> usize {
+    args.rate
+        .map_or(args.concurrency, |_| args.max_inflight.min(64))
 }
 
 async fn readiness(api: &Api) -> Result<()> {
