@@ -75,3 +75,98 @@ async fn run<Req, Resp, F, Fut>(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::time::{Instant, sleep};
+
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    fn batches_of(b: &Batches) -> Vec<Vec<u32>> {
+        b.lock().expect("batches lock").clone()
+    }
+
+    /// A batcher whose handler records each batch it gets and takes `work` to answer.
+    fn recording(in_flight: usize, work: Duration) -> (Batcher<u32, u32>, Batches) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let batcher = Batcher::start(8, in_flight, move |batch: Vec<u32>| {
+            seen.lock().expect("batches lock").push(batch.clone());
+            async move {
+                sleep(work).await;
+                batch.into_iter().map(|n| n * 10).collect()
+            }
+        });
+        (batcher, batches)
+    }
+
+    /// Sends `n` after `after` from now; its answer.
+    fn call_after(
+        b: &Batcher<u32, u32>,
+        after: Duration,
+        n: u32,
+    ) -> tokio::task::JoinHandle<Option<u32>> {
+        let b = b.clone();
+        tokio::spawn(async move {
+            sleep(after).await;
+            b.call(n).await
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_arriving_while_a_batch_is_in_flight_go_together_next() {
+        let (b, batches) = recording(1, Duration::from_millis(10));
+        let calls = [
+            call_after(&b, Duration::ZERO, 1),
+            call_after(&b, Duration::from_millis(2), 2),
+            call_after(&b, Duration::from_millis(4), 3),
+        ];
+        for (call, want) in calls.into_iter().zip([10, 20, 30]) {
+            assert_eq!(call.await.expect("call task"), Some(want));
+        }
+        assert_eq!(batches_of(&batches), vec![vec![1], vec![2, 3]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_goes_at_once() {
+        let (b, batches) = recording(1, Duration::ZERO);
+        let t = Instant::now();
+        assert_eq!(b.call(7).await, Some(70));
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        assert_eq!(batches_of(&batches), vec![vec![7]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_holds_at_most_batch_max_requests() {
+        let (b, batches) = recording(1, Duration::from_millis(10));
+        let first = call_after(&b, Duration::ZERO, 100);
+        let rest: Vec<_> = (0..10)
+            .map(|n| call_after(&b, Duration::from_millis(1), n))
+            .collect();
+        assert_eq!(first.await.expect("call task"), Some(1000));
+        for (n, call) in rest.into_iter().enumerate() {
+            assert_eq!(call.await.expect("call task"), Some(n as u32 * 10));
+        }
+        let sizes: Vec<usize> = batches_of(&batches).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 8, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_permit_lets_a_batch_go_while_one_is_in_flight() {
+        let (b, batches) = recording(2, Duration::from_millis(10));
+        let t = Instant::now();
+        let calls = [
+            call_after(&b, Duration::ZERO, 1),
+            call_after(&b, Duration::from_millis(2), 2),
+        ];
+        for call in calls {
+            assert!(call.await.expect("call task").is_some());
+        }
+        // Both went alone, the second without waiting for the first to be answered.
+        assert_eq!(batches_of(&batches), vec![vec![1], vec![2]]);
+        assert_eq!(t.elapsed(), Duration::from_millis(12));
+    }
+}
