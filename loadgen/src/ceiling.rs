@@ -337,7 +337,8 @@ async fn seed_users(pool: &MySqlPool, n: usize) -> Result<()> {
     Ok(())
 }
 
-fn command(user_id: &str, rng: &mut Rng) -> Result<Command> {
+/// A transaction command as the ingress would publish it (also `loadgen floor`'s payload).
+pub(crate) fn command(user_id: &str, rng: &mut Rng) -> Result<Command> {
     let tenor = Tenor::ALL[rng.index(Tenor::ALL.len())];
     let otr = rng.range_i64(10_000_000, 500_000_000);
     let external_id = format!("CEIL-{}", uuid::Uuid::new_v4().simple());

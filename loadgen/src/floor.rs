@@ -36,12 +36,11 @@ pub struct FloorArgs {
     gap_ms: f64,
 }
 
-/// About the size of an encoded transaction command.
-const PAYLOAD_BYTES: usize = 640;
-
 pub async fn floor(args: FloorArgs) -> Result<ExitCode> {
     ensure!(args.samples > 0, "--samples must be at least 1");
-    let gap = Duration::from_secs_f64(args.gap_ms.max(0.0) / 1000.0);
+    let gap = Duration::try_from_secs_f64(args.gap_ms / 1000.0)
+        .ok()
+        .context("--gap-ms must be a number of milliseconds, 0 or more")?;
 
     let broker = broker(&args, gap).await?;
     let redis = redis(&args, gap).await?;
@@ -102,7 +101,8 @@ async fn broker(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
         ensure!(Instant::now() < connected_by, "could not reach RabbitMQ");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let payload = vec![b'x'; PAYLOAD_BYTES];
+    // A real command's bytes (the scratch queue has no consumer).
+    let payload = crate::ceiling::command("USR_floor", &mut crate::util::Rng::new(1))?.encode();
     let mut samples = Vec::with_capacity(args.samples);
     let mut failed = None;
     for i in 0..args.samples {
