@@ -242,11 +242,10 @@ for w in (1, 2, 4, "2-offpath-group"):
         print(f"   stolen by the host %: {steal}")
 floor = [r for r in rows if r["series"] == "floor"]
 for key, what in (("broker_confirm_ms", "broker confirm"), ("redis_ms", "Redis command"),
-                  ("http_healthz_ms", "HTTP via nginx"), ("thread_wake_round_trip_ms", "two thread wake-ups")):
-    if floor:
-        print(f"floor, {what} (engine idle, one at a time): p50 "
-              f"{statistics.median(r[key]['p50'] for r in floor):.2f} ms, p99 "
-              f"{statistics.median(r[key]['p99'] for r in floor):.2f} ms {[r[key]['p99'] for r in floor]}")
+                  ("http_healthz_ms", "HTTP via nginx"), ("thread_wake_round_trip_ms", "two thread wake-ups")) if floor else ():
+    print(f"floor, {what} (engine idle, one at a time): p50 "
+          f"{statistics.median(r[key]['p50'] for r in floor):.2f} ms, p99 "
+          f"{statistics.median(r[key]['p99'] for r in floor):.2f} ms {[r[key]['p99'] for r in floor]}")
 acc, av = med("ingress-only", "accepted_per_sec")
 p99, _ = med("ingress-only", "accept_p99_ms")
 print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")

@@ -162,18 +162,28 @@ impl Api {
         &self.base
     }
 
+    /// `GET /healthz` (unsigned), its body read; an error unless it answers 2xx.
+    pub async fn healthz(&self) -> Result<()> {
+        let url = format!("{}/healthz", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = r.status();
+        r.bytes().await.with_context(|| format!("GET {url}"))?;
+        anyhow::ensure!(status.is_success(), "GET {url}: {status}");
+        Ok(())
+    }
+
     /// Opens up to `connections` kept-alive connections (as many `GET /healthz` at once), as a
     /// merchant's long-running client has them: the load's first requests then measure the
     /// engine, not TCP set-up on a cold pool.
     pub async fn warm(&self, connections: usize) -> Result<()> {
-        let url = format!("{}/healthz", self.base);
-        let gets = (0..connections.max(1)).map(|_| async {
-            let r = self.http.get(&url).send().await?;
-            r.bytes().await.map(|_| ())
-        });
-        futures_util::future::try_join_all(gets)
+        futures_util::future::try_join_all((0..connections.max(1)).map(|_| self.healthz()))
             .await
-            .with_context(|| format!("GET {url} (warming the connections)"))?;
+            .context("warming the connections")?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! first three in turn, so on an idle engine its latency cannot beat their sum, nor its p99
 //! the broker's p99: this is the machine's floor under the accept-latency target.
 
+use crate::api::Api;
 use crate::util::{Percentiles, ms};
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -170,25 +171,12 @@ async fn redis(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
 
 /// `GET /healthz` through nginx on one kept-alive connection.
 async fn http(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .context("building the HTTP client")?;
-    let url = format!("{}/healthz", args.base_url.trim_end_matches('/'));
+    let api = Api::new(&args.base_url, 1, Duration::from_secs(5))?;
     let mut samples = Vec::with_capacity(args.samples);
     for _ in 0..args.samples {
         tokio::time::sleep(gap).await;
         let t = Instant::now();
-        let r = client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = r.status();
-        r.bytes().await.with_context(|| format!("GET {url}"))?;
-        ensure!(status.is_success(), "GET {url}: {status}");
+        api.healthz().await?;
         samples.push(ms(t.elapsed()));
     }
     Ok(Percentiles::of(&mut samples))
