@@ -139,11 +139,13 @@ async fn broker(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
     Ok(Percentiles::of(&mut samples))
 }
 
-/// `SET` with an expiry, as a claim writes; the key is deleted afterwards.
+/// `SET` with an expiry, as a claim writes, over the ingress's own kind of connection
+/// (`shared::cache::connect`); the key is deleted afterwards.
 async fn redis(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
-    let client = redis::Client::open(args.redis.url.as_str()).context("the Redis URL")?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    let mut conn = shared::cache::connect(&args.redis.url)?;
+    // The connection is made on first use: not in a sample.
+    redis::cmd("PING")
+        .query_async::<()>(&mut conn)
         .await
         .context("connecting to Redis")?;
     let key = format!("{}:floor:{}", args.redis.prefix, std::process::id());
