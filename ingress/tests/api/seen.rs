@@ -3,7 +3,8 @@
 //! and a rebuild after Redis lost it restores every id from MySQL.
 
 use crate::helpers::{
-    TEST_SEEN_BITS, contracts_with_external_id, fresh_id, spawn_app, transaction_body,
+    TEST_SEEN_BITS, contracts_with_external_id, fresh_id, ingress_config, spawn_app,
+    transaction_body,
 };
 use shared::cache::{Cache, ClaimOutcome, Seen};
 use std::time::Duration;
@@ -16,6 +17,15 @@ async fn claim(cache: &Cache, merchant: &str, external_id: &str) -> ClaimOutcome
         .claim(&key, &positions, &fresh_id(), &"0".repeat(64), None, None)
         .await
         .expect("claim")
+}
+
+/// The filter is not marked complete: no claim is proved new, MySQL decides.
+async fn assert_incomplete(cache: &Cache, merchant: &str) {
+    assert!(!cache.seen_complete().await.expect("redis"));
+    assert!(matches!(
+        claim(cache, merchant, &fresh_id()).await,
+        ClaimOutcome::Claimed(Seen::Unknown)
+    ));
 }
 
 async fn forget_key(redis: &redis::aio::ConnectionManager, key: &str) {
@@ -110,11 +120,7 @@ async fn a_rebuild_restores_every_id_mysql_holds_and_only_then_marks_the_filter_
     // the same MySQL rows.
     let cache = Cache::new(app.redis.clone(), &format!("{}-lost", app.prefix))
         .with_seen_bits(TEST_SEEN_BITS);
-    assert!(!cache.seen_complete().await.expect("redis"));
-    assert!(matches!(
-        claim(&cache, &merchant, &fresh_id()).await,
-        ClaimOutcome::Claimed(Seen::Unknown)
-    ));
+    assert_incomplete(&cache, &merchant).await;
 
     // A rebuild whose lock is lost meanwhile (Redis lost it again) does not mark it complete.
     assert!(
@@ -160,4 +166,58 @@ async fn a_rebuild_restores_every_id_mysql_holds_and_only_then_marks_the_filter_
     ));
     forget_key(&app.redis, cache.keys.seen()).await;
     app.shutdown().await;
+}
+
+/// `mark_seen` (what a worker does before each batch) sets every bit of every id of a batch
+/// larger than a worker's, and no other id's: with the filter complete, each marked id
+/// claims as "maybe", a fresh one is still proved new.
+#[tokio::test]
+async fn mark_seen_sets_every_bit_of_every_id_it_is_given() {
+    let config = ingress_config(&format!("xyztest-seen-{}", fresh_id()));
+    let redis = shared::cache::connect(&config.redis.url).expect("redis");
+    let cache = Cache::new(redis.clone(), &config.redis.prefix).with_seen_bits(TEST_SEEN_BITS);
+    let merchant = "m-seen";
+    let marked: Vec<String> = (0..150).map(|_| fresh_id()).collect();
+    let positions: Vec<_> = marked
+        .iter()
+        .map(|ext| cache.seen_positions(merchant, "transaction", ext))
+        .collect();
+    cache.mark_seen(&positions).await.expect("mark_seen");
+    // Marking is not completing: until bit 0 is set, no claim is proved new.
+    assert_incomplete(&cache, merchant).await;
+    assert!(
+        cache
+            .lock_seen_rebuild("t", Duration::from_secs(60))
+            .await
+            .expect("lock")
+    );
+    assert!(cache.complete_seen("t").await.expect("complete"));
+
+    for ext in &marked {
+        assert!(
+            matches!(
+                claim(&cache, merchant, ext).await,
+                ClaimOutcome::Claimed(Seen::Maybe)
+            ),
+            "{ext} was marked but a bit is clear"
+        );
+    }
+    // 150 ids set at most 1050 of 65,536 bits: a fresh id has all 7 set with odds ~1e-12.
+    for _ in 0..20 {
+        assert!(matches!(
+            claim(&cache, merchant, &fresh_id()).await,
+            ClaimOutcome::Claimed(Seen::New)
+        ));
+    }
+    let mut c = redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", config.redis.prefix))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut c)
+        .await
+        .expect("del");
 }
