@@ -57,7 +57,7 @@ fs.writeFileSync(out, JSON.stringify(env, null, 2) + '\n', { mode: 0o600 });
 JS
 
 say "waiting for $BASE_URL/readyz"
-for _ in $(seq 1 50); do curl -fs -o /dev/null "$BASE_URL/readyz" && break; sleep 0.2; done
+wait_ready "$BASE_URL" || { say "the engine at $BASE_URL is not ready"; exit 1; }
 
 say "newman run $COLLECTION -e $RUNTIME_ENV"
 "$NEWMAN" run "$COLLECTION" -e "$RUNTIME_ENV" \

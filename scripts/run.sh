@@ -61,8 +61,12 @@ nohup nginx -c "$PWD/$STATE/nginx/nginx.conf" -g "pid $PWD/$STATE/nginx/nginx.pi
 echo $! > "$STATE/nginx.pid"
 
 BASE_URL="http://127.0.0.1:$HTTP_PORT"
-for _ in $(seq 1 50); do curl -fs "$BASE_URL/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-curl -fs "$BASE_URL/readyz" >/dev/null || { say "engine not ready; see $STATE/logs"; exit 1; }
+# Every ingress on its own port, then nginx: through nginx alone the first ready ingress
+# would answer for all (round robin), and a check right after could land on one still
+# connecting to the broker (503).
+for url in $(for i in $(seq 1 "${INGRESSES:-2}"); do echo "http://127.0.0.1:$((HTTP_PORT + i))"; done) "$BASE_URL"; do
+  wait_ready "$url" || { say "engine not ready ($url/readyz); see $STATE/logs"; exit 1; }
+done
 
 ADMIN_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$STATE/admin.json")
 ADMIN_SECRET=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["secret"])' "$STATE/admin.json")
