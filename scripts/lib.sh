@@ -62,16 +62,16 @@ start_worker() {
   echo $! > "$STATE/worker-$i.pid"
 }
 
-# Each ingress runs one tokio thread (INGRESS_THREADS; tokio reads TOKIO_WORKER_THREADS):
-# on two cores shared with everything else, a second thread mostly adds wake-ups between the
-# two. Measured at half of peak: the ingress's CPU −8 %, accept p99 8.8 vs 10.3 ms, the peak
-# unchanged (BENCHMARKS.md, session 9). More throughput comes from more processes.
 # Waits up to 10 s for $1/readyz to answer 200.
 wait_ready() {
   for _ in $(seq 1 50); do curl -fs -o /dev/null "$1/readyz" && return 0; sleep 0.2; done
   return 1
 }
 
+# Each ingress runs one tokio thread (INGRESS_THREADS; tokio reads TOKIO_WORKER_THREADS):
+# on two cores shared with everything else, a second thread mostly adds wake-ups between the
+# two. Measured at half of peak: the ingress's CPU −8 %, accept p99 8.8 vs 10.3 ms, the peak
+# unchanged (BENCHMARKS.md, session 9). More throughput comes from more processes.
 start_ingress() {
   local i=$1
   INGRESS_ID=ingress-$i LISTEN_ADDR=127.0.0.1:$((HTTP_PORT + i)) \

@@ -64,8 +64,8 @@ BASE_URL="http://127.0.0.1:$HTTP_PORT"
 # Every ingress on its own port, then nginx: through nginx alone the first ready ingress
 # would answer for all (round robin), and a check right after could land on one still
 # connecting to the broker (503).
-for url in $(for i in $(seq 1 "${INGRESSES:-2}"); do echo "http://127.0.0.1:$((HTTP_PORT + i))"; done) "$BASE_URL"; do
-  wait_ready "$url" || { say "engine not ready ($url/readyz); see $STATE/logs"; exit 1; }
+for port in $(seq $((HTTP_PORT + 1)) $((HTTP_PORT + ${INGRESSES:-2}))) "$HTTP_PORT"; do
+  wait_ready "http://127.0.0.1:$port" || { say "engine not ready (:$port/readyz); see $STATE/logs"; exit 1; }
 done
 
 ADMIN_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$STATE/admin.json")

@@ -644,9 +644,14 @@ pub async fn contracts_with_external_id(pool: &MySqlPool, external_id: &str) -> 
 
 /// Deletes every Redis key of this test's deployment, as a FLUSHALL would.
 pub async fn forget_redis(app: &TestApp) {
-    let mut c = app.redis.clone();
+    forget_prefix(&app.redis, &app.prefix).await;
+}
+
+/// Deletes every Redis key under `prefix`.
+pub async fn forget_prefix(redis: &redis::aio::ConnectionManager, prefix: &str) {
+    let mut c = redis.clone();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", app.prefix))
+        .arg(format!("{prefix}:*"))
         .query_async(&mut c)
         .await
         .expect("keys");

@@ -3,7 +3,7 @@
 //! and a rebuild after Redis lost it restores every id from MySQL.
 
 use crate::helpers::{
-    TEST_SEEN_BITS, contracts_with_external_id, fresh_id, ingress_config, spawn_app,
+    TEST_SEEN_BITS, contracts_with_external_id, forget_prefix, fresh_id, ingress_config, spawn_app,
     transaction_body,
 };
 use shared::cache::{Cache, ClaimOutcome, Seen};
@@ -209,15 +209,5 @@ async fn mark_seen_sets_every_bit_of_every_id_it_is_given() {
             ClaimOutcome::Claimed(Seen::New)
         ));
     }
-    let mut c = redis.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", config.redis.prefix))
-        .query_async(&mut c)
-        .await
-        .expect("keys");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut c)
-        .await
-        .expect("del");
+    forget_prefix(&redis, &config.redis.prefix).await;
 }
