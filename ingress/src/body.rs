@@ -1,21 +1,47 @@
-//! Typed field parsing from a strict JSON body (SPEC §3, §4, §6). Each parser names its field
-//! in the error, and they are called in the order the SPEC lists the body.
+//! The body as a typed extractor (SPEC §3: after the role and `X-External-Id`): one strict
+//! JSON object with exactly the type's fields, then each field parsed in the order the SPEC
+//! lists them. Each parser names its field in the error.
 
 use crate::error::ApiError;
-use crate::pipeline::Ctx;
+use crate::verify::SignedBody;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
 use shared::envelope::MessageAction;
 use shared::json::{JsonObject, is_json_content_type};
 use shared::money::{DecimalError, Money, Rate};
 
-/// The body as one JSON object with exactly `fields` (unknown → INVALID_PAYLOAD_KEY,
-/// missing or null → INVALID_MANDATORY).
-pub fn object<'a>(ctx: &'a Ctx, fields: &[&str]) -> Result<JsonObject<'a>, ApiError> {
-    if !is_json_content_type(ctx.header("content-type")) {
-        return Err(ApiError::format("Content-Type must be application/json"));
+/// A request body type: its fields (all mandatory, no others) and how each is parsed.
+pub(crate) trait FromBody: Sized {
+    const FIELDS: &'static [&'static str];
+
+    fn from_body(obj: &JsonObject<'_>) -> Result<Self, ApiError>;
+}
+
+/// The body, parsed as `T` (unknown field → INVALID_PAYLOAD_KEY, missing or null →
+/// INVALID_MANDATORY, a wrong value → INVALID_VALUE or the value's own code).
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: FromBody> FromRequestParts<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Body<T>, ApiError> {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if !is_json_content_type(content_type) {
+            return Err(ApiError::format("Content-Type must be application/json"));
+        }
+        let SignedBody(bytes) = parts
+            .extensions
+            .get::<SignedBody>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a body read before the signature check"))?;
+        let obj = JsonObject::parse(&bytes)?;
+        obj.check_keys(T::FIELDS)?;
+        T::from_body(&obj).map(Body)
     }
-    let obj = JsonObject::parse(&ctx.body)?;
-    obj.check_keys(fields)?;
-    Ok(obj)
 }
 
 fn raw<'a>(obj: &JsonObject<'a>, field: &str) -> Result<&'a str, ApiError> {

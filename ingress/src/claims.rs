@@ -1,7 +1,7 @@
 //! External-id claims (SPEC §7): Redis first, MySQL behind it.
 
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::pipeline::Ctx;
 use crate::state::AppState;
 use serde_json::json;
 use shared::cache::{ClaimOutcome, Seen, StatusRecord};
@@ -33,7 +33,7 @@ pub fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
     )
 }
 
-fn body_sha(ctx: &Ctx) -> [u8; 32] {
+fn body_sha(ctx: &Caller) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(&ctx.body).into()
 }
@@ -46,7 +46,7 @@ const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(7);
 /// same round trip.
 pub async fn claim(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     endpoint: &str,
     pending: Option<&StatusRecord>,
 ) -> Result<Claimed, ApiError> {
@@ -70,7 +70,7 @@ pub async fn claim(
     let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
     let mut pause = std::time::Duration::from_millis(20);
     // The request is spent from the rate limit once, by the first attempt.
-    let mut allowance = ctx.rate_deferred.then(|| ctx.allowance(state));
+    let mut allowance = ctx.take_deferred_rate(state);
     let outcome = loop {
         match state
             .cache
@@ -137,10 +137,9 @@ pub async fn claim(
                 wrote_pending: pending.is_some(),
             })
         }
-        ClaimOutcome::RateLimited(retry_after) => Err(crate::pipeline::rate_limited(
-            ctx.allowance(state),
-            retry_after,
-        )),
+        ClaimOutcome::RateLimited(retry_after) => {
+            Err(crate::rate::rate_limited(ctx.allowance(state), retry_after))
+        }
         ClaimOutcome::Claimed(seen) => {
             metrics::counter!("xyz_claims_total", "result" => "claimed").increment(1);
             Ok(Claimed {

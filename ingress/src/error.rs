@@ -69,6 +69,17 @@ impl ApiError {
         }
     }
 
+    /// A bug (a frame or a check missing, a task that died): 503, retry is safe. The cause
+    /// goes to the log.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError {
+            action: MessageAction::ServiceUnavailable,
+            data: json!("internal error; retry with the same X-External-Id"),
+            retry_after: None,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         self.action.http_status()
     }

@@ -1,21 +1,24 @@
 //! The HTTP ingress: verifies signatures, validates bodies, claims external ids, publishes
 //! commands with publisher confirms, and serves the reads.
 
-pub mod acceptances;
-pub mod audit;
-pub mod batcher;
-pub mod body;
-pub mod claims;
-pub mod commands;
+pub(crate) mod acceptances;
+pub(crate) mod audit;
+pub(crate) mod batcher;
+mod body;
+mod caller;
+pub(crate) mod claims;
+pub(crate) mod commands;
 pub mod config;
-pub mod error;
-pub mod keys;
+mod docs;
+pub(crate) mod error;
+pub(crate) mod keys;
 pub mod lookups;
 pub mod openapi;
-pub mod pipeline;
-pub mod route;
-pub mod routes;
+mod pipeline;
+mod rate;
+mod routes;
 pub mod seen;
 pub mod startup;
-pub mod state;
-pub mod waiters;
+pub(crate) mod state;
+mod verify;
+pub(crate) mod waiters;

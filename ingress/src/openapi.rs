@@ -63,24 +63,6 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "XYZ MultiFinance engine", description = DESCRIPTION),
-    paths(
-        crate::routes::health::healthz,
-        crate::routes::health::readyz,
-        crate::routes::health::metrics,
-        crate::routes::health::openapi_json,
-        crate::routes::health::docs_page,
-        crate::routes::health::docs_asset,
-        crate::routes::users::create,
-        crate::routes::users::get,
-        crate::routes::users::set_status,
-        crate::routes::users::limits,
-        crate::routes::listings::billings,
-        crate::routes::listings::bills,
-        crate::routes::submit::transaction,
-        crate::routes::submit::payment,
-        crate::routes::status::get,
-        crate::routes::contracts::get,
-    ),
     components(
         schemas(
             ApiCallId, Money, Rate, Instant, Date, MoneyInput, RateInput, Tenor,
@@ -101,7 +83,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
     ),
-    modifiers(&SignatureScheme, &ApiCallIdHeader),
+    modifiers(&SignatureScheme),
     tags(
         (name = "users", description = "Users, their limits, installments and payments (synchronous)."),
         (name = "transactions", description = "Buy now, pay later (asynchronous)."),
@@ -112,14 +94,24 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
 )]
 pub struct ApiDoc;
 
-/// The document as JSON, built once.
-pub fn json() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serializes")
-    })
+/// What the document says besides its paths: the description, the shared components, the
+/// signature as security schemes. The route table adds the paths (`routes::router`).
+pub(crate) fn base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+static DOCUMENT: OnceLock<String> = OnceLock::new();
+
+/// Completes the route table's document and keeps it as JSON for `/openapi.json` (every
+/// router built in this process has the same routes, so the first one's document stands).
+pub(crate) fn publish(mut document: utoipa::openapi::OpenApi) {
+    ApiCallIdHeader.modify(&mut document);
+    DOCUMENT.get_or_init(|| document.to_pretty_json().unwrap_or_default());
+}
+
+/// The document as JSON.
+pub(crate) fn json() -> &'static str {
+    DOCUMENT.get().map_or("{}", String::as_str)
 }
 
 /// The names of the three security schemes that together are the signature of SPEC §2.
@@ -1045,110 +1037,5 @@ impl IntoParams for PreferWait {
                 .pattern(Some("^wait=[0-9]+$"))
                 .examples([json!("wait=10")]),
         )]
-    }
-}
-
-/// The docs page: Swagger UI from the binary, with a request interceptor that signs.
-pub mod docs {
-    use axum::http::{HeaderValue, StatusCode, header};
-    use axum::response::{IntoResponse, Response};
-    use std::sync::{Arc, OnceLock};
-
-    /// Swagger UI's own start script, replaced: this one loads `/openapi.json` and signs
-    /// "Try it out" requests per SPEC §2 with WebCrypto.
-    const INITIALIZER: &str = r##"window.onload = function () {
-  window.ui = SwaggerUIBundle({
-    url: "/openapi.json",
-    dom_id: "#swagger-ui",
-    deepLinking: true,
-    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
-    layout: "StandaloneLayout",
-    requestInterceptor: signRequest,
-  });
-};
-
-// Authorize with client_id = the key id and signature = the key's secret: the secret is
-// replaced by HMAC-SHA256(secret, string_to_sign) here and never leaves the browser.
-async function signRequest(req) {
-  const headers = req.headers || {};
-  const secret = headers["X-Signature"];
-  if (!secret || !headers["X-Client-Id"] || !window.crypto || !crypto.subtle) return req;
-  const enc = new TextEncoder();
-  const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
-  const method = (req.method || "GET").toUpperCase();
-  if (method === "POST" && !headers["X-External-Id"]) {
-    headers["X-External-Id"] = "DOCS-" + (crypto.randomUUID ? crypto.randomUUID() : Date.now() + "-" + Math.random().toString(16).slice(2));
-  }
-  const body = req.body == null ? "" : (typeof req.body === "string" ? req.body : JSON.stringify(req.body));
-  const url = new URL(req.url, window.location.href);
-  const timestamp = String(Math.floor(Date.now() / 1000));
-  const bodyHash = hex(await crypto.subtle.digest("SHA-256", enc.encode(body)));
-  const stringToSign = [method, url.pathname + url.search, timestamp, headers["X-External-Id"] || "", bodyHash].join("\n");
-  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  headers["X-Signature"] = hex(await crypto.subtle.sign("HMAC", key, enc.encode(stringToSign)));
-  headers["X-Timestamp"] = timestamp;
-  req.headers = headers;
-  if (body !== "") req.body = body;
-  return req;
-}
-"##;
-
-    fn config() -> Arc<utoipa_swagger_ui::Config<'static>> {
-        static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
-        CONFIG
-            .get_or_init(|| Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")))
-            .clone()
-    }
-
-    fn with_type(bytes: Vec<u8>, content_type: &str) -> Response {
-        let mut r = (StatusCode::OK, bytes).into_response();
-        if let Ok(v) = HeaderValue::from_str(content_type) {
-            r.headers_mut().insert(header::CONTENT_TYPE, v);
-        }
-        r
-    }
-
-    /// The page loads its scripts, styles and the document from this origin only; Swagger UI
-    /// needs inline styles and `data:` images. Other responses keep `default-src 'none'`.
-    pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' \
-        'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
-        base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
-
-    /// `GET /docs`: Swagger UI's page, its relative asset links resolved under `/docs/`.
-    pub fn page() -> Response {
-        let html = asset_bytes("index.html")
-            .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
-            .replacen("<head>", "<head>\n    <base href=\"/docs/\" />", 1)
-            .replace(
-                "<title>Swagger UI</title>",
-                "<title>XYZ MultiFinance API</title>",
-            );
-        let mut r = with_type(html.into_bytes(), "text/html; charset=utf-8");
-        r.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(PAGE_CSP),
-        );
-        r
-    }
-
-    fn asset_bytes(file: &str) -> Option<(Vec<u8>, String)> {
-        let served = utoipa_swagger_ui::serve(file, config()).ok().flatten()?;
-        if served.gzpipped {
-            return None;
-        }
-        Some((served.bytes.into_owned(), served.content_type))
-    }
-
-    /// `GET /docs/{file}`: a Swagger UI asset, or `None` when there is no such file.
-    pub fn asset(file: &str) -> Option<Response> {
-        if file == "swagger-initializer.js" {
-            return Some(with_type(
-                INITIALIZER.as_bytes().to_vec(),
-                "text/javascript; charset=utf-8",
-            ));
-        }
-        asset_bytes(file).map(|(bytes, content_type)| with_type(bytes, &content_type))
     }
 }

@@ -4,7 +4,6 @@
 use crate::audit::AuditLog;
 use crate::config::IngressConfig;
 use crate::keys::KeyCache;
-use crate::pipeline;
 use crate::state::{AppState, Inner};
 use crate::waiters::Waiters;
 use axum::Router;
@@ -115,7 +114,10 @@ impl Application {
             lookups,
             waiters,
             trusted_proxies: config.trusted_proxies.clone(),
-            rate_limit: (config.rate_limit_per_second, config.rate_limit_burst),
+            rate_limit: crate::rate::RateLimit {
+                per_second: config.rate_limit_per_second,
+                burst: config.rate_limit_burst,
+            },
             metrics: {
                 let handle = shared::metrics::handle();
                 shared::metrics::describe();
@@ -158,10 +160,9 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let router = Router::new()
-            .fallback(pipeline::handle)
-            .with_state(self.state.clone())
-            .layer(CatchPanicLayer::custom(panic_response));
+        let (router, document) = crate::routes::router(&self.state);
+        crate::openapi::publish(document);
+        let router = router.layer(CatchPanicLayer::custom(panic_response));
         let router = with_security_headers(router);
         let served = axum::serve(
             self.listener,

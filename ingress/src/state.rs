@@ -30,7 +30,8 @@ pub struct Inner {
     pub lookups: Lookups,
     pub waiters: Waiters,
     pub trusted_proxies: Vec<IpAddr>,
-    pub rate_limit: (u32, u32),
+    /// The rate limit of a key that has none of its own.
+    pub rate_limit: crate::rate::RateLimit,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub max_waiters: usize,
     /// Whether the filter of claimed ids was complete at the last look (`crate::seen`):

@@ -55,10 +55,6 @@ impl Waiters {
         self.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn complete(&self, record: StatusRecord) {
         if let Some(tx) = self.lock().remove(&record.status.api_call_id) {
             let _ = tx.send(record);
@@ -100,8 +96,23 @@ async fn listen(waiters: &Waiters, redis_url: &str) -> redis::RedisResult<()> {
     Ok(())
 }
 
+/// `Prefer: wait=N` of a request, as an extractor: how long it may wait for its outcome.
+pub(crate) struct PreferWait(pub Option<Duration>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PreferWait {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<PreferWait, std::convert::Infallible> {
+        let header = parts.headers.get("prefer").and_then(|v| v.to_str().ok());
+        Ok(PreferWait(parse_prefer_wait(header)))
+    }
+}
+
 /// `Prefer: wait=N`, N clamped to 30; anything malformed is ignored.
-pub fn parse_prefer_wait(header: Option<&str>) -> Option<Duration> {
+pub(crate) fn parse_prefer_wait(header: Option<&str>) -> Option<Duration> {
     let header = header?;
     header
         .split([',', ';'])

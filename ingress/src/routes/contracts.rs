@@ -1,9 +1,12 @@
 //! `GET /contracts/{nomor_kontrak}`: the contract as it is now.
 
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::pipeline::{Ctx, Reply};
+use crate::pipeline::Reply;
+use crate::routes::PathId;
 use crate::state::AppState;
-use serde_json::json;
+use axum::extract::State;
+use shared::db::contracts::ContractView;
 use shared::ids::is_plausible_id;
 
 /// A contract.
@@ -27,15 +30,19 @@ use shared::ids::is_plausible_id;
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn get(state: &AppState, ctx: &Ctx, nomor_kontrak: &str) -> Result<Reply, ApiError> {
-    if !is_plausible_id(nomor_kontrak) {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    ctx: Caller,
+    PathId(nomor_kontrak): PathId,
+) -> Result<Reply<ContractView>, ApiError> {
+    if !is_plausible_id(&nomor_kontrak) {
         return Err(ApiError::not_found());
     }
-    let (merchant, contract) = shared::db::contracts::load_contract(&state.pool, nomor_kontrak)
+    let (merchant, contract) = shared::db::contracts::load_contract(&state.pool, &nomor_kontrak)
         .await?
         .ok_or_else(ApiError::not_found)?;
     if !ctx.owns(&merchant) {
         return Err(ApiError::not_found());
     }
-    Ok(Reply::ok(json!(contract)))
+    Ok(Reply::ok(contract))
 }

@@ -1,22 +1,52 @@
 //! `GET /users/{id}/billings` and `GET /users/{id}/bills`: keyset pagination with opaque,
 //! tamper-proof cursors (`[A-Za-z0-9_-]` only), stable under concurrent inserts.
 
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::pipeline::{Ctx, Reply};
+use crate::pipeline::Reply;
+use crate::routes::PathId;
 use crate::state::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDate, NaiveDateTime};
-use serde_json::json;
+use serde::Serialize;
+use shared::db::contracts::{BillView, InstallmentView};
 use shared::ids::is_plausible_id;
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
 const MAC_HEX_LEN: usize = 16;
 
-struct Page {
+/// The page a listing is asked for: `limit` and `cursor` from the query (other parameters are
+/// ignored).
+pub(crate) struct Page {
     limit: u32,
     cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Page, ApiError> {
+        parse_query(parts.uri.query())
+    }
+}
+
+/// One page of a listing.
+#[derive(Serialize)]
+pub(crate) struct Listing<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+/// An installment in a user's billings, with its contract.
+#[derive(Serialize)]
+pub(crate) struct BillingItem {
+    #[serde(flatten)]
+    installment: InstallmentView,
+    nomor_kontrak: String,
 }
 
 fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
@@ -113,8 +143,13 @@ async fn ensure_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
-    let page = parse_query(ctx.query.as_deref())?;
+pub(crate) async fn billings(
+    State(state): State<AppState>,
+    _: Caller,
+    PathId(user_id): PathId,
+    page: Page,
+) -> Result<Reply<Listing<BillingItem>>, ApiError> {
+    let (state, user_id) = (&state, user_id.as_str());
     let scope = format!("cursor:billings:{user_id}");
     let after = after(state, &scope, &page, |d| {
         NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()
@@ -125,15 +160,17 @@ pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Repl
     let (rows, next) = split_page(state, &scope, &page, rows, |(_, last)| {
         format!("{}|{}", last.tanggal_tagihan, last.billing_id)
     });
-    let items: Vec<_> = rows
+    let items = rows
         .into_iter()
-        .map(|(nomor, inst)| {
-            let mut v = json!(inst);
-            v["nomor_kontrak"] = json!(nomor);
-            v
+        .map(|(nomor_kontrak, installment)| BillingItem {
+            installment,
+            nomor_kontrak,
         })
         .collect();
-    Ok(Reply::ok(json!({"items": items, "next_cursor": next})))
+    Ok(Reply::ok(Listing {
+        items,
+        next_cursor: next,
+    }))
 }
 
 /// A user's payments.
@@ -162,8 +199,13 @@ pub async fn billings(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Repl
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn bills(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
-    let page = parse_query(ctx.query.as_deref())?;
+pub(crate) async fn bills(
+    State(state): State<AppState>,
+    _: Caller,
+    PathId(user_id): PathId,
+    page: Page,
+) -> Result<Reply<Listing<BillView>>, ApiError> {
+    let (state, user_id) = (&state, user_id.as_str());
     let scope = format!("cursor:bills:{user_id}");
     let after = after(state, &scope, &page, |t| {
         NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()
@@ -177,7 +219,10 @@ pub async fn bills(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, 
             .unwrap_or_default();
         format!("{at}|{}", last.kode_bayar)
     });
-    Ok(Reply::ok(json!({"items": rows, "next_cursor": next})))
+    Ok(Reply::ok(Listing {
+        items: rows,
+        next_cursor: next,
+    }))
 }
 
 /// The keyset position a cursor carries: (sort key, id), sealed by `seal`.

@@ -1,9 +1,11 @@
 //! `GET /status/{api_call_id}`: Redis first, MySQL when Redis forgot or is down.
 
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::pipeline::{Ctx, Reply};
+use crate::pipeline::Reply;
+use crate::routes::PathId;
 use crate::state::AppState;
-use serde_json::json;
+use axum::extract::State;
 use shared::ids::is_plausible_id;
 use shared::status::CallStatus;
 
@@ -29,7 +31,12 @@ use shared::status::CallStatus;
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn get(state: &AppState, ctx: &Ctx, api_call_id: &str) -> Result<Reply, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    ctx: Caller,
+    PathId(api_call_id): PathId,
+) -> Result<Reply<CallStatus>, ApiError> {
+    let (ctx, api_call_id) = (&ctx, api_call_id.as_str());
     if !is_plausible_id(api_call_id) {
         return Err(ApiError::not_found());
     }
@@ -40,20 +47,20 @@ pub async fn get(state: &AppState, ctx: &Ctx, api_call_id: &str) -> Result<Reply
             None
         }
     };
-    if let Some(record) = &cached
+    if let Some(record) = cached.clone()
         && record.status.is_final()
     {
-        return owned(ctx, &record.merchant_id, &record.status);
+        return owned(ctx, &record.merchant_id, record.status);
     }
     // PENDING in Redis may be stale (a worker that died between its commit and the cache
     // write), so the outcome table decides.
     if let Some((merchant, status)) =
         shared::db::outcomes::get_outcome(&state.pool, api_call_id).await?
     {
-        return owned(ctx, &merchant, &status);
+        return owned(ctx, &merchant, status);
     }
     if let Some(record) = cached {
-        return owned(ctx, &record.merchant_id, &record.status);
+        return owned(ctx, &record.merchant_id, record.status);
     }
     if let Some((merchant, call_type, at)) =
         shared::db::outcomes::find_accepted_call(&state.pool, api_call_id).await?
@@ -61,15 +68,19 @@ pub async fn get(state: &AppState, ctx: &Ctx, api_call_id: &str) -> Result<Reply
         return owned(
             ctx,
             &merchant,
-            &CallStatus::pending(api_call_id, call_type, at),
+            CallStatus::pending(api_call_id, call_type, at),
         );
     }
     Err(ApiError::not_found())
 }
 
-fn owned(ctx: &Ctx, merchant_id: &str, status: &CallStatus) -> Result<Reply, ApiError> {
+fn owned(
+    ctx: &Caller,
+    merchant_id: &str,
+    status: CallStatus,
+) -> Result<Reply<CallStatus>, ApiError> {
     if !ctx.owns(merchant_id) {
         return Err(ApiError::not_found());
     }
-    Ok(Reply::ok(json!(status)))
+    Ok(Reply::ok(status))
 }

@@ -1,45 +1,53 @@
 //! `POST /transaction` and `POST /payment`: validate, claim, publish with confirms, answer 202
 //! (or the outcome, when `Prefer: wait` holds long enough).
 
-use crate::body;
+use crate::body::{self, Body, FromBody};
+use crate::caller::Caller;
 use crate::claims::{self, Claimed};
 use crate::error::ApiError;
-use crate::pipeline::{Ctx, Reply};
+use crate::pipeline::Reply;
 use crate::state::AppState;
-use crate::waiters::parse_prefer_wait;
+use crate::waiters::PreferWait;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
-use serde_json::json;
+use serde::Serialize;
 use shared::cache::{Seen, StatusRecord};
 use shared::contract::{ContractTerms, amounts};
 use shared::envelope::MessageAction;
+use shared::json::JsonObject;
 use shared::messages::{
     COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
 };
 use shared::metrics::Stages;
 use shared::status::{CallState, CallStatus};
 
-const TRANSACTION_FIELDS: &[&str] = &[
-    "user_id",
-    "otr",
-    "admin_fee",
-    "harga_aset",
-    "bunga_persen",
-    "tenor",
-    "nama_aset",
-];
+impl FromBody for TransactionPayload {
+    const FIELDS: &'static [&'static str] = &[
+        "user_id",
+        "otr",
+        "admin_fee",
+        "harga_aset",
+        "bunga_persen",
+        "tenor",
+        "nama_aset",
+    ];
 
-fn parse_transaction(ctx: &Ctx) -> Result<TransactionPayload, ApiError> {
-    let obj = body::object(ctx, TRANSACTION_FIELDS)?;
-    let user_id = body::text(&obj, "user_id", 1, 128)?;
-    let otr = body::positive_money(&obj, "otr")?;
-    let admin_fee = body::money(&obj, "admin_fee")?;
-    let harga_aset = body::positive_money(&obj, "harga_aset")?;
+    fn from_body(obj: &JsonObject<'_>) -> Result<TransactionPayload, ApiError> {
+        parse_transaction(obj)
+    }
+}
+
+fn parse_transaction(obj: &JsonObject<'_>) -> Result<TransactionPayload, ApiError> {
+    let user_id = body::text(obj, "user_id", 1, 128)?;
+    let otr = body::positive_money(obj, "otr")?;
+    let admin_fee = body::money(obj, "admin_fee")?;
+    let harga_aset = body::positive_money(obj, "harga_aset")?;
     if harga_aset > otr {
         return Err(ApiError::invalid_value("harga_aset", "must not exceed otr"));
     }
-    let bunga_persen = body::rate(&obj, "bunga_persen")?;
-    let tenor = body::tenor(&obj, "tenor")?;
-    let nama_aset = body::text(&obj, "nama_aset", 1, 200)?;
+    let bunga_persen = body::rate(obj, "bunga_persen")?;
+    let tenor = body::tenor(obj, "tenor")?;
+    let nama_aset = body::text(obj, "nama_aset", 1, 200)?;
     let terms = ContractTerms {
         otr,
         admin_fee,
@@ -55,14 +63,15 @@ fn parse_transaction(ctx: &Ctx) -> Result<TransactionPayload, ApiError> {
     })
 }
 
-fn parse_payment(ctx: &Ctx) -> Result<PaymentPayload, ApiError> {
-    let obj = body::object(ctx, &["nomor_kontrak", "jumlah"])?;
-    let nomor_kontrak = body::text(&obj, "nomor_kontrak", 1, 128)?;
-    let jumlah = body::positive_money(&obj, "jumlah")?;
-    Ok(PaymentPayload {
-        nomor_kontrak,
-        jumlah,
-    })
+impl FromBody for PaymentPayload {
+    const FIELDS: &'static [&'static str] = &["nomor_kontrak", "jumlah"];
+
+    fn from_body(obj: &JsonObject<'_>) -> Result<PaymentPayload, ApiError> {
+        Ok(PaymentPayload {
+            nomor_kontrak: body::text(obj, "nomor_kontrak", 1, 128)?,
+            jumlah: body::positive_money(obj, "jumlah")?,
+        })
+    }
 }
 
 /// Submit a transaction.
@@ -104,9 +113,13 @@ fn parse_payment(ctx: &Ctx) -> Result<PaymentPayload, ApiError> {
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let payload = parse_transaction(ctx).map(CommandPayload::Transaction);
-    submit(state, ctx, payload).await
+pub(crate) async fn transaction(
+    State(state): State<AppState>,
+    ctx: Caller,
+    PreferWait(wait): PreferWait,
+    Body(payload): Body<TransactionPayload>,
+) -> Result<Reply<Submitted>, ApiError> {
+    submit(&state, &ctx, wait, CommandPayload::Transaction(payload)).await
 }
 
 /// Submit a payment.
@@ -144,26 +157,36 @@ pub async fn transaction(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError>
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn payment(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let payload = parse_payment(ctx).map(CommandPayload::Payment);
-    submit(state, ctx, payload).await
+pub(crate) async fn payment(
+    State(state): State<AppState>,
+    ctx: Caller,
+    PreferWait(wait): PreferWait,
+    Body(payload): Body<PaymentPayload>,
+) -> Result<Reply<Submitted>, ApiError> {
+    submit(&state, &ctx, wait, CommandPayload::Payment(payload)).await
+}
+
+/// What a submission answers: accepted and pending, or decided within `Prefer: wait`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum Submitted {
+    Pending(Accepted),
+    Decided(CallStatus),
+}
+
+/// An accepted asynchronous call: where to poll for its outcome.
+#[derive(Serialize)]
+pub(crate) struct Accepted {
+    status: CallState,
+    status_url: String,
 }
 
 async fn submit(
     state: &AppState,
-    ctx: &Ctx,
-    payload: Result<CommandPayload, ApiError>,
-) -> Result<Reply, ApiError> {
-    let payload = match payload {
-        Ok(p) => p,
-        // Not claimed, so not yet counted against the rate limit, which answers first.
-        Err(e) => {
-            if ctx.rate_deferred {
-                crate::pipeline::rate_limit(state, &ctx.key).await?;
-            }
-            return Err(e);
-        }
-    };
+    ctx: &Caller,
+    wait: Option<std::time::Duration>,
+    payload: CommandPayload,
+) -> Result<Reply<Submitted>, ApiError> {
     let call_type = payload.call_type();
     let endpoint = call_type.endpoint();
     let external_id = ctx.external_id.clone().unwrap_or_default();
@@ -227,8 +250,7 @@ async fn submit(
     }
 
     // Waiters beyond the cap get their 202 at once rather than holding a connection.
-    let wait =
-        parse_prefer_wait(ctx.header("prefer")).filter(|_| state.waiters.len() < state.max_waiters);
+    let wait = wait.filter(|_| state.waiters.len() < state.max_waiters);
     let waiter = wait.map(|_| state.waiters.register(&call));
     let command = Command {
         v: COMMAND_SCHEMA_VERSION,
@@ -277,7 +299,7 @@ async fn submit(
 /// exists.
 async fn accepted(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     claim: &Claimed,
     call_type: shared::messages::CallType,
     accepted_at: chrono::DateTime<chrono::Utc>,
@@ -296,7 +318,7 @@ async fn accepted(
 
 /// `api_call_id` PENDING since `accepted_at`, as the status cache keeps it.
 fn pending_record(
-    ctx: &Ctx,
+    ctx: &Caller,
     api_call_id: &str,
     call_type: shared::messages::CallType,
     accepted_at: chrono::DateTime<chrono::Utc>,
@@ -307,12 +329,15 @@ fn pending_record(
     }
 }
 
-pub fn pending_reply(api_call_id: &str) -> Reply {
+fn pending_reply(api_call_id: &str) -> Reply<Submitted> {
     let status_url = format!("/status/{api_call_id}");
     Reply {
         status: StatusCode::ACCEPTED,
         action: MessageAction::Accepted,
-        data: json!({"status": "PENDING", "status_url": status_url}),
+        data: Submitted::Pending(Accepted {
+            status: CallState::Pending,
+            status_url: status_url.clone(),
+        }),
         headers: vec![
             (header::LOCATION, status_url.clone()),
             (header::RETRY_AFTER, "1".to_owned()),
@@ -321,7 +346,7 @@ pub fn pending_reply(api_call_id: &str) -> Reply {
 }
 
 /// A decided call answered synchronously: 201 when approved, the reason's status otherwise.
-fn final_reply(status: CallStatus) -> Reply {
+fn final_reply(status: CallStatus) -> Reply<Submitted> {
     let (code, action) = match (status.status, status.reason) {
         (CallState::Rejected, Some(reason)) => (reason.action().http_status(), reason.action()),
         _ => (201, MessageAction::Success),
@@ -329,7 +354,7 @@ fn final_reply(status: CallStatus) -> Reply {
     Reply {
         status: StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
         action,
-        data: json!(status),
+        data: Submitted::Decided(status),
         headers: Vec::new(),
     }
 }

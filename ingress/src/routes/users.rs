@@ -1,30 +1,21 @@
 //! `POST /create-user`, `GET /users/{id}`, `PATCH /users/{id}/status`, `GET /users/{id}/limits`.
 
-use crate::body;
+use crate::body::{self, Body, FromBody};
+use crate::caller::Caller;
 use crate::claims;
 use crate::error::ApiError;
-use crate::pipeline::{Ctx, Reply};
+use crate::pipeline::Reply;
+use crate::routes::PathId;
 use crate::state::AppState;
+use axum::extract::State;
 use chrono::{Datelike, NaiveDate, Utc};
-use serde_json::json;
-use shared::db::users::{CreateUserError, IdempotencyRecord, NewUser, UserStatus};
+use serde::Serialize;
+use shared::db::users::{
+    CreateUserError, IdempotencyRecord, LimitsMap, NewUser, UserStatus, UserView,
+};
 use shared::envelope::MessageAction;
 use shared::ids::is_plausible_id;
-
-const CREATE_FIELDS: &[&str] = &[
-    "nik",
-    "full_name",
-    "legal_name",
-    "tempat_lahir",
-    "tanggal_lahir",
-    "gaji",
-    "foto_ktp",
-    "foto_selfie",
-    "limit_one_month",
-    "limit_two_month",
-    "limit_three_month",
-    "limit_sixth",
-];
+use shared::json::JsonObject;
 
 pub const MINIMUM_AGE: i32 = 17;
 
@@ -35,24 +26,44 @@ fn jakarta_today() -> NaiveDate {
         .date_naive()
 }
 
-fn parse_user(ctx: &Ctx) -> Result<NewUser, ApiError> {
-    let obj = body::object(ctx, CREATE_FIELDS)?;
+impl FromBody for NewUser {
+    const FIELDS: &'static [&'static str] = &[
+        "nik",
+        "full_name",
+        "legal_name",
+        "tempat_lahir",
+        "tanggal_lahir",
+        "gaji",
+        "foto_ktp",
+        "foto_selfie",
+        "limit_one_month",
+        "limit_two_month",
+        "limit_three_month",
+        "limit_sixth",
+    ];
+
+    fn from_body(obj: &JsonObject<'_>) -> Result<NewUser, ApiError> {
+        parse_user(obj)
+    }
+}
+
+fn parse_user(obj: &JsonObject<'_>) -> Result<NewUser, ApiError> {
     let nik = obj
         .get_str("nik")
         .filter(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| ApiError::invalid_value("nik", "must be a string of 16 digits"))?;
-    let full_name = body::text(&obj, "full_name", 1, 100)?;
-    let legal_name = body::text(&obj, "legal_name", 1, 100)?;
-    let tempat_lahir = body::text(&obj, "tempat_lahir", 1, 100)?;
-    let tanggal_lahir = birth_date(&obj)?;
-    let gaji = body::money(&obj, "gaji")?;
-    let foto_ktp = body::https_url(&obj, "foto_ktp")?;
-    let foto_selfie = body::https_url(&obj, "foto_selfie")?;
+    let full_name = body::text(obj, "full_name", 1, 100)?;
+    let legal_name = body::text(obj, "legal_name", 1, 100)?;
+    let tempat_lahir = body::text(obj, "tempat_lahir", 1, 100)?;
+    let tanggal_lahir = birth_date(obj)?;
+    let gaji = body::money(obj, "gaji")?;
+    let foto_ktp = body::https_url(obj, "foto_ktp")?;
+    let foto_selfie = body::https_url(obj, "foto_selfie")?;
     let limits = [
-        body::money(&obj, "limit_one_month")?,
-        body::money(&obj, "limit_two_month")?,
-        body::money(&obj, "limit_three_month")?,
-        body::money(&obj, "limit_sixth")?,
+        body::money(obj, "limit_one_month")?,
+        body::money(obj, "limit_two_month")?,
+        body::money(obj, "limit_three_month")?,
+        body::money(obj, "limit_sixth")?,
     ];
     Ok(NewUser {
         nik,
@@ -140,8 +151,13 @@ pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let user = parse_user(ctx)?;
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Body(user): Body<NewUser>,
+) -> Result<Reply<UserView>, ApiError> {
+    let state = &state;
+    let ctx = &ctx;
     let claim = claims::claim(state, ctx, "create-user", None).await?;
     let user_id = shared::ids::new_user_id();
     let idem = IdempotencyRecord {
@@ -164,7 +180,7 @@ pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
         Ok(view) => {
             claim.accept(state, None).await;
             tracing::info!(%user_id, "user created");
-            Ok(Reply::created(json!(view)))
+            Ok(Reply::created(view))
         }
         Err(CreateUserError::DuplicateNik) => {
             claim.accept(state, None).await;
@@ -204,14 +220,34 @@ pub async fn create(state: &AppState, ctx: &Ctx) -> Result<Reply, ApiError> {
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn get(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    _: Caller,
+    PathId(user_id): PathId,
+) -> Result<Reply<UserView>, ApiError> {
+    let user_id = user_id.as_str();
     if !is_plausible_id(user_id) {
         return Err(ApiError::not_found());
     }
     let user = shared::db::users::get_user(&state.pool, user_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Reply::ok(json!(user)))
+    Ok(Reply::ok(user))
+}
+
+/// The body of `PATCH /users/{user_id}/status`.
+pub(crate) struct StatusChange(UserStatus);
+
+impl FromBody for StatusChange {
+    const FIELDS: &'static [&'static str] = &["user_status"];
+
+    fn from_body(obj: &JsonObject<'_>) -> Result<StatusChange, ApiError> {
+        obj.get_str("user_status")
+            .as_deref()
+            .and_then(UserStatus::parse)
+            .map(StatusChange)
+            .ok_or_else(|| ApiError::invalid_value("user_status", "must be ACTIVE or LOCK"))
+    }
 }
 
 /// Activate or lock a user.
@@ -234,13 +270,13 @@ pub async fn get(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn set_status(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Reply, ApiError> {
-    let obj = body::object(ctx, &["user_status"])?;
-    let status = obj
-        .get_str("user_status")
-        .as_deref()
-        .and_then(UserStatus::parse)
-        .ok_or_else(|| ApiError::invalid_value("user_status", "must be ACTIVE or LOCK"))?;
+pub(crate) async fn set_status(
+    State(state): State<AppState>,
+    _: Caller,
+    PathId(user_id): PathId,
+    Body(StatusChange(status)): Body<StatusChange>,
+) -> Result<Reply<UserView>, ApiError> {
+    let user_id = user_id.as_str();
     if !is_plausible_id(user_id) {
         return Err(ApiError::not_found());
     }
@@ -248,7 +284,14 @@ pub async fn set_status(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Re
         .await?
         .ok_or_else(ApiError::not_found)?;
     tracing::info!(%user_id, status = status.as_str(), "user status set");
-    Ok(Reply::ok(json!(user)))
+    Ok(Reply::ok(user))
+}
+
+/// A user's limits, as `GET /users/{user_id}/limits` answers them.
+#[derive(Serialize)]
+pub(crate) struct UserLimits {
+    user_id: String,
+    limits: LimitsMap,
 }
 
 /// A user's limits.
@@ -268,14 +311,18 @@ pub async fn set_status(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<Re
         crate::openapi::SignedErrors,
     ),
 )]
-pub async fn limits(state: &AppState, user_id: &str) -> Result<Reply, ApiError> {
-    if !is_plausible_id(user_id) {
+pub(crate) async fn limits(
+    State(state): State<AppState>,
+    _: Caller,
+    PathId(user_id): PathId,
+) -> Result<Reply<UserLimits>, ApiError> {
+    if !is_plausible_id(&user_id) {
         return Err(ApiError::not_found());
     }
-    let limits = shared::db::users::get_limits(&state.pool, user_id)
+    let limits = shared::db::users::get_limits(&state.pool, &user_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Reply::ok(json!({"user_id": user_id, "limits": limits})))
+    Ok(Reply::ok(UserLimits { user_id, limits }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,128 @@
+//! Who is calling, once the route is known (SPEC §3): the role the route admits (403), then
+//! `X-External-Id` (400). Every signed endpoint takes a [`Caller`], so no endpoint runs
+//! before these checks.
+
+use crate::error::ApiError;
+use crate::pipeline::{AuditDraft, CallId};
+use crate::rate::DeferredRate;
+use crate::state::AppState;
+use crate::verify::{SignedBody, Signer};
+use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::Method;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use shared::cache::Allowance;
+use shared::db::keys::{ActiveKey, Role};
+use shared::signature;
+use std::sync::Arc;
+
+/// Who a route admits. A route is for admins unless the route table says merchants may call
+/// it too (a route layer that sets this extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    Admins,
+    Merchants,
+}
+
+impl Audience {
+    fn admits(self, role: Role) -> bool {
+        role == Role::Admin || self == Audience::Merchants
+    }
+}
+
+/// A verified request, as an endpoint sees it.
+pub(crate) struct Caller {
+    pub api_call_id: String,
+    pub started_at: DateTime<Utc>,
+    pub key: Arc<ActiveKey>,
+    pub external_id: Option<String>,
+    pub body: Bytes,
+    deferred_rate: Option<DeferredRate>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.key.role == Role::Admin
+    }
+
+    /// Admins see everything; a merchant only what it owns (others get 404).
+    pub fn owns(&self, merchant_id: &str) -> bool {
+        self.is_admin() || self.key.merchant_id == merchant_id
+    }
+
+    /// What this request spends from its key's rate limit.
+    pub fn allowance<'a>(&'a self, state: &AppState) -> Allowance<'a> {
+        crate::rate::allowance(state, &self.key)
+    }
+
+    /// The rate limit this request still has to spend, once: a submission spends it in the
+    /// claim's Redis call (`crate::rate::at_claim`).
+    pub fn take_deferred_rate<'a>(&'a self, state: &AppState) -> Option<Allowance<'a>> {
+        self.deferred_rate
+            .as_ref()
+            .filter(|d| d.take())
+            .map(|_| self.allowance(state))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Caller, ApiError> {
+        let missing = || ApiError::internal("a signed route without the signature check");
+        let Signer(key) = parts
+            .extensions
+            .get::<Signer>()
+            .cloned()
+            .ok_or_else(missing)?;
+        let SignedBody(body) = parts
+            .extensions
+            .get::<SignedBody>()
+            .cloned()
+            .ok_or_else(missing)?;
+        let CallId {
+            api_call_id,
+            started_at,
+        } = parts
+            .extensions
+            .get::<CallId>()
+            .cloned()
+            .ok_or_else(missing)?;
+        let audience = parts
+            .extensions
+            .get::<Audience>()
+            .copied()
+            .unwrap_or(Audience::Admins);
+        if !audience.admits(key.role) {
+            return Err(ApiError::forbidden());
+        }
+        let external_id = parts
+            .headers
+            .get("x-external-id")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        match &external_id {
+            None if parts.method == Method::POST => {
+                return Err(ApiError::mandatory("X-External-Id"));
+            }
+            Some(ext) if !signature::is_valid_external_id(ext) => {
+                return Err(ApiError::invalid_value(
+                    "X-External-Id",
+                    "must be 1-128 visible ASCII characters",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(draft) = AuditDraft::of(parts) {
+            draft.external_id(external_id.as_deref());
+        }
+        Ok(Caller {
+            api_call_id,
+            started_at,
+            key,
+            external_id,
+            body,
+            deferred_rate: parts.extensions.get::<DeferredRate>().cloned(),
+        })
+    }
+}
