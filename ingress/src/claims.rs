@@ -3,9 +3,12 @@
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
+use serde::Serialize;
 use serde_json::json;
 use shared::cache::{ClaimOutcome, Seen, StatusRecord};
 use shared::envelope::MessageAction;
+use shared::openapi::ApiCallId;
+use utoipa::ToSchema;
 
 /// A claim this request holds on (merchant, endpoint, external id).
 pub struct Claimed {
@@ -22,13 +25,25 @@ pub struct Claimed {
     pub wrote_pending: bool,
 }
 
-pub fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
+/// `message_data` of `409 CONFLICT_EXTERNAL_ID`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConflictData {
+    message: &'static str,
+    /// The call that claimed the external id first.
+    #[schema(value_type = ApiCallId)]
+    original_api_call_id: String,
+    /// True when this body is byte-identical to the first one.
+    same_payload: bool,
+}
+
+pub(crate) fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
     ApiError::with_data(
         MessageAction::ConflictExternalId,
-        json!({
-            "message": "X-External-Id was already used by this merchant on this endpoint",
-            "original_api_call_id": original_api_call_id,
-            "same_payload": same_payload,
+        json!(ConflictData {
+            message: "X-External-Id was already used by this merchant on this endpoint",
+            original_api_call_id: original_api_call_id.to_owned(),
+            same_payload,
         }),
     )
 }

@@ -1,11 +1,12 @@
 //! The OpenAPI 3.1 description of the API, served at `/openapi.json`, and its docs page.
 //!
 //! Each operation is described by the `#[utoipa::path]` annotation on its handler in
-//! `routes/`; this module holds what they share: the signature as a security scheme, the
-//! envelope and the reusable error responses, the request and response schemas, and the
-//! headers (`X-External-Id`, `Prefer`). The schemas mirror SPEC §4–§6 and the view types in
-//! `shared` (kept out of `shared` so the worker does not build utoipa); the API tests check
-//! real responses against them and that the document lists exactly `route::ROUTES`.
+//! `routes/`, and the route table adds it with its route. Each request and response type
+//! derives its schema where it is defined (in `shared` behind its `openapi` feature, or beside
+//! its handler). This module holds what the operations share: the description, the signature
+//! as security schemes, the envelope around each answer, the reusable error responses, and
+//! the headers (`X-External-Id`, `Prefer`). The API tests check real responses against the
+//! schemas, and that the served document is the committed `openapi.json`.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -14,12 +15,24 @@ use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{
-    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
-};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
+
+use crate::claims::ConflictData;
+use crate::routes::health::{Health, HealthState, Readiness};
+use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
+use crate::routes::submit::{Accepted, PaymentRequest, PendingState, TransactionRequest};
+use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
+use shared::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
+use shared::db::contracts::{BillView, ContractView, InstallmentView};
+use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
+use shared::envelope::RejectReason;
+use shared::messages::CallType;
+use shared::money::{Money, Rate};
+use shared::openapi::{ApiCallId, Date, Instant, MoneyInput, RateInput, schema_ref, string};
+use shared::status::{CallState, CallStatus, DuplicateOf, ResultJson};
 
 const DESCRIPTION: &str = r#"Buy-now-pay-later transactions against per-tenor credit limits.
 
@@ -66,9 +79,10 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
     components(
         schemas(
             ApiCallId, Money, Rate, Instant, Date, MoneyInput, RateInput, Tenor,
-            LimitPair, Limits, UserStatus, User, UserLimits, Installment, BillingItem,
-            Contract, Allocation, Bill, CallType, CallState, RejectReason, DuplicateOf,
-            CallResult, CallStatus, BillingsPage, BillsPage, Accepted, ConflictData,
+            LimitPair, LimitsMap, UserStatus, UserView, UserLimits, InstallmentStatus,
+            InstallmentView, BillingItem, ContractView, Allocation, StatusBayar, BillView,
+            CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
+            BillingsPage, BillsPage, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
             CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
@@ -83,7 +97,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
     ),
-    modifiers(&SignatureScheme),
+    modifiers(&SignatureScheme, &ExactObjects),
     tags(
         (name = "users", description = "Users, their limits, installments and payments (synchronous)."),
         (name = "transactions", description = "Buy now, pay later (asynchronous)."),
@@ -206,402 +220,26 @@ impl Modify for ApiCallIdHeader {
     }
 }
 
-fn string() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String)
-}
+/// Answers carry exactly the documented fields. The types read back from storage (a status,
+/// an allocation) accept unknown fields, so that a newer worker's data does not break an
+/// older ingress; the document still promises no others.
+struct ExactObjects;
 
-fn schema_ref<T: ToSchema>() -> RefOr<Schema> {
-    Ref::from_schema_name(T::name()).into()
-}
-
-/// Strings whose shape is fixed by SPEC.
-macro_rules! string_schema {
-    ($(#[doc = $doc:literal])+ $name:ident, pattern = $pattern:literal, example = $example:literal $(, format = $format:ident)?) => {
-        $(#[doc = $doc])+
-        pub struct $name;
-
-        impl PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                string()
-                    .description(Some(concat!($($doc),+).trim()))
-                    .pattern(Some($pattern))
-                    $(.format(Some(SchemaFormat::KnownFormat(KnownFormat::$format))))?
-                    .examples([json!($example)])
-                    .into()
+impl Modify for ExactObjects {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in [CallStatus::name(), Allocation::name()] {
+            if let Some(RefOr::T(Schema::Object(object))) =
+                components.schemas.get_mut(name.as_ref())
+            {
+                object.additional_properties = Some(Box::new(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ));
             }
         }
-
-        impl ToSchema for $name {}
-    };
-}
-
-string_schema! {
-    /// `API_CALL_` and a time-ordered id (UUIDv7), unique per request.
-    ApiCallId, pattern = "^API_CALL_[0-9A-Za-z]+$", example = "API_CALL_0190f5b3c1d27a8e9b2c3d4e5f601234"
-}
-string_schema! {
-    /// An exact amount with exactly 2 decimals.
-    Money, pattern = r"^[0-9]+\.[0-9]{2}$", example = "1200.00"
-}
-string_schema! {
-    /// A percentage with exactly 4 decimals.
-    Rate, pattern = r"^[0-9]+\.[0-9]{4}$", example = "2.5000"
-}
-string_schema! {
-    /// An RFC 3339 instant in UTC with a `Z`.
-    Instant, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$", example = "2026-01-31T07:15:00.123456Z", format = DateTime
-}
-string_schema! {
-    /// A calendar date, `YYYY-MM-DD`.
-    Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "2026-02-28", format = Date
-}
-
-/// A decimal in a request: a JSON number (any notation) or a decimal string.
-fn decimal_input(description: &str, max: Option<f64>, example: f64) -> RefOr<Schema> {
-    OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Number)
-                .minimum(Some(0))
-                .maximum(max),
-        )
-        .item(string().pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$")))
-        .description(Some(description))
-        .examples([json!(example)])
-        .into()
-}
-
-/// Money in a request: at most 2 decimals (judged by value, `1.000` is fine), within
-/// 0 … 999,999,999,999,999,999.99, else `400 INVALID_VALUE`.
-pub struct MoneyInput;
-
-impl PartialSchema for MoneyInput {
-    fn schema() -> RefOr<Schema> {
-        decimal_input(
-            "Money: a JSON number or a decimal string `-?[0-9]+(.[0-9]+)?`, at most 2 decimals \
-             (judged by value), within 0 … 999999999999999999.99; otherwise `INVALID_VALUE`.",
-            None,
-            1000.0,
-        )
     }
-}
-
-impl ToSchema for MoneyInput {}
-
-/// `bunga_persen` in a request.
-pub struct RateInput;
-
-impl PartialSchema for RateInput {
-    fn schema() -> RefOr<Schema> {
-        decimal_input(
-            "A flat monthly interest rate in percent: a JSON number or a decimal string, \
-             0 … 100 with at most 4 decimals; otherwise `INVALID_VALUE`.",
-            Some(100.0),
-            2.5,
-        )
-    }
-}
-
-impl ToSchema for RateInput {}
-
-/// A tenor in months.
-pub struct Tenor;
-
-impl PartialSchema for Tenor {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .enum_values(Some([1, 2, 3, 6]))
-            .description(Some(
-                "Months: 1, 2, 3 or 6. In a request, a JSON integer written without fraction or \
-                 exponent; another integer is `TENOR_NOT_ALLOWED`, anything else `INVALID_VALUE`.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for Tenor {}
-
-/// The granted limit of one tenor and what is available of it.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitPair {
-    pub granted: Money,
-    pub available: Money,
-}
-
-/// A limits map (SPEC §5): one entry per tenor, keyed by its months.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    #[schema(rename = "1")]
-    pub one: LimitPair,
-    #[schema(rename = "2")]
-    pub two: LimitPair,
-    #[schema(rename = "3")]
-    pub three: LimitPair,
-    #[schema(rename = "6")]
-    pub six: LimitPair,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum UserStatus {
-    Active,
-    Lock,
-}
-
-/// A user (SPEC §6), as every endpoint returns it: the NIK masked.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    #[schema(example = "USR_5f0c6a1e9b8d4c2fa1b3c5d7e9f0a2b4")]
-    pub user_id: String,
-    pub user_status: UserStatus,
-    /// The first 4 and last 4 digits around 8 `*`.
-    #[schema(pattern = r"^[0-9]{4}\*{8}[0-9]{4}$", example = "3201********0001")]
-    pub nik: String,
-    pub full_name: String,
-    pub legal_name: String,
-    pub tempat_lahir: String,
-    pub tanggal_lahir: Date,
-    pub gaji: Money,
-    pub foto_ktp: String,
-    pub foto_selfie: String,
-    pub limits: Limits,
-    pub created_at: Instant,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserLimits {
-    pub user_id: String,
-    pub limits: Limits,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum InstallmentStatus {
-    Unpaid,
-    Partial,
-    Paid,
-}
-
-/// One installment of a contract.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Installment {
-    pub billing_id: String,
-    #[schema(minimum = 1, maximum = 6)]
-    pub cicilan_ke: u32,
-    pub harga_cicilan: Money,
-    pub terbayar: Money,
-    pub tanggal_tagihan: Date,
-    pub status: InstallmentStatus,
-}
-
-/// An installment in a user's billings, with its contract.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BillingItem {
-    pub billing_id: String,
-    #[schema(minimum = 1, maximum = 6)]
-    pub cicilan_ke: u32,
-    pub harga_cicilan: Money,
-    pub terbayar: Money,
-    pub tanggal_tagihan: Date,
-    pub status: InstallmentStatus,
-    pub nomor_kontrak: String,
-}
-
-/// A contract (SPEC §6): the terms, the computed amounts, the installments in `cicilan_ke`
-/// order, and the user's limits (right after approval in a status, now in `GET /contracts`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Contract {
-    #[schema(example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0")]
-    pub nomor_kontrak: String,
-    pub user_id: String,
-    pub tanggal_kontrak: Instant,
-    pub otr: Money,
-    pub admin_fee: Money,
-    pub harga_aset: Money,
-    pub pokok: Money,
-    pub bunga_persen: Rate,
-    pub jumlah_bunga: Money,
-    pub jumlah_cicilan: Money,
-    pub cicilan_bulanan: Money,
-    pub tenor: Tenor,
-    pub nama_aset: String,
-    pub tagihan: Vec<Installment>,
-    pub limit_tersisa: Limits,
-}
-
-/// What a payment paid on one installment.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Allocation {
-    pub billing_id: String,
-    pub jumlah: Money,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StatusBayar {
-    Success,
-    Partial,
-}
-
-/// A payment (SPEC §6).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Bill {
-    #[schema(example = "PAY_8e7d6c5b4a3928171615141312111009")]
-    pub kode_bayar: String,
-    pub nomor_kontrak: String,
-    pub user_id: String,
-    pub terbayarkan: Money,
-    /// Outstanding before the payment.
-    pub total_tagihan: Money,
-    /// Outstanding after the payment.
-    pub sisa_tagihan_bulanan: Money,
-    pub tanggal_bayar: Instant,
-    /// Available limit of the contract's tenor after the payment.
-    pub sisa_limit: Money,
-    /// `SUCCESS` when nothing is outstanding after it.
-    pub status_bayar: StatusBayar,
-    pub alokasi: Vec<Allocation>,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CallType {
-    Transaction,
-    Payment,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CallState {
-    Pending,
-    Approved,
-    Rejected,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RejectReason {
-    InsufficientLimit,
-    UserNotFound,
-    UserNotActive,
-    DuplicateExternalId,
-    Overpayment,
-    ContractNotFound,
-}
-
-/// The result of a call rejected as `DUPLICATE_EXTERNAL_ID`: the call that used the id.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DuplicateOf {
-    pub original_api_call_id: ApiCallId,
-}
-
-/// An approved transaction's contract, an approved payment's bill, or the original call of
-/// a `DUPLICATE_EXTERNAL_ID` rejection.
-#[derive(ToSchema)]
-#[serde(untagged)]
-pub enum CallResult {
-    Contract(Contract),
-    Bill(Bill),
-    DuplicateOf(DuplicateOf),
-}
-
-/// The outcome of an asynchronous call.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CallStatus {
-    pub api_call_id: ApiCallId,
-    #[schema(rename = "type")]
-    pub call_type: CallType,
-    pub status: CallState,
-    /// Why it was rejected; null unless `REJECTED`.
-    #[schema(required = true)]
-    pub reason: Option<RejectReason>,
-    pub created_at: Instant,
-    /// Null while `PENDING`.
-    #[schema(required = true)]
-    pub completed_at: Option<Instant>,
-    /// Null unless decided with a result.
-    #[schema(required = true)]
-    pub result: Option<CallResult>,
-}
-
-/// One page of a user's installments, ordered by (`tanggal_tagihan`, `billing_id`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BillingsPage {
-    pub items: Vec<BillingItem>,
-    /// Pass as `cursor` for the next page; null on the last one.
-    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
-    pub next_cursor: Option<String>,
-}
-
-/// One page of a user's approved payments, ordered by (`tanggal_bayar`, `kode_bayar`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BillsPage {
-    pub items: Vec<Bill>,
-    /// Pass as `cursor` for the next page; null on the last one.
-    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
-    pub next_cursor: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum PendingState {
-    Pending,
-}
-
-/// An accepted asynchronous call.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Accepted {
-    pub status: PendingState,
-    /// Where to poll: `/status/{api_call_id}`, as in `Location`.
-    #[schema(pattern = "^/status/API_CALL_[0-9A-Za-z]+$")]
-    pub status_url: String,
-}
-
-/// `message_data` of `409 CONFLICT_EXTERNAL_ID`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConflictData {
-    pub message: String,
-    /// The call that claimed the external id first.
-    pub original_api_call_id: ApiCallId,
-    /// True when this body is byte-identical to the first one.
-    pub same_payload: bool,
-}
-
-#[derive(ToSchema)]
-pub enum HealthState {
-    #[schema(rename = "ok")]
-    Ok,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    pub status: HealthState,
-}
-
-/// Whether each dependency answers.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Readiness {
-    pub mysql: bool,
-    pub redis: bool,
-    pub rabbitmq: bool,
 }
 
 /// An OpenAPI 3 document.
@@ -622,88 +260,6 @@ impl PartialSchema for OpenApiDocument {
 }
 
 impl ToSchema for OpenApiDocument {}
-
-/// `POST /create-user`: all fields mandatory, no others. Checked in this order.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUserRequest {
-    /// 16 digits, unique among users.
-    #[schema(pattern = "^[0-9]{16}$", example = "3201234567890001")]
-    pub nik: String,
-    #[schema(min_length = 1, max_length = 100, example = "Budi Santoso")]
-    pub full_name: String,
-    #[schema(min_length = 1, max_length = 100, example = "Budi Santoso")]
-    pub legal_name: String,
-    #[schema(min_length = 1, max_length = 100, example = "Bandung")]
-    pub tempat_lahir: String,
-    /// A real date; the user is 17 or older (in Asia/Jakarta), born in 1900 or later.
-    #[schema(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "1997-03-02")]
-    pub tanggal_lahir: String,
-    pub gaji: MoneyInput,
-    /// An `https` URL with a host, at most 2048 characters. Never fetched.
-    #[schema(
-        format = "uri",
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]://[^\\s@/?#]+",
-        max_length = 2048,
-        example = "https://cdn.example.com/ktp.jpg"
-    )]
-    pub foto_ktp: String,
-    /// An `https` URL with a host, at most 2048 characters. Never fetched.
-    #[schema(
-        format = "uri",
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]://[^\\s@/?#]+",
-        max_length = 2048,
-        example = "https://cdn.example.com/selfie.jpg"
-    )]
-    pub foto_selfie: String,
-    pub limit_one_month: MoneyInput,
-    pub limit_two_month: MoneyInput,
-    pub limit_three_month: MoneyInput,
-    pub limit_sixth: MoneyInput,
-}
-
-/// `PATCH /users/{user_id}/status`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserStatusRequest {
-    pub user_status: UserStatus,
-}
-
-/// `POST /transaction`: all fields mandatory, no others. Validation: `otr > 0`,
-/// `harga_aset > 0`, `harga_aset <= otr`, `admin_fee >= 0`, `0 <= bunga_persen <= 100`, every
-/// installment at least 0.01. The user is looked up asynchronously (`USER_NOT_FOUND`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransactionRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        example = "USR_5f0c6a1e9b8d4c2fa1b3c5d7e9f0a2b4"
-    )]
-    pub user_id: String,
-    pub otr: MoneyInput,
-    pub admin_fee: MoneyInput,
-    pub harga_aset: MoneyInput,
-    pub bunga_persen: RateInput,
-    pub tenor: Tenor,
-    #[schema(min_length = 1, max_length = 200, example = "Kulkas 2 Pintu")]
-    pub nama_aset: String,
-}
-
-/// `POST /payment`: both fields mandatory. Pays the unpaid installments in `cicilan_ke`
-/// order; more than is outstanding is rejected asynchronously (`OVERPAYMENT`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PaymentRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-    )]
-    pub nomor_kontrak: String,
-    /// Greater than 0.
-    pub jumlah: MoneyInput,
-}
 
 /// `{"message_action", "message_data", "api_call_id"}` with the given actions and data.
 fn envelope(description: &str, actions: &[&str], data: RefOr<Schema>) -> RefOr<Schema> {
@@ -758,7 +314,7 @@ envelope_schema! {
 }
 envelope_schema! {
     /// A user.
-    UserEnvelope, ["SUCCESS"], schema_ref::<User>()
+    UserEnvelope, ["SUCCESS"], schema_ref::<UserView>()
 }
 envelope_schema! {
     /// A user's limits.
@@ -778,7 +334,7 @@ envelope_schema! {
 }
 envelope_schema! {
     /// A contract as it is now.
-    ContractEnvelope, ["SUCCESS"], schema_ref::<Contract>()
+    ContractEnvelope, ["SUCCESS"], schema_ref::<ContractView>()
 }
 envelope_schema! {
     /// Accepted: the command is queued; poll `status_url`.

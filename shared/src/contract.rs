@@ -88,6 +88,23 @@ impl Tenor {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Tenor {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .enum_values(Some([1, 2, 3, 6]))
+            .description(Some(
+                "Months: 1, 2, 3 or 6. In a request, a JSON integer written without fraction or \
+                 exponent; another integer is `TENOR_NOT_ALLOWED`, anything else `INVALID_VALUE`.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Tenor {}
+
 impl Serialize for Tenor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u32(self.months())
@@ -217,6 +234,7 @@ pub fn due_date(anchor: NaiveDate, k: u32) -> NaiveDate {
 
 /// The status of one installment given what has been paid on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InstallmentStatus {
     Unpaid,
@@ -262,7 +280,44 @@ pub struct OpenInstallment {
     pub terbayar: Money,
 }
 
+/// A payment's outcome: `SUCCESS` when nothing is outstanding after it, `PARTIAL` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StatusBayar {
+    Success,
+    Partial,
+}
+
+impl StatusBayar {
+    /// The status of a payment that leaves `outstanding` to pay.
+    pub fn leaving(outstanding: Money) -> StatusBayar {
+        if outstanding.is_zero() {
+            StatusBayar::Success
+        } else {
+            StatusBayar::Partial
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusBayar::Success => "SUCCESS",
+            StatusBayar::Partial => "PARTIAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StatusBayar> {
+        match s {
+            "SUCCESS" => Some(StatusBayar::Success),
+            "PARTIAL" => Some(StatusBayar::Partial),
+            _ => None,
+        }
+    }
+}
+
+/// What a payment paid on one installment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Allocation {
     pub billing_id: String,
     pub jumlah: Money,

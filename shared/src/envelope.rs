@@ -111,6 +111,7 @@ impl MessageAction {
 
 /// The reasons a worker may reject an asynchronous call with (SPEC §6, `GET /status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RejectReason {
     InsufficientLimit,

@@ -13,6 +13,8 @@ pub mod json;
 pub mod messages;
 pub mod metrics;
 pub mod money;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod signature;
 pub mod status;
 pub mod telemetry;

@@ -455,3 +455,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(feature = "openapi")]
+mod schema {
+    use super::{Money, Rate};
+    use crate::openapi::shaped_string;
+    use utoipa::openapi::{RefOr, schema::Schema};
+    use utoipa::{PartialSchema, ToSchema};
+
+    impl PartialSchema for Money {
+        fn schema() -> RefOr<Schema> {
+            shaped_string(
+                "An exact amount with exactly 2 decimals.",
+                r"^[0-9]+\.[0-9]{2}$",
+                "1200.00",
+                None,
+            )
+        }
+    }
+
+    impl ToSchema for Money {}
+
+    impl PartialSchema for Rate {
+        fn schema() -> RefOr<Schema> {
+            shaped_string(
+                "A percentage with exactly 4 decimals.",
+                r"^[0-9]+\.[0-9]{4}$",
+                "2.5000",
+                None,
+            )
+        }
+    }
+
+    impl ToSchema for Rate {}
+}

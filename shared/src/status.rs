@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CallState {
     Pending,
@@ -32,18 +33,61 @@ impl CallState {
     }
 }
 
+/// The outcome of an asynchronous call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CallStatus {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApiCallId))]
     pub api_call_id: String,
     #[serde(rename = "type")]
     pub call_type: CallType,
     pub status: CallState,
+    /// Why it was rejected; null unless `REJECTED`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reason: Option<RejectReason>,
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
     pub created_at: DateTime<Utc>,
+    /// Null while `PENDING`.
     #[serde(with = "rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<crate::openapi::Instant>))]
     pub completed_at: Option<DateTime<Utc>>,
+    /// Null unless decided with a result.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub result: Option<ResultJson>,
+}
+
+/// The result of a call rejected as `DUPLICATE_EXTERNAL_ID`: the call that used the id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateOf {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApiCallId))]
+    pub original_api_call_id: String,
+}
+
+/// Named `CallResult` in the document: an approved transaction's contract, an approved
+/// payment's bill, or the original call of a `DUPLICATE_EXTERNAL_ID` rejection.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ResultJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::openapi::schema_ref;
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some(
+                "An approved transaction's contract, an approved payment's bill, or the original call of\na `DUPLICATE_EXTERNAL_ID` rejection.",
+            ))
+            .item(schema_ref::<crate::db::contracts::ContractView>())
+            .item(schema_ref::<crate::db::contracts::BillView>())
+            .item(schema_ref::<DuplicateOf>())
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ResultJson {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "CallResult".into()
+    }
 }
 
 /// A decided call's `result` (the contract or the bill), serialized once by the worker that

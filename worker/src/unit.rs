@@ -6,7 +6,6 @@
 use crate::handlers;
 use crate::handlers::transaction::insert_contracts;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
-use serde_json::json;
 use shared::cache::StatusRecord;
 use shared::contract::Tenor;
 use shared::db::contracts::owners_of;
@@ -445,7 +444,9 @@ async fn reject_duplicate(
         Verdict::Rejected(RejectReason::DuplicateExternalId),
         Utc::now().trunc_subsecs(6),
     );
-    record.status.result = Some(call_result(&json!({"original_api_call_id": original}))?);
+    record.status.result = Some(call_result(&shared::status::DuplicateOf {
+        original_api_call_id: original.to_owned(),
+    })?);
     insert_outcome(&mut *conn, &outcome_row(command, &record)).await?;
     Ok(record)
 }

@@ -9,14 +9,23 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shared::envelope::MessageAction;
 use std::time::Duration;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+pub(crate) enum HealthState {
+    #[serde(rename = "ok")]
+    Ok,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Health {
-    status: &'static str,
+    status: HealthState,
 }
 
 /// Whether each dependency answers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Readiness {
     mysql: bool,
     redis: bool,
@@ -34,7 +43,9 @@ pub(crate) struct Readiness {
     ),
 )]
 pub(crate) async fn healthz() -> Reply<Health> {
-    Reply::ok(Health { status: "ok" })
+    Reply::ok(Health {
+        status: HealthState::Ok,
+    })
 }
 
 /// Prometheus metrics.

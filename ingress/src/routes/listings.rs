@@ -12,8 +12,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
+use shared::contract::InstallmentStatus;
 use shared::db::contracts::{BillView, InstallmentView};
 use shared::ids::is_plausible_id;
+use shared::money::Money;
+use shared::openapi::Date;
+use utoipa::ToSchema;
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
@@ -34,19 +38,53 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     }
 }
 
-/// One page of a listing.
-#[derive(Serialize)]
-pub(crate) struct Listing<T> {
-    items: Vec<T>,
+/// One page of a user's installments, ordered by (`tanggal_tagihan`, `billing_id`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BillingsPage {
+    items: Vec<BillingItem>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
+    next_cursor: Option<String>,
+}
+
+/// One page of a user's approved payments, ordered by (`tanggal_bayar`, `kode_bayar`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BillsPage {
+    items: Vec<BillView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
     next_cursor: Option<String>,
 }
 
 /// An installment in a user's billings, with its contract.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct BillingItem {
-    #[serde(flatten)]
-    installment: InstallmentView,
+    billing_id: String,
+    #[schema(minimum = 1, maximum = 6)]
+    cicilan_ke: u32,
+    harga_cicilan: Money,
+    terbayar: Money,
+    #[schema(value_type = Date)]
+    tanggal_tagihan: String,
+    status: InstallmentStatus,
     nomor_kontrak: String,
+}
+
+impl BillingItem {
+    fn of(nomor_kontrak: String, i: InstallmentView) -> BillingItem {
+        BillingItem {
+            billing_id: i.billing_id,
+            cicilan_ke: i.cicilan_ke,
+            harga_cicilan: i.harga_cicilan,
+            terbayar: i.terbayar,
+            tanggal_tagihan: i.tanggal_tagihan,
+            status: i.status,
+            nomor_kontrak,
+        }
+    }
 }
 
 fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
@@ -148,7 +186,7 @@ pub(crate) async fn billings(
     _: Caller,
     PathId(user_id): PathId,
     page: Page,
-) -> Result<Reply<Listing<BillingItem>>, ApiError> {
+) -> Result<Reply<BillingsPage>, ApiError> {
     let (state, user_id) = (&state, user_id.as_str());
     let scope = format!("cursor:billings:{user_id}");
     let after = after(state, &scope, &page, |d| {
@@ -162,12 +200,9 @@ pub(crate) async fn billings(
     });
     let items = rows
         .into_iter()
-        .map(|(nomor_kontrak, installment)| BillingItem {
-            installment,
-            nomor_kontrak,
-        })
+        .map(|(nomor_kontrak, installment)| BillingItem::of(nomor_kontrak, installment))
         .collect();
-    Ok(Reply::ok(Listing {
+    Ok(Reply::ok(BillingsPage {
         items,
         next_cursor: next,
     }))
@@ -204,7 +239,7 @@ pub(crate) async fn bills(
     _: Caller,
     PathId(user_id): PathId,
     page: Page,
-) -> Result<Reply<Listing<BillView>>, ApiError> {
+) -> Result<Reply<BillsPage>, ApiError> {
     let (state, user_id) = (&state, user_id.as_str());
     let scope = format!("cursor:bills:{user_id}");
     let after = after(state, &scope, &page, |t| {
@@ -219,7 +254,7 @@ pub(crate) async fn bills(
             .unwrap_or_default();
         format!("{at}|{}", last.kode_bayar)
     });
-    Ok(Reply::ok(Listing {
+    Ok(Reply::ok(BillsPage {
         items: rows,
         next_cursor: next,
     }))

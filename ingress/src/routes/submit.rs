@@ -12,16 +12,44 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use serde::Serialize;
 use shared::cache::{Seen, StatusRecord};
-use shared::contract::{ContractTerms, amounts};
+use shared::contract::{ContractTerms, Tenor, amounts};
 use shared::envelope::MessageAction;
 use shared::json::JsonObject;
 use shared::messages::{
     COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
 };
 use shared::metrics::Stages;
+use shared::money::{Money, Rate};
+use shared::openapi::{MoneyInput, RateInput};
 use shared::status::{CallState, CallStatus};
+use utoipa::ToSchema;
 
-impl FromBody for TransactionPayload {
+/// `POST /transaction`: all fields mandatory, no others. Validation: `otr > 0`,
+/// `harga_aset > 0`, `harga_aset <= otr`, `admin_fee >= 0`, `0 <= bunga_persen <= 100`, every
+/// installment at least 0.01. The user is looked up asynchronously (`USER_NOT_FOUND`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransactionRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "USR_5f0c6a1e9b8d4c2fa1b3c5d7e9f0a2b4"
+    )]
+    user_id: String,
+    #[schema(value_type = MoneyInput)]
+    otr: Money,
+    #[schema(value_type = MoneyInput)]
+    admin_fee: Money,
+    #[schema(value_type = MoneyInput)]
+    harga_aset: Money,
+    #[schema(value_type = RateInput)]
+    bunga_persen: Rate,
+    tenor: Tenor,
+    #[schema(min_length = 1, max_length = 200, example = "Kulkas 2 Pintu")]
+    nama_aset: String,
+}
+
+impl FromBody for TransactionRequest {
     const FIELDS: &'static [&'static str] = &[
         "user_id",
         "otr",
@@ -32,42 +60,71 @@ impl FromBody for TransactionPayload {
         "nama_aset",
     ];
 
-    fn from_body(obj: &JsonObject<'_>) -> Result<TransactionPayload, ApiError> {
-        parse_transaction(obj)
+    fn from_body(obj: &JsonObject<'_>) -> Result<TransactionRequest, ApiError> {
+        let user_id = body::text(obj, "user_id", 1, 128)?;
+        let otr = body::positive_money(obj, "otr")?;
+        let admin_fee = body::money(obj, "admin_fee")?;
+        let harga_aset = body::positive_money(obj, "harga_aset")?;
+        if harga_aset > otr {
+            return Err(ApiError::invalid_value("harga_aset", "must not exceed otr"));
+        }
+        let request = TransactionRequest {
+            user_id,
+            otr,
+            admin_fee,
+            harga_aset,
+            bunga_persen: body::rate(obj, "bunga_persen")?,
+            tenor: body::tenor(obj, "tenor")?,
+            nama_aset: body::text(obj, "nama_aset", 1, 200)?,
+        };
+        amounts(&request.terms()).map_err(|e| ApiError::invalid_value(e.field(), e))?;
+        Ok(request)
     }
 }
 
-fn parse_transaction(obj: &JsonObject<'_>) -> Result<TransactionPayload, ApiError> {
-    let user_id = body::text(obj, "user_id", 1, 128)?;
-    let otr = body::positive_money(obj, "otr")?;
-    let admin_fee = body::money(obj, "admin_fee")?;
-    let harga_aset = body::positive_money(obj, "harga_aset")?;
-    if harga_aset > otr {
-        return Err(ApiError::invalid_value("harga_aset", "must not exceed otr"));
+impl TransactionRequest {
+    fn terms(&self) -> ContractTerms {
+        ContractTerms {
+            otr: self.otr,
+            admin_fee: self.admin_fee,
+            harga_aset: self.harga_aset,
+            bunga_persen: self.bunga_persen,
+            tenor: self.tenor,
+        }
     }
-    let bunga_persen = body::rate(obj, "bunga_persen")?;
-    let tenor = body::tenor(obj, "tenor")?;
-    let nama_aset = body::text(obj, "nama_aset", 1, 200)?;
-    let terms = ContractTerms {
-        otr,
-        admin_fee,
-        harga_aset,
-        bunga_persen,
-        tenor,
-    };
-    amounts(&terms).map_err(|e| ApiError::invalid_value(e.field(), e))?;
-    Ok(TransactionPayload {
-        user_id,
-        terms,
-        nama_aset,
-    })
 }
 
-impl FromBody for PaymentPayload {
+impl From<TransactionRequest> for TransactionPayload {
+    fn from(r: TransactionRequest) -> TransactionPayload {
+        TransactionPayload {
+            terms: r.terms(),
+            user_id: r.user_id,
+            nama_aset: r.nama_aset,
+        }
+    }
+}
+
+/// `POST /payment`: both fields mandatory. Pays the unpaid installments in `cicilan_ke`
+/// order; more than is outstanding is rejected asynchronously (`OVERPAYMENT`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PaymentRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    )]
+    nomor_kontrak: String,
+    /// Greater than 0.
+    #[schema(value_type = MoneyInput)]
+    jumlah: Money,
+}
+
+impl FromBody for PaymentRequest {
     const FIELDS: &'static [&'static str] = &["nomor_kontrak", "jumlah"];
 
-    fn from_body(obj: &JsonObject<'_>) -> Result<PaymentPayload, ApiError> {
-        Ok(PaymentPayload {
+    fn from_body(obj: &JsonObject<'_>) -> Result<PaymentRequest, ApiError> {
+        Ok(PaymentRequest {
             nomor_kontrak: body::text(obj, "nomor_kontrak", 1, 128)?,
             jumlah: body::positive_money(obj, "jumlah")?,
         })
@@ -86,7 +143,7 @@ impl FromBody for PaymentPayload {
     tag = "transactions",
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
-    request_body(content = crate::openapi::TransactionRequest, content_type = "application/json"),
+    request_body(content = TransactionRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
             or no wait asked).", body = crate::openapi::AcceptedEnvelope,
@@ -117,9 +174,10 @@ pub(crate) async fn transaction(
     State(state): State<AppState>,
     ctx: Caller,
     PreferWait(wait): PreferWait,
-    Body(payload): Body<TransactionPayload>,
+    Body(request): Body<TransactionRequest>,
 ) -> Result<Reply<Submitted>, ApiError> {
-    submit(&state, &ctx, wait, CommandPayload::Transaction(payload)).await
+    let payload = CommandPayload::Transaction(request.into());
+    submit(&state, &ctx, wait, payload).await
 }
 
 /// Submit a payment.
@@ -133,7 +191,7 @@ pub(crate) async fn transaction(
     tag = "payments",
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
-    request_body(content = crate::openapi::PaymentRequest, content_type = "application/json"),
+    request_body(content = PaymentRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
             or no wait asked).", body = crate::openapi::AcceptedEnvelope,
@@ -161,9 +219,13 @@ pub(crate) async fn payment(
     State(state): State<AppState>,
     ctx: Caller,
     PreferWait(wait): PreferWait,
-    Body(payload): Body<PaymentPayload>,
+    Body(request): Body<PaymentRequest>,
 ) -> Result<Reply<Submitted>, ApiError> {
-    submit(&state, &ctx, wait, CommandPayload::Payment(payload)).await
+    let payload = CommandPayload::Payment(PaymentPayload {
+        nomor_kontrak: request.nomor_kontrak,
+        jumlah: request.jumlah,
+    });
+    submit(&state, &ctx, wait, payload).await
 }
 
 /// What a submission answers: accepted and pending, or decided within `Prefer: wait`.
@@ -174,10 +236,19 @@ pub(crate) enum Submitted {
     Decided(CallStatus),
 }
 
-/// An accepted asynchronous call: where to poll for its outcome.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum PendingState {
+    Pending,
+}
+
+/// An accepted asynchronous call.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Accepted {
-    status: CallState,
+    status: PendingState,
+    /// Where to poll: `/status/{api_call_id}`, as in `Location`.
+    #[schema(pattern = "^/status/API_CALL_[0-9A-Za-z]+$")]
     status_url: String,
 }
 
@@ -335,7 +406,7 @@ fn pending_reply(api_call_id: &str) -> Reply<Submitted> {
         status: StatusCode::ACCEPTED,
         action: MessageAction::Accepted,
         data: Submitted::Pending(Accepted {
-            status: CallState::Pending,
+            status: PendingState::Pending,
             status_url: status_url.clone(),
         }),
         headers: vec![

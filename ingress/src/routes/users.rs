@@ -16,6 +16,9 @@ use shared::db::users::{
 use shared::envelope::MessageAction;
 use shared::ids::is_plausible_id;
 use shared::json::JsonObject;
+use shared::money::Money;
+use shared::openapi::MoneyInput;
+use utoipa::ToSchema;
 
 pub const MINIMUM_AGE: i32 = 17;
 
@@ -26,7 +29,51 @@ fn jakarta_today() -> NaiveDate {
         .date_naive()
 }
 
-impl FromBody for NewUser {
+/// `POST /create-user`: all fields mandatory, no others. Checked in this order.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateUserRequest {
+    /// 16 digits, unique among users.
+    #[schema(pattern = "^[0-9]{16}$", example = "3201234567890001")]
+    nik: String,
+    #[schema(min_length = 1, max_length = 100, example = "Budi Santoso")]
+    full_name: String,
+    #[schema(min_length = 1, max_length = 100, example = "Budi Santoso")]
+    legal_name: String,
+    #[schema(min_length = 1, max_length = 100, example = "Bandung")]
+    tempat_lahir: String,
+    /// A real date; the user is 17 or older (in Asia/Jakarta), born in 1900 or later.
+    #[schema(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "1997-03-02")]
+    tanggal_lahir: NaiveDate,
+    #[schema(value_type = MoneyInput)]
+    gaji: Money,
+    /// An `https` URL with a host, at most 2048 characters. Never fetched.
+    #[schema(
+        format = "uri",
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]://[^\\s@/?#]+",
+        max_length = 2048,
+        example = "https://cdn.example.com/ktp.jpg"
+    )]
+    foto_ktp: String,
+    /// An `https` URL with a host, at most 2048 characters. Never fetched.
+    #[schema(
+        format = "uri",
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]://[^\\s@/?#]+",
+        max_length = 2048,
+        example = "https://cdn.example.com/selfie.jpg"
+    )]
+    foto_selfie: String,
+    #[schema(value_type = MoneyInput)]
+    limit_one_month: Money,
+    #[schema(value_type = MoneyInput)]
+    limit_two_month: Money,
+    #[schema(value_type = MoneyInput)]
+    limit_three_month: Money,
+    #[schema(value_type = MoneyInput)]
+    limit_sixth: Money,
+}
+
+impl FromBody for CreateUserRequest {
     const FIELDS: &'static [&'static str] = &[
         "nik",
         "full_name",
@@ -42,40 +89,46 @@ impl FromBody for NewUser {
         "limit_sixth",
     ];
 
-    fn from_body(obj: &JsonObject<'_>) -> Result<NewUser, ApiError> {
-        parse_user(obj)
+    fn from_body(obj: &JsonObject<'_>) -> Result<CreateUserRequest, ApiError> {
+        Ok(CreateUserRequest {
+            nik: obj
+                .get_str("nik")
+                .filter(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| ApiError::invalid_value("nik", "must be a string of 16 digits"))?,
+            full_name: body::text(obj, "full_name", 1, 100)?,
+            legal_name: body::text(obj, "legal_name", 1, 100)?,
+            tempat_lahir: body::text(obj, "tempat_lahir", 1, 100)?,
+            tanggal_lahir: birth_date(obj)?,
+            gaji: body::money(obj, "gaji")?,
+            foto_ktp: body::https_url(obj, "foto_ktp")?,
+            foto_selfie: body::https_url(obj, "foto_selfie")?,
+            limit_one_month: body::money(obj, "limit_one_month")?,
+            limit_two_month: body::money(obj, "limit_two_month")?,
+            limit_three_month: body::money(obj, "limit_three_month")?,
+            limit_sixth: body::money(obj, "limit_sixth")?,
+        })
     }
 }
 
-fn parse_user(obj: &JsonObject<'_>) -> Result<NewUser, ApiError> {
-    let nik = obj
-        .get_str("nik")
-        .filter(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| ApiError::invalid_value("nik", "must be a string of 16 digits"))?;
-    let full_name = body::text(obj, "full_name", 1, 100)?;
-    let legal_name = body::text(obj, "legal_name", 1, 100)?;
-    let tempat_lahir = body::text(obj, "tempat_lahir", 1, 100)?;
-    let tanggal_lahir = birth_date(obj)?;
-    let gaji = body::money(obj, "gaji")?;
-    let foto_ktp = body::https_url(obj, "foto_ktp")?;
-    let foto_selfie = body::https_url(obj, "foto_selfie")?;
-    let limits = [
-        body::money(obj, "limit_one_month")?,
-        body::money(obj, "limit_two_month")?,
-        body::money(obj, "limit_three_month")?,
-        body::money(obj, "limit_sixth")?,
-    ];
-    Ok(NewUser {
-        nik,
-        full_name,
-        legal_name,
-        tempat_lahir,
-        tanggal_lahir,
-        gaji,
-        foto_ktp,
-        foto_selfie,
-        limits,
-    })
+impl From<CreateUserRequest> for NewUser {
+    fn from(r: CreateUserRequest) -> NewUser {
+        NewUser {
+            nik: r.nik,
+            full_name: r.full_name,
+            legal_name: r.legal_name,
+            tempat_lahir: r.tempat_lahir,
+            tanggal_lahir: r.tanggal_lahir,
+            gaji: r.gaji,
+            foto_ktp: r.foto_ktp,
+            foto_selfie: r.foto_selfie,
+            limits: [
+                r.limit_one_month,
+                r.limit_two_month,
+                r.limit_three_month,
+                r.limit_sixth,
+            ],
+        }
+    }
 }
 
 /// A real `YYYY-MM-DD` date, at least 17 years ago, not before 1900.
@@ -129,7 +182,7 @@ pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
     tag = "users",
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(crate::openapi::ExternalIdRequired),
-    request_body(content = crate::openapi::CreateUserRequest, content_type = "application/json"),
+    request_body(content = CreateUserRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Created: the user.", body = crate::openapi::UserEnvelope,
             links(
@@ -154,10 +207,9 @@ pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
 pub(crate) async fn create(
     State(state): State<AppState>,
     ctx: Caller,
-    Body(user): Body<NewUser>,
+    Body(request): Body<CreateUserRequest>,
 ) -> Result<Reply<UserView>, ApiError> {
-    let state = &state;
-    let ctx = &ctx;
+    let (state, ctx, user) = (&state, &ctx, NewUser::from(request));
     let claim = claims::claim(state, ctx, "create-user", None).await?;
     let user_id = shared::ids::new_user_id();
     let idem = IdempotencyRecord {
@@ -235,17 +287,21 @@ pub(crate) async fn get(
     Ok(Reply::ok(user))
 }
 
-/// The body of `PATCH /users/{user_id}/status`.
-pub(crate) struct StatusChange(UserStatus);
+/// `PATCH /users/{user_id}/status`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserStatusRequest {
+    user_status: UserStatus,
+}
 
-impl FromBody for StatusChange {
+impl FromBody for UserStatusRequest {
     const FIELDS: &'static [&'static str] = &["user_status"];
 
-    fn from_body(obj: &JsonObject<'_>) -> Result<StatusChange, ApiError> {
+    fn from_body(obj: &JsonObject<'_>) -> Result<UserStatusRequest, ApiError> {
         obj.get_str("user_status")
             .as_deref()
             .and_then(UserStatus::parse)
-            .map(StatusChange)
+            .map(|user_status| UserStatusRequest { user_status })
             .ok_or_else(|| ApiError::invalid_value("user_status", "must be ACTIVE or LOCK"))
     }
 }
@@ -261,7 +317,7 @@ impl FromBody for StatusChange {
     tag = "users",
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(("user_id" = String, Path, description = "The user's id (`USR_…`)."), crate::openapi::ExternalIdOptional),
-    request_body(content = crate::openapi::UserStatusRequest, content_type = "application/json"),
+    request_body(content = UserStatusRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The user, with its new status.", body = crate::openapi::UserEnvelope),
         (status = 400, response = crate::openapi::BadRequest),
@@ -274,7 +330,9 @@ pub(crate) async fn set_status(
     State(state): State<AppState>,
     _: Caller,
     PathId(user_id): PathId,
-    Body(StatusChange(status)): Body<StatusChange>,
+    Body(UserStatusRequest {
+        user_status: status,
+    }): Body<UserStatusRequest>,
 ) -> Result<Reply<UserView>, ApiError> {
     let user_id = user_id.as_str();
     if !is_plausible_id(user_id) {
@@ -288,7 +346,8 @@ pub(crate) async fn set_status(
 }
 
 /// A user's limits, as `GET /users/{user_id}/limits` answers them.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct UserLimits {
     user_id: String,
     limits: LimitsMap,

@@ -851,3 +851,27 @@ async fn real_responses_match_the_documented_schemas(pool: sqlx::MySqlPool) {
     conforms(&doc, "GET", "/readyz", &TestApp::read(ready).await);
     app.shutdown().await;
 }
+
+/// The served document is the committed `openapi.json` at the repository root, so a change
+/// to the API shows up in review. To regenerate it after an intended change:
+/// `UPDATE_OPENAPI=1 cargo nextest run -p ingress -E 'test(the_committed_openapi_json)'`.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_served_document_is_the_committed_openapi_json(pool: sqlx::MySqlPool) {
+    let app = spawn_app(pool).await;
+    let served = fetch_document(&app).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        let text = serde_json::to_string_pretty(&served).expect("the document serializes");
+        std::fs::write(&path, text + "\n").expect("openapi.json written");
+    }
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).expect("openapi.json at the repository root"),
+    )
+    .expect("openapi.json is JSON");
+    assert!(
+        committed == served,
+        "the served OpenAPI document differs from openapi.json; if the change is intended, \
+         regenerate it with UPDATE_OPENAPI=1 (see this test's comment) and commit it"
+    );
+    app.shutdown().await;
+}

@@ -2,7 +2,7 @@
 
 use super::users::{LimitsMap, get_limits};
 use super::{DbError, from_naive, push_in_list};
-use crate::contract::{Allocation, InstallmentStatus, Tenor};
+use crate::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
 use crate::money::{Money, Rate};
 use crate::status::format_instant;
 use chrono::NaiveDate;
@@ -11,21 +11,34 @@ use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlPool, QueryBuilder, Row};
 use std::collections::BTreeMap;
 
+/// One installment of a contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Installment))]
+#[serde(deny_unknown_fields)]
 pub struct InstallmentView {
     pub billing_id: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 6))]
     pub cicilan_ke: u32,
     pub harga_cicilan: Money,
     pub terbayar: Money,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Date))]
     pub tanggal_tagihan: String,
     pub status: InstallmentStatus,
 }
 
-/// The contract object of SPEC §6.
+/// A contract (SPEC §6): the terms, the computed amounts, the installments in `cicilan_ke`
+/// order, and the user's limits (right after approval in a status, now in `GET /contracts`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Contract))]
+#[serde(deny_unknown_fields)]
 pub struct ContractView {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    )]
     pub nomor_kontrak: String,
     pub user_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
     pub tanggal_kontrak: String,
     pub otr: Money,
     pub admin_fee: Money,
@@ -41,18 +54,29 @@ pub struct ContractView {
     pub limit_tersisa: LimitsMap,
 }
 
-/// The bill object of SPEC §6.
+/// A payment (SPEC §6).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Bill))]
+#[serde(deny_unknown_fields)]
 pub struct BillView {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "PAY_8e7d6c5b4a3928171615141312111009")
+    )]
     pub kode_bayar: String,
     pub nomor_kontrak: String,
     pub user_id: String,
     pub terbayarkan: Money,
+    /// Outstanding before the payment.
     pub total_tagihan: Money,
+    /// Outstanding after the payment.
     pub sisa_tagihan_bulanan: Money,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
     pub tanggal_bayar: String,
+    /// Available limit of the contract's tenor after the payment.
     pub sisa_limit: Money,
-    pub status_bayar: String,
+    /// `SUCCESS` when nothing is outstanding after it.
+    pub status_bayar: StatusBayar,
     pub alokasi: Vec<Allocation>,
 }
 
@@ -198,7 +222,10 @@ pub(crate) fn bill_from_row(r: &MySqlRow) -> Result<BillView, DbError> {
         sisa_tagihan_bulanan: money(r, "sisa_tagihan_bulanan")?,
         tanggal_bayar: format_instant(&from_naive(paid_at)),
         sisa_limit: money(r, "sisa_limit")?,
-        status_bayar: r.try_get("status_bayar")?,
+        status_bayar: {
+            let s: String = r.try_get("status_bayar")?;
+            StatusBayar::parse(&s).ok_or_else(|| DbError::Corrupt(format!("status_bayar: {s}")))?
+        },
         alokasi: serde_json::from_str(&alokasi)
             .map_err(|e| DbError::Corrupt(format!("alokasi: {e}")))?,
     })

@@ -14,6 +14,7 @@ pub const NIK_AAD: &[u8] = b"users.nik";
 pub const NIK_INDEX_PURPOSE: &str = "nik";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum UserStatus {
     Active,
@@ -46,7 +47,10 @@ pub fn mask_nik(nik: &str) -> String {
     }
 }
 
+/// The granted limit of one tenor and what is available of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct LimitPair {
     pub granted: Money,
     pub available: Money,
@@ -55,6 +59,33 @@ pub struct LimitPair {
 /// `{"1": {"granted", "available"}, "2": …, "3": …, "6": …}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LimitsMap(pub BTreeMap<&'static str, LimitPair>);
+
+/// Named `Limits` in the document: an object with one property per tenor.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for LimitsMap {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let mut limits = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A limits map (SPEC §5): one entry per tenor, keyed by its months.",
+            ))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for tenor in Tenor::ALL {
+            limits = limits
+                .property(tenor.key(), crate::openapi::schema_ref::<LimitPair>())
+                .required(tenor.key());
+        }
+        limits.into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for LimitsMap {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Limits".into()
+    }
+}
 
 impl LimitsMap {
     pub fn get(&self, tenor: Tenor) -> Option<LimitPair> {
@@ -114,20 +145,33 @@ pub struct NewUser {
     pub limits: [Money; 4],
 }
 
-/// A user as every endpoint returns it (SPEC §6).
+/// A user (SPEC §6), as every endpoint returns it: the NIK masked.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = User))]
+#[serde(deny_unknown_fields)]
 pub struct UserView {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "USR_5f0c6a1e9b8d4c2fa1b3c5d7e9f0a2b4")
+    )]
     pub user_id: String,
     pub user_status: UserStatus,
+    /// The first 4 and last 4 digits around 8 `*`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[0-9]{4}\*{8}[0-9]{4}$", example = "3201********0001")
+    )]
     pub nik: String,
     pub full_name: String,
     pub legal_name: String,
     pub tempat_lahir: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Date))]
     pub tanggal_lahir: String,
     pub gaji: Money,
     pub foto_ktp: String,
     pub foto_selfie: String,
     pub limits: LimitsMap,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
     pub created_at: String,
 }
 

@@ -4,7 +4,9 @@
 use crate::unit::{CommandError, Verdict, approved, note_change};
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
-use shared::contract::{Allocation, InstallmentStatus, OpenInstallment, Tenor, allocate};
+use shared::contract::{
+    Allocation, InstallmentStatus, OpenInstallment, StatusBayar, Tenor, allocate,
+};
 use shared::db::contracts::BillView;
 use shared::db::users::LockedLimits;
 use shared::db::{push_in_list, to_naive, write_rows};
@@ -133,11 +135,6 @@ fn bill<'a>(
     let outstanding_after = outstanding_before
         .checked_sub(p.jumlah)
         .ok_or_else(|| CommandError::Poison("negative outstanding".into()))?;
-    let status_bayar = if outstanding_after.is_zero() {
-        "SUCCESS"
-    } else {
-        "PARTIAL"
-    };
     Ok(Bill {
         command,
         view: BillView {
@@ -149,7 +146,7 @@ fn bill<'a>(
             sisa_tagihan_bulanan: outstanding_after,
             tanggal_bayar: format_instant(&command.accepted_at),
             sisa_limit,
-            status_bayar: status_bayar.to_owned(),
+            status_bayar: StatusBayar::leaving(outstanding_after),
             alokasi,
         },
     })
@@ -185,7 +182,7 @@ async fn insert_bills(conn: &mut MySqlConnection, bills: &[Bill<'_>]) -> Result<
                 .push_bind(v.sisa_tagihan_bulanan.value())
                 .push_bind(to_naive(b.command.accepted_at))
                 .push_bind(v.sisa_limit.value())
-                .push_bind(&v.status_bayar)
+                .push_bind(v.status_bayar.as_str())
                 .push_bind(alokasi);
         },
     )
