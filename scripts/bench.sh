@@ -34,8 +34,8 @@ export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench
 STATE=$ENGINE_STATE
 # Its own Redis keys and queues too, so nothing of the development engine leaks in.
 export REDIS_PREFIX=xyzbench AMQP_PREFIX=xyzbench
-# One ingress process (two threads) behind nginx: on two cores a second process only splits
-# the batches of lookups and commands in two (BENCHMARKS.md, session 4).
+# One ingress process behind nginx: on two cores a second process only splits the batches of
+# lookups and commands in two (with one: approved +9 %, accepted +12 %; BENCHMARKS.md).
 export INGRESSES="${INGRESSES:-1}"
 export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
 export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
@@ -125,8 +125,8 @@ for workers in 2 1 4; do
       "$LOADGEN" floor 2>/dev/null | record floor
     done
     # The same round trips 20 ms apart, as requests arrive at 50/s: between two the cores go
-    # idle, and on a virtual machine waking an idle core goes through the host (session 12:
-    # the broker's confirm p99 7-30 ms at 20 ms gaps against 2-7 ms at 1 ms).
+    # idle, and on a virtual machine waking an idle core goes through the host (on a slow
+    # 2-vCPU machine the broker's confirm p99 was 7-30 ms at 20 ms gaps against 2-7 ms at 1 ms).
     for _ in $(seq 1 "$RUNS"); do
       "$LOADGEN" floor --samples 300 --gap-ms 20 2>/dev/null | record floor-gap-20
     done
