@@ -4,6 +4,9 @@
 #
 #   scripts/bench.sh                 # RUNS=3 REQUESTS=6000 USERS=500
 #
+# At the end scripts/plot_bench.py draws the run into docs/bench/throughput.svg and
+# docs/bench/accept-latency.svg (matplotlib in .local/venv-plot, installed on first use).
+#
 # Series: the SQL ceilings (one contract per transaction, and batched as the worker batches);
 # end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
 # ingress-only acceptance with the workers stopped; one worker process draining that backlog
@@ -286,3 +289,24 @@ if half is not None and idle:
           f"{'met' if half <= 10 else 'missed'}; the same acceptance at 50/s: {idle:.1f} ms, "
           f"so half of peak costs {half / idle:.2f}x this machine's idle figure")
 PY
+
+# The figures: matplotlib in a virtualenv of its own, made once (as schemathesis.sh does), so
+# the system's Python stays untouched. A failure here costs the plots, never the results.
+PLOT_VENV=.local/venv-plot
+MATPLOTLIB_VERSION=3.10.9
+plots() {
+  if ! "$PLOT_VENV/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
+    say "installing matplotlib $MATPLOTLIB_VERSION in $PLOT_VENV"
+    python3 -m venv "$PLOT_VENV" || return 1
+    "$PLOT_VENV/bin/pip" install --quiet --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION" || return 1
+  fi
+  local machine
+  machine="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  "$PLOT_VENV/bin/python" scripts/plot_bench.py "$OUT" --out docs/bench --note "$machine"
+}
+say "plots of this run"
+if svgs=$(plots); then
+  say "plots of $OUT: ${svgs//$'\n'/, }"
+else
+  say "plots not drawn (matplotlib unavailable?); the results are in $OUT"
+fi
