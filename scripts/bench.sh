@@ -4,6 +4,9 @@
 #
 #   scripts/bench.sh                 # RUNS=3 REQUESTS=6000 USERS=500
 #
+# At the end scripts/plot_bench.py draws the run into docs/bench/throughput.svg and
+# docs/bench/accept-latency.svg (matplotlib in .local/venv-plot, installed on first use).
+#
 # Series: the SQL ceilings (one contract per transaction, and batched as the worker batches);
 # end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
 # ingress-only acceptance with the workers stopped; one worker process draining that backlog
@@ -34,8 +37,8 @@ export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench
 STATE=$ENGINE_STATE
 # Its own Redis keys and queues too, so nothing of the development engine leaks in.
 export REDIS_PREFIX=xyzbench AMQP_PREFIX=xyzbench
-# One ingress process (two threads) behind nginx: on two cores a second process only splits
-# the batches of lookups and commands in two (BENCHMARKS.md, session 4).
+# One ingress process behind nginx: on two cores a second process only splits the batches of
+# lookups and commands in two (with one: approved +9 %, accepted +12 %; BENCHMARKS.md).
 export INGRESSES="${INGRESSES:-1}"
 export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
 export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
@@ -125,8 +128,8 @@ for workers in 2 1 4; do
       "$LOADGEN" floor 2>/dev/null | record floor
     done
     # The same round trips 20 ms apart, as requests arrive at 50/s: between two the cores go
-    # idle, and on a virtual machine waking an idle core goes through the host (session 12:
-    # the broker's confirm p99 7-30 ms at 20 ms gaps against 2-7 ms at 1 ms).
+    # idle, and on a virtual machine waking an idle core goes through the host (on a slow
+    # 2-vCPU machine the broker's confirm p99 was 7-30 ms at 20 ms gaps against 2-7 ms at 1 ms).
     for _ in $(seq 1 "$RUNS"); do
       "$LOADGEN" floor --samples 300 --gap-ms 20 2>/dev/null | record floor-gap-20
     done
@@ -286,3 +289,24 @@ if half is not None and idle:
           f"{'met' if half <= 10 else 'missed'}; the same acceptance at 50/s: {idle:.1f} ms, "
           f"so half of peak costs {half / idle:.2f}x this machine's idle figure")
 PY
+
+# The figures: matplotlib in a virtualenv of its own, made once (as schemathesis.sh does), so
+# the system's Python stays untouched. A failure here costs the plots, never the results.
+PLOT_VENV=.local/venv-plot
+MATPLOTLIB_VERSION=3.10.9
+plots() {
+  if ! "$PLOT_VENV/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
+    say "installing matplotlib $MATPLOTLIB_VERSION in $PLOT_VENV"
+    python3 -m venv "$PLOT_VENV" || return 1
+    "$PLOT_VENV/bin/pip" install --quiet --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION" || return 1
+  fi
+  local machine
+  machine="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  "$PLOT_VENV/bin/python" scripts/plot_bench.py "$OUT" --out docs/bench --note "$machine"
+}
+say "plots of this run"
+if svgs=$(plots); then
+  say "plots of $OUT: ${svgs//$'\n'/, }"
+else
+  say "plots not drawn (matplotlib unavailable?); the results are in $OUT"
+fi

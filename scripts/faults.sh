@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault harness (issue 10): a steady mixed load of transactions and payments runs through
+# Fault harness: a steady mixed load of transactions and payments runs through
 # nginx while, one at a time, a fault is injected for real. After each fault and a recovery
 # window, the load generator verifies against MySQL: every 202 reached a final status, SPEC
 # §5's equation holds exactly for every user and tenor, no external id has two contracts or

@@ -32,7 +32,7 @@ ensure_services() {
 # RabbitMQ 3.10 can lose the supervisor of its quorum queues' dead-letter workers when
 # queues are deleted while consumers still use them (test runs delete hundreds): every new
 # quorum queue with dead-lettering then fails to start (INTERNAL_ERROR) until the broker's
-# application restarts. Seen once in session 5, after two test runs back to back.
+# application restarts. It happens after two test runs back to back.
 ensure_broker_dead_lettering() {
   if [ "$(rabbitmqctl -q eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null)" = undefined ]; then
     say "RabbitMQ lost its dead-letter supervisor: restarting its application"
@@ -71,7 +71,7 @@ wait_ready() {
 # Each ingress runs one tokio thread (INGRESS_THREADS; tokio reads TOKIO_WORKER_THREADS):
 # on two cores shared with everything else, a second thread mostly adds wake-ups between the
 # two. Measured at half of peak: the ingress's CPU −8 %, accept p99 8.8 vs 10.3 ms, the peak
-# unchanged (BENCHMARKS.md, session 9). More throughput comes from more processes.
+# unchanged (BENCHMARKS.md). More throughput comes from more processes.
 start_ingress() {
   local i=$1
   INGRESS_ID=ingress-$i LISTEN_ADDR=127.0.0.1:$((HTTP_PORT + i)) \
@@ -94,7 +94,8 @@ engine_env() {
   APP_USER="${APP_DB_USER:-xyz_app}"
   APP_PASSWORD="${APP_DB_PASSWORD:-xyz_app_local}"
   # The engine reaches a local MariaDB through its unix socket when there is one: loopback
-  # TCP costs both ends kernel time on every statement (BENCHMARKS.md). DB_SOCKET= forces TCP.
+  # TCP costs both ends kernel time on every statement (on two cores the difference was within
+  # the noise, BENCHMARKS.md). DB_SOCKET= forces TCP.
   DB_SOCKET="${DB_SOCKET-/run/mysqld/mysqld.sock}"
   if [ -n "$DB_SOCKET" ] && [ -S "$DB_SOCKET" ]; then
     export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@localhost/$DB_NAME?socket=$DB_SOCKET"
@@ -112,7 +113,9 @@ build_engine() {
 # The workers and MariaDB in a CPU group of low weight: on shared cores the accept path
 # (nginx, ingress, Redis, RabbitMQ) gets a core first, and the asynchronous work takes what is
 # left. Per-thread nice did not do this (a group of many threads still wins its share);
-# the group did: accept p99 at half of peak roughly halved (BENCHMARKS.md, session 8).
+# the group did: accept p99 at half of peak 10.8 → 5.8 ms on a fast machine, at the price of
+# the decisions' latency (end-to-end p50 ~25 → ~280 ms); little gain on a slow one
+# (BENCHMARKS.md).
 # OFFPATH_CPU_SHARES is its weight against 1024 for every other program (cgroup v1
 # cpu.shares; on cgroup v2 cpu.weight, scaled to its default 100). Each process moved in is
 # written down with the group it came from, and `offpath_group off` moves it back.

@@ -7,8 +7,8 @@ Records, through tracefs (root only), every fsync/fdatasync with the thread that
 every block request's latency, and every ext4 journal (jbd2) commit, while the command runs.
 Prints their distributions per program. Given the load generator's per-request CSV
 (`loadgen run --records-csv`, which has each request's wall-clock send time), it also finds
-the clusters of slow acceptances and prints what was syncing while each one waited: the
-question behind BENCHMARKS.md's "broker stalls" (tens of confirms late at once).
+the clusters of slow acceptances and prints what was syncing while each one waited: whether
+the disk explains tens of broker confirms late at once (BENCHMARKS.md: it does not).
 
 Kernel timestamps use the monotonic clock; the offset to wall-clock time is read once.
 """
