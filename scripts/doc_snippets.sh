@@ -12,6 +12,10 @@
 #   <!-- snippet: NAME; expect: 202 ACCEPTED -->          the HTTP status and message_action
 #   <!-- snippet: NAME; expect: 200 SUCCESS APPROVED -->  ... and message_data.status
 #   <!-- snippet: NAME; expect-output: TEXT -->           a line of the output equal to TEXT
+#   <!-- snippet: NAME; library -->                       not run alone: code other snippets
+#                                                         of its language start with
+# and, after the name, optionally `with: LIBRARY` (that library's code first) and `key: admin`
+# (the snippet runs with the demo admin key instead of the merchant key).
 #
 # A snippet that talks to the engine prints the HTTP status alone on a line and the response
 # body (the envelope, one line of JSON) on another; the last of each is what is checked. Blocks
@@ -52,21 +56,6 @@ export XYZ_CLIENT_ID="${XYZ_CLIENT_ID:-$(key_field "$STATE/merchant.json" client
 export XYZ_SECRET="${XYZ_SECRET:-$(key_field "$STATE/merchant.json" secret)}"
 ADMIN_ID=$(key_field "$STATE/admin.json" client_id)
 ADMIN_SECRET=$(key_field "$STATE/admin.json" secret)
-
-say "waiting for $XYZ_URL/readyz"
-wait_ready "$XYZ_URL" || { say "the engine at $XYZ_URL is not ready"; exit 1; }
-
-# A user of its own for this run: the snippets spend its limits, never the demo user's.
-say "creating the user the snippets buy for (demo admin key)"
-NIK="3201$(date +%s%N | tail -c 13)"
-USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$XYZ_URL EXTERNAL_ID="doc-snippets-$NIK" \
-  python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Siti Rahayu\",\"legal_name\":\"Siti Rahayu\",\"tempat_lahir\":\"Surabaya\",\"tanggal_lahir\":\"1994-08-17\",\"gaji\":15000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":1000000,\"limit_two_month\":2000000,\"limit_three_month\":5000000,\"limit_sixth\":10000000}")
-XYZ_USER_ID=$(printf '%s' "$USER_JSON" | python3 -c 'import json,sys
-status, body = sys.stdin.read().split(" ", 1)
-print(json.loads(body)["message_data"]["user_id"] if status == "201" else "")' || true)
-[ -n "$XYZ_USER_ID" ] || { say "could not create the user: $USER_JSON"; exit 1; }
-export XYZ_USER_ID
-say "user $XYZ_USER_ID, merchant key $XYZ_CLIENT_ID, engine $XYZ_URL"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -158,6 +147,21 @@ for e in errors:
     print("error: " + e, file=sys.stderr)
 sys.exit(1 if errors else 0)
 PY
+
+say "waiting for $XYZ_URL/readyz"
+wait_ready "$XYZ_URL" || { say "the engine at $XYZ_URL is not ready"; exit 1; }
+
+# A user of its own for this run: the snippets spend its limits, never the demo user's.
+say "creating the user the snippets buy for (demo admin key)"
+NIK="3201$(date +%s%N | tail -c 13)"
+USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$XYZ_URL EXTERNAL_ID="doc-snippets-$NIK" \
+  python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Siti Rahayu\",\"legal_name\":\"Siti Rahayu\",\"tempat_lahir\":\"Surabaya\",\"tanggal_lahir\":\"1994-08-17\",\"gaji\":15000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":1000000,\"limit_two_month\":2000000,\"limit_three_month\":5000000,\"limit_sixth\":10000000}")
+XYZ_USER_ID=$(printf '%s' "$USER_JSON" | python3 -c 'import json,sys
+status, body = sys.stdin.read().split(" ", 1)
+print(json.loads(body)["message_data"]["user_id"] if status == "201" else "")' || true)
+[ -n "$XYZ_USER_ID" ] || { say "could not create the user: $USER_JSON"; exit 1; }
+export XYZ_USER_ID
+say "user $XYZ_USER_ID, merchant key $XYZ_CLIENT_ID, engine $XYZ_URL"
 
 # Whether a snippet's output is what its comment expects; prints why not.
 check() { # output-file kind expectation
