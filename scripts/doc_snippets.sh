@@ -28,7 +28,9 @@
 #   XYZ_CLIENT_ID  the demo merchant key's id (.local/merchant.json, made by scripts/run.sh)
 #   XYZ_SECRET     its secret
 #   XYZ_USER_ID    a user this script creates first with the demo admin key (fresh limits)
-# Exits non-zero when any snippet fails.
+# Before any snippet, it also checks that the guide names every message_action of
+# shared/src/envelope.rs in its error table and has a section for every endpoint of
+# ingress/src/route.rs. Exits non-zero when any check or snippet fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -56,6 +58,35 @@ export XYZ_CLIENT_ID="${XYZ_CLIENT_ID:-$(key_field "$STATE/merchant.json" client
 export XYZ_SECRET="${XYZ_SECRET:-$(key_field "$STATE/merchant.json" secret)}"
 ADMIN_ID=$(key_field "$STATE/admin.json" client_id)
 ADMIN_SECRET=$(key_field "$STATE/admin.json" secret)
+
+# The guide lists every message_action and every endpoint the code has: a new one the guide
+# does not name fails here (the names from shared/src/envelope.rs and ingress/src/route.rs).
+python3 - "$DOC" shared/src/envelope.rs ingress/src/route.rs <<'PY'
+import re, sys
+
+doc, envelope, routes = (open(p, encoding="utf-8").read() for p in sys.argv[1:4])
+actions = set(re.findall(r'=> "([A-Z_]+)",', envelope))
+table = set(re.findall(r"^\| [0-9]{3} \| `([A-Z_]+)`", doc, re.M))
+table |= {a for row in re.findall(r"^\| [0-9]{3} \| (.*?) \|", doc, re.M) for a in re.findall(r"`([A-Z_]+)`", row)}
+missing = sorted(actions - table)
+block = routes[routes.index("pub const ROUTES"):]
+block = block[:block.index("];")]
+endpoints = re.findall(r'\("([A-Z]+)", "([^"]+)"\)', block)
+public = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{}"}
+headings = set(re.findall(r"^### ([A-Z]+ \S+)", doc, re.M))
+names = re.compile(r"\{[a-z_]+\}")
+headings = {names.sub("{}", h) for h in headings}
+undocumented = [f"{m} {p}" for m, p in endpoints if p not in public and f"{m} {p}" not in headings]
+for a in missing:
+    print(f"error: {sys.argv[1]}: message_action {a} is not in the table of section 3", file=sys.stderr)
+for e in undocumented:
+    print(f"error: {sys.argv[1]}: endpoint {e} has no '### {e}' section", file=sys.stderr)
+if not actions or not endpoints:
+    print("error: could not read the actions or the routes from the code", file=sys.stderr)
+    sys.exit(1)
+sys.exit(1 if missing or undocumented else 0)
+PY
+say "$DOC names every message_action and every endpoint of the code"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
