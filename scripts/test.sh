@@ -21,7 +21,7 @@ say "removing queues left by earlier interrupted test runs"
   rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
 done
 
-say "supply chain: cargo deny against the RustSec snapshot in ../shared/advisory-db"
+say "supply chain: cargo deny (advisories from the RustSec snapshot in ../shared/advisory-db, else fetched online)"
 bash scripts/deny.sh
 
 say "building every binary (process tests start real workers)"
@@ -48,5 +48,7 @@ say "load generator's floor probe (broker, Redis, HTTP round trips; it cleans up
 target/debug/loadgen floor --samples 50
 say "Postman collection with newman (the main story, every request signed)"
 bash scripts/newman.sh
+say "API guide: every snippet of docs/api.md (curl, Python, Node.js, Go) against the engine"
+bash scripts/doc_snippets.sh
 say "fault harness, short form"
 bash scripts/faults.sh --short
