@@ -132,6 +132,32 @@ fn mask_value(key: &str, raw: &str) -> String {
     }
 }
 
+/// How many bytes of a refused body the audit keeps.
+const REFUSED_PREFIX_BYTES: usize = 64;
+
+/// What the audit keeps of a body the engine refused to read (a `401`, `413` or `429`): its
+/// size, its SHA-256 and its first bytes with every digit hidden, never the body itself. Such
+/// a body is never parsed, so an unsigned flood costs a hash and a copy, not a JSON parse.
+pub fn refused_body(body: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    if body.is_empty() {
+        return None;
+    }
+    let prefix: String = String::from_utf8_lossy(&body[..body.len().min(REFUSED_PREFIX_BYTES)])
+        .chars()
+        .map(|c| match c {
+            '0'..='9' => '#',
+            c if c.is_control() => '.',
+            c => c,
+        })
+        .collect();
+    Some(format!(
+        "<{} bytes, sha256 {}, not stored> {prefix}",
+        body.len(),
+        hex::encode(sha2::Sha256::digest(body))
+    ))
+}
+
 /// Our own response, masked the same way wherever the keys appear.
 pub fn mask_response(mut value: Value) -> String {
     fn walk(v: &mut Value) {
@@ -178,6 +204,24 @@ mod tests {
             masked.contains("12345678901234567"),
             "other numbers are kept"
         );
+    }
+
+    #[test]
+    fn a_refused_body_keeps_its_size_hash_and_a_prefix_without_digits() {
+        let body = format!(
+            r#"{{"nik":"3201234567890001","pad":"{}"}}"#,
+            "x".repeat(70_000)
+        );
+        let kept = refused_body(body.as_bytes()).expect("kept");
+        assert!(kept.len() < 200, "{kept}");
+        assert!(
+            kept.starts_with(&format!("<{} bytes, sha256 ", body.len())),
+            "{kept}"
+        );
+        assert!(!kept.contains("3201"), "{kept}");
+        let hidden = format!(r#"{{"nik":"{}","pad":"xxx"#, "#".repeat(16));
+        assert!(kept.contains(&hidden), "{kept}");
+        assert_eq!(refused_body(b""), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -124,6 +125,8 @@ pub(crate) struct AuditDraft(Arc<Mutex<Draft>>);
 struct Draft {
     row: AuditRow,
     audited: bool,
+    /// The body as read; how much of it the row keeps depends on the answer.
+    body: Option<Bytes>,
 }
 
 impl AuditDraft {
@@ -131,11 +134,12 @@ impl AuditDraft {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// The request reached the signature check: it is audited, with this (masked) body.
-    pub fn audited(&self, request_body: Option<String>) {
+    /// The request reached the signature check: it is audited, with this body (`None` when
+    /// it was too large to read).
+    pub fn audited(&self, body: Option<Bytes>) {
         self.edit(|d| {
             d.audited = true;
-            d.row.request_body = request_body;
+            d.body = body;
         });
     }
 
@@ -150,9 +154,23 @@ impl AuditDraft {
         self.edit(|d| d.row.external_id = external_id.map(str::to_owned));
     }
 
-    fn take(&self) -> Option<AuditRow> {
-        let d = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        d.audited.then(|| d.row.clone())
+    /// The row, once the answer is known: a body the engine refused to read (401, 413, 429)
+    /// is kept as its size, hash and a digit-free prefix; any other, masked.
+    fn take(&self, status: StatusCode) -> Option<AuditRow> {
+        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !d.audited {
+            return None;
+        }
+        let refused = matches!(status.as_u16(), 401 | 413 | 429);
+        let mut row = d.row.clone();
+        row.request_body = d.body.take().and_then(|body| {
+            if refused {
+                crate::audit::refused_body(&body)
+            } else {
+                crate::audit::mask_request_body(&body)
+            }
+        });
+        Some(row)
     }
 
     pub fn of(parts: &Parts) -> Option<AuditDraft> {
@@ -198,6 +216,7 @@ pub(crate) async fn frame(State(state): State<AppState>, mut req: Request, next:
             duration_us: 0,
         },
         audited: false,
+        body: None,
     })));
     req.extensions_mut().insert(CallId {
         api_call_id: api_call_id.clone(),
@@ -237,7 +256,7 @@ async fn finish(
         "api_call_id": api_call_id,
     });
     let body = envelope.to_string();
-    if let Some(mut audit) = draft.take() {
+    if let Some(mut audit) = draft.take(status) {
         audit.http_status = status.as_u16();
         audit.message_action = action.as_str().to_owned();
         audit.response_body = Some(crate::audit::mask_response(envelope));

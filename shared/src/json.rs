@@ -3,6 +3,7 @@
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use std::collections::HashSet;
 use std::fmt;
 
 /// A body failure, in SPEC §3's order of checks.
@@ -94,6 +95,9 @@ fn describe(e: &serde_json::Error) -> String {
     }
 }
 
+/// Up to this many keys a scan beats hashing (our bodies have 2 to 12).
+const LINEAR_SCAN_KEYS: usize = 16;
+
 struct ObjectVisitor;
 
 impl<'de> Visitor<'de> for ObjectVisitor {
@@ -105,8 +109,24 @@ impl<'de> Visitor<'de> for ObjectVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: Vec<(String, &'de RawValue)> = Vec::new();
+        // A body of ~8,800 short keys fits in 64 KiB: comparing each key with every earlier
+        // one would be tens of millions of comparisons. Past a handful, a set is linear.
+        let mut keys: Option<HashSet<String>> = None;
         while let Some(key) = map.next_key::<String>()? {
-            if fields.iter().any(|(k, _)| *k == key) {
+            let duplicate = match &mut keys {
+                Some(keys) => !keys.insert(key.clone()),
+                None => {
+                    let duplicate = fields.iter().any(|(k, _)| *k == key);
+                    if fields.len() >= LINEAR_SCAN_KEYS {
+                        let mut set: HashSet<String> =
+                            fields.iter().map(|(k, _)| k.clone()).collect();
+                        set.insert(key.clone());
+                        keys = Some(set);
+                    }
+                    duplicate
+                }
+            };
+            if duplicate {
                 return Err(de::Error::custom(format!("duplicate field `{key}`")));
             }
             let value: &'de RawValue = map.next_value()?;
@@ -180,6 +200,27 @@ mod tests {
     fn rejects_duplicate_keys() {
         let err = JsonObject::parse(br#"{"a":1,"b":2,"a":3}"#).expect_err("duplicate");
         assert_eq!(err, BodyError::Format("duplicate field `a`".into()));
+    }
+
+    #[test]
+    fn duplicates_are_found_among_thousands_of_keys_wherever_they_stand() {
+        let keys: Vec<String> = (0..9_000).map(|i| format!("k{i}")).collect();
+        let object = |keys: &[String]| {
+            let fields: Vec<String> = keys.iter().map(|k| format!("\"{k}\":1")).collect();
+            format!("{{{}}}", fields.join(","))
+        };
+        let body = object(&keys);
+        let unique = JsonObject::parse(body.as_bytes()).expect("unique keys");
+        assert_eq!(unique.pairs().len(), 9_000);
+        for (first, again) in [(0, 3), (2, 40), (8_000, 8_999), (15, 16)] {
+            let mut with_duplicate = keys.clone();
+            with_duplicate[again] = keys[first].clone();
+            let err = JsonObject::parse(object(&with_duplicate).as_bytes()).expect_err("duplicate");
+            assert_eq!(
+                err,
+                BodyError::Format(format!("duplicate field `{}`", keys[first]))
+            );
+        }
     }
 
     #[test]

@@ -381,6 +381,45 @@ async fn request_rejected_with_401_is_audited(pool: sqlx::MySqlPool) {
     app.shutdown().await;
 }
 
+/// An unsigned body is never parsed nor stored: its 401 row keeps its size, its SHA-256 and a
+/// short prefix with the digits hidden.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_401_audit_row_keeps_the_bodys_size_hash_and_prefix_not_the_body(pool: sqlx::MySqlPool) {
+    use sha2::Digest;
+    let app = spawn_app(pool).await;
+    let body = format!(
+        r#"{{"nik":"3201234567890001","full_name":"{}"}}"#,
+        "A".repeat(60_000)
+    );
+    let headers = [
+        ("X-Client-Id", app.admin.client_id.as_str()),
+        ("X-Timestamp", "1"),
+        ("X-Signature", "00"),
+        ("X-External-Id", "unsigned-1"),
+        ("Content-Type", "application/json"),
+    ];
+    let r = send_raw(
+        &app,
+        "POST",
+        "/create-user",
+        &headers,
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let row = audit_row(&app.pool, &assert_api_call_id(&r)).await;
+    let kept = row.request_body.expect("the row describes the body");
+    assert!(
+        kept.len() <= 256,
+        "a bounded description, not the body: {kept}"
+    );
+    let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    assert!(kept.contains(&hash), "{kept}");
+    assert!(kept.contains(&format!("{} bytes", body.len())), "{kept}");
+    assert!(!kept.contains("3201"), "no digit of the NIK: {kept}");
+    app.shutdown().await;
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn create_user_audit_row_masks_nik_and_photo_urls(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
