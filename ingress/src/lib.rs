@@ -11,7 +11,7 @@ pub(crate) mod commands;
 pub mod config;
 mod docs;
 pub(crate) mod error;
-pub(crate) mod keys;
+pub(crate) mod api_keys;
 pub mod lookups;
 pub mod openapi;
 mod pipeline;

@@ -3,7 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::config::IngressConfig;
-use crate::keys::KeyCache;
+use crate::api_keys::ApiKeys;
 use crate::state::{AppState, Inner};
 use crate::waiters::Waiters;
 use axum::Router;
@@ -73,8 +73,8 @@ impl Application {
             topology.clone(),
             Duration::from_millis(config.confirm_timeout_ms),
         );
-        let keys = KeyCache::default();
-        if let Err(e) = keys.reload(&pool, &keyring).await {
+        let api_keys = ApiKeys::default();
+        if let Err(e) = api_keys.reload(&pool, &keyring).await {
             tracing::warn!(error = %e, "initial API key load failed; retrying in the background");
         }
         let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
@@ -89,7 +89,7 @@ impl Application {
         );
         let seen_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let background = vec![
-            keys.spawn_refresh(
+            api_keys.spawn_refresh(
                 pool.clone(),
                 keyring.clone(),
                 Duration::from_millis(config.key_refresh_ms),
@@ -107,7 +107,7 @@ impl Application {
             cache,
             publisher,
             commands,
-            keys,
+            api_keys,
             keyring,
             audit,
             acceptances,

@@ -3,7 +3,7 @@
 use crate::acceptances::Acceptances;
 use crate::audit::AuditLog;
 use crate::commands::Commands;
-use crate::keys::KeyCache;
+use crate::api_keys::ApiKeys;
 use crate::lookups::Lookups;
 use crate::waiters::Waiters;
 use shared::amqp::Publisher;
@@ -23,7 +23,7 @@ pub struct Inner {
     pub cache: Cache,
     pub publisher: Publisher,
     pub commands: Commands,
-    pub keys: KeyCache,
+    pub api_keys: ApiKeys,
     pub keyring: Keyring,
     pub audit: AuditLog,
     pub acceptances: Acceptances,

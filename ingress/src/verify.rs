@@ -123,7 +123,7 @@ fn authenticate(
     signature::timestamp_within_window(&timestamp, Utc::now().timestamp())
         .map_err(|e| ApiError::signature(e.to_string()))?;
     let key = state
-        .keys
+        .api_keys
         .get(&client_id)
         .ok_or_else(|| ApiError::signature("unknown or revoked X-Client-Id"))?;
     let sts = signature::string_to_sign(

@@ -1,4 +1,4 @@
-//! The in-memory API key cache, reloaded from MySQL every few seconds so a revocation reaches
+//! The API keys in memory, reloaded from MySQL every few seconds so a revocation reaches
 //! every ingress within `KEY_REFRESH_MS` plus a round trip. Secrets are decrypted once per
 //! load, never per request.
 
@@ -10,11 +10,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 #[derive(Clone, Default)]
-pub struct KeyCache {
+pub struct ApiKeys {
     keys: Arc<RwLock<Arc<HashMap<String, ActiveKey>>>>,
 }
 
-impl KeyCache {
+impl ApiKeys {
     pub fn get(&self, client_id: &str) -> Option<ActiveKey> {
         let map = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
         map.get(client_id).cloned()
