@@ -4,6 +4,7 @@
 pub mod amqp;
 pub mod cache;
 pub mod config;
+pub mod connections;
 pub mod contract;
 pub mod crypto;
 pub mod db;
@@ -13,6 +14,7 @@ pub mod json;
 pub mod messages;
 pub mod metrics;
 pub mod money;
+pub mod shutdown;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
