@@ -2,9 +2,10 @@
 //! 429 and 503 are retried after `Retry-After` with the same `X-External-Id`.
 
 use anyhow::{Context, Result};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
-use shared::signature::{sign, string_to_sign};
+use shared::client::{Credentials, SignedClient};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -37,6 +38,13 @@ impl Key {
             anyhow::bail!("{}: a {r} key where a {role} key is needed", path.display());
         }
         Ok(key)
+    }
+
+    fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            client_id: &self.client_id,
+            secret: &self.secret,
+        }
     }
 }
 
@@ -138,8 +146,7 @@ impl HttpCounters {
 }
 
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
+    client: SignedClient,
 }
 
 impl Api {
@@ -153,20 +160,20 @@ impl Api {
             .build()
             .context("building the HTTP client")?;
         Ok(Api {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
+            client: SignedClient::new(http, base),
         })
     }
 
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base()
     }
 
     /// `GET /healthz` (unsigned), its body read; an error unless it answers 2xx.
     pub async fn healthz(&self) -> Result<()> {
-        let url = format!("{}/healthz", self.base);
+        let url = format!("{}/healthz", self.base());
         let r = self
-            .http
+            .client
+            .http()
             .get(&url)
             .send()
             .await
@@ -188,50 +195,25 @@ impl Api {
     }
 
     /// One signed request, signed now.
-    pub async fn send(
+    async fn send(
         &self,
         key: &Key,
-        method: &str,
+        method: Method,
         path: &str,
         external_id: Option<&str>,
         body: &[u8],
     ) -> Result<Resp, reqwest::Error> {
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let sts = string_to_sign(method, path, &timestamp, external_id, body);
-        let signature = sign(key.secret.as_bytes(), &sts);
-        let method = if method == "POST" {
-            reqwest::Method::POST
-        } else {
-            reqwest::Method::GET
-        };
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .header("X-Client-Id", &key.client_id)
-            .header("X-Timestamp", &timestamp)
-            .header("X-Signature", signature);
-        if let Some(ext) = external_id {
-            req = req.header("X-External-Id", ext);
-        }
-        if !body.is_empty() {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(body.to_vec());
-        }
-        let r = req.send().await?;
-        let status = r.status().as_u16();
-        let retry_after = r
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let bytes = r.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let r = self
+            .client
+            .request(key.credentials(), method, path)
+            .external_id(external_id)
+            .body(body)
+            .send()
+            .await?;
         Ok(Resp {
-            status,
-            retry_after,
-            body,
+            status: r.status,
+            retry_after: r.retry_after_secs(),
+            body: r.json().unwrap_or_else(|_| Value::String(r.text())),
         })
     }
 
@@ -252,7 +234,10 @@ impl Api {
             if attempt > 0 {
                 counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            match self.send(key, "POST", path, Some(external_id), body).await {
+            match self
+                .send(key, Method::POST, path, Some(external_id), body)
+                .await
+            {
                 Ok(r) if r.status == 201 || r.status == 202 => {
                     return match r.call_id() {
                         Some(id) => PostOutcome::Accepted {
@@ -340,7 +325,7 @@ impl Api {
         let mut attempt = 0u32;
         while tokio::time::Instant::now() < deadline {
             attempt += 1;
-            match self.send(key, "GET", path, None, b"").await {
+            match self.send(key, Method::GET, path, None, b"").await {
                 Ok(r) if r.status == 429 || r.status == 503 => {
                     counters.count_poll_status(r.status, String::new);
                     let secs = r.retry_after.unwrap_or(1).clamp(1, 5);

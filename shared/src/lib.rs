@@ -3,6 +3,8 @@
 
 pub mod amqp;
 pub mod cache;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod connections;
 pub mod contract;
