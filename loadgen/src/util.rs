@@ -1,9 +1,6 @@
-//! Small helpers: a seeded PRNG, exact percentiles, money text, and a progress line on stderr.
+//! Small helpers: a seeded PRNG, exact percentiles and money text.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// SplitMix64: fast, seedable, good enough to pick amounts and tenors (not for secrets).
 #[derive(Debug, Clone)]
@@ -119,83 +116,6 @@ pub fn round3(x: f64) -> f64 {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A line on stderr redrawn every `every`: in place on a terminal, one line per 2 s otherwise.
-pub struct Progress {
-    stop: Arc<AtomicBool>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Progress {
-    pub fn start<F>(label: &'static str, total: u64, render: F) -> Progress
-    where
-        F: Fn() -> (u64, String) + Send + 'static,
-    {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let tty = std::io::stderr().is_terminal();
-        let handle = tokio::spawn(async move {
-            let started = Instant::now();
-            let mut last_plain = Instant::now();
-            loop {
-                let stopping = flag.load(Ordering::Relaxed);
-                let (done, extra) = render();
-                let line = bar_line(label, done, total, started.elapsed(), &extra);
-                {
-                    let mut err = std::io::stderr().lock();
-                    if tty {
-                        let _ = write!(err, "\r\x1b[2K{line}");
-                        if stopping {
-                            let _ = writeln!(err);
-                        }
-                    } else if stopping || last_plain.elapsed() >= Duration::from_secs(2) {
-                        let _ = writeln!(err, "{line}");
-                        last_plain = Instant::now();
-                    }
-                    let _ = err.flush();
-                }
-                if stopping {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-        });
-        Progress {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    pub async fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
-    }
-}
-
-fn bar_line(label: &str, done: u64, total: u64, elapsed: Duration, extra: &str) -> String {
-    const WIDTH: u64 = 30;
-    let filled = (done.min(total) * WIDTH)
-        .checked_div(total)
-        .unwrap_or(WIDTH);
-    let bar: String = (0..WIDTH)
-        .map(|i| {
-            if i < filled {
-                '='
-            } else if i == filled {
-                '>'
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
-    format!(
-        "{label:<9} [{bar}] {done}/{total} {:>6.1}s {rate:>8.1}/s {extra}",
-        elapsed.as_secs_f64()
-    )
 }
 
 #[cfg(test)]
