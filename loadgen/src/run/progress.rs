@@ -28,7 +28,7 @@ impl Progress {
                 + c.counters.transport_errors.load(Ordering::Relaxed);
             bar.set_position(c.done.load(Ordering::Relaxed));
             bar.set_message(format!(
-                "accepted {} · final {} · failed {} · errors {errors} (429: {}, 503: {}) · retries {} · contracts known {}",
+                "accepted {}, final {}, failed {}, errors {errors} (429: {}, 503: {}), retries {}, contracts {}",
                 c.accepted.load(Ordering::Relaxed),
                 lock(&c.finals).len(),
                 c.failed.load(Ordering::Relaxed),
@@ -64,7 +64,7 @@ impl Progress {
             };
         }
         let style = ProgressStyle::with_template(
-            "{prefix:>5} [{bar:30}] {pos}/{len} {elapsed:>4} {per_sec:>9} {wide_msg}",
+            "{prefix:>5} [{bar:30}] {pos}/{len} {elapsed:>4} {wide_msg}",
         )
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
