@@ -4,21 +4,21 @@ use std::time::Duration;
 
 /// SplitMix64: fast, seedable, good enough to pick amounts and tenors (not for secrets).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub fn from_entropy() -> Rng {
+    pub(crate) fn from_entropy() -> Rng {
         let b = *uuid::Uuid::new_v4().as_bytes();
         Rng(u64::from_le_bytes([
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ]))
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,7 +27,7 @@ impl Rng {
     }
 
     /// Uniform in `lo ..= hi` (`hi < lo` gives `lo`).
-    pub fn range_i64(&mut self, lo: i64, hi: i64) -> i64 {
+    pub(crate) fn range_i64(&mut self, lo: i64, hi: i64) -> i64 {
         if hi <= lo {
             return lo;
         }
@@ -36,11 +36,11 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub fn index(&mut self, len: usize) -> usize {
+    pub(crate) fn index(&mut self, len: usize) -> usize {
         if len == 0 {
             0
         } else {
@@ -50,14 +50,14 @@ impl Rng {
 }
 
 /// Cents as a JSON number text with exactly 2 decimals: `123456` → `1234.56`.
-pub fn cents_text(cents: i64) -> String {
+pub(crate) fn cents_text(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
     format!("{sign}{}.{:02}", c / 100, c % 100)
 }
 
 /// `"1234.56"` (the engine's money strings) → cents.
-pub fn parse_cents(s: &str) -> Option<i64> {
+pub(crate) fn parse_cents(s: &str) -> Option<i64> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if int.is_empty()
         || !int.bytes().all(|b| b.is_ascii_digit())
@@ -78,17 +78,17 @@ pub fn parse_cents(s: &str) -> Option<i64> {
 
 /// Nearest-rank percentiles of a set of samples (milliseconds).
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Percentiles {
-    pub count: usize,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
+pub(crate) struct Percentiles {
+    pub(crate) count: usize,
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
 }
 
 impl Percentiles {
-    pub fn of(samples: &mut [f64]) -> Percentiles {
+    pub(crate) fn of(samples: &mut [f64]) -> Percentiles {
         if samples.is_empty() {
             return Percentiles::default();
         }
@@ -110,11 +110,11 @@ impl Percentiles {
     }
 }
 
-pub fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

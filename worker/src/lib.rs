@@ -2,8 +2,8 @@
 //! transaction, acks after the commit, then caches statuses and answers waiting ingresses.
 
 pub mod config;
-pub mod consumer;
-pub mod handlers;
+mod consumer;
+mod handlers;
 pub mod lanes;
 pub mod unit;
 

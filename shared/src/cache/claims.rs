@@ -8,9 +8,9 @@ use super::statuses::{STATUS_TTL_SECS, StatusRecord};
 use super::{Cache, CacheError};
 
 /// How long a claim and a cached status live: at least 24 hours (SPEC §7).
-pub const CLAIM_TTL_SECS: u64 = 86_400;
+pub(crate) const CLAIM_TTL_SECS: u64 = 86_400;
 /// A claim still `publishing` after this long belongs to an ingress that died.
-pub const CLAIM_TAKEOVER_GRACE_MS: u64 = 30_000;
+pub(crate) const CLAIM_TAKEOVER_GRACE_MS: u64 = 30_000;
 
 /// Takes a free id, or takes over an orphaned one, with the optional rate limit and PENDING
 /// status in the same round trip (the script says how).

@@ -11,11 +11,12 @@ mod rate;
 mod seen;
 mod statuses;
 
-pub use claims::{CLAIM_TAKEOVER_GRACE_MS, CLAIM_TTL_SECS, Claim, ClaimOutcome};
+pub use claims::{Claim, ClaimOutcome};
 pub use keys::Keys;
 pub use rate::Allowance;
-pub use seen::{SEEN_BITS, SEEN_HASHES, Seen, seen_positions};
-pub use statuses::{STATUS_TTL_SECS, StatusRecord};
+pub(crate) use seen::SEEN_BITS;
+pub use seen::{SEEN_HASHES, Seen, seen_positions};
+pub use statuses::StatusRecord;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;

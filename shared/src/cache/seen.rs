@@ -21,7 +21,7 @@ pub enum Seen {
 
 /// Default bits of the filter of claimed external ids: 16 MiB of Redis, a 1 % false-positive
 /// rate up to ~14 million ids (more ids only make MySQL lookups more frequent, never wrong).
-pub const SEEN_BITS: u64 = 1 << 27;
+pub(crate) const SEEN_BITS: u64 = 1 << 27;
 /// Bits set per id.
 pub const SEEN_HASHES: usize = 7;
 

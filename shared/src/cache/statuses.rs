@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 /// How long a cached status lives: at least 24 hours (SPEC §7).
-pub const STATUS_TTL_SECS: u64 = 86_400;
+pub(crate) const STATUS_TTL_SECS: u64 = 86_400;
 
 /// A status as cached: the owner (for the ownership check) and the status object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
