@@ -15,9 +15,13 @@ pub(crate) const CLAIM_TAKEOVER_GRACE_MS: u64 = 30_000;
 /// Takes a free id, or takes over an orphaned one, with the optional rate limit and PENDING
 /// status in the same round trip (the script says how).
 pub(super) const CLAIM_SCRIPT: &str = concat!(include_str!("gcra.lua"), include_str!("claim.lua"));
-pub(super) const ACCEPT_SCRIPT: &str = include_str!("accept.lua");
-pub(super) const UNCONFIRM_SCRIPT: &str = include_str!("unconfirm.lua");
+/// Moves a claim to `accepted` or `unconfirmed` if it is still its call's.
+pub(super) const MARK_SCRIPT: &str = include_str!("mark.lua");
 pub(super) const RELEASE_SCRIPT: &str = include_str!("release.lua");
+
+/// The states a confirm (or its loss) moves a claim to.
+const ACCEPTED: &str = "accepted";
+const UNCONFIRMED: &str = "unconfirmed";
 
 /// What the claim key holds: `state|api_call_id|body_sha256|claimed_at_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,8 +135,8 @@ impl Cache {
         pending: Option<&StatusRecord>,
     ) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
-        let mut invocation = self.scripts.accept.key(key);
-        invocation.arg(api_call_id);
+        let mut invocation = self.scripts.mark.key(key);
+        invocation.arg(api_call_id).arg(ACCEPTED);
         if let Some(record) = pending {
             invocation
                 .key(self.keys.status(&record.status.api_call_id))
@@ -151,10 +155,10 @@ impl Cache {
         }
         let mut pipe = redis::pipe();
         // Loaded with every batch, so a Redis that lost its scripts (a restart) costs nothing.
-        pipe.load_script(&self.scripts.accept).ignore();
+        pipe.load_script(&self.scripts.mark).ignore();
         for (key, call) in claims {
-            let mut invocation = self.scripts.accept.key(key.as_str());
-            invocation.arg(call.as_str());
+            let mut invocation = self.scripts.mark.key(key.as_str());
+            invocation.arg(call.as_str()).arg(ACCEPTED);
             pipe.invoke_script(&invocation).ignore();
         }
         let mut c = self.conn.clone();
@@ -167,9 +171,10 @@ impl Cache {
         let mut c = self.conn.clone();
         let _: i64 = self
             .scripts
-            .unconfirm
+            .mark
             .key(key)
             .arg(api_call_id)
+            .arg(UNCONFIRMED)
             .invoke_async(&mut c)
             .await?;
         Ok(())

@@ -50,9 +50,8 @@ pub struct Cache {
 /// The Lua scripts, hashed once per process.
 struct Scripts {
     claim: redis::Script,
-    accept: redis::Script,
+    mark: redis::Script,
     release: redis::Script,
-    unconfirm: redis::Script,
     rate: redis::Script,
     complete_seen: redis::Script,
 }
@@ -64,9 +63,8 @@ impl Cache {
             keys: Keys::new(prefix),
             scripts: Arc::new(Scripts {
                 claim: redis::Script::new(claims::CLAIM_SCRIPT),
-                accept: redis::Script::new(claims::ACCEPT_SCRIPT),
+                mark: redis::Script::new(claims::MARK_SCRIPT),
                 release: redis::Script::new(claims::RELEASE_SCRIPT),
-                unconfirm: redis::Script::new(claims::UNCONFIRM_SCRIPT),
                 rate: redis::Script::new(rate::RATE_SCRIPT),
                 complete_seen: redis::Script::new(seen::COMPLETE_SEEN_SCRIPT),
             }),
