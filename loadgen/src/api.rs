@@ -1,5 +1,6 @@
-//! A signing HTTP client for the engine's API (SPEC §2), with a merchant's retry discipline:
-//! 429 and 503 are retried after `Retry-After` with the same `X-External-Id`.
+//! The engine's API as a merchant uses it: requests signed by `shared::client` (SPEC §2), with
+//! a merchant's retry discipline: 429 and 503 are retried after `Retry-After` with the same
+//! `X-External-Id`.
 
 use anyhow::{Context, Result};
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! `spawn_app()` and a signing client.
+//! `spawn_app()` and signed requests (`shared::client`, the signer of loadgen and xyzctl).
 
 use ingress::config::IngressConfig;
 use ingress::startup::Application;
