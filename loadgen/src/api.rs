@@ -1,10 +1,12 @@
-//! A signing HTTP client for the engine's API (SPEC §2), with a merchant's retry discipline:
-//! 429 and 503 are retried after `Retry-After` with the same `X-External-Id`.
+//! The engine's API as a merchant uses it: requests signed by `shared::client` (SPEC §2), with
+//! a merchant's retry discipline: 429 and 503 are retried after `Retry-After` with the same
+//! `X-External-Id`.
 
 use anyhow::{Context, Result};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
-use shared::signature::{sign, string_to_sign};
+use shared::client::{Credentials, SignedClient};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,16 +15,16 @@ use std::time::Duration;
 
 /// An API key as `xyzctl keys create` prints it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Key {
-    pub client_id: String,
-    pub secret: String,
+pub(crate) struct Key {
+    pub(crate) client_id: String,
+    pub(crate) secret: String,
     #[serde(default)]
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
 }
 
 impl Key {
     /// Reads a key file; when it names a role, it must be `role`.
-    pub fn load(path: &Path, role: &str) -> Result<Key> {
+    pub(crate) fn load(path: &Path, role: &str) -> Result<Key> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading key file {}", path.display()))?;
         let key: Key = serde_json::from_str(text.trim()).with_context(|| {
@@ -38,34 +40,41 @@ impl Key {
         }
         Ok(key)
     }
+
+    fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            client_id: &self.client_id,
+            secret: &self.secret,
+        }
+    }
 }
 
 /// One answer: status, `Retry-After` in seconds, and the body (JSON, or the raw text as a
 /// JSON string when it is not JSON).
 #[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub retry_after: Option<u64>,
-    pub body: Value,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) body: Value,
 }
 
 impl Resp {
-    pub fn action(&self) -> &str {
+    pub(crate) fn action(&self) -> &str {
         self.body["message_action"].as_str().unwrap_or("")
     }
 
-    pub fn data(&self) -> &Value {
+    pub(crate) fn data(&self) -> &Value {
         &self.body["message_data"]
     }
 
-    pub fn api_call_id(&self) -> Option<&str> {
+    pub(crate) fn api_call_id(&self) -> Option<&str> {
         self.body["api_call_id"].as_str()
     }
 
     /// The call a 202 or 201 is about: the id in `status_url` (a retry after a lost confirm
     /// re-sends an earlier call, which the request's own api call id is not), else the
     /// decided status's id, else the request's.
-    pub fn call_id(&self) -> Option<&str> {
+    pub(crate) fn call_id(&self) -> Option<&str> {
         self.data()["status_url"]
             .as_str()
             .and_then(|u| u.strip_prefix("/status/"))
@@ -76,24 +85,24 @@ impl Resp {
 
 /// HTTP outcomes counted over a whole run, every attempt included.
 #[derive(Default)]
-pub struct HttpCounters {
+pub(crate) struct HttpCounters {
     /// Every non-2xx answer to a POST, by status (429 and 503 included even when the retry
     /// succeeded).
-    pub by_status: Mutex<BTreeMap<u16, u64>>,
-    pub transport_errors: AtomicU64,
+    pub(crate) by_status: Mutex<BTreeMap<u16, u64>>,
+    pub(crate) transport_errors: AtomicU64,
     /// 5xx other than 503: always a defect (SPEC §3).
-    pub unexpected_5xx: AtomicU64,
-    pub retries: AtomicU64,
+    pub(crate) unexpected_5xx: AtomicU64,
+    pub(crate) retries: AtomicU64,
     /// A retry answered 409 CONFLICT_EXTERNAL_ID: an earlier attempt had been accepted.
-    pub resolved_by_conflict: AtomicU64,
+    pub(crate) resolved_by_conflict: AtomicU64,
     /// Non-200 answers to GET /status, by status.
-    pub poll_by_status: Mutex<BTreeMap<u16, u64>>,
-    pub samples: Mutex<Vec<String>>,
-    pub poll_samples: Mutex<Vec<String>>,
+    pub(crate) poll_by_status: Mutex<BTreeMap<u16, u64>>,
+    pub(crate) samples: Mutex<Vec<String>>,
+    pub(crate) poll_samples: Mutex<Vec<String>>,
 }
 
 impl HttpCounters {
-    pub fn count_status(&self, status: u16, sample: impl FnOnce() -> String) {
+    pub(crate) fn count_status(&self, status: u16, sample: impl FnOnce() -> String) {
         if let Ok(mut m) = self.by_status.lock() {
             *m.entry(status).or_default() += 1;
         }
@@ -109,7 +118,7 @@ impl HttpCounters {
         }
     }
 
-    pub fn count_poll_status(&self, status: u16, sample: impl FnOnce() -> String) {
+    pub(crate) fn count_poll_status(&self, status: u16, sample: impl FnOnce() -> String) {
         if let Ok(mut m) = self.poll_by_status.lock() {
             *m.entry(status).or_default() += 1;
         }
@@ -125,11 +134,11 @@ impl HttpCounters {
         }
     }
 
-    pub fn by_status(&self) -> BTreeMap<u16, u64> {
+    pub(crate) fn by_status(&self) -> BTreeMap<u16, u64> {
         self.by_status.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    pub fn poll_by_status(&self) -> BTreeMap<u16, u64> {
+    pub(crate) fn poll_by_status(&self) -> BTreeMap<u16, u64> {
         self.poll_by_status
             .lock()
             .map(|m| m.clone())
@@ -137,13 +146,12 @@ impl HttpCounters {
     }
 }
 
-pub struct Api {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Api {
+    client: SignedClient,
 }
 
 impl Api {
-    pub fn new(base: &str, connections: usize, timeout: Duration) -> Result<Api> {
+    pub(crate) fn new(base: &str, connections: usize, timeout: Duration) -> Result<Api> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(connections.max(1))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -153,20 +161,20 @@ impl Api {
             .build()
             .context("building the HTTP client")?;
         Ok(Api {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
+            client: SignedClient::new(http, base),
         })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    pub(crate) fn base(&self) -> &str {
+        self.client.base()
     }
 
     /// `GET /healthz` (unsigned), its body read; an error unless it answers 2xx.
-    pub async fn healthz(&self) -> Result<()> {
-        let url = format!("{}/healthz", self.base);
+    pub(crate) async fn healthz(&self) -> Result<()> {
+        let url = format!("{}/healthz", self.base());
         let r = self
-            .http
+            .client
+            .http()
             .get(&url)
             .send()
             .await
@@ -180,7 +188,7 @@ impl Api {
     /// Opens up to `connections` kept-alive connections (as many `GET /healthz` at once), as a
     /// merchant's long-running client has them: the load's first requests then measure the
     /// engine, not TCP set-up on a cold pool.
-    pub async fn warm(&self, connections: usize) -> Result<()> {
+    pub(crate) async fn warm(&self, connections: usize) -> Result<()> {
         futures_util::future::try_join_all((0..connections.max(1)).map(|_| self.healthz()))
             .await
             .context("warming the connections")?;
@@ -188,56 +196,31 @@ impl Api {
     }
 
     /// One signed request, signed now.
-    pub async fn send(
+    async fn send(
         &self,
         key: &Key,
-        method: &str,
+        method: Method,
         path: &str,
         external_id: Option<&str>,
         body: &[u8],
     ) -> Result<Resp, reqwest::Error> {
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let sts = string_to_sign(method, path, &timestamp, external_id, body);
-        let signature = sign(key.secret.as_bytes(), &sts);
-        let method = if method == "POST" {
-            reqwest::Method::POST
-        } else {
-            reqwest::Method::GET
-        };
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .header("X-Client-Id", &key.client_id)
-            .header("X-Timestamp", &timestamp)
-            .header("X-Signature", signature);
-        if let Some(ext) = external_id {
-            req = req.header("X-External-Id", ext);
-        }
-        if !body.is_empty() {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(body.to_vec());
-        }
-        let r = req.send().await?;
-        let status = r.status().as_u16();
-        let retry_after = r
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let bytes = r.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let r = self
+            .client
+            .request(key.credentials(), method, path)
+            .external_id(external_id)
+            .body(body)
+            .send()
+            .await?;
         Ok(Resp {
-            status,
-            retry_after,
-            body,
+            status: r.status,
+            retry_after: r.retry_after_secs(),
+            body: r.json().unwrap_or_else(|_| Value::String(r.text())),
         })
     }
 
     /// A POST retried like a merchant would: 429/503 after `Retry-After`, transport errors
     /// after a short pause, always with the same external id and body (re-signed).
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         key: &Key,
         path: &str,
@@ -252,7 +235,10 @@ impl Api {
             if attempt > 0 {
                 counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            match self.send(key, "POST", path, Some(external_id), body).await {
+            match self
+                .send(key, Method::POST, path, Some(external_id), body)
+                .await
+            {
                 Ok(r) if r.status == 201 || r.status == 202 => {
                     return match r.call_id() {
                         Some(id) => PostOutcome::Accepted {
@@ -330,7 +316,7 @@ impl Api {
     }
 
     /// `GET path`, retrying 429/503 and transport errors until `deadline`.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         key: &Key,
         path: &str,
@@ -340,7 +326,7 @@ impl Api {
         let mut attempt = 0u32;
         while tokio::time::Instant::now() < deadline {
             attempt += 1;
-            match self.send(key, "GET", path, None, b"").await {
+            match self.send(key, Method::GET, path, None, b"").await {
                 Ok(r) if r.status == 429 || r.status == 503 => {
                     counters.count_poll_status(r.status, String::new);
                     let secs = r.retry_after.unwrap_or(1).clamp(1, 5);
@@ -368,13 +354,13 @@ fn jitter(seed: &str, attempt: u32) -> Duration {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub max_retry_after_secs: u64,
+pub(crate) struct RetryPolicy {
+    pub(crate) max_attempts: u32,
+    pub(crate) max_retry_after_secs: u64,
 }
 
 #[derive(Debug)]
-pub enum PostOutcome {
+pub(crate) enum PostOutcome {
     /// 201/202, or a retry's 409 naming the call an earlier attempt created.
     Accepted {
         status: u16,

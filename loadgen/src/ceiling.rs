@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use worker::unit::{Decision, apply_batch, lock_order};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct CeilingArgs {
+pub(crate) struct CeilingArgs {
     /// A MySQL/MariaDB server it may create and drop a database on (the database in the URL
     /// is only used to connect).
     #[arg(
@@ -28,13 +28,13 @@ pub struct CeilingArgs {
         default_value = "mysql://root@127.0.0.1:3306/xyz",
         hide_env_values = true
     )]
-    pub database_url: String,
+    pub(crate) database_url: String,
     /// The scratch database, created (dropped first if it exists) and dropped at the end.
     #[arg(long, env = "LOADGEN_SCRATCH_DATABASE", default_value = "xyz_ceiling")]
-    pub scratch_database: String,
+    pub(crate) scratch_database: String,
     /// Keep the scratch database afterwards, for inspection.
     #[arg(long, env = "LOADGEN_KEEP_DATABASE")]
-    pub keep_database: bool,
+    pub(crate) keep_database: bool,
     /// Concurrency levels to measure (connections, each running transactions back to back).
     #[arg(
         long,
@@ -42,10 +42,10 @@ pub struct CeilingArgs {
         value_delimiter = ',',
         default_value = "1,2,4,8,16,32"
     )]
-    pub concurrency: Vec<usize>,
+    pub(crate) concurrency: Vec<usize>,
     /// Seconds per level.
     #[arg(long, env = "LOADGEN_CEILING_SECONDS", default_value_t = 5.0)]
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Contracts per MySQL transaction (1 = one contract per transaction; the worker's
     /// default group commit is 32). Several values measure several series.
     #[arg(
@@ -54,10 +54,10 @@ pub struct CeilingArgs {
         value_delimiter = ',',
         default_value = "1"
     )]
-    pub batch: Vec<usize>,
+    pub(crate) batch: Vec<usize>,
     /// Fail unless innodb_flush_log_at_trx_commit is 1 (a durable commit per transaction).
     #[arg(long, env = "LOADGEN_REQUIRE_DURABLE")]
-    pub require_durable: bool,
+    pub(crate) require_durable: bool,
 }
 
 #[cfg(test)]
@@ -108,7 +108,7 @@ fn valid_db_name(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-pub async fn ceiling(args: CeilingArgs) -> Result<ExitCode> {
+pub(crate) async fn ceiling(args: CeilingArgs) -> Result<ExitCode> {
     ensure!(
         valid_db_name(&args.scratch_database),
         "--scratch-database must be [A-Za-z0-9_]{{1,64}}"

@@ -21,7 +21,7 @@ const GROUPS: &[(&str, &str)] = &[
 ];
 
 /// One reading of the machine's and every process's CPU time, in clock ticks.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     cores: CoreTicks,
     /// pid → (group, user + system ticks, start time); the start time tells a reused pid.
     procs: HashMap<u32, (&'static str, u64, u64)>,
@@ -37,18 +37,18 @@ struct CoreTicks {
 
 /// The window's shares, in percent of all cores.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct Usage {
-    pub secs: f64,
+pub(crate) struct Usage {
+    pub(crate) secs: f64,
     /// Neither idle nor waiting for the disk.
-    pub busy_percent: f64,
+    pub(crate) busy_percent: f64,
     /// Time the host ran something else while this virtual machine's cores were ready.
-    pub steal_percent: f64,
+    pub(crate) steal_percent: f64,
     /// Per program group; "other" is every process not named in `GROUPS` (kernel threads).
-    pub share_percent: BTreeMap<&'static str, f64>,
+    pub(crate) share_percent: BTreeMap<&'static str, f64>,
 }
 
 impl Snapshot {
-    pub fn take() -> Option<Snapshot> {
+    pub(crate) fn take() -> Option<Snapshot> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let cores = parse_cpu_line(stat.lines().next()?)?;
         let mut procs = HashMap::new();
@@ -74,7 +74,7 @@ impl Snapshot {
 
 /// Shares between two readings `secs` apart. A process that appeared in between counts from
 /// zero; one that ended in between is lost (its last ticks cannot be read).
-pub fn usage(before: &Snapshot, after: &Snapshot, secs: f64) -> Usage {
+pub(crate) fn usage(before: &Snapshot, after: &Snapshot, secs: f64) -> Usage {
     let all = after.cores.all.saturating_sub(before.cores.all).max(1) as f64;
     let idle = after.cores.idle.saturating_sub(before.cores.idle) as f64;
     let steal = after.cores.steal.saturating_sub(before.cores.steal) as f64;

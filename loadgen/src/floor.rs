@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
-pub struct FloorArgs {
+pub(crate) struct FloorArgs {
     #[arg(
         long,
         env = "LOADGEN_BASE_URL",
@@ -37,7 +37,7 @@ pub struct FloorArgs {
     gap_ms: f64,
 }
 
-pub async fn floor(args: FloorArgs) -> Result<ExitCode> {
+pub(crate) async fn floor(args: FloorArgs) -> Result<ExitCode> {
     ensure!(args.samples > 0, "--samples must be at least 1");
     let gap = Duration::try_from_secs_f64(args.gap_ms / 1000.0)
         .ok()

@@ -7,12 +7,12 @@ use shared::amqp::Topology;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct PoisonArgs {
+pub(crate) struct PoisonArgs {
     #[command(flatten)]
     amqp: shared::config::AmqpConfig,
 }
 
-pub async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
     let topology = Topology::new(&args.amqp.prefix);
     let conn = shared::amqp::connect(&args.amqp.url, "loadgen-poison").await?;
     let channel = conn.create_channel().await?;

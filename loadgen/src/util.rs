@@ -1,27 +1,24 @@
-//! Small helpers: a seeded PRNG, exact percentiles, money text, and a progress line on stderr.
+//! Small helpers: a seeded PRNG, exact percentiles and money text.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// SplitMix64: fast, seedable, good enough to pick amounts and tenors (not for secrets).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub fn from_entropy() -> Rng {
+    pub(crate) fn from_entropy() -> Rng {
         let b = *uuid::Uuid::new_v4().as_bytes();
         Rng(u64::from_le_bytes([
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ]))
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -30,7 +27,7 @@ impl Rng {
     }
 
     /// Uniform in `lo ..= hi` (`hi < lo` gives `lo`).
-    pub fn range_i64(&mut self, lo: i64, hi: i64) -> i64 {
+    pub(crate) fn range_i64(&mut self, lo: i64, hi: i64) -> i64 {
         if hi <= lo {
             return lo;
         }
@@ -39,11 +36,11 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub fn index(&mut self, len: usize) -> usize {
+    pub(crate) fn index(&mut self, len: usize) -> usize {
         if len == 0 {
             0
         } else {
@@ -53,14 +50,14 @@ impl Rng {
 }
 
 /// Cents as a JSON number text with exactly 2 decimals: `123456` → `1234.56`.
-pub fn cents_text(cents: i64) -> String {
+pub(crate) fn cents_text(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
     format!("{sign}{}.{:02}", c / 100, c % 100)
 }
 
 /// `"1234.56"` (the engine's money strings) → cents.
-pub fn parse_cents(s: &str) -> Option<i64> {
+pub(crate) fn parse_cents(s: &str) -> Option<i64> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if int.is_empty()
         || !int.bytes().all(|b| b.is_ascii_digit())
@@ -81,17 +78,17 @@ pub fn parse_cents(s: &str) -> Option<i64> {
 
 /// Nearest-rank percentiles of a set of samples (milliseconds).
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Percentiles {
-    pub count: usize,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
+pub(crate) struct Percentiles {
+    pub(crate) count: usize,
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
 }
 
 impl Percentiles {
-    pub fn of(samples: &mut [f64]) -> Percentiles {
+    pub(crate) fn of(samples: &mut [f64]) -> Percentiles {
         if samples.is_empty() {
             return Percentiles::default();
         }
@@ -113,89 +110,12 @@ impl Percentiles {
     }
 }
 
-pub fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A line on stderr redrawn every `every`: in place on a terminal, one line per 2 s otherwise.
-pub struct Progress {
-    stop: Arc<AtomicBool>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Progress {
-    pub fn start<F>(label: &'static str, total: u64, render: F) -> Progress
-    where
-        F: Fn() -> (u64, String) + Send + 'static,
-    {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let tty = std::io::stderr().is_terminal();
-        let handle = tokio::spawn(async move {
-            let started = Instant::now();
-            let mut last_plain = Instant::now();
-            loop {
-                let stopping = flag.load(Ordering::Relaxed);
-                let (done, extra) = render();
-                let line = bar_line(label, done, total, started.elapsed(), &extra);
-                {
-                    let mut err = std::io::stderr().lock();
-                    if tty {
-                        let _ = write!(err, "\r\x1b[2K{line}");
-                        if stopping {
-                            let _ = writeln!(err);
-                        }
-                    } else if stopping || last_plain.elapsed() >= Duration::from_secs(2) {
-                        let _ = writeln!(err, "{line}");
-                        last_plain = Instant::now();
-                    }
-                    let _ = err.flush();
-                }
-                if stopping {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-        });
-        Progress {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    pub async fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
-    }
-}
-
-fn bar_line(label: &str, done: u64, total: u64, elapsed: Duration, extra: &str) -> String {
-    const WIDTH: u64 = 30;
-    let filled = (done.min(total) * WIDTH)
-        .checked_div(total)
-        .unwrap_or(WIDTH);
-    let bar: String = (0..WIDTH)
-        .map(|i| {
-            if i < filled {
-                '='
-            } else if i == filled {
-                '>'
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
-    format!(
-        "{label:<9} [{bar}] {done}/{total} {:>6.1}s {rate:>8.1}/s {extra}",
-        elapsed.as_secs_f64()
-    )
 }
 
 #[cfg(test)]

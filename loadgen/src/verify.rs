@@ -49,7 +49,7 @@ fn dec(row: &MySqlRow, col: &str) -> Result<Decimal> {
     Ok(v.unwrap_or_default())
 }
 
-pub async fn verify(
+pub(crate) async fn verify(
     url: &str,
     users: &[String],
     records: &[CallRecord],

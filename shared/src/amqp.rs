@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 /// How many times RabbitMQ delivers a command before dead-lettering it. Only poison messages
 /// come near it: workers retry transient failures in-process without requeueing.
-pub const DELIVERY_LIMIT: i64 = 5;
+pub(crate) const DELIVERY_LIMIT: i64 = 5;
 
 /// Queue and exchange names and arguments, derived from one prefix so tests can run on their
 /// own names side by side.
@@ -24,7 +24,7 @@ pub struct Topology {
 
 /// One queue argument: (name, value as it appears in JSON definitions).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ArgValue {
+pub(crate) enum ArgValue {
     Str(String),
     Int(i64),
 }
@@ -50,7 +50,7 @@ impl Topology {
 
     /// Arguments of the command queue: quorum, explicit delivery limit, reject-publish on
     /// overflow (needed by at-least-once dead-lettering), and the dead-letter target.
-    pub fn command_queue_args(&self) -> Vec<(&'static str, ArgValue)> {
+    pub(crate) fn command_queue_args(&self) -> Vec<(&'static str, ArgValue)> {
         vec![
             ("x-queue-type", ArgValue::Str("quorum".into())),
             ("x-delivery-limit", ArgValue::Int(DELIVERY_LIMIT)),
@@ -70,7 +70,7 @@ impl Topology {
         ]
     }
 
-    pub fn dead_letter_queue_args(&self) -> Vec<(&'static str, ArgValue)> {
+    pub(crate) fn dead_letter_queue_args(&self) -> Vec<(&'static str, ArgValue)> {
         vec![("x-queue-type", ArgValue::Str("quorum".into()))]
     }
 

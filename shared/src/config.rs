@@ -82,13 +82,13 @@ pub struct AmqpConfig {
 pub struct CryptoConfig {
     /// Master keys for data at rest: `id=base64(32 bytes)` separated by commas.
     #[arg(long = "master-keys", env = "MASTER_KEYS", default_value = DEV_MASTER_KEYS, hide_env_values = true, hide_default_value = true)]
-    pub master_keys: String,
+    pub(crate) master_keys: String,
     /// The master key id new data is encrypted under.
     #[arg(long = "master-key-id", env = "MASTER_KEY_ID", default_value = "dev")]
     pub master_key_id: String,
     /// Key of the NIK blind index (base64, at least 32 bytes). Never rotates without a rebuild.
     #[arg(long = "blind-index-key", env = "BLIND_INDEX_KEY", default_value = DEV_BLIND_INDEX_KEY, hide_env_values = true, hide_default_value = true)]
-    pub blind_index_key: String,
+    pub(crate) blind_index_key: String,
 }
 
 impl CryptoConfig {

@@ -91,7 +91,11 @@ impl Keyring {
     }
 
     /// Encrypts under the active key; `aad` binds the ciphertext to its purpose and row.
-    pub fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<(String, Vec<u8>), CryptoError> {
+    pub(crate) fn encrypt(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<(String, Vec<u8>), CryptoError> {
         let cipher = self
             .keys
             .get(&self.active)
@@ -112,7 +116,12 @@ impl Keyring {
         Ok((self.active.clone(), out))
     }
 
-    pub fn decrypt(&self, key_id: &str, data: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) fn decrypt(
+        &self,
+        key_id: &str,
+        data: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let cipher = self
             .keys
             .get(key_id)

@@ -3,7 +3,10 @@
 
 pub mod amqp;
 pub mod cache;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
+pub mod connections;
 pub mod contract;
 pub mod crypto;
 pub mod db;
@@ -15,6 +18,7 @@ pub mod metrics;
 pub mod money;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod shutdown;
 pub mod signature;
 pub mod status;
 pub mod telemetry;

@@ -22,7 +22,7 @@ pub enum DecimalError {
 }
 
 /// Largest amount DECIMAL(20,2) holds: 999,999,999,999,999,999.99.
-pub fn money_max() -> Decimal {
+pub(crate) fn money_max() -> Decimal {
     Decimal::from_i128_with_scale(99_999_999_999_999_999_999, 2)
 }
 
@@ -31,7 +31,7 @@ const MAX_INTEGER_DIGITS: usize = 18;
 
 /// Parses the text of a JSON value (a number, or a string holding `-?[0-9]+(\.[0-9]+)?`)
 /// into a decimal with at most `max_scale` significant decimals.
-pub fn parse_json_decimal(raw: &str, max_scale: u32) -> Result<Decimal, DecimalError> {
+pub(crate) fn parse_json_decimal(raw: &str, max_scale: u32) -> Result<Decimal, DecimalError> {
     let raw = raw.trim();
     if let Some(inner) = raw.strip_prefix('"') {
         let inner = inner.strip_suffix('"').ok_or(DecimalError::NotANumber)?;
@@ -264,7 +264,7 @@ impl TryFrom<Decimal> for Money {
 }
 
 /// Rounds half away from zero to 2 decimals (SPEC §4's `round2`).
-pub fn round2(value: Decimal) -> Decimal {
+pub(crate) fn round2(value: Decimal) -> Decimal {
     value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 

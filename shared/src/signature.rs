@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far `X-Timestamp` may be from the server clock, either way.
-pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+pub(crate) const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -106,7 +106,7 @@ impl ResultJson {
     }
 
     /// A stored result, checked to be JSON.
-    pub fn from_stored(json: String) -> Result<ResultJson, serde_json::Error> {
+    pub(crate) fn from_stored(json: String) -> Result<ResultJson, serde_json::Error> {
         serde_json::value::RawValue::from_string(json).map(ResultJson)
     }
 
@@ -170,7 +170,7 @@ pub mod rfc3339 {
     }
 }
 
-pub mod rfc3339_opt {
+pub(crate) mod rfc3339_opt {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

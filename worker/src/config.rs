@@ -18,10 +18,10 @@ pub struct WorkerConfig {
     /// Room for the batch being applied and the next one (a message may carry several
     /// commands), so the broker never waits for acks to send more.
     #[arg(long, env = "WORKER_PREFETCH", default_value_t = 256)]
-    pub prefetch: u16,
+    pub(crate) prefetch: u16,
     /// Commands per MySQL transaction (group commit).
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 32)]
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Lanes per consumer: each batch is split by user into this many MySQL transactions
     /// applied side by side, which never wait for each other's row locks (a consumer gathers
     /// up to lanes × batch size commands).
@@ -29,7 +29,7 @@ pub struct WorkerConfig {
     pub lanes: usize,
     /// How long a batch waits for more commands after its first, in milliseconds.
     #[arg(long, env = "WORKER_BATCH_LINGER_MS", default_value_t = 5)]
-    pub batch_linger_ms: u64,
+    pub(crate) batch_linger_ms: u64,
     /// Where the worker serves Prometheus metrics (`/metrics`); empty disables.
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9100")]
     pub metrics_addr: String,

@@ -18,17 +18,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Clone)]
-pub struct Deps {
-    pub pool: MySqlPool,
-    pub cache: Cache,
-    pub topology: Topology,
-    pub config: WorkerConfig,
+pub(crate) struct Deps {
+    pub(crate) pool: MySqlPool,
+    pub(crate) cache: Cache,
+    pub(crate) topology: Topology,
+    pub(crate) config: WorkerConfig,
 }
 
 /// Runs one consumer until `stop` flips, reconnecting with backoff whenever the broker goes
 /// away. Unacked deliveries of a dead channel are redelivered by the broker, and the
 /// idempotency rows make a second application impossible.
-pub async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
     while !*stop.borrow() {
         match open(&deps, index).await {

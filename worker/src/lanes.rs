@@ -18,13 +18,13 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 /// `lanes`. A batch that one transaction holds stays one transaction: at a moderate rate
 /// batches are small, nothing waits for locks, and splitting would only add statements and
 /// commits.
-pub fn lanes_for(commands: usize, batch_size: usize, lanes: usize) -> usize {
+pub(crate) fn lanes_for(commands: usize, batch_size: usize, lanes: usize) -> usize {
     commands.div_ceil(batch_size.max(1)).clamp(1, lanes.max(1))
 }
 
 /// The lane of a user (or, for a payment on a contract nobody owns, of the contract number).
 /// Only needs to be stable within a process: `DefaultHasher::new` has fixed keys.
-pub fn lane_of(key: &str, lanes: usize) -> usize {
+pub(crate) fn lane_of(key: &str, lanes: usize) -> usize {
     if lanes <= 1 {
         return 0;
     }
@@ -37,7 +37,7 @@ pub fn lane_of(key: &str, lanes: usize) -> usize {
 /// transaction goes by its user, a payment by the owner of its contract (`owners`, by
 /// contract number; one not found goes by its number). Order within a lane is kept; empty
 /// lanes are left out.
-pub fn assign<T>(
+pub(crate) fn assign<T>(
     items: Vec<T>,
     command: impl Fn(&T) -> &Command,
     owners: &BTreeMap<String, String>,

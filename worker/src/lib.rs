@@ -2,15 +2,14 @@
 //! transaction, acks after the commit, then caches statuses and answers waiting ingresses.
 
 pub mod config;
-pub mod consumer;
-pub mod handlers;
+mod consumer;
+mod handlers;
 pub mod lanes;
 pub mod unit;
 
 use config::WorkerConfig;
 use consumer::{Deps, run_consumer};
-use shared::amqp::Topology;
-use shared::cache::Cache;
+use shared::connections::Connections;
 use sqlx::MySqlPool;
 use std::future::Future;
 use tokio::sync::watch;
@@ -35,18 +34,17 @@ pub async fn run<F>(
 where
     F: Future<Output = ()>,
 {
-    let pool = match pool {
-        Some(p) => p,
-        None => shared::db::connect(&config.database.url, config.database.max_connections)
-            .await
-            .map_err(|e| WorkerError::Config(format!("DATABASE_URL: {e}")))?,
-    };
-    let redis = shared::cache::connect(&config.redis.url)
-        .map_err(|e| WorkerError::Config(format!("REDIS_URL: {e}")))?;
+    let Connections {
+        pool,
+        cache,
+        topology,
+    } = Connections::open(&config.database, &config.redis, &config.amqp, pool)
+        .await
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
     let deps = Deps {
         pool,
-        cache: Cache::for_deployment(redis, &config.redis),
-        topology: Topology::new(&config.amqp.prefix),
+        cache,
+        topology,
         config: config.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -19,26 +19,6 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, %addr, "metrics listener not started"),
         }
     }
-    worker::run(config, None, shutdown_signal()).await?;
+    worker::run(config, None, shared::shutdown::signal()).await?;
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received");
 }

@@ -38,13 +38,13 @@ pub enum Decision {
 pub struct Transient(#[from] pub sqlx::Error);
 
 /// A command's own verdict, before its outcome row is written.
-pub enum Verdict {
+pub(crate) enum Verdict {
     Approved(ResultJson),
     Rejected(RejectReason),
 }
 
 /// Approved with `view` (the contract or the bill) as the call's result, serialized once here.
-pub fn approved<T: serde::Serialize>(view: &T) -> Result<Verdict, CommandError> {
+pub(crate) fn approved<T: serde::Serialize>(view: &T) -> Result<Verdict, CommandError> {
     call_result(view).map(Verdict::Approved)
 }
 
@@ -55,7 +55,7 @@ fn call_result<T: serde::Serialize>(value: &T) -> Result<ResultJson, CommandErro
 
 /// Errors inside one command.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     #[error(transparent)]
     Transient(#[from] Transient),
     #[error("{0}")]

@@ -70,7 +70,7 @@ fn describe(m: &BasicGetMessage) -> Vec<serde_json::Value> {
     }
 }
 
-pub async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<()> {
+pub(crate) async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<()> {
     let conn = shared::amqp::connect(amqp_url, "xyzctl-dlq")
         .await
         .context("RabbitMQ")?;
@@ -103,7 +103,7 @@ pub async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<()> {
 /// replayed whole when any of them is selected. Undecodable messages stay where they are. Safe to
 /// run twice: a command is removed only after its re-publish is confirmed, and the workers'
 /// idempotency records make a command that runs twice count once.
-pub async fn replay(
+pub(crate) async fn replay(
     amqp_url: &str,
     topology: &Topology,
     ids: &[String],

@@ -270,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The application's rights: data only. Migrations (DDL) run as another user.
-pub const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE";
+pub(crate) const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE";
 
 async fn grant_app_user(
     url: &str,

@@ -1,4 +1,4 @@
-//! `spawn_app()` and a signing client.
+//! `spawn_app()` and signed requests (`shared::client`, the signer of loadgen and xyzctl).
 
 use ingress::config::IngressConfig;
 use ingress::startup::Application;
@@ -6,8 +6,8 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use shared::client::{Credentials, SignedClient};
 use shared::db::keys::{Role, create_key};
-use shared::signature::{sign, string_to_sign};
 use sqlx::MySqlPool;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -18,6 +18,15 @@ pub struct Key {
     pub client_id: String,
     pub secret: String,
     pub merchant_id: String,
+}
+
+impl Key {
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            client_id: &self.client_id,
+            secret: &self.secret,
+        }
+    }
 }
 
 pub struct TestApp {
@@ -213,30 +222,24 @@ impl TestApp {
         headers: &[(&str, &str)],
         timestamp: &str,
     ) -> Resp {
-        let body = body.unwrap_or(b"");
-        let sts = string_to_sign(method, path, timestamp, external_id, body);
-        let signature = sign(key.secret.as_bytes(), &sts);
-        let mut req = self
-            .http
-            .request(method.parse().expect("method"), format!("{base}{path}"))
-            .header("X-Client-Id", &key.client_id)
-            .header("X-Timestamp", timestamp)
-            .header("X-Signature", signature)
-            .body(body.to_vec());
-        if let Some(ext) = external_id {
-            req = req.header("X-External-Id", ext);
-        }
-        if !body.is_empty()
-            && !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req = req.header("Content-Type", "application/json");
-        }
+        let client = SignedClient::new(self.http.clone(), base);
+        let mut request = client
+            .request(key.credentials(), method.parse().expect("method"), path)
+            .external_id(external_id)
+            .body(body.unwrap_or(b""))
+            .timestamp(timestamp);
         for (k, v) in headers {
-            req = req.header(*k, *v);
+            request = request.header(k, v);
         }
-        Self::read(req.send().await.expect("request sent")).await
+        let r = request.send().await.expect("request sent");
+        let body = r
+            .json()
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", r.status, r.text()));
+        Resp {
+            status: r.status,
+            body,
+            headers: r.headers,
+        }
     }
 
     pub async fn read(r: reqwest::Response) -> Resp {

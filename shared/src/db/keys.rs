@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
 /// The merchant every admin key belongs to.
-pub const PLATFORM_MERCHANT: &str = "PLATFORM";
+pub(crate) const PLATFORM_MERCHANT: &str = "PLATFORM";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,7 +72,7 @@ fn secret_aad(client_id: &str) -> Vec<u8> {
 }
 
 /// The merchant a new key belongs to: its name, or the platform for admin keys.
-pub fn merchant_for(name: &str, role: Role) -> String {
+pub(crate) fn merchant_for(name: &str, role: Role) -> String {
     match role {
         Role::Admin => PLATFORM_MERCHANT.to_owned(),
         Role::Merchant => name.to_owned(),

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// Strict, and the same on MariaDB 10.11 and MySQL 8.4.
-pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY";
+pub(crate) const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -51,7 +51,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool, sqlx:
 /// ACK, 40 ms, with the batch's row locks held (launchbadge/sqlx#4335, fixed after 0.9.0).
 /// Measured: batches 3× slower once the default cache of 100 was full. Bounded by the server's
 /// `max_prepared_stmt_count` (16382 by default) across all connections.
-pub const STATEMENT_CACHE_CAPACITY: usize = 1024;
+pub(crate) const STATEMENT_CACHE_CAPACITY: usize = 1024;
 
 pub fn connect_options(url: &str) -> Result<MySqlConnectOptions, sqlx::Error> {
     Ok(MySqlConnectOptions::from_str(url)?
@@ -85,7 +85,7 @@ pub fn pool_options(max_connections: u32) -> MySqlPoolOptions {
 /// dozen that every connection prepares once and keeps. With one statement per row count, a
 /// fresh engine prepared ~1000 statements (a parse and a plan each, in MariaDB) in its first
 /// 6000 requests at a moderate rate, and still ~100 per run after five runs.
-pub fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+pub(crate) fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = rows;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -165,7 +165,7 @@ pub fn to_naive(t: DateTime<Utc>) -> NaiveDateTime {
     t.naive_utc()
 }
 
-pub fn from_naive(t: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn from_naive(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
 }
 

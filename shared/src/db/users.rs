@@ -10,8 +10,8 @@ use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const NIK_AAD: &[u8] = b"users.nik";
-pub const NIK_INDEX_PURPOSE: &str = "nik";
+pub(crate) const NIK_AAD: &[u8] = b"users.nik";
+pub(crate) const NIK_INDEX_PURPOSE: &str = "nik";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

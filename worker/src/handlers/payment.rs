@@ -22,7 +22,7 @@ fn money(row: &sqlx::mysql::MySqlRow, col: &str) -> Result<Money, CommandError> 
     Money::new(d).map_err(|e| CommandError::Poison(format!("{col}: {e}")))
 }
 
-pub async fn apply(
+pub(crate) async fn apply(
     conn: &mut MySqlConnection,
     command: &Command,
     p: &PaymentPayload,
@@ -118,7 +118,7 @@ pub async fn apply(
 }
 
 /// A bill, ready to be written and reported.
-pub struct Bill<'a> {
+pub(crate) struct Bill<'a> {
     command: &'a Command,
     view: BillView,
 }
@@ -210,7 +210,7 @@ struct Installment {
 /// then one upsert of the installments, one update per paid contract and one insert of the
 /// bills. The limits are restored in `users` (already locked by the batch, and written by
 /// the caller); `touched` records when each user's limits last changed.
-pub async fn apply_many(
+pub(crate) async fn apply_many(
     conn: &mut MySqlConnection,
     payments: &[(&Command, &PaymentPayload)],
     users: &mut BTreeMap<String, LockedLimits>,

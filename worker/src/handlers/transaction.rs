@@ -13,7 +13,7 @@ use shared::money::Money;
 use shared::status::format_instant;
 use sqlx::{MySqlConnection, Row};
 
-pub async fn apply(
+pub(crate) async fn apply(
     conn: &mut MySqlConnection,
     command: &Command,
     t: &TransactionPayload,
@@ -47,7 +47,7 @@ pub async fn apply(
 }
 
 /// A contract decided in memory: its number, schedule and installments, ready to be written.
-pub struct Draft<'a> {
+pub(crate) struct Draft<'a> {
     command: &'a Command,
     t: &'a TransactionPayload,
     plan: Schedule,
@@ -59,7 +59,10 @@ pub struct Draft<'a> {
 impl<'a> Draft<'a> {
     /// Computes the schedule. The ingress validated these terms; a command whose terms no
     /// longer compute is poison.
-    pub fn new(command: &'a Command, t: &'a TransactionPayload) -> Result<Self, CommandError> {
+    pub(crate) fn new(
+        command: &'a Command,
+        t: &'a TransactionPayload,
+    ) -> Result<Self, CommandError> {
         let plan = schedule(&t.terms, command.accepted_at)
             .map_err(|e| CommandError::Poison(e.to_string()))?;
         let installments = plan
@@ -84,17 +87,17 @@ impl<'a> Draft<'a> {
         })
     }
 
-    pub fn tenor(&self) -> Tenor {
+    pub(crate) fn tenor(&self) -> Tenor {
         self.t.terms.tenor
     }
 
     /// What the contract takes from the tenor's available limit.
-    pub fn cost(&self) -> Money {
+    pub(crate) fn cost(&self) -> Money {
         self.plan.jumlah_cicilan
     }
 
     /// The contract as the outcome reports it, with the user's limits after it.
-    pub fn into_view(self, limits: LimitsMap) -> ContractView {
+    pub(crate) fn into_view(self, limits: LimitsMap) -> ContractView {
         let terms = &self.t.terms;
         ContractView {
             nomor_kontrak: self.nomor_kontrak,
@@ -118,12 +121,12 @@ impl<'a> Draft<'a> {
 
 /// The head of a multi-row write of installments: new ones here, paid ones in
 /// `payment::apply_many` (as an upsert).
-pub const INSERT_BILLINGS: &str = "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+pub(crate) const INSERT_BILLINGS: &str = "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
     harga_cicilan, terbayar, status, tanggal_tagihan) ";
 
 /// Writes contracts and all their installments: two multi-row writes whatever their number
 /// (`shared::db::write_rows`).
-pub async fn insert_contracts(
+pub(crate) async fn insert_contracts(
     conn: &mut MySqlConnection,
     drafts: &[&Draft<'_>],
 ) -> Result<(), sqlx::Error> {
