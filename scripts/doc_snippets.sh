@@ -189,11 +189,12 @@ wait_ready "$XYZ_URL" || { say "the engine at $XYZ_URL is not ready"; exit 1; }
 # A user of its own for this run: the snippets spend its limits, never the demo user's.
 say "creating the user the snippets buy for (demo admin key)"
 NIK="3201$(date +%s%N | tail -c 13)"
-USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$XYZ_URL EXTERNAL_ID="doc-snippets-$NIK" \
-  python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Siti Rahayu\",\"legal_name\":\"Siti Rahayu\",\"tempat_lahir\":\"Surabaya\",\"tanggal_lahir\":\"1994-08-17\",\"gaji\":15000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":1000000,\"limit_two_month\":2000000,\"limit_three_month\":5000000,\"limit_sixth\":10000000}")
+USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$XYZ_URL \
+  "target/${ENGINE_PROFILE:-release}/xyzctl" call --external-id "doc-snippets-$NIK" POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Siti Rahayu\",\"legal_name\":\"Siti Rahayu\",\"tempat_lahir\":\"Surabaya\",\"tanggal_lahir\":\"1994-08-17\",\"gaji\":15000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":1000000,\"limit_two_month\":2000000,\"limit_three_month\":5000000,\"limit_sixth\":10000000}" || true)
+# xyzctl call prints the status on its first line, then the body.
 XYZ_USER_ID=$(printf '%s' "$USER_JSON" | python3 -c 'import json,sys
-status, body = sys.stdin.read().split(" ", 1)
-print(json.loads(body)["message_data"]["user_id"] if status == "201" else "")' || true)
+status, body = sys.stdin.read().split("\n", 1)
+print(json.loads(body)["message_data"]["user_id"] if status.strip() == "201" else "")' || true)
 [ -n "$XYZ_USER_ID" ] || { say "could not create the user: $USER_JSON"; exit 1; }
 export XYZ_USER_ID
 say "user $XYZ_USER_ID, merchant key $XYZ_CLIENT_ID, engine $XYZ_URL"

@@ -146,9 +146,9 @@ Demo admin key:    $(cat "$STATE/docker-admin.json")
 Demo merchant key: $(cat "$STATE/docker-merchant.json")
 (kept in $STATE/docker-*.json, mode 600; the secret cannot be read back from the database)
 
-Sign requests with scripts/sign.py, e.g.:
-  CLIENT_ID=… CLIENT_SECRET=… BASE_URL=http://127.0.0.1:$http_port EXTERNAL_ID=user-0001 \\
-    python3 scripts/sign.py GET /users/USR_…/limits
+Send signed requests with xyzctl call, e.g.:
+  CLIENT_ID=… CLIENT_SECRET=… BASE_URL=http://127.0.0.1:$http_port \\
+    cargo run -q -p xyzctl -- call GET /users/USR_…/limits
 
 More workers:    docker compose -p $PROJECT up -d --scale worker=4
 After a change:  scripts/rebuild.sh

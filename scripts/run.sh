@@ -75,12 +75,13 @@ say "demo: creating a user"
 USER_ID=""
 for attempt in 1 2 3 4 5; do
   NIK="3201$(date +%s%N | tail -c 13)"
-  USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$BASE_URL EXTERNAL_ID="demo-user-$NIK" \
-    python3 scripts/sign.py POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Budi Santoso\",\"legal_name\":\"Budi Santoso\",\"tempat_lahir\":\"Bandung\",\"tanggal_lahir\":\"1997-03-02\",\"gaji\":12000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":100000,\"limit_two_month\":300000,\"limit_three_month\":500000,\"limit_sixth\":10000000}")
+  USER_JSON=$(CLIENT_ID=$ADMIN_ID CLIENT_SECRET=$ADMIN_SECRET BASE_URL=$BASE_URL \
+    "$BIN/xyzctl" call --external-id "demo-user-$NIK" POST /create-user "{\"nik\":\"$NIK\",\"full_name\":\"Budi Santoso\",\"legal_name\":\"Budi Santoso\",\"tempat_lahir\":\"Bandung\",\"tanggal_lahir\":\"1997-03-02\",\"gaji\":12000000,\"foto_ktp\":\"https://cdn.example.com/ktp.jpg\",\"foto_selfie\":\"https://cdn.example.com/selfie.jpg\",\"limit_one_month\":100000,\"limit_two_month\":300000,\"limit_three_month\":500000,\"limit_sixth\":10000000}" || true)
   echo "$USER_JSON"
+  # xyzctl call prints the status on its first line, then the body.
   USER_ID=$(echo "$USER_JSON" | python3 -c 'import json,sys
-status, body = sys.stdin.read().split(" ", 1)
-print(json.loads(body)["message_data"]["user_id"] if status == "201" else "")' || true)
+status, body = sys.stdin.read().split("\n", 1)
+print(json.loads(body)["message_data"]["user_id"] if status.strip() == "201" else "")' || true)
   [ -n "$USER_ID" ] && break
   sleep 2
 done
@@ -94,10 +95,10 @@ Demo admin key:    $(cat "$STATE/admin.json")
 Demo merchant key: $(cat "$STATE/merchant.json")
 Demo user:         $USER_ID
 
-Try a checkout with the merchant key (scripts/sign.py signs per SPEC §2):
+Try a checkout with the merchant key (xyzctl call signs as docs/api.md says):
   CLIENT_ID=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["client_id"])' "$STATE/merchant.json") \\
   CLIENT_SECRET=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["secret"])' "$STATE/merchant.json") \\
-  BASE_URL=$BASE_URL EXTERNAL_ID=ORDER-\$RANDOM PREFER=wait=5 \\
-  python3 scripts/sign.py POST /transaction '{"user_id":"$USER_ID","otr":1000,"admin_fee":100,"harga_aset":900,"bunga_persen":2.5,"tenor":3,"nama_aset":"Kulkas 2 Pintu"}'
+  BASE_URL=$BASE_URL $BIN/xyzctl call --wait 5 \\
+  POST /transaction '{"user_id":"$USER_ID","otr":1000,"admin_fee":100,"harga_aset":900,"bunga_persen":2.5,"tenor":3,"nama_aset":"Kulkas 2 Pintu"}'
 Stop everything: scripts/stop.sh
 TXT

@@ -71,7 +71,7 @@ pub async fn claim(
         .ok_or_else(|| ApiError::mandatory("X-External-Id"))?;
     let key = state
         .cache
-        .keys
+        .names
         .claim(&ctx.key.merchant_id, endpoint, external_id);
     let positions = state
         .cache

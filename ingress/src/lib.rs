@@ -2,6 +2,7 @@
 //! commands with publisher confirms, and serves the reads.
 
 pub(crate) mod acceptances;
+pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod batcher;
 mod body;
@@ -11,7 +12,6 @@ pub(crate) mod commands;
 pub mod config;
 mod docs;
 pub(crate) mod error;
-pub(crate) mod api_keys;
 pub mod lookups;
 pub mod openapi;
 mod pipeline;

@@ -1,17 +1,16 @@
 //! Building and running the ingress. `Application::build` binds the port and exposes it, so
 //! tests run the real application on port 0.
 
+use crate::api_keys::ApiKeys;
 use crate::audit::AuditLog;
 use crate::config::IngressConfig;
-use crate::api_keys::ApiKeys;
 use crate::state::{AppState, Inner};
 use crate::waiters::Waiters;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
-use shared::amqp::{Publisher, Topology};
-use shared::cache::Cache;
+use shared::amqp::Publisher;
 use shared::envelope::MessageAction;
 use sqlx::MySqlPool;
 use std::future::Future;
@@ -53,16 +52,18 @@ impl Application {
             .crypto
             .keyring()
             .map_err(|e| StartupError::Config(e.to_string()))?;
-        let pool = match pool {
-            Some(p) => p,
-            None => shared::db::connect(&config.database.url, config.database.max_connections)
-                .await
-                .map_err(|e| StartupError::Config(format!("DATABASE_URL: {e}")))?,
-        };
-        let redis = shared::cache::connect(&config.redis.url)
-            .map_err(|e| StartupError::Config(format!("REDIS_URL: {e}")))?;
-        let cache = Cache::for_deployment(redis, &config.redis);
-        let topology = Topology::new(&config.amqp.prefix);
+        let shared::connections::Connections {
+            pool,
+            cache,
+            topology,
+        } = shared::connections::Connections::open(
+            &config.database,
+            &config.redis,
+            &config.amqp,
+            pool,
+        )
+        .await
+        .map_err(|e| StartupError::Config(e.to_string()))?;
         let ingress_id = config
             .ingress_id
             .clone()
@@ -77,7 +78,7 @@ impl Application {
         if let Err(e) = api_keys.reload(&pool, &keyring).await {
             tracing::warn!(error = %e, "initial API key load failed; retrying in the background");
         }
-        let waiters = Waiters::new(cache.keys.reply_channel(&ingress_id));
+        let waiters = Waiters::new(cache.names.reply_channel(&ingress_id));
         let (audit, audit_writer) = AuditLog::start(pool.clone());
         let (acceptances, acceptance_writer) =
             crate::acceptances::Acceptances::start(cache.clone());

@@ -1,9 +1,9 @@
 //! What every request shares: pools and connections, long-lived and built once.
 
 use crate::acceptances::Acceptances;
+use crate::api_keys::ApiKeys;
 use crate::audit::AuditLog;
 use crate::commands::Commands;
-use crate::api_keys::ApiKeys;
 use crate::lookups::Lookups;
 use crate::waiters::Waiters;
 use shared::amqp::Publisher;

@@ -163,11 +163,22 @@ pub struct Schedule {
     pub installments: Vec<Installment>,
 }
 
+/// What a contract's terms come to (SPEC §4), before any date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amounts {
+    /// `otr + admin_fee`.
+    pub pokok: Money,
+    pub jumlah_bunga: Money,
+    /// `pokok + jumlah_bunga`: what the limit is debited.
+    pub jumlah_cicilan: Money,
+    pub cicilan_bulanan: Money,
+    /// Each installment in order; the last absorbs the rounding.
+    pub installments: Vec<Money>,
+}
+
 /// The amounts of SPEC §4 (no dates): validates that every amount is in range and every
 /// installment is at least 0.01.
-pub fn amounts(
-    terms: &ContractTerms,
-) -> Result<(Money, Money, Money, Money, Vec<Money>), TermsError> {
+pub fn amounts(terms: &ContractTerms) -> Result<Amounts, TermsError> {
     let n = Decimal::from(terms.tenor.months());
     let pokok = terms
         .otr
@@ -194,7 +205,13 @@ pub fn amounts(
     let count = terms.tenor.months() as usize;
     let mut each = vec![cicilan_bulanan; count - 1];
     each.push(last);
-    Ok((pokok, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, each))
+    Ok(Amounts {
+        pokok,
+        jumlah_bunga,
+        jumlah_cicilan,
+        cicilan_bulanan,
+        installments: each,
+    })
 }
 
 /// The whole schedule for a contract accepted at `contract_instant`.
@@ -202,7 +219,13 @@ pub fn schedule(
     terms: &ContractTerms,
     contract_instant: DateTime<Utc>,
 ) -> Result<Schedule, TermsError> {
-    let (pokok, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, amounts) = amounts(terms)?;
+    let Amounts {
+        pokok,
+        jumlah_bunga,
+        jumlah_cicilan,
+        cicilan_bulanan,
+        installments: amounts,
+    } = amounts(terms)?;
     let anchor = contract_instant.with_timezone(&Jakarta).date_naive();
     let installments = amounts
         .into_iter()
@@ -390,28 +413,25 @@ mod tests {
 
     #[test]
     fn spec_worked_example_one() {
-        let (pokok, bunga, jumlah, bulanan, each) =
-            amounts(&terms("1000.00", "100.00", "900.00", "2.5", Tenor::Three)).expect("valid");
-        assert_eq!(pokok.to_string(), "1100.00");
-        assert_eq!(bunga.to_string(), "82.50");
-        assert_eq!(jumlah.to_string(), "1182.50");
-        assert_eq!(bulanan.to_string(), "394.17");
-        assert_eq!(strings(&each), ["394.17", "394.17", "394.16"]);
+        let a = amounts(&terms("1000.00", "100.00", "900.00", "2.5", Tenor::Three)).expect("valid");
+        assert_eq!(a.pokok.to_string(), "1100.00");
+        assert_eq!(a.jumlah_bunga.to_string(), "82.50");
+        assert_eq!(a.jumlah_cicilan.to_string(), "1182.50");
+        assert_eq!(a.cicilan_bulanan.to_string(), "394.17");
+        assert_eq!(strings(&a.installments), ["394.17", "394.17", "394.16"]);
     }
 
     #[test]
     fn spec_worked_example_two() {
-        let (_, _, _, _, each) =
-            amounts(&terms("100.05", "0", "100", "0", Tenor::Two)).expect("valid");
-        assert_eq!(strings(&each), ["50.03", "50.02"]);
+        let a = amounts(&terms("100.05", "0", "100", "0", Tenor::Two)).expect("valid");
+        assert_eq!(strings(&a.installments), ["50.03", "50.02"]);
     }
 
     #[test]
     fn spec_worked_example_three() {
-        let (_, bunga, _, _, each) =
-            amounts(&terms("1000.50", "0", "1000", "2.5", Tenor::Two)).expect("valid");
-        assert_eq!(bunga.to_string(), "50.03");
-        assert_eq!(strings(&each), ["525.27", "525.26"]);
+        let a = amounts(&terms("1000.50", "0", "1000", "2.5", Tenor::Two)).expect("valid");
+        assert_eq!(a.jumlah_bunga.to_string(), "50.03");
+        assert_eq!(strings(&a.installments), ["525.27", "525.26"]);
     }
 
     #[test]
@@ -549,7 +569,13 @@ mod tests {
                 tenor,
             };
             match amounts(&t) {
-                Ok((pokok, bunga, jumlah, bulanan, each)) => {
+                Ok(Amounts {
+                    pokok,
+                    jumlah_bunga: bunga,
+                    jumlah_cicilan: jumlah,
+                    cicilan_bulanan: bulanan,
+                    installments: each,
+                }) => {
                     prop_assert_eq!(pokok.value(), t.otr.value() + t.admin_fee.value());
                     prop_assert_eq!(jumlah.value(), pokok.value() + bunga.value());
                     let sum: Decimal = each.iter().map(|m| m.value()).sum();

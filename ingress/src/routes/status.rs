@@ -62,13 +62,11 @@ pub(crate) async fn get(
     if let Some(record) = cached {
         return owned(ctx, &record.merchant_id, record.status);
     }
-    if let Some((merchant, call_type, at)) =
-        shared::db::outcomes::find_accepted_call(&state.pool, api_call_id).await?
-    {
+    if let Some(call) = shared::db::outcomes::find_accepted_call(&state.pool, api_call_id).await? {
         return owned(
             ctx,
-            &merchant,
-            CallStatus::pending(api_call_id, call_type, at),
+            &call.merchant_id,
+            CallStatus::pending(api_call_id, call.call_type, call.accepted_at),
         );
     }
     Err(ApiError::not_found())

@@ -272,7 +272,7 @@ impl TestApp {
     /// ingress would have left it (`state|api_call_id|body_sha256|claimed_at_ms`).
     /// The claim of `external_id` on `/transaction` as Redis holds it.
     pub async fn transaction_claim(&self, external_id: &str) -> Option<String> {
-        let key = shared::cache::Keys::new(&self.prefix).claim(
+        let key = shared::cache::RedisNames::new(&self.prefix).claim(
             &self.merchant.merchant_id,
             "transaction",
             external_id,
@@ -302,7 +302,7 @@ impl TestApp {
         };
         let mut c = self.redis.clone();
         let _: () = redis::cmd("SET")
-            .arg(shared::cache::Keys::new(&self.prefix).status(api_call_id))
+            .arg(shared::cache::RedisNames::new(&self.prefix).status(api_call_id))
             .arg(serde_json::to_string(&record).expect("json"))
             .arg("EX")
             .arg(600)

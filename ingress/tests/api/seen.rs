@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Claims (merchant, "transaction", id) straight in Redis under `cache`'s prefix.
 async fn claim(cache: &Cache, merchant: &str, external_id: &str) -> ClaimOutcome {
-    let key = cache.keys.claim(merchant, "transaction", external_id);
+    let key = cache.names.claim(merchant, "transaction", external_id);
     let positions = cache.seen_positions(merchant, "transaction", external_id);
     cache
         .claim(&key, &positions, &fresh_id(), &"0".repeat(64), None, None)
@@ -73,7 +73,7 @@ async fn an_id_mysql_holds_is_refused_when_redis_forgot_its_claim_but_not_the_fi
     // prove the id new, so MySQL is asked and the id stays used.
     forget_key(
         &app.redis,
-        &cache.keys.claim(&merchant, "transaction", &ext),
+        &cache.names.claim(&merchant, "transaction", &ext),
     )
     .await;
     let again = app
@@ -129,7 +129,7 @@ async fn a_rebuild_restores_every_id_mysql_holds_and_only_then_marks_the_filter_
             .await
             .expect("lock")
     );
-    forget_key(&app.redis, &cache.keys.seen_rebuild()).await;
+    forget_key(&app.redis, &cache.names.seen_rebuild()).await;
     let lost = ingress::seen::rebuild(&app.pool, &cache, "a", Duration::ZERO)
         .await
         .expect("rebuild");
@@ -164,7 +164,7 @@ async fn a_rebuild_restores_every_id_mysql_holds_and_only_then_marks_the_filter_
         claim(&cache, &merchant, &fresh_id()).await,
         ClaimOutcome::Claimed(Seen::New)
     ));
-    forget_key(&app.redis, cache.keys.seen()).await;
+    forget_key(&app.redis, cache.names.seen()).await;
     app.shutdown().await;
 }
 

@@ -268,7 +268,7 @@ async fn a_released_claim_takes_the_pending_status_it_wrote_with_it(pool: sqlx::
         let record = pending(&call);
         let merchant = merchant.clone();
         async move {
-            let key = cache.keys.claim(&merchant, "transaction", &ext);
+            let key = cache.names.claim(&merchant, "transaction", &ext);
             let positions = cache.seen_positions(&merchant, "transaction", &ext);
             let outcome = cache
                 .claim(

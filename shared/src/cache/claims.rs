@@ -77,7 +77,7 @@ impl Cache {
         let mut c = self.conn.clone();
         let mut invocation = self.scripts.claim.key(key);
         invocation
-            .key(self.keys.seen())
+            .key(self.names.seen())
             .arg(api_call_id)
             .arg(body_sha256)
             .arg(CLAIM_TTL_SECS)
@@ -86,14 +86,14 @@ impl Cache {
             .arg(&seen[..]);
         if let Some(a) = allowance {
             invocation
-                .key(self.keys.rate(a.client_id))
+                .key(self.names.rate(a.client_id))
                 .arg("rate")
                 .arg(a.interval_us())
                 .arg(a.burst());
         }
         if let Some(record) = pending {
             invocation
-                .key(self.keys.status(&record.status.api_call_id))
+                .key(self.names.status(&record.status.api_call_id))
                 .arg("status")
                 .arg(serde_json::to_string(record).unwrap_or_default())
                 .arg(STATUS_TTL_SECS);
@@ -139,7 +139,7 @@ impl Cache {
         invocation.arg(api_call_id).arg(ACCEPTED);
         if let Some(record) = pending {
             invocation
-                .key(self.keys.status(&record.status.api_call_id))
+                .key(self.names.status(&record.status.api_call_id))
                 .arg(serde_json::to_string(record).unwrap_or_default())
                 .arg(STATUS_TTL_SECS);
         }
@@ -192,7 +192,7 @@ impl Cache {
         let mut invocation = self.scripts.release.key(key);
         invocation.arg(api_call_id);
         if drop_status {
-            invocation.key(self.keys.status(api_call_id));
+            invocation.key(self.names.status(api_call_id));
         }
         let _: i64 = invocation.invoke_async(&mut c).await?;
         Ok(())
@@ -217,7 +217,7 @@ impl Cache {
             .arg(CLAIM_TTL_SECS)
             .ignore();
         if let Some(call) = dropped_call {
-            pipe.cmd("DEL").arg(self.keys.status(call)).ignore();
+            pipe.cmd("DEL").arg(self.names.status(call)).ignore();
         }
         let mut c = self.conn.clone();
         let _: () = pipe.query_async(&mut c).await?;

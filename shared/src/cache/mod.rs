@@ -6,13 +6,13 @@
 //! must decide and write in one round trip sit beside them as `.lua` files.
 
 mod claims;
-mod keys;
+mod names;
 mod rate;
 mod seen;
 mod statuses;
 
 pub use claims::{Claim, ClaimOutcome};
-pub use keys::Keys;
+pub use names::RedisNames;
 pub use rate::Allowance;
 pub(crate) use seen::SEEN_BITS;
 pub use seen::{SEEN_HASHES, Seen, seen_positions};
@@ -42,7 +42,7 @@ pub fn connect(url: &str) -> Result<ConnectionManager, CacheError> {
 #[derive(Clone)]
 pub struct Cache {
     conn: ConnectionManager,
-    pub keys: Keys,
+    pub names: RedisNames,
     scripts: Arc<Scripts>,
     seen_bits: u64,
 }
@@ -60,7 +60,7 @@ impl Cache {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Cache {
         Cache {
             conn,
-            keys: Keys::new(prefix),
+            names: RedisNames::new(prefix),
             scripts: Arc::new(Scripts {
                 claim: redis::Script::new(claims::CLAIM_SCRIPT),
                 mark: redis::Script::new(claims::MARK_SCRIPT),

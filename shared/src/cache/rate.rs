@@ -38,7 +38,7 @@ impl Cache {
         let (allowed, retry_ms): (i64, i64) = self
             .scripts
             .rate
-            .key(self.keys.rate(allowance.client_id))
+            .key(self.names.rate(allowance.client_id))
             .arg(allowance.interval_us())
             .arg(allowance.burst())
             .invoke_async(&mut c)

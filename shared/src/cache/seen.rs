@@ -66,7 +66,7 @@ impl Cache {
         if positions.is_empty() {
             return Ok(());
         }
-        let key = self.keys.seen();
+        let key = self.names.seen();
         let mut pipe = redis::pipe();
         for p in positions.iter().flatten() {
             pipe.cmd("SETBIT").arg(key).arg(*p).arg(1).ignore();
@@ -80,7 +80,7 @@ impl Cache {
     pub async fn seen_complete(&self) -> Result<bool, CacheError> {
         let mut c = self.conn.clone();
         let bit: i64 = redis::cmd("GETBIT")
-            .arg(self.keys.seen())
+            .arg(self.names.seen())
             .arg(0)
             .query_async(&mut c)
             .await?;
@@ -94,8 +94,8 @@ impl Cache {
         let done: i64 = self
             .scripts
             .complete_seen
-            .key(self.keys.seen())
-            .key(self.keys.seen_rebuild())
+            .key(self.names.seen())
+            .key(self.names.seen_rebuild())
             .arg(holder)
             .invoke_async(&mut c)
             .await?;
@@ -106,7 +106,7 @@ impl Cache {
     pub async fn lock_seen_rebuild(&self, holder: &str, ttl: Duration) -> Result<bool, CacheError> {
         let mut c = self.conn.clone();
         let taken: Option<String> = redis::cmd("SET")
-            .arg(self.keys.seen_rebuild())
+            .arg(self.names.seen_rebuild())
             .arg(holder)
             .arg("NX")
             .arg("PX")

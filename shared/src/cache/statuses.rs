@@ -20,7 +20,7 @@ pub struct StatusRecord {
 impl Cache {
     pub async fn get_status(&self, api_call_id: &str) -> Result<Option<StatusRecord>, CacheError> {
         let mut c = self.conn.clone();
-        let raw: Option<String> = c.get(self.keys.status(api_call_id)).await?;
+        let raw: Option<String> = c.get(self.names.status(api_call_id)).await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
@@ -28,7 +28,7 @@ impl Cache {
     /// accepted).
     pub async fn drop_status(&self, api_call_id: &str) -> Result<(), CacheError> {
         let mut c = self.conn.clone();
-        let _: i64 = c.del(self.keys.status(api_call_id)).await?;
+        let _: i64 = c.del(self.names.status(api_call_id)).await?;
         Ok(())
     }
 
@@ -44,7 +44,7 @@ impl Cache {
         for (record, reply_to) in records {
             let json = serde_json::to_string(record).unwrap_or_default();
             pipe.cmd("SET")
-                .arg(self.keys.status(&record.status.api_call_id))
+                .arg(self.names.status(&record.status.api_call_id))
                 .arg(&json)
                 .arg("EX")
                 .arg(STATUS_TTL_SECS)

@@ -227,12 +227,20 @@ where
     Ok(Some((r.try_get("merchant_id")?, status)))
 }
 
+/// An asynchronous call the ingress accepted (202), as the audit log has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedCall {
+    pub merchant_id: String,
+    pub call_type: CallType,
+    pub accepted_at: DateTime<Utc>,
+}
+
 /// An asynchronous call the ingress accepted (202) but no worker has decided yet, from the
-/// audit log: (merchant, type, accepted at).
+/// audit log.
 pub async fn find_accepted_call(
     pool: &sqlx::MySqlPool,
     api_call_id: &str,
-) -> Result<Option<(String, CallType, DateTime<Utc>)>, DbError> {
+) -> Result<Option<AcceptedCall>, DbError> {
     let row = sqlx::query(
         "SELECT merchant_id, path, started_at FROM api_call_logs
          WHERE api_call_id = ? AND http_status = 202 AND method = 'POST'",
@@ -251,5 +259,9 @@ pub async fn find_accepted_call(
     } else {
         return Ok(None);
     };
-    Ok(merchant.map(|m| (m, call_type, from_naive(started))))
+    Ok(merchant.map(|merchant_id| AcceptedCall {
+        merchant_id,
+        call_type,
+        accepted_at: from_naive(started),
+    }))
 }

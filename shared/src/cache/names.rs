@@ -2,15 +2,15 @@
 
 /// Key names under one prefix.
 #[derive(Debug, Clone)]
-pub struct Keys {
+pub struct RedisNames {
     pub prefix: String,
     /// Named once: every claim and every worker batch uses it.
     seen: String,
 }
 
-impl Keys {
-    pub fn new(prefix: &str) -> Keys {
-        Keys {
+impl RedisNames {
+    pub fn new(prefix: &str) -> RedisNames {
+        RedisNames {
             prefix: prefix.to_owned(),
             seen: format!("{prefix}:seen"),
         }
