@@ -21,6 +21,10 @@ pub struct IngressConfig {
     /// this plus one round trip).
     #[arg(long, env = "KEY_REFRESH_MS", default_value_t = 2000)]
     pub key_refresh_ms: u64,
+    /// A key set not refreshed for this long (MySQL away), in milliseconds, is not trusted:
+    /// signed requests answer 503 until a reload succeeds.
+    #[arg(long, env = "KEY_STALE_AFTER_MS", default_value_t = 30_000)]
+    pub key_stale_after_ms: u64,
     /// How long to wait for the broker's confirm before answering 503, in milliseconds.
     #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
     pub confirm_timeout_ms: u64,

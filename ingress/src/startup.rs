@@ -74,7 +74,7 @@ impl Application {
             topology.clone(),
             Duration::from_millis(config.confirm_timeout_ms),
         );
-        let api_keys = ApiKeys::default();
+        let api_keys = ApiKeys::new(Duration::from_millis(config.key_stale_after_ms));
         if let Err(e) = api_keys.reload(&pool, &keyring).await {
             tracing::warn!(error = %e, "initial API key load failed; retrying in the background");
         }
@@ -96,6 +96,7 @@ impl Application {
                 Duration::from_millis(config.key_refresh_ms),
             ),
             waiters.spawn_listener(config.redis.url.clone()),
+            api_keys.spawn_change_listener(config.redis.url.clone(), cache.names.key_changes()),
             crate::seen::spawn_maintainer(
                 pool.clone(),
                 cache.clone(),

@@ -2,6 +2,7 @@
 //! signature (401). A request that passes carries its key ([`Signer`]) and its body
 //! ([`SignedBody`]) to the checks after it.
 
+use crate::api_keys::Lookup;
 use crate::error::ApiError;
 use crate::pipeline::AuditDraft;
 use crate::state::AppState;
@@ -26,6 +27,10 @@ pub(crate) struct Signer(pub Arc<ActiveKey>);
 /// The body, as signed.
 #[derive(Clone)]
 pub(crate) struct SignedBody(pub Bytes);
+
+/// The request's signature (lowercase hex): what a replay repeats.
+#[derive(Clone)]
+pub(crate) struct Signature(pub String);
 
 /// Middleware: body size, then signature.
 pub(crate) async fn signed(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -55,7 +60,7 @@ pub(crate) async fn signed(State(state): State<AppState>, req: Request, next: Ne
         .headers
         .get("x-external-id")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let key = match authenticate(
+    let (key, signature) = match authenticate(
         &state,
         &parts.method,
         path_and_query,
@@ -63,13 +68,14 @@ pub(crate) async fn signed(State(state): State<AppState>, req: Request, next: Ne
         external_id.as_deref(),
         &body,
     ) {
-        Ok(key) => Arc::new(key),
+        Ok((key, signature)) => (Arc::new(key), signature),
         Err(e) => return e.into_response(),
     };
     if let Some(draft) = &draft {
         draft.signed_by(&key);
     }
     parts.extensions.insert(Signer(key));
+    parts.extensions.insert(Signature(signature));
     parts.extensions.insert(SignedBody(body.clone()));
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
@@ -111,7 +117,7 @@ fn authenticate(
     headers: &HeaderMap,
     external_id: Option<&str>,
     body: &[u8],
-) -> Result<ActiveKey, ApiError> {
+) -> Result<(ActiveKey, String), ApiError> {
     let required = |name: &str| -> Result<String, ApiError> {
         header_text(headers, name)?
             .filter(|v| !v.is_empty())
@@ -122,10 +128,16 @@ fn authenticate(
     let provided = required("X-Signature")?;
     signature::timestamp_within_window(&timestamp, Utc::now().timestamp())
         .map_err(|e| ApiError::signature(e.to_string()))?;
-    let key = state
-        .api_keys
-        .get(&client_id)
-        .ok_or_else(|| ApiError::signature("unknown or revoked X-Client-Id"))?;
+    let key = match state.api_keys.get(&client_id) {
+        Lookup::Found(key) => key,
+        Lookup::Unknown => return Err(ApiError::signature("unknown or revoked X-Client-Id")),
+        Lookup::Stale => {
+            metrics::counter!("xyz_api_keys_stale_total").increment(1);
+            return Err(ApiError::unavailable(
+                &"the API keys could not be refreshed from MySQL",
+            ));
+        }
+    };
     let sts = signature::string_to_sign(
         method.as_str(),
         path_and_query,
@@ -144,5 +156,5 @@ fn authenticate(
             "X-Signature does not match the request",
         ));
     }
-    Ok(key)
+    Ok((key, provided.to_ascii_lowercase()))
 }

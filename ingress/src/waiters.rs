@@ -2,7 +2,6 @@
 //! own Redis channel; workers publish each final status there, and the message completes the
 //! matching oneshot. No task per waiter, no polling.
 
-use futures_util::StreamExt;
 use shared::cache::StatusRecord;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,39 +60,16 @@ impl Waiters {
         }
     }
 
-    /// Subscribes and dispatches forever, resubscribing with backoff after Redis goes away.
+    /// Listens for the workers' replies on this ingress's channel, forever.
     pub fn spawn_listener(&self, redis_url: String) -> tokio::task::JoinHandle<()> {
         let waiters = self.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match listen(&waiters, &redis_url).await {
-                    Ok(()) => tracing::warn!("reply subscription ended; resubscribing"),
-                    Err(e) => tracing::warn!(error = %e, "reply subscription failed; retrying"),
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+        crate::subscriber::spawn(redis_url, self.channel.clone(), move |payload| {
+            match serde_json::from_str::<StatusRecord>(&payload) {
+                Ok(record) => waiters.complete(record),
+                Err(e) => tracing::warn!(error = %e, "undecodable reply ignored"),
             }
         })
     }
-}
-
-async fn listen(waiters: &Waiters, redis_url: &str) -> redis::RedisResult<()> {
-    let client = redis::Client::open(redis_url)?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(&waiters.channel).await?;
-    tracing::info!(channel = %waiters.channel, "listening for worker replies");
-    let mut messages = pubsub.into_on_message();
-    while let Some(msg) = messages.next().await {
-        let Ok(payload) = msg.get_payload::<String>() else {
-            continue;
-        };
-        match serde_json::from_str::<StatusRecord>(&payload) {
-            Ok(record) => waiters.complete(record),
-            Err(e) => tracing::warn!(error = %e, "undecodable reply ignored"),
-        }
-    }
-    Ok(())
 }
 
 /// `Prefer: wait=N` of a request, as an extractor: how long it may wait for its outcome.

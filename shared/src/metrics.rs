@@ -62,6 +62,14 @@ pub fn describe() {
         "xyz_rate_limiter_fail_open_total",
         "Requests let through because Redis could not be asked"
     );
+    describe_counter!(
+        "xyz_consumer_restarts_total",
+        "Worker consumer tasks that died (a bug) and were started again"
+    );
+    describe_counter!(
+        "xyz_api_keys_stale_total",
+        "Signed requests answered 503 because the API keys could not be refreshed from MySQL"
+    );
     describe_gauge!(
         "xyz_waiters",
         "Requests holding a connection with Prefer: wait"

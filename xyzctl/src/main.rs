@@ -6,7 +6,7 @@ mod dlq;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use shared::amqp::Topology;
-use shared::config::{AmqpConfig, CryptoConfig};
+use shared::config::{AmqpConfig, CryptoConfig, RedisConfig};
 use shared::db::keys::{self, Role};
 
 #[derive(Parser, Debug)]
@@ -29,6 +29,8 @@ struct Cli {
     crypto: CryptoConfig,
     #[command(flatten)]
     amqp: AmqpConfig,
+    #[command(flatten)]
+    redis: RedisConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -197,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keys { command } => {
             let pool = shared::db::connect(&cli.database_url, 2).await?;
-            match command {
+            let changed = match command {
                 KeysCommand::Create { name, role } => {
                     let role = Role::parse(&role).context("role must be admin or merchant")?;
                     if name.is_empty()
@@ -216,11 +218,13 @@ async fn main() -> anyhow::Result<()> {
                         "{}",
                         serde_json::json!({"client_id": client_id, "secret": secret, "role": role.as_str(), "name": name})
                     );
+                    Some(client_id)
                 }
                 KeysCommand::List => {
                     for k in keys::list_keys(&pool).await? {
                         println!("{}", serde_json::to_string(&k)?);
                     }
+                    None
                 }
                 KeysCommand::SetRate {
                     client_id,
@@ -237,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
                         "{}",
                         serde_json::json!({"client_id": client_id, "rate_per_second": per_second, "rate_burst": burst})
                     );
+                    Some(client_id)
                 }
                 KeysCommand::Rotate {
                     client_id,
@@ -253,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
                         "{}",
                         serde_json::json!({"client_id": client_id, "secret": secret, "previous_secret_valid_until": until})
                     );
+                    Some(client_id)
                 }
                 KeysCommand::Revoke { client_id } => {
                     if !keys::revoke_key(&pool, &client_id).await? {
@@ -262,10 +268,31 @@ async fn main() -> anyhow::Result<()> {
                         "{}",
                         serde_json::json!({"client_id": client_id, "revoked": true})
                     );
+                    Some(client_id)
                 }
+            };
+            if let Some(client_id) = changed {
+                announce_key_change(&cli.redis, &client_id).await;
             }
             Ok(())
         }
+    }
+}
+
+/// Tells every ingress to reload its keys now. Best effort: without Redis they reload within
+/// `KEY_REFRESH_MS` anyway.
+async fn announce_key_change(redis: &RedisConfig, client_id: &str) {
+    let announced = match shared::cache::connect(&redis.url) {
+        Ok(conn) => shared::cache::Cache::new(conn, &redis.prefix)
+            .announce_key_change(client_id)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = announced {
+        eprintln!(
+            "warning: could not announce the change on Redis ({e}); every ingress reloads its keys within KEY_REFRESH_MS"
+        );
     }
 }
 

@@ -6,8 +6,10 @@
 //! must decide and write in one round trip sit beside them as `.lua` files.
 
 mod claims;
+mod key_changes;
 mod names;
 mod rate;
+mod replays;
 mod seen;
 mod statuses;
 

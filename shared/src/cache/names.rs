@@ -38,6 +38,16 @@ impl RedisNames {
         format!("{}:seen:rebuild", self.prefix)
     }
 
+    /// A signed write without an external id, remembered for the signature's window.
+    pub fn signature(&self, client_id: &str, signature: &str) -> String {
+        format!("{}:sig:{client_id}:{signature}", self.prefix)
+    }
+
+    /// Where a changed API key is announced, so every ingress reloads its keys at once.
+    pub fn key_changes(&self) -> String {
+        format!("{}:keys", self.prefix)
+    }
+
     pub fn rate(&self, client_id: &str) -> String {
         format!("{}:rate:{client_id}", self.prefix)
     }
