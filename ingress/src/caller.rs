@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::pipeline::{AuditDraft, CallId};
 use crate::rate::DeferredRate;
 use crate::state::AppState;
-use crate::verify::{SignedBody, Signer};
+use crate::verify::{Signature, SignedBody, Signer};
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::Method;
@@ -38,6 +38,8 @@ pub(crate) struct Caller {
     pub key: Arc<ActiveKey>,
     pub external_id: Option<String>,
     pub body: Bytes,
+    /// The request's signature: a write without an external id is claimed by it.
+    pub signature: String,
     deferred_rate: Option<DeferredRate>,
 }
 
@@ -81,6 +83,11 @@ impl FromRequestParts<AppState> for Caller {
             .get::<SignedBody>()
             .cloned()
             .ok_or_else(missing)?;
+        let Signature(signature) = parts
+            .extensions
+            .get::<Signature>()
+            .cloned()
+            .ok_or_else(missing)?;
         let CallId {
             api_call_id,
             started_at,
@@ -122,6 +129,7 @@ impl FromRequestParts<AppState> for Caller {
             key,
             external_id,
             body,
+            signature,
             deferred_rate: parts.extensions.get::<DeferredRate>().cloned(),
         })
     }

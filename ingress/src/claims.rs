@@ -37,6 +37,55 @@ pub(crate) struct ConflictData {
     same_payload: bool,
 }
 
+/// A signed write without an external id (`PATCH`, `PUT`, `DELETE`), claimed by its
+/// signature: sent again within the signature's window, it is a replay and answers 409 naming
+/// the call that first carried it. Every such endpoint claims before its effect.
+pub(crate) async fn claim_signature(
+    state: &AppState,
+    ctx: &Caller,
+) -> Result<SignatureClaim, ApiError> {
+    let earlier = state
+        .cache
+        .claim_signature(&ctx.key.client_id, &ctx.signature, &ctx.api_call_id)
+        .await?;
+    match earlier {
+        None => Ok(SignatureClaim {
+            client_id: ctx.key.client_id.clone(),
+            signature: ctx.signature.clone(),
+        }),
+        Some(original) => {
+            metrics::counter!("xyz_claims_total", "result" => "replay").increment(1);
+            Err(ApiError::with_data(
+                MessageAction::ConflictExternalId,
+                json!(ConflictData {
+                    message: "this signed request was already received (a replay); sign it again with a fresh X-Timestamp to repeat it",
+                    original_api_call_id: original,
+                    same_payload: true,
+                }),
+            ))
+        }
+    }
+}
+
+/// A signature this request holds.
+pub(crate) struct SignatureClaim {
+    client_id: String,
+    signature: String,
+}
+
+impl SignatureClaim {
+    /// The request failed before any effect (a 503): the same signed request may come again.
+    pub(crate) async fn release(&self, state: &AppState) {
+        if let Err(e) = state
+            .cache
+            .release_signature(&self.client_id, &self.signature)
+            .await
+        {
+            tracing::warn!(error = %e, "signature claim release failed; it expires with the window");
+        }
+    }
+}
+
 pub(crate) fn conflict(original_api_call_id: &str, same_payload: bool) -> ApiError {
     ApiError::with_data(
         MessageAction::ConflictExternalId,

@@ -309,7 +309,7 @@ impl FromBody for UserStatusRequest {
 /// Activate or lock a user.
 ///
 /// Admin only. A locked user's transactions are rejected (`USER_NOT_ACTIVE`); payments are
-/// still accepted.
+/// still accepted. Claimed by its signature: the same signed request again is a replay (409).
 #[utoipa::path(
     patch,
     path = "/users/{user_id}/status",
@@ -323,12 +323,15 @@ impl FromBody for UserStatusRequest {
         (status = 400, response = crate::openapi::BadRequest),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "A replay: this signed request was already received \
+            (sign it again with a fresh `X-Timestamp` to repeat it).",
+            body = crate::openapi::ConflictEnvelope),
         crate::openapi::SignedErrors,
     ),
 )]
 pub(crate) async fn set_status(
     State(state): State<AppState>,
-    _: Caller,
+    ctx: Caller,
     PathId(user_id): PathId,
     Body(UserStatusRequest {
         user_status: status,
@@ -338,9 +341,14 @@ pub(crate) async fn set_status(
     if !is_plausible_id(user_id) {
         return Err(ApiError::not_found());
     }
-    let user = shared::db::users::set_status(&state.pool, user_id, status)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let claim = claims::claim_signature(&state, &ctx).await?;
+    let user = match shared::db::users::set_status(&state.pool, user_id, status).await {
+        Ok(user) => user.ok_or_else(ApiError::not_found)?,
+        Err(e) => {
+            claim.release(&state).await;
+            return Err(e.into());
+        }
+    };
     tracing::info!(%user_id, status = status.as_str(), "user status set");
     Ok(Reply::ok(user))
 }

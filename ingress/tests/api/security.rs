@@ -45,6 +45,57 @@ async fn every_read_of_another_merchants_resource_is_404(pool: sqlx::MySqlPool) 
     app.shutdown().await;
 }
 
+/// A write without an external id (`PATCH`) is claimed by its signature: the same signed
+/// request sent again within the window is refused with 409, naming the first call, and
+/// changes nothing; signed again with a fresh timestamp it goes through.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_replayed_patch_is_refused_and_changes_nothing(pool: sqlx::MySqlPool) {
+    let app = spawn_app(pool).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let path = format!("/users/{user}/status");
+    let send = |status: &'static str, ts: String| {
+        let (app, path) = (&app, path.clone());
+        async move {
+            let body = format!(r#"{{"user_status":"{status}"}}"#);
+            app.send_at(
+                &app.admin,
+                "PATCH",
+                &path,
+                None,
+                Some(body.as_bytes()),
+                &[("Content-Type", "application/json")],
+                &ts,
+            )
+            .await
+        }
+    };
+    let ts = now_ts();
+    let lock = send("LOCK", ts.clone()).await;
+    assert_eq!(lock.status, 200, "{}", lock.body);
+    let unlock = send("ACTIVE", now_ts_after(&ts)).await;
+    assert_eq!(unlock.status, 200, "{}", unlock.body);
+    // The captured LOCK, replayed byte for byte: refused, and the user stays ACTIVE.
+    let replay = send("LOCK", ts.clone()).await;
+    assert_eq!(replay.status, 409, "{}", replay.body);
+    assert_eq!(replay.action(), "CONFLICT_EXTERNAL_ID");
+    assert_eq!(
+        replay.data()["original_api_call_id"],
+        lock.body["api_call_id"],
+        "{}",
+        replay.body
+    );
+    let now = app.get(&app.admin, &format!("/users/{user}")).await;
+    assert_eq!(now.data()["user_status"], "ACTIVE", "{}", now.body);
+    app.shutdown().await;
+}
+
+/// A timestamp one second after `ts` (a fresh signature for the same request).
+fn now_ts_after(ts: &str) -> String {
+    (ts.parse::<i64>().expect("a timestamp") + 1).to_string()
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_replayed_request_is_refused(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
