@@ -15,7 +15,15 @@ window.onload = function () {
 async function signRequest(req) {
   const headers = req.headers || {};
   const secret = headers["X-Signature"];
-  if (!secret || !headers["X-Client-Id"] || !window.crypto || !crypto.subtle) return req;
+  if (!secret || !headers["X-Client-Id"]) return req;
+  // Without WebCrypto (a page not served over https or localhost) the secret cannot be turned
+  // into a signature here, and it must never leave the browser as it is: refuse the request.
+  if (!window.crypto || !window.crypto.subtle) {
+    delete headers["X-Signature"];
+    const why = "This browser cannot sign requests here (no WebCrypto: open the page over https or from localhost). The request was not sent.";
+    if (typeof window.alert === "function") window.alert(why);
+    throw new Error(why);
+  }
   const enc = new TextEncoder();
   const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
   const method = (req.method || "GET").toUpperCase();

@@ -88,11 +88,23 @@ pub fn mask_request_body(body: &[u8]) -> Option<String> {
         if MASKED_KEYS.contains(&k.as_str()) {
             out.push_str(&serde_json::to_string(&mask_value(k, v.get())).unwrap_or_default());
         } else {
-            out.push_str(v.get());
+            out.push_str(&unescaped(v.get()));
         }
     }
     out.push('}');
     Some(mask_digit_runs(&out))
+}
+
+/// A value with its strings written plainly: `"\u0033201…"` is a NIK too, and the digit mask
+/// must see it. Numbers at the top level keep their exact text (money); a nested value, which
+/// no field of the API has, goes through `serde_json::Value`.
+fn unescaped(raw: &str) -> std::borrow::Cow<'_, str> {
+    if !raw.contains('\\') {
+        return raw.into();
+    }
+    serde_json::from_str::<Value>(raw)
+        .map(|v| v.to_string().into())
+        .unwrap_or_else(|_| raw.into())
 }
 
 /// Masks every run of exactly 16 digits: a NIK sent where no NIK belongs (an unknown or
@@ -176,7 +188,8 @@ pub fn mask_response(mut value: Value) -> String {
         }
     }
     walk(&mut value);
-    value.to_string()
+    // A NIK echoed anywhere (an error naming an unknown field, say) is masked too.
+    mask_digit_runs(&value.to_string())
 }
 
 #[cfg(test)]
@@ -222,6 +235,27 @@ mod tests {
         let hidden = format!(r#"{{"nik":"{}","pad":"xxx"#, "#".repeat(16));
         assert!(kept.contains(&hidden), "{kept}");
         assert_eq!(refused_body(b""), None);
+    }
+
+    #[test]
+    fn a_nik_written_with_json_escapes_is_masked() {
+        let masked = mask_request_body(
+            br#"{"full_name":"\u0033201234567890001","extra":{"id":"\u00332\u00301234567890001"}}"#,
+        )
+        .expect("masked");
+        assert!(!masked.contains("3201234567890001"), "{masked}");
+        assert_eq!(masked.matches("3201********0001").count(), 2, "{masked}");
+    }
+
+    #[test]
+    fn a_nik_echoed_in_an_answer_is_masked() {
+        let answer = serde_json::json!({
+            "message_action": "INVALID_PAYLOAD_KEY",
+            "message_data": "unknown field `3201234567890001`",
+        });
+        let masked = mask_response(answer);
+        assert!(!masked.contains("3201234567890001"), "{masked}");
+        assert!(masked.contains("3201********0001"), "{masked}");
     }
 
     #[test]

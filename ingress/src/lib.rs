@@ -20,5 +20,6 @@ mod routes;
 pub mod seen;
 pub mod startup;
 pub(crate) mod state;
+mod subscriber;
 mod verify;
 pub(crate) mod waiters;

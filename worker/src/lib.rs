@@ -5,6 +5,7 @@ pub mod config;
 mod consumer;
 mod handlers;
 pub mod lanes;
+mod supervise;
 pub mod unit;
 
 use config::WorkerConfig;
@@ -49,7 +50,12 @@ where
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let handles: Vec<_> = (0..config.concurrency.max(1))
-        .map(|i| tokio::spawn(run_consumer(deps.clone(), i, stop_rx.clone())))
+        .map(|i| {
+            let (deps, stop) = (deps.clone(), stop_rx.clone());
+            tokio::spawn(supervise::supervise(i, stop_rx.clone(), move || {
+                run_consumer(deps.clone(), i, stop.clone())
+            }))
+        })
         .collect();
     shutdown.await;
     tracing::info!("stopping: finishing the batches in hand");

@@ -872,6 +872,27 @@ fn urls_point_at_the_compose_services_with_the_right_users() {
     );
 }
 
+/// The engine's broker user is no administrator and may touch only the engine's own names.
+#[test]
+fn the_broker_user_has_no_admin_tag_and_only_the_engines_names() {
+    let all = services(&compose());
+    let script = strings(&service(&all, "rabbitmq")["command"]).join(" ");
+    assert!(
+        !script.contains("administrator"),
+        "the application user gets no management tag"
+    );
+    assert!(
+        !script.contains("'.*'") && !script.contains("\".*\""),
+        "no permission on every name"
+    );
+    assert!(
+        script.contains(r#"names="^$${AMQP_PREFIX}\\.""#),
+        "permissions anchored on the engine's prefix: {script}"
+    );
+    let rabbitmq = environment(service(&all, "rabbitmq"));
+    assert!(rabbitmq["AMQP_PREFIX"].starts_with("${AMQP_PREFIX"));
+}
+
 #[test]
 fn every_variable_is_documented_in_env_example() {
     let doc = compose();

@@ -875,3 +875,43 @@ async fn the_served_document_is_the_committed_openapi_json(pool: sqlx::MySqlPool
     );
     app.shutdown().await;
 }
+
+/// The docs page signs "Try it out" requests with the secret entered under Authorize. In a
+/// browser without WebCrypto it must refuse, never send the secret as the signature header.
+/// (Runs the served script in Node.js with a `window` that has no WebCrypto.)
+#[sqlx::test(migrations = "../migrations")]
+async fn the_docs_page_never_sends_the_secret_without_webcrypto(pool: sqlx::MySqlPool) {
+    let app = spawn_app(pool).await;
+    let script = app
+        .http
+        .get(format!("{}/docs/swagger-initializer.js", app.base))
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("the script");
+    let harness = format!(
+        r#"const window = {{ alert: () => {{}} }};
+{script}
+const req = {{ method: "GET", url: "http://localhost/users/U1", headers: {{ "X-Client-Id": "ck_1", "X-Signature": "THE-SECRET" }} }};
+signRequest(req).then(
+  (r) => {{ console.log(JSON.stringify({{ sent: true, headers: r.headers }})); }},
+  () => {{ console.log(JSON.stringify({{ sent: false, headers: req.headers }})); }},
+);"#
+    );
+    let out = std::process::Command::new("node")
+        .args(["-e", &harness])
+        .output()
+        .expect("node runs (Debian's nodejs; scripts/test.sh needs it for newman too)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "node printed {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(result["sent"], false, "{result}");
+    assert!(!result.to_string().contains("THE-SECRET"), "{result}");
+    app.shutdown().await;
+}

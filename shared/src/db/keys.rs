@@ -71,11 +71,33 @@ fn secret_aad(client_id: &str) -> Vec<u8> {
     format!("api-key-secret:{client_id}").into_bytes()
 }
 
+/// Why a key cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateKeyError {
+    /// A merchant named as the platform would share the admins' merchant identity: their
+    /// external ids, their calls and their contracts.
+    #[error(
+        "a merchant key cannot be named {PLATFORM_MERCHANT} (in any case): it is the platform's identity"
+    )]
+    ReservedName,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for CreateKeyError {
+    fn from(e: sqlx::Error) -> CreateKeyError {
+        CreateKeyError::Db(e.into())
+    }
+}
+
 /// The merchant a new key belongs to: its name, or the platform for admin keys.
-pub(crate) fn merchant_for(name: &str, role: Role) -> String {
+pub(crate) fn merchant_for(name: &str, role: Role) -> Result<String, CreateKeyError> {
     match role {
-        Role::Admin => PLATFORM_MERCHANT.to_owned(),
-        Role::Merchant => name.to_owned(),
+        Role::Admin => Ok(PLATFORM_MERCHANT.to_owned()),
+        Role::Merchant if name.eq_ignore_ascii_case(PLATFORM_MERCHANT) => {
+            Err(CreateKeyError::ReservedName)
+        }
+        Role::Merchant => Ok(name.to_owned()),
     }
 }
 
@@ -87,8 +109,8 @@ pub async fn create_key(
     name: &str,
     role: Role,
     secret: &str,
-) -> Result<String, DbError> {
-    let merchant_id = merchant_for(name, role);
+) -> Result<String, CreateKeyError> {
+    let merchant_id = merchant_for(name, role)?;
     let now = to_naive(Utc::now());
     let (key_id, ciphertext) = keyring
         .encrypt(secret.as_bytes(), &secret_aad(client_id))
@@ -302,4 +324,30 @@ pub async fn load_active_keys(
         });
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merchant_key_cannot_take_the_platforms_identity() {
+        for name in ["PLATFORM", "platform", "Platform"] {
+            assert!(
+                matches!(
+                    merchant_for(name, Role::Merchant),
+                    Err(CreateKeyError::ReservedName)
+                ),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            merchant_for("platform", Role::Admin).ok().as_deref(),
+            Some(PLATFORM_MERCHANT)
+        );
+        assert_eq!(
+            merchant_for("tokopedia", Role::Merchant).ok().as_deref(),
+            Some("tokopedia")
+        );
+    }
 }
