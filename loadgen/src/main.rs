@@ -1,6 +1,7 @@
 //! `loadgen`: drives the XYZ MultiFinance engine with signed requests and verifies its
 //! invariants against MySQL (`run`), and measures the database's own ceiling for the
-//! worker's unit of work (`sql-ceiling`) and the round trips under accept latency (`floor`).
+//! worker's unit of work (`sql-ceiling`), the round trips under accept latency (`floor`) and
+//! the cost of an unsigned flood (`unsigned`).
 
 mod api;
 mod ceiling;
@@ -8,6 +9,7 @@ mod cpu;
 mod floor;
 mod poison;
 mod run;
+mod unsigned;
 mod util;
 mod verify;
 
@@ -40,6 +42,9 @@ enum Cmd {
     /// broker's confirm, a Redis command, HTTP through nginx) and a wake-up between threads:
     /// the machine's floor under accept latency. A table then one JSON line on stdout.
     Floor(floor::FloorArgs),
+    /// Send POSTs of a ~64 KiB body under a made-up signature (every one must be refused
+    /// with 401) and report the engine's CPU per refused request; one JSON line on stdout.
+    Unsigned(unsigned::UnsignedArgs),
 }
 
 #[global_allocator]
@@ -54,6 +59,7 @@ async fn main() -> ExitCode {
         Cmd::SqlCeiling(args) => ceiling::ceiling(args).await,
         Cmd::Poison(args) => poison::poison(args).await,
         Cmd::Floor(args) => floor::floor(args).await,
+        Cmd::Unsigned(args) => unsigned::unsigned(args).await,
     };
     match result {
         Ok(code) => code,
