@@ -123,7 +123,8 @@ impl IntoResponse for ApiError {
 pub(crate) struct AuditDraft(Arc<Mutex<Draft>>);
 
 struct Draft {
-    row: AuditRow,
+    /// Taken when the answer is known.
+    row: Option<AuditRow>,
     audited: bool,
     /// The body as read; how much of it the row keeps depends on the answer.
     body: Option<Bytes>,
@@ -145,13 +146,19 @@ impl AuditDraft {
 
     pub fn signed_by(&self, key: &ActiveKey) {
         self.edit(|d| {
-            d.row.merchant_id = Some(key.merchant_id.clone());
-            d.row.client_id = Some(key.client_id.clone());
+            if let Some(row) = d.row.as_mut() {
+                row.merchant_id = Some(key.merchant_id.clone());
+                row.client_id = Some(key.client_id.clone());
+            }
         });
     }
 
     pub fn external_id(&self, external_id: Option<&str>) {
-        self.edit(|d| d.row.external_id = external_id.map(str::to_owned));
+        self.edit(|d| {
+            if let Some(row) = d.row.as_mut() {
+                row.external_id = external_id.map(str::to_owned);
+            }
+        });
     }
 
     /// The row, once the answer is known: a body the engine refused to read (401, 413, 429)
@@ -162,7 +169,7 @@ impl AuditDraft {
             return None;
         }
         let refused = matches!(status.as_u16(), 401 | 413 | 429);
-        let mut row = d.row.clone();
+        let mut row = d.row.take()?;
         row.request_body = d.body.take().and_then(|body| {
             if refused {
                 crate::audit::refused_body(&body)
@@ -187,17 +194,14 @@ pub(crate) async fn frame(State(state): State<AppState>, mut req: Request, next:
     let api_call_id = shared::ids::new_api_call_id();
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = route_label(req.extensions().get::<MatchedPath>());
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let client_ip = peer.map(|peer| client_ip(&state, peer, req.headers()));
     let draft = AuditDraft(Arc::new(Mutex::new(Draft {
-        row: AuditRow {
+        row: Some(AuditRow {
             api_call_id: api_call_id.clone(),
             method: method.clone(),
             path: req
@@ -214,7 +218,7 @@ pub(crate) async fn frame(State(state): State<AppState>, mut req: Request, next:
             client_ip: client_ip.map(|ip| ip.to_string()),
             started_at,
             duration_us: 0,
-        },
+        }),
         audited: false,
         body: None,
     })));
@@ -231,7 +235,7 @@ pub(crate) async fn frame(State(state): State<AppState>, mut req: Request, next:
             ApiError::internal(&e).into_response()
         }
     };
-    finish(&state, response, &draft, &api_call_id, &route, t0)
+    finish(&state, response, &draft, &api_call_id, route, t0)
         .instrument(span)
         .await
 }
@@ -242,7 +246,7 @@ async fn finish(
     mut response: Response,
     draft: &AuditDraft,
     api_call_id: &str,
-    route: &str,
+    route: &'static str,
     t0: Instant,
 ) -> Response {
     let Some(Answer { action, data }) = response.extensions_mut().remove::<Answer>() else {
@@ -261,9 +265,9 @@ async fn finish(
         audit.message_action = action.as_str().to_owned();
         audit.response_body = Some(crate::audit::mask_response(envelope));
         audit.duration_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-        metrics::counter!("xyz_http_requests_total", "route" => route.to_owned(), "status" => status.as_str().to_owned())
+        metrics::counter!("xyz_http_requests_total", "route" => route, "status" => status.as_str().to_owned())
             .increment(1);
-        metrics::histogram!("xyz_http_request_duration_seconds", "route" => route.to_owned())
+        metrics::histogram!("xyz_http_request_duration_seconds", "route" => route)
             .record(t0.elapsed().as_secs_f64());
         // Every request is in nginx's access log and in the audit table with its api call id;
         // at info the log keeps the refusals and failures. A line per successful request
@@ -299,6 +303,29 @@ async fn finish(
         h.insert(API_CALL_ID_HEADER, v);
     }
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The route's template as a metrics label: `&'static` so that counting a request allocates
+/// nothing. The templates are the route table's, a bounded set, each leaked once.
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static LABELS: OnceLock<RwLock<HashMap<String, &'static str>>> = OnceLock::new();
+    let Some(matched) = matched else {
+        return "unmatched";
+    };
+    let labels = LABELS.get_or_init(RwLock::default);
+    if let Some(label) = labels
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(matched.as_str())
+    {
+        return label;
+    }
+    let mut labels = labels.write().unwrap_or_else(|e| e.into_inner());
+    labels
+        .entry(matched.as_str().to_owned())
+        .or_insert_with(|| Box::leak(matched.as_str().to_owned().into_boxed_str()))
 }
 
 /// The peer, or the client nginx names in `X-Forwarded-For` when the peer is a trusted proxy.
