@@ -154,7 +154,16 @@ async fn ten_worker_restarts_under_load_dead_letter_nothing_and_every_call_ends_
             stop_worker(worker, true).await;
         }
     };
-    let (more, ()) = tokio::join!(submit_burst(&app, &users, 300), restarts);
+    // Commands keep arriving through the three graceful stops.
+    let load = async {
+        let mut more = Vec::new();
+        for _ in 0..6 {
+            more.extend(submit_burst(&app, &users, 50).await);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        more
+    };
+    let (more, ()) = tokio::join!(load, restarts);
     calls.extend(more);
 
     let _last = WorkerProcess::start(&app);
