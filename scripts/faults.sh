@@ -18,7 +18,7 @@ case "$MODE" in
   --long) REQUESTS=6000; RATE=200 ;;
   *) echo "usage: $0 [--short|--long]" >&2; exit 2 ;;
 esac
-ONLY="${FAULTS:-worker_kill ingress_kill rabbit_app rabbit_restart mariadb_restart mariadb_freeze redis_flush redis_restart poison}"
+ONLY="${FAULTS:-worker_kill worker_restarts ingress_kill rabbit_app rabbit_restart mariadb_restart mariadb_freeze redis_flush redis_restart poison}"
 
 mariadb_up() { mariadb-admin -uroot ping >/dev/null 2>&1; }
 redis_up() { redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; }
@@ -46,10 +46,31 @@ mkdir -p "$STATE/faults"
 
 alive() { kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
+dlq_depth() { rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}'; }
+
+# Ten worker restarts under load, 1 s apart, the two workers in turn, each killed (kill -9) and
+# stopped (SIGTERM) in turn: every restart hands deliveries back to the broker, and none of
+# those valid commands may reach the dead-letter queue.
+worker_restarts() {
+  local n w pid signal
+  for n in $(seq 1 10); do
+    w=$(((n % 2) + 1))
+    if [ $((n % 4)) -lt 2 ]; then signal=KILL; else signal=TERM; fi
+    pid=$(cat "$STATE/worker-$w.pid")
+    say "restart $n of 10: worker $w, SIG$signal"
+    kill -s "$signal" "$pid"
+    for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    start_worker "$w"
+    sleep 1
+  done
+}
+
 inject() {
   case "$1" in
     worker_kill)
       kill -9 "$(cat "$STATE/worker-1.pid")"; sleep 3; start_worker 1 ;;
+    worker_restarts)
+      worker_restarts ;;
     ingress_kill)
       kill -9 "$(cat "$STATE/ingress-1.pid")"; sleep 5; start_ingress 1 ;;
     rabbit_app)
@@ -80,7 +101,7 @@ declare -A RESULT
 failed=0
 for fault in $ONLY; do
   say "fault: $fault (load: $REQUESTS requests at $RATE/s)"
-  dlq_before=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}')
+  dlq_before=$(dlq_depth)
   "$BIN/loadgen" run --requests "$REQUESTS" --rate "$RATE" --users 5 --max-attempts 400 \
     --wait-timeout-secs 240 >"$STATE/faults/$fault.json" 2>"$STATE/faults/$fault.log" &
   load=$!
@@ -91,12 +112,20 @@ for fault in $ONLY; do
     # A quorum queue's message count is refreshed every few seconds (statistics interval):
     # wait for it to show the dead-lettered messages rather than read a stale figure.
     for _ in $(seq 1 20); do
-      dlq_after=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}')
+      dlq_after=$(dlq_depth)
       [ "$((dlq_after - ${dlq_before:-0}))" -ge 3 ] && break
       sleep 1
     done
     if [ "$((dlq_after - ${dlq_before:-0}))" -lt 3 ]; then RESULT[$fault]="FAILED (dead-letter queue grew by $((dlq_after - ${dlq_before:-0})))"; failed=1; fi
     "$BIN/xyzctl" dlq replay --all >/dev/null
+  fi
+  if [ "$fault" = worker_restarts ]; then
+    # Read after the statistics interval, so a dead-lettered message would show.
+    sleep 6
+    dlq_after=$(dlq_depth)
+    if [ "$((${dlq_after:-0} - ${dlq_before:-0}))" -ne 0 ]; then
+      RESULT[$fault]="FAILED ($((${dlq_after:-0} - ${dlq_before:-0})) valid commands dead-lettered)"; failed=1
+    fi
   fi
   # Nothing but the killed process needed a restart: the others reconnected by themselves.
   for p in worker-1 worker-2 ingress-1 ingress-2 nginx; do

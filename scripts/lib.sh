@@ -40,6 +40,38 @@ ensure_broker_dead_lettering() {
   fi
 }
 
+# A command queue declared by an earlier release keeps its x-delivery-limit (quorum-queue
+# arguments are fixed, and a policy cannot raise one on RabbitMQ 3.x). Run while the engine
+# is stopped: one that stays empty and unused is deleted, and the workers declare it anew
+# with the limit of rabbitmq/definitions.json (which a test holds equal to
+# shared/src/amqp.rs); otherwise it is left as it is, with a warning (docs/operations.md,
+# "Dead letters"). `delete_queue --if-empty` cannot do the check: quorum queues refuse it
+# (3.10), and rabbitmqctl still exits 0.
+recreate_outdated_command_queue() { # prefix
+  local queue="$1.commands" want row
+  want=$(python3 -c 'import json
+d = json.load(open("rabbitmq/definitions.json"))
+print(next(q["arguments"]["x-delivery-limit"] for q in d["queues"] if q["name"] == "xyz.commands"))')
+  row=$(queue_row "$queue")
+  [ -n "$row" ] || return 0
+  case "$row" in *"\"x-delivery-limit\",$want}"*) return 0 ;; esac
+  # A quorum queue's counts are refreshed every few seconds: empty and unused twice, 6 s
+  # apart, with nothing publishing, is empty.
+  say "$queue has another delivery limit than $want: recreating it if it stays empty and unused"
+  if queue_idle "$row" && sleep 6 && queue_idle "$(queue_row "$queue")"; then
+    rabbitmqctl -q delete_queue "$queue" >/dev/null
+    say "$queue deleted: the workers declare it anew"
+  else
+    say "WARNING: $queue holds commands or has consumers; it is used as it is until recreated (docs/operations.md, \"Dead letters\")"
+  fi
+}
+
+# A queue's row from rabbitmqctl: name, messages, consumers, arguments.
+queue_row() { { rabbitmqctl -q list_queues name messages consumers arguments 2>/dev/null || true; } | awk -v q="$1" '$1 == q'; }
+
+# Whether a queue_row has no message and no consumer.
+queue_idle() { [ "$(awk '{print $2 " " $3}' <<<"$1")" = "0 0" ]; }
+
 # Installs Debian packages that are missing.
 ensure_packages() {
   local missing=()

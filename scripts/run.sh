@@ -42,6 +42,7 @@ fi
 
 say "stopping engine processes from an earlier run"
 bash scripts/stop.sh >/dev/null
+recreate_outdated_command_queue "${AMQP_PREFIX:-xyz}"
 
 for i in $(seq 1 "${WORKERS:-2}"); do start_worker "$i"; done
 if [ -n "${OFFPATH_CPU_SHARES:-}" ]; then

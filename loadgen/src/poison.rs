@@ -15,8 +15,8 @@ pub(crate) struct PoisonArgs {
 pub(crate) async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
     let topology = Topology::new(&args.amqp.prefix);
     let conn = shared::amqp::connect(&args.amqp.url, "loadgen-poison").await?;
+    topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;

@@ -5,15 +5,31 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How many times RabbitMQ delivers a command before dead-lettering it. Only poison messages
-/// come near it: workers retry transient failures in-process without requeueing.
-pub(crate) const DELIVERY_LIMIT: i64 = 5;
+/// The broker's safety net, not the poison mechanism: the worker dead-letters what it cannot
+/// decode or apply itself (`worker/src/unit.rs`, `Decision::Poison`). RabbitMQ 3.x counts every
+/// return against the limit (a closed channel, a killed worker's prefetch, a requeueing nack),
+/// so a low limit dead-letters valid commands after a few worker restarts; 1000 is only
+/// reached by a message that kills every worker it reaches.
+pub(crate) const DELIVERY_LIMIT: i64 = 1000;
+
+/// What `Topology::declare` found the command queue to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandQueue {
+    /// Declared with the arguments in this file.
+    Current,
+    /// Declared by an earlier release with another `x-delivery-limit` (theirs was 5). Quorum-queue
+    /// arguments are fixed at declaration and a policy cannot raise them (3.x takes the lower
+    /// of policy and argument), so the queue is used as it is until it is recreated
+    /// (docs/operations.md, "Dead letters").
+    OtherDeliveryLimit,
+}
 
 /// Queue and exchange names and arguments, derived from one prefix so tests can run on their
 /// own names side by side.
@@ -86,8 +102,41 @@ impl Topology {
         t
     }
 
-    /// Declares everything; idempotent, so every process does it at start-up.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+    /// Declares everything; idempotent, so every process does it at start-up. On channels of
+    /// its own: a queue declared earlier with another delivery limit refuses the declaration
+    /// with 406, which closes the channel, and is then accepted as it is.
+    pub async fn declare(&self, conn: &Connection) -> lapin::Result<CommandQueue> {
+        let channel = conn.create_channel().await?;
+        match self.declare_on(&channel).await {
+            Ok(()) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(CommandQueue::Current)
+            }
+            Err(e) if is_other_delivery_limit(&e) => {
+                let channel = conn.create_channel().await?;
+                channel
+                    .queue_declare(
+                        self.command_queue().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                let _ = channel.close(200, "declared".into()).await;
+                tracing::warn!(
+                    queue = %self.command_queue(),
+                    error = %e,
+                    "the command queue has another delivery limit than {DELIVERY_LIMIT}: valid commands can be dead-lettered after worker restarts until it is recreated"
+                );
+                Ok(CommandQueue::OtherDeliveryLimit)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn declare_on(&self, channel: &Channel) -> lapin::Result<()> {
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -127,6 +176,21 @@ impl Topology {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Whether `e` is the broker refusing a queue declaration because the queue exists with
+/// another `x-delivery-limit` (406 PRECONDITION_FAILED names the argument).
+fn is_other_delivery_limit(e: &lapin::Error) -> bool {
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => {
+            *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+                && amqp
+                    .get_message()
+                    .as_str()
+                    .contains("inequivalent arg 'x-delivery-limit'")
+        }
+        _ => false,
     }
 }
 
@@ -311,8 +375,8 @@ async fn open_confirm_channel(
     topology: &Topology,
 ) -> lapin::Result<(Connection, Channel)> {
     let conn = connect(url, name).await?;
+    topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
@@ -365,6 +429,33 @@ mod tests {
         assert_eq!(binding["source"], t.dead_letter_exchange());
         assert_eq!(binding["destination"], t.dead_letter_queue());
         assert_eq!(binding["routing_key"], t.dead_letter_queue());
+    }
+
+    #[test]
+    fn only_a_refusal_naming_the_delivery_limit_is_an_older_command_queue() {
+        use lapin::protocol::AMQPError;
+        let refusal = |kind: AMQPSoftError, message: &str| {
+            lapin::Error::from(ErrorKind::ProtocolError(AMQPError::new(
+                AMQPErrorKind::Soft(kind),
+                message.into(),
+            )))
+        };
+        let older = "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue \
+                     'xyz.commands' in vhost '/': received the value '1000' of type 'long' but \
+                     current is the value '5' of type 'long'";
+        assert!(is_other_delivery_limit(&refusal(
+            AMQPSoftError::PRECONDITIONFAILED,
+            older
+        )));
+        let other_arg = older.replace("x-delivery-limit", "x-overflow");
+        assert!(!is_other_delivery_limit(&refusal(
+            AMQPSoftError::PRECONDITIONFAILED,
+            &other_arg
+        )));
+        assert!(!is_other_delivery_limit(&refusal(
+            AMQPSoftError::ACCESSREFUSED,
+            older
+        )));
     }
 
     #[test]

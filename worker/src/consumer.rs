@@ -7,7 +7,9 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use shared::amqp::Topology;
@@ -44,7 +46,8 @@ pub(crate) async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Rece
                 };
                 tracing::info!(consumer = index, queue = %deps.topology.command_queue(), "consuming");
                 consume(&deps, &channel, consumer, &mut stop).await;
-                // Closing returns prefetched, unprocessed deliveries to the queue at once.
+                // Closing returns the deliveries still unsettled (a drain cut short, a broken
+                // channel) to the queue at once.
                 // Bounded: a connection left half-dead by a broker restart must not hold the exit.
                 let closing = Duration::from_secs(2);
                 let _ = tokio::time::timeout(closing, channel.close(200, "worker stopping".into()))
@@ -95,8 +98,8 @@ async fn watch_queues(channel: Channel, topology: Topology) {
 
 async fn open(deps: &Deps, index: usize) -> lapin::Result<(lapin::Connection, Channel, Consumer)> {
     let conn = shared::amqp::connect(&deps.config.amqp.url, &format!("worker-{index}")).await?;
+    deps.topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
-    deps.topology.declare(&channel).await?;
     // Per-consumer prefetch (global: false; global QoS closes quorum-queue channels).
     channel
         .basic_qos(deps.config.prefetch, BasicQosOptions { global: false })
@@ -112,9 +115,19 @@ async fn open(deps: &Deps, index: usize) -> lapin::Result<(lapin::Connection, Ch
     Ok((conn, channel, consumer))
 }
 
+/// How long a stopping consumer keeps working off the deliveries it already holds: within
+/// the worker's 9 s grace (`SHUTDOWN_GRACE`), leaving room for closing the channel.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Consumes until the stop signal, then drains: `basic.cancel` stops the broker sending, and
+/// the deliveries already prefetched are applied and acked like any batch rather than handed
+/// back. RabbitMQ 3.x counts every return against the delivery limit (a closed channel or a
+/// requeueing nack alike), so a worker that stopped by returning its prefetch would spend one
+/// of every prefetched command's deliveries. Whatever is left at `DRAIN_TIME` returns when
+/// the channel closes.
 async fn consume(
     deps: &Deps,
-    _channel: &Channel,
+    channel: &Channel,
     mut consumer: Consumer,
     stop: &mut watch::Receiver<bool>,
 ) {
@@ -123,11 +136,29 @@ async fn consume(
     // The previous batch's acks and status publishing, running while this batch is gathered
     // and applied: the MySQL transaction, the longest part, is what the loop waits for.
     let mut finishing: Option<tokio::task::JoinHandle<bool>> = None;
+    // Set by the stop signal: when the drain ends, whatever it has left.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
-        // Wait for the first delivery of a batch, or for the stop signal.
+        // Wait for the first delivery of a batch, for the stop signal, or for the drain's end.
         let first = tokio::select! {
+            biased;
+            _ = stop.changed(), if drain_until.is_none() => {
+                if let Err(e) = channel
+                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                    .await
+                {
+                    tracing::warn!(error = %e, "basic.cancel failed; closing the channel");
+                    break;
+                }
+                tracing::info!("stopped consuming; working off the prefetched deliveries");
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_TIME);
+                continue;
+            }
             d = consumer.next() => d,
-            _ = stop.changed() => break,
+            () = sleep_until_some(drain_until) => {
+                tracing::warn!("prefetched deliveries left at the end of the drain return to the queue");
+                break;
+            }
         };
         let mut received = match first {
             Some(Ok(d)) => vec![Received::new(d)],
@@ -141,6 +172,8 @@ async fn consume(
         // Then whatever else arrives within the linger time, up to the batch size (in
         // commands: a message may carry several).
         let deadline = tokio::time::Instant::now() + linger;
+        // The consumer's stream ended (cancelled, or the channel failed): this batch is its last.
+        let mut ended = false;
         while commands < max {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
                 Ok(Some(Ok(d))) => {
@@ -150,9 +183,14 @@ async fn consume(
                 }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e, "consumer failed mid-batch");
+                    ended = true;
                     break;
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
             }
         }
         // A batch in hand is always finished, even when stopping: commit, then ack.
@@ -171,9 +209,20 @@ async fn consume(
         }
         let deps = deps.clone();
         finishing = Some(tokio::spawn(async move { finish(&deps, applied).await }));
+        if ended {
+            break;
+        }
     }
     if let Some(previous) = finishing {
         finished(previous).await;
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -25,8 +25,9 @@ pub enum WorkerError {
 /// `scripts/stop.sh` expect an exit within 10 s).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(9);
 
-/// Runs the consumers until `shutdown` resolves; each finishes, commits and acks the batch it
-/// holds, then closes its channel so prefetched deliveries return to the queue.
+/// Runs the consumers until `shutdown` resolves; each stops consuming (`basic.cancel`),
+/// commits and acks the batch it holds and then the deliveries already prefetched, for up to
+/// 5 s, and closes its channel (what is left returns to the queue).
 pub async fn run<F>(
     config: WorkerConfig,
     pool: Option<MySqlPool>,

@@ -74,8 +74,8 @@ pub(crate) async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<
     let conn = shared::amqp::connect(amqp_url, "xyzctl-dlq")
         .await
         .context("RabbitMQ")?;
+    topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
     let messages = take_all(&channel, topology).await?;
     for line in messages.iter().flat_map(describe) {
         println!("{line}");
@@ -112,8 +112,8 @@ pub(crate) async fn replay(
     let conn = shared::amqp::connect(amqp_url, "xyzctl-dlq")
         .await
         .context("RabbitMQ")?;
+    topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
     let publisher = conn.create_channel().await?;
     publisher
         .confirm_select(ConfirmSelectOptions::default())

@@ -103,8 +103,18 @@ pub async fn new_key(pool: &MySqlPool, name: &str, role: Role) -> Key {
 
 /// The app with `workers` worker tasks.
 pub async fn spawn_app_with(pool: MySqlPool, workers: usize) -> TestApp {
+    spawn_app_on(pool, &fresh_prefix(), workers).await
+}
+
+/// A queue and Redis key prefix of a test's own.
+pub fn fresh_prefix() -> String {
+    format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The app on a prefix chosen by the test (which may have declared queues under it first).
+pub async fn spawn_app_on(pool: MySqlPool, prefix: &str, workers: usize) -> TestApp {
     shared::telemetry::init("warn");
-    let prefix = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let prefix = prefix.to_owned();
     let admin = new_key(&pool, "platform", Role::Admin).await;
     let merchant = new_key(&pool, "tokopedia", Role::Merchant).await;
     let other_merchant = new_key(&pool, "shopee", Role::Merchant).await;
