@@ -5,7 +5,9 @@
 //! The checks are the layers and extractors that the route table (`routes::router`) puts
 //! around each endpoint, in SPEC §3's order: body size and signature (`verify`), rate limit
 //! (`rate`), route (the router and its fallbacks), role and `X-External-Id` (`caller`), body
-//! and values (`body`), then the endpoint, which claims the external id (`claims`).
+//! and values (`body`), then the endpoint, which claims the external id (`claims`). Between the
+//! frame and the checks sits the request deadline (`deadline`): its 503 is framed like any
+//! other answer.
 
 use crate::error::ApiError;
 use crate::state::AppState;
