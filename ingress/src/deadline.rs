@@ -49,11 +49,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Deadline {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Deadline, ApiError> {
-        parts
-            .extensions
-            .get::<Deadline>()
-            .copied()
-            .ok_or_else(|| ApiError::internal("the request deadline is missing"))
+        crate::pipeline::set_by_a_layer(parts, "the request deadline")
     }
 }
 

@@ -41,12 +41,21 @@ impl<S: Send + Sync> FromRequestParts<S> for CallId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<CallId, ApiError> {
-        parts
-            .extensions
-            .get::<CallId>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("the request frame is missing"))
+        set_by_a_layer(parts, "the request frame")
     }
+}
+
+/// What a layer around every route left in the request; missing, it is a bug (a route outside
+/// the frame), answered as one.
+pub(crate) fn set_by_a_layer<T: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+    what: &str,
+) -> Result<T, ApiError> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(format!("{what} is missing")))
 }
 
 /// What the envelope of an answer carries. A check or an endpoint leaves it in its response's

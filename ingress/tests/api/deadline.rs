@@ -106,15 +106,21 @@ async fn audited_status(pool: &MySqlPool, api_call_id: &str) -> u16 {
     panic!("{api_call_id} has no audit row");
 }
 
+/// The app, with no worker, reaching MySQL through a proxy; its requests' deadline.
+async fn behind_a_proxy(pool: &MySqlPool, request_timeout_ms: u64) -> (FreezableProxy, TestApp) {
+    let proxy = FreezableProxy::start(pool).await;
+    let app = spawn_app_configured(proxy.pool(pool).await, 0, |c| {
+        c.request_timeout_ms = request_timeout_ms;
+    })
+    .await;
+    (proxy, app)
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_read_mysql_never_answers_is_answered_503_at_the_deadline_with_its_audit_row(
     pool: MySqlPool,
 ) {
-    let proxy = FreezableProxy::start(&pool).await;
-    let app = spawn_app_configured(proxy.pool(&pool).await, 0, |c| {
-        c.request_timeout_ms = 2000;
-    })
-    .await;
+    let (proxy, app) = behind_a_proxy(&pool, 2000).await;
     proxy.freeze();
     let r = answered(app.get(&app.admin, "/users/USR_frozen")).await;
     assert_eq!(r.status, 503, "{}", r.body);
@@ -131,11 +137,7 @@ async fn a_read_mysql_never_answers_is_answered_503_at_the_deadline_with_its_aud
 async fn a_submission_whose_lookup_mysql_never_answers_is_answered_503_and_its_retry_is_accepted(
     pool: MySqlPool,
 ) {
-    let proxy = FreezableProxy::start(&pool).await;
-    let app = spawn_app_configured(proxy.pool(&pool).await, 0, |c| {
-        c.request_timeout_ms = 30_000;
-    })
-    .await;
+    let (proxy, app) = behind_a_proxy(&pool, 30_000).await;
     let body = transaction_body("USR_frozen", "1000", "100", "900", "2.5", 3);
     // A fresh deployment's filter of claimed ids is not complete (its rebuild reads MySQL),
     // so the claim asks MySQL whether the id was used.
