@@ -158,3 +158,33 @@ async fn a_submission_whose_lookup_mysql_never_answers_is_answered_503_and_its_r
     assert_eq!(retry.status, 202, "{}", retry.body);
     app.shutdown().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_claiming_request_past_its_deadline_still_finishes_and_settles_its_claim(
+    pool: MySqlPool,
+) {
+    let (proxy, app) = behind_a_proxy(&pool, 2000).await;
+    let body = user_body("3201234567890123", ["100000", "200000", "300000", "400000"]);
+    let external_id = fresh_id();
+    proxy.freeze();
+    let first = answered(app.post(&app.admin, "/create-user", &external_id, &body)).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert_eq!(first.action(), "SERVICE_UNAVAILABLE");
+    let first_call = first.body["api_call_id"].as_str().expect("api_call_id");
+    proxy.thaw();
+    // The creation ran on in its own task once MySQL answered: the retry is told the id is
+    // used, by that very call, with the same body (not a second user, not a taken-over claim).
+    let mut retry = answered(app.post(&app.admin, "/create-user", &external_id, &body)).await;
+    for _ in 0..30 {
+        if retry.status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        retry = answered(app.post(&app.admin, "/create-user", &external_id, &body)).await;
+    }
+    assert_eq!(retry.status, 409, "{}", retry.body);
+    assert_eq!(retry.action(), "CONFLICT_EXTERNAL_ID");
+    assert_eq!(retry.data()["original_api_call_id"], first_call);
+    assert_eq!(retry.data()["same_payload"], true);
+    app.shutdown().await;
+}
