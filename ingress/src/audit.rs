@@ -36,8 +36,11 @@ const BATCH_MAX_BYTES: usize = 4 << 20;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How long a request waits for room in the channel before its row goes to the spill file.
 const RECORD_WAIT: Duration = Duration::from_millis(50);
-/// How long one insert, or one `SELECT 1`, may take before it counts as failed.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one insert may take before it counts as failed, and how long `SELECT 1` may take
+/// before MySQL counts as not answering. Together under the 10 s the ingress gives the writer
+/// at shutdown, so a frozen MySQL still has the rows spilled rather than lost.
+const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Tries of a lone row, while MySQL answers, before it is spilled.
 const ROW_TRIES: u32 = 3;
 /// How often the spill file's use is logged while it goes on.
@@ -291,16 +294,12 @@ impl Writer {
         let mut delay = Duration::from_millis(100);
         let mut tries = 0;
         loop {
-            let error = match tokio::time::timeout(
-                STATEMENT_TIMEOUT,
-                insert_batch(&self.pool, batch),
-            )
-            .await
-            {
-                Ok(Ok(())) => return Inserted::Written,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {STATEMENT_TIMEOUT:?}"),
-            };
+            let error =
+                match tokio::time::timeout(INSERT_TIMEOUT, insert_batch(&self.pool, batch)).await {
+                    Ok(Ok(())) => return Inserted::Written,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {INSERT_TIMEOUT:?}"),
+                };
             tries += 1;
             tracing::warn!(%error, rows = batch.len(), "audit insert failed");
             if answers(&self.pool).await {
@@ -309,11 +308,21 @@ impl Writer {
                 if batch.len() > 1 || tries >= ROW_TRIES {
                     return Inserted::Refused(error);
                 }
-            } else if self.rx.is_closed() {
-                self.stopping = true;
-                return Inserted::Abandoned;
+                tokio::time::sleep(delay).await;
+            } else {
+                // MySQL does not answer. Once the ingress is stopping nothing waits for the
+                // rows any more; asked before and after the pause, so that shutdown never
+                // waits for more than an insert and a ping (7 s) here.
+                if self.rx.is_closed() {
+                    self.stopping = true;
+                    return Inserted::Abandoned;
+                }
+                tokio::time::sleep(delay).await;
+                if self.rx.is_closed() {
+                    self.stopping = true;
+                    return Inserted::Abandoned;
+                }
             }
-            tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
@@ -336,7 +345,7 @@ fn fitting(rows: &[AuditRow]) -> usize {
 /// Whether MySQL answers at all: a failed insert is then the batch's fault, not the server's.
 async fn answers(pool: &MySqlPool) -> bool {
     matches!(
-        tokio::time::timeout(STATEMENT_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await,
+        tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await,
         Ok(Ok(_))
     )
 }
