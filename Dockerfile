@@ -67,7 +67,8 @@ RUN set -eu; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 xyz; \
     useradd --system --uid 10001 --gid xyz --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin xyz
+        --shell /usr/sbin/nologin xyz; \
+    install -d -o 10001 -g 10001 -m 0750 /var/lib/xyz
 COPY --from=builder /out/ /usr/local/bin/
 USER 10001:10001
 # Inside a container the ingress must listen on every interface (its binary default is
@@ -78,5 +79,7 @@ EXPOSE 8080
 LABEL org.opencontainers.image.title="xyz-multifinance" \
       org.opencontainers.image.description="XYZ MultiFinance BNPL engine: ingress, worker, xyzctl" \
       org.opencontainers.image.licenses="MIT"
+# /var/lib/xyz: the ingress's spill file of audit rows (AUDIT_SPILL_PATH); a named volume
+# mounted there starts with this owner.
 # The compose file runs `ingress`, `worker` or `xyzctl migrate` from this one image.
 CMD ["ingress"]

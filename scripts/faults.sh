@@ -18,17 +18,31 @@ case "$MODE" in
   --long) REQUESTS=6000; RATE=200 ;;
   *) echo "usage: $0 [--short|--long]" >&2; exit 2 ;;
 esac
-ONLY="${FAULTS:-worker_kill worker_restarts ingress_kill rabbit_app rabbit_restart mariadb_restart mariadb_freeze redis_flush redis_restart poison}"
+ONLY="${FAULTS:-worker_kill worker_restarts ingress_kill rabbit_app rabbit_restart rabbit_alarm mariadb_restart mariadb_freeze mariadb_down redis_flush redis_restart poison}"
+# No request may take longer than the ingress's deadline (REQUEST_TIMEOUT_MS; nginx's request
+# time adds its own milliseconds, hence the second of slack).
+DEADLINE_SECS=$(( ${REQUEST_TIMEOUT_MS:-35000} / 1000 + 1 ))
 
 mariadb_up() { mariadb-admin -uroot ping >/dev/null 2>&1; }
 redis_up() { redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; }
 rabbit_up() { rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
 wait_for() { for _ in $(seq 1 "$2"); do "$1" && return 0; sleep 1; done; return 1; }
+# The broker's memory watermark as `set_vm_memory_high_watermark` takes it back: a fraction,
+# or `absolute <bytes>`.
+watermark() {
+  rabbitmqctl -q eval 'vm_memory_monitor:get_vm_memory_high_watermark().' 2>/dev/null |
+    sed -E 's/^\{absolute, *([0-9]+)\}$/absolute \1/'
+}
+WATERMARK=$(watermark || true)
+WATERMARK=${WATERMARK:-0.4}
+# shellcheck disable=SC2086 # `absolute <bytes>` is two arguments.
+set_watermark() { rabbitmqctl -q set_vm_memory_high_watermark $1 >/dev/null; }
 
 restore() {
   local code=$?
   say "restoring services"
   pkill -CONT -x mariadbd 2>/dev/null || true
+  set_watermark "$WATERMARK" 2>/dev/null || true
   mariadb_up || { start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 || true; }
   redis_up || { redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
       --dir /var/lib/redis --logfile /var/log/redis/ci.log; wait_for redis_up 30 || true; }
@@ -75,12 +89,21 @@ inject() {
       kill -9 "$(cat "$STATE/ingress-1.pid")"; sleep 5; start_ingress 1 ;;
     rabbit_app)
       rabbitmqctl -q stop_app; sleep 8; rabbitmqctl -q start_app ;;
+    rabbit_alarm)
+      # A memory alarm: the broker blocks every publishing connection (connection.blocked),
+      # so publishes neither fail nor confirm; the ingress answers 503 within its timeouts.
+      set_watermark 0.0001; sleep 10; set_watermark "$WATERMARK" ;;
     rabbit_restart)
       # shutdown waits for the node's OS process to exit, so the new one starts clean.
       rabbitmqctl -q shutdown >/dev/null 2>&1 || true
       rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 ;;
     mariadb_restart)
       mariadb-admin -uroot shutdown; sleep 3
+      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 ;;
+    mariadb_down)
+      # A long outage: audit rows pile up in each ingress's channel, then its spill file;
+      # answering never waits on them.
+      mariadb-admin -uroot shutdown; sleep 60
       start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 ;;
     mariadb_freeze)
       pkill -STOP -x mariadbd; sleep 10; pkill -CONT -x mariadbd ;;
@@ -105,9 +128,18 @@ for fault in $ONLY; do
   "$BIN/loadgen" run --requests "$REQUESTS" --rate "$RATE" --users 5 --max-attempts 400 \
     --wait-timeout-secs 240 >"$STATE/faults/$fault.json" 2>"$STATE/faults/$fault.log" &
   load=$!
+  log_from=$(( $(wc -l <"$STATE/logs/nginx-access.log") + 1 ))
   sleep 3
   inject "$fault"
   if wait "$load"; then RESULT[$fault]=held; else RESULT[$fault]=FAILED; failed=1; fi
+  # nginx flushes its access log every second.
+  sleep 2
+  slowest=$(tail -n +"$log_from" "$STATE/logs/nginx-access.log" |
+    grep -o '"request_time":[0-9.]*' | cut -d: -f2 | sort -g | tail -n 1)
+  echo "slowest request through nginx: ${slowest:-none} s (deadline ${DEADLINE_SECS} s)"
+  if [ -n "$slowest" ] && awk -v t="$slowest" -v d="$DEADLINE_SECS" 'BEGIN { exit !(t > d) }'; then
+    RESULT[$fault]="FAILED (a request took ${slowest} s)"; failed=1
+  fi
   if [ "$fault" = poison ]; then
     # A quorum queue's message count is refreshed every few seconds (statistics interval):
     # wait for it to show the dead-lettered messages rather than read a stale figure.

@@ -107,6 +107,7 @@ wait_ready() {
 start_ingress() {
   local i=$1
   INGRESS_ID=ingress-$i LISTEN_ADDR=127.0.0.1:$((HTTP_PORT + i)) \
+    AUDIT_SPILL_PATH="$STATE/audit-spill-$i.jsonl" \
     TOKIO_WORKER_THREADS="${INGRESS_THREADS:-1}" \
     nohup "$BIN/ingress" >>"$STATE/logs/ingress-$i.log" 2>&1 &
   echo $! > "$STATE/ingress-$i.pid"

@@ -1,17 +1,50 @@
 //! The audit trail: every audited request becomes one `api_call_logs` row. Rows go through a
-//! bounded channel to a background writer that inserts them in batches, so the request path
-//! never waits for MySQL; a full channel makes requests wait (backpressure) rather than drop
-//! rows. The writer drains the channel before shutdown completes.
+//! bounded channel to a background writer that inserts them in batches bounded in rows and in
+//! bytes, so answering never waits for MySQL. No row is dropped silently, and nothing waits
+//! forever:
+//! - a request waits at most [`RECORD_WAIT`] for room in the channel (MySQL slower or down
+//!   for longer than the channel absorbs); past it, its row goes to the spill file;
+//! - a batch MySQL refuses while it answers is split in halves, each written the same way; a
+//!   row still refused alone (larger than `max_allowed_packet`, say) goes to the spill file;
+//! - while MySQL does not answer, the writer retries the batch it holds; once the ingress is
+//!   stopping, that batch and the rest of the channel go to the spill file.
+//!
+//! The spill file (`AUDIT_SPILL_PATH`) holds one row a line as JSON, with the cause; loading
+//! it back with `INSERT IGNORE` is safe (a row can be there and in the table when an insert
+//! timed out after its commit). Every row in it counts in `xyz_audit_rows_spilled_total`; a
+//! row the file cannot take either is logged at error, in full, and counted in
+//! `xyz_audit_rows_lost_total`.
 
+use serde::Serialize;
 use serde_json::Value;
 use shared::db::audit::{AuditRow, insert_batch};
 use sqlx::MySqlPool;
-use std::time::Duration;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
 
 const CHANNEL_CAPACITY: usize = 20_000;
 const BATCH_MAX: usize = 500;
+/// Bytes of one batch at most (as [`AuditRow::size`] counts them): a quarter of the smallest
+/// default `max_allowed_packet` (MariaDB's 16 MiB), whatever the rows hold (a request body
+/// alone is up to 64 KiB).
+const BATCH_MAX_BYTES: usize = 4 << 20;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How long a request waits for room in the channel before its row goes to the spill file.
+const RECORD_WAIT: Duration = Duration::from_millis(50);
+/// How long one insert may take before it counts as failed, and how long `SELECT 1` may take
+/// before MySQL counts as not answering. Together under the 10 s the ingress gives the writer
+/// at shutdown, so a frozen MySQL still has the rows spilled rather than lost.
+const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Tries of a lone row, while MySQL answers, before it is spilled.
+const ROW_TRIES: u32 = 3;
+/// How often the spill file's use is logged while it goes on.
+const SPILL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Keys whose values never reach the audit table in clear.
 const MASKED_KEYS: &[&str] = &["nik", "foto_ktp", "foto_selfie"];
@@ -19,53 +52,302 @@ const MASKED_KEYS: &[&str] = &["nik", "foto_ktp", "foto_selfie"];
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<AuditRow>,
+    spill: Arc<Spill>,
 }
 
 impl AuditLog {
     /// Starts the writer; the returned handle ends once every sender is dropped and the
-    /// channel is drained.
-    pub fn start(pool: MySqlPool) -> (AuditLog, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let handle = tokio::spawn(writer(pool, rx));
-        (AuditLog { tx }, handle)
+    /// channel is drained (into MySQL, or into the spill file when MySQL does not answer).
+    pub fn start(pool: MySqlPool, spill_path: PathBuf) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        AuditLog::with_capacity(pool, spill_path, CHANNEL_CAPACITY)
     }
 
+    fn with_capacity(
+        pool: MySqlPool,
+        spill_path: PathBuf,
+        capacity: usize,
+    ) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let spill = Arc::new(Spill::new(spill_path));
+        let writer = Writer {
+            pool,
+            rx,
+            spill: spill.clone(),
+            stopping: false,
+        };
+        (AuditLog { tx, spill }, tokio::spawn(writer.run()))
+    }
+
+    /// Queues the row for the writer, waiting at most [`RECORD_WAIT`] for room.
     pub async fn record(&self, row: AuditRow) {
-        if self.tx.send(row).await.is_err() {
-            tracing::error!("audit writer is gone; row lost");
+        match self.tx.send_timeout(row, RECORD_WAIT).await {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(row)) => self.spill.rows(&[row], Cause::ChannelFull),
+            Err(SendTimeoutError::Closed(row)) => self.spill.rows(&[row], Cause::WriterGone),
         }
     }
 }
 
-async fn writer(pool: MySqlPool, mut rx: mpsc::Receiver<AuditRow>) {
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    loop {
-        let n = rx.recv_many(&mut batch, BATCH_MAX).await;
-        if n == 0 {
+/// Why a row went to the spill file rather than to MySQL.
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    /// The channel stayed full for [`RECORD_WAIT`]: MySQL is down or too slow.
+    ChannelFull,
+    /// MySQL answers, and refuses this row on its own.
+    Refused,
+    /// The ingress stopped while MySQL did not answer.
+    Shutdown,
+    /// The writer is gone: it panicked (it ends otherwise only once no request can record).
+    WriterGone,
+}
+
+impl Cause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::ChannelFull => "channel_full",
+            Cause::Refused => "refused",
+            Cause::Shutdown => "shutdown",
+            Cause::WriterGone => "writer_gone",
+        }
+    }
+}
+
+/// One line of the spill file.
+#[derive(Serialize)]
+struct Spilled<'a> {
+    cause: &'static str,
+    #[serde(flatten)]
+    row: &'a AuditRow,
+}
+
+/// The spill file, opened (created, appended to) on first use.
+struct Spill {
+    path: PathBuf,
+    state: Mutex<SpillState>,
+}
+
+#[derive(Default)]
+struct SpillState {
+    file: Option<File>,
+    /// Rows spilled since the last log line, and when that line was.
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Spill {
+    fn new(path: PathBuf) -> Spill {
+        Spill {
+            path,
+            state: Mutex::new(SpillState::default()),
+        }
+    }
+
+    fn rows(&self, rows: &[AuditRow], cause: Cause) {
+        if rows.is_empty() {
             return;
         }
-        // Gather what arrives within one flush interval to make the insert worthwhile.
-        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while batch.len() < BATCH_MAX {
-            let room = BATCH_MAX - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+        let mut lines = Vec::new();
+        for row in rows {
+            // A row always serializes: strings, numbers and a date.
+            let line = Spilled {
+                cause: cause.as_str(),
+                row,
+            };
+            let _ = serde_json::to_writer(&mut lines, &line);
+            lines.push(b'\n');
         }
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match insert_batch(&pool, &batch).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, rows = batch.len(), "audit insert failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+        let n = rows.len() as u64;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.append(&self.path, &lines) {
+            Ok(()) => {
+                metrics::counter!("xyz_audit_rows_spilled_total", "cause" => cause.as_str())
+                    .increment(n);
+                state.unlogged += n;
+                if state
+                    .logged_at
+                    .is_none_or(|at| at.elapsed() >= SPILL_LOG_EVERY)
+                {
+                    tracing::warn!(
+                        rows = state.unlogged,
+                        cause = cause.as_str(),
+                        path = %self.path.display(),
+                        "audit rows written to the spill file, not to MySQL"
+                    );
+                    state.unlogged = 0;
+                    state.logged_at = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                drop(state);
+                metrics::counter!("xyz_audit_rows_lost_total").increment(n);
+                for row in rows {
+                    let line = Spilled {
+                        cause: cause.as_str(),
+                        row,
+                    };
+                    let row = serde_json::to_string(&line).unwrap_or_default();
+                    tracing::error!(error = %e, path = %self.path.display(), %row,
+                        "audit row lost: neither MySQL nor the spill file took it");
                 }
             }
         }
-        batch.clear();
     }
+}
+
+impl SpillState {
+    fn append(&mut self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+        let file = match self.file.as_mut() {
+            Some(file) => file,
+            None => self
+                .file
+                .insert(OpenOptions::new().create(true).append(true).open(path)?),
+        };
+        let written = file.write_all(bytes);
+        if written.is_err() {
+            // Opened again next time: the file may have been moved or its disk replaced.
+            self.file = None;
+        }
+        written
+    }
+}
+
+/// What became of one insert.
+enum Inserted {
+    Written,
+    /// MySQL answers and refused it.
+    Refused(String),
+    /// MySQL does not answer and the ingress is stopping: the batch is left to the caller.
+    Abandoned,
+}
+
+struct Writer {
+    pool: MySqlPool,
+    rx: mpsc::Receiver<AuditRow>,
+    spill: Arc<Spill>,
+    /// The ingress is stopping while MySQL does not answer: what is left is spilled.
+    stopping: bool,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut rows = Vec::with_capacity(BATCH_MAX);
+        loop {
+            if rows.is_empty() && self.rx.recv_many(&mut rows, BATCH_MAX).await == 0 {
+                return;
+            }
+            self.gather(&mut rows).await;
+            let rest = rows.split_off(fitting(&rows));
+            self.write(std::mem::replace(&mut rows, rest)).await;
+        }
+    }
+
+    /// Adds what arrives within one flush interval, up to a full batch, to make the insert
+    /// worthwhile.
+    async fn gather(&mut self, rows: &mut Vec<AuditRow>) {
+        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+        let mut bytes: usize = rows.iter().map(AuditRow::size).sum();
+        while rows.len() < BATCH_MAX && bytes < BATCH_MAX_BYTES {
+            let before = rows.len();
+            let room = BATCH_MAX - before;
+            match tokio::time::timeout_at(deadline, self.rx.recv_many(rows, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => bytes += rows[before..].iter().map(AuditRow::size).sum::<usize>(),
+            }
+        }
+    }
+
+    /// Writes a batch. One that MySQL refuses while it answers is split in halves, each
+    /// written the same way; a row refused alone is spilled.
+    async fn write(&mut self, batch: Vec<AuditRow>) {
+        let mut todo = vec![batch];
+        while let Some(mut batch) = todo.pop() {
+            if self.stopping {
+                self.spill.rows(&batch, Cause::Shutdown);
+                continue;
+            }
+            match self.insert(&batch).await {
+                Inserted::Written => {}
+                Inserted::Abandoned => self.spill.rows(&batch, Cause::Shutdown),
+                Inserted::Refused(_) if batch.len() > 1 => {
+                    let second = batch.split_off(batch.len() / 2);
+                    todo.push(second);
+                    todo.push(batch);
+                }
+                Inserted::Refused(error) => {
+                    tracing::error!(%error, api_call_id = %batch[0].api_call_id,
+                        "MySQL refuses this audit row; it goes to the spill file");
+                    self.spill.rows(&batch, Cause::Refused);
+                }
+            }
+        }
+        if self.stopping {
+            let mut rest = Vec::new();
+            while let Ok(row) = self.rx.try_recv() {
+                rest.push(row);
+            }
+            self.spill.rows(&rest, Cause::Shutdown);
+        }
+    }
+
+    /// Inserts the batch, retrying while MySQL does not answer, until the ingress stops.
+    async fn insert(&mut self, batch: &[AuditRow]) -> Inserted {
+        let mut delay = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            let error =
+                match tokio::time::timeout(INSERT_TIMEOUT, insert_batch(&self.pool, batch)).await {
+                    Ok(Ok(())) => return Inserted::Written,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {INSERT_TIMEOUT:?}"),
+                };
+            tries += 1;
+            tracing::warn!(%error, rows = batch.len(), "audit insert failed");
+            if answers(&self.pool).await {
+                // A batch is split at once (its halves are retried); a lone row gets a few
+                // tries, in case the failure was the connection's, not the row's.
+                if batch.len() > 1 || tries >= ROW_TRIES {
+                    return Inserted::Refused(error);
+                }
+                tokio::time::sleep(delay).await;
+            } else {
+                // MySQL does not answer. Once the ingress is stopping nothing waits for the
+                // rows any more; asked before and after the pause, so that shutdown never
+                // waits for more than an insert and a ping (7 s) here.
+                if self.rx.is_closed() {
+                    self.stopping = true;
+                    return Inserted::Abandoned;
+                }
+                tokio::time::sleep(delay).await;
+                if self.rx.is_closed() {
+                    self.stopping = true;
+                    return Inserted::Abandoned;
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// How many leading rows make the next batch: up to [`BATCH_MAX_BYTES`], at least one.
+fn fitting(rows: &[AuditRow]) -> usize {
+    let mut bytes = 0;
+    let within = rows
+        .iter()
+        .take(BATCH_MAX)
+        .take_while(|r| {
+            bytes += r.size();
+            bytes <= BATCH_MAX_BYTES
+        })
+        .count();
+    within.max(1).min(rows.len())
+}
+
+/// Whether MySQL answers at all: a failed insert is then the batch's fault, not the server's.
+async fn answers(pool: &MySqlPool) -> bool {
+    matches!(
+        tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// The request body as stored: top-level NIK and photo URLs masked, other values as sent.
@@ -195,6 +477,142 @@ pub fn mask_response(mut value: Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SubsecRound;
+
+    fn row(api_call_id: &str) -> AuditRow {
+        AuditRow {
+            api_call_id: api_call_id.to_owned(),
+            method: "GET".to_owned(),
+            path: "/healthz".to_owned(),
+            merchant_id: None,
+            client_id: None,
+            external_id: None,
+            http_status: 200,
+            message_action: "SUCCESS".to_owned(),
+            request_body: None,
+            response_body: None,
+            client_ip: None,
+            started_at: chrono::Utc::now().trunc_subsecs(6),
+            duration_us: 1,
+        }
+    }
+
+    fn spill_path(test: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "xyz-audit-{test}-{}.jsonl",
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    /// The spill file's lines, parsed.
+    fn spilled(path: &std::path::Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Stops the log and waits for its writer: it must end, not retry forever.
+    async fn stop(log: AuditLog, writer: tokio::task::JoinHandle<()>) {
+        drop(log);
+        tokio::time::timeout(Duration::from_secs(120), writer)
+            .await
+            .expect("the writer ends rather than retrying forever")
+            .expect("the writer task");
+    }
+
+    async fn written(pool: &MySqlPool) -> Vec<String> {
+        sqlx::query_scalar("SELECT api_call_id FROM api_call_logs ORDER BY api_call_id")
+            .fetch_all(pool)
+            .await
+            .expect("audit rows")
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn a_row_larger_than_max_allowed_packet_goes_to_the_spill_file_and_the_others_to_mysql(
+        pool: MySqlPool,
+    ) {
+        let spill = spill_path("packet");
+        let (log, writer) = AuditLog::start(pool.clone(), spill.clone());
+        let max: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+            .fetch_one(&pool)
+            .await
+            .expect("max_allowed_packet");
+        let mut huge = row("huge");
+        huge.response_body = Some("x".repeat(usize::try_from(max).expect("a size") + 1));
+        for r in [row("before"), huge, row("after")] {
+            log.record(r).await;
+        }
+        stop(log, writer).await;
+        assert_eq!(written(&pool).await, ["after", "before"]);
+        let lines = spilled(&spill);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["api_call_id"], "huge");
+        assert_eq!(lines[0]["cause"], "refused");
+        let _ = std::fs::remove_file(&spill);
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn a_batch_mysql_refuses_is_split_until_the_refused_row_is_alone_and_spilled(
+        pool: MySqlPool,
+    ) {
+        // This test's database refuses one api call id, whatever `INSERT IGNORE` says.
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON api_call_logs FOR EACH ROW \
+             IF NEW.api_call_id = 'poison' THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; END IF",
+        )
+        .execute(&pool)
+        .await
+        .expect("trigger");
+        let spill = spill_path("split");
+        let (log, writer) = AuditLog::start(pool.clone(), spill.clone());
+        for id in ["a", "b", "poison", "c", "d"] {
+            log.record(row(id)).await;
+        }
+        stop(log, writer).await;
+        assert_eq!(written(&pool).await, ["a", "b", "c", "d"]);
+        let lines = spilled(&spill);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["api_call_id"], "poison");
+        assert_eq!(lines[0]["cause"], "refused");
+        let _ = std::fs::remove_file(&spill);
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_spills_rows_rather_than_holding_requests_and_none_is_lost() {
+        // Nothing listens on port 1: MySQL never answers.
+        let pool = shared::db::connect("mysql://root@127.0.0.1:1/nowhere", 1)
+            .await
+            .expect("a lazy pool");
+        let spill = spill_path("full");
+        let (log, writer) = AuditLog::with_capacity(pool, spill.clone(), 8);
+        // More than the channel and the writer's batch hold.
+        let rows = BATCH_MAX + 8 + 20;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            for n in 0..rows {
+                log.record(row(&format!("r{n}"))).await;
+            }
+        })
+        .await
+        .expect("recording never waits for a MySQL that does not answer");
+        assert!(
+            spilled(&spill).iter().any(|l| l["cause"] == "channel_full"),
+            "rows beyond the channel are spilled at once"
+        );
+        stop(log, writer).await;
+        // The rest was spilled at shutdown: every row is in the file, once.
+        let mut ids: Vec<String> = spilled(&spill)
+            .iter()
+            .map(|l| l["api_call_id"].as_str().expect("an id").to_owned())
+            .collect();
+        assert_eq!(ids.len(), rows);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), rows);
+        let _ = std::fs::remove_file(&spill);
+    }
 
     #[test]
     fn masks_nik_and_photos_keeps_numbers_exact() {

@@ -2,15 +2,44 @@
 //! handled wait, and go together in the next batch. With nothing in flight a request goes at
 //! once, alone, so a quiet engine pays no batching delay. The external-id lookups (one MySQL
 //! read per batch) and the command publisher (one broker message per batch) are built on it.
+//!
+//! A caller waits in the queue at most its `queue_wait`: a batch stuck in flight (a broker
+//! that stops confirming, a MySQL that stops answering) must not hold every later request.
+//! Whether a call was handled is never in doubt: the caller gives up only on a call no batch
+//! has taken ([`Unanswered::Expired`]); once taken, the call is answered by its batch, whose
+//! handler bounds its own time.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Requests waiting for a batch; a full queue makes callers wait.
+/// Requests waiting for a batch; a full queue makes callers wait (up to their `queue_wait`).
 const QUEUE: usize = 4096;
 
-type Call<Req, Resp> = (Req, oneshot::Sender<Resp>);
+/// Where a queued call is: still waiting, taken into a batch, or given up by its caller.
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+struct Call<Req, Resp> {
+    request: Req,
+    reply: oneshot::Sender<Resp>,
+    /// [`WAITING`] until the batcher takes it or the caller gives up, whichever comes first.
+    state: Arc<AtomicU8>,
+}
+
+/// Why a call got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unanswered {
+    /// It waited its whole `queue_wait` and no batch took it: it was not handled.
+    #[error("no batch took the call within its wait")]
+    Expired,
+    /// The batcher has stopped, or its batch gave no answer.
+    #[error("the batcher has stopped")]
+    Stopped,
+}
 
 pub struct Batcher<Req, Resp> {
     tx: mpsc::Sender<Call<Req, Resp>>,
@@ -36,11 +65,30 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         Batcher { tx }
     }
 
-    /// The answer to `request`; `None` when the batcher has stopped or gave no answer.
-    pub async fn call(&self, request: Req) -> Option<Resp> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send((request, reply)).await.ok()?;
-        answer.await.ok()
+    /// The answer to `request`. A call no batch takes within `queue_wait` is given up
+    /// ([`Unanswered::Expired`], and certainly not handled); a call taken is answered by its
+    /// batch, however long that takes.
+    pub async fn call(&self, request: Req, queue_wait: Duration) -> Result<Resp, Unanswered> {
+        let until = tokio::time::Instant::now() + queue_wait;
+        let (reply, mut answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(WAITING));
+        let call = Call {
+            request,
+            reply,
+            state: state.clone(),
+        };
+        match tokio::time::timeout_at(until, self.tx.send(call)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Unanswered::Stopped),
+            Err(_) => return Err(Unanswered::Expired),
+        }
+        if let Ok(answered) = tokio::time::timeout_at(until, &mut answer).await {
+            return answered.map_err(|_| Unanswered::Stopped);
+        }
+        match state.compare_exchange(WAITING, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Err(Unanswered::Expired),
+            Err(_) => answer.await.map_err(|_| Unanswered::Stopped),
+        }
     }
 }
 
@@ -65,7 +113,17 @@ async fn run<Req, Resp, F, Fut>(
         if rx.recv_many(&mut calls, batch_max).await == 0 {
             return;
         }
-        let (requests, replies): (Vec<_>, Vec<_>) = calls.into_iter().unzip();
+        // Calls whose callers gave up waiting are dropped, unhandled, as their callers were told.
+        calls.retain(|c| {
+            c.state
+                .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        });
+        if calls.is_empty() {
+            continue;
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            calls.into_iter().map(|c| (c.request, c.reply)).unzip();
         let answers = handle(requests);
         tokio::spawn(async move {
             for (reply, answer) in replies.into_iter().zip(answers.await) {
@@ -103,17 +161,29 @@ mod tests {
         (batcher, batches)
     }
 
-    /// Sends `n` after `after` from now; its answer.
+    /// Long enough for every call of these tests but the ones that test the wait.
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Sends `n` after `after` from now, waiting up to `wait` in the queue; its answer.
+    fn call_waiting(
+        b: &Batcher<u32, u32>,
+        after: Duration,
+        n: u32,
+        wait: Duration,
+    ) -> tokio::task::JoinHandle<Result<u32, Unanswered>> {
+        let b = b.clone();
+        tokio::spawn(async move {
+            sleep(after).await;
+            b.call(n, wait).await
+        })
+    }
+
     fn call_after(
         b: &Batcher<u32, u32>,
         after: Duration,
         n: u32,
-    ) -> tokio::task::JoinHandle<Option<u32>> {
-        let b = b.clone();
-        tokio::spawn(async move {
-            sleep(after).await;
-            b.call(n).await
-        })
+    ) -> tokio::task::JoinHandle<Result<u32, Unanswered>> {
+        call_waiting(b, after, n, LONG)
     }
 
     #[tokio::test(start_paused = true)]
@@ -125,7 +195,7 @@ mod tests {
             call_after(&b, Duration::from_millis(4), 3),
         ];
         for (call, want) in calls.into_iter().zip([10, 20, 30]) {
-            assert_eq!(call.await.expect("call task"), Some(want));
+            assert_eq!(call.await.expect("call task"), Ok(want));
         }
         assert_eq!(batches_of(&batches), vec![vec![1], vec![2, 3]]);
     }
@@ -134,7 +204,7 @@ mod tests {
     async fn a_lone_request_goes_at_once() {
         let (b, batches) = recording(1, Duration::ZERO);
         let t = Instant::now();
-        assert_eq!(b.call(7).await, Some(70));
+        assert_eq!(b.call(7, LONG).await, Ok(70));
         assert_eq!(t.elapsed(), Duration::ZERO);
         assert_eq!(batches_of(&batches), vec![vec![7]]);
     }
@@ -146,9 +216,9 @@ mod tests {
         let rest: Vec<_> = (0..10)
             .map(|n| call_after(&b, Duration::from_millis(1), n))
             .collect();
-        assert_eq!(first.await.expect("call task"), Some(1000));
+        assert_eq!(first.await.expect("call task"), Ok(1000));
         for (n, call) in rest.into_iter().enumerate() {
-            assert_eq!(call.await.expect("call task"), Some(n as u32 * 10));
+            assert_eq!(call.await.expect("call task"), Ok(n as u32 * 10));
         }
         let sizes: Vec<usize> = batches_of(&batches).iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![1, 8, 2]);
@@ -163,10 +233,27 @@ mod tests {
             call_after(&b, Duration::from_millis(2), 2),
         ];
         for call in calls {
-            assert!(call.await.expect("call task").is_some());
+            assert!(call.await.expect("call task").is_ok());
         }
         // Both went alone, the second without waiting for the first to be answered.
         assert_eq!(batches_of(&batches), vec![vec![1], vec![2]]);
         assert_eq!(t.elapsed(), Duration::from_millis(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_no_batch_takes_within_its_wait_expires_and_is_never_handled() {
+        let (b, batches) = recording(1, Duration::from_secs(10));
+        let stuck = call_after(&b, Duration::ZERO, 1);
+        let behind = call_waiting(&b, Duration::from_millis(1), 2, Duration::from_secs(1));
+        assert_eq!(behind.await.expect("call task"), Err(Unanswered::Expired));
+        assert_eq!(stuck.await.expect("call task"), Ok(10));
+        assert_eq!(b.call(3, LONG).await, Ok(30));
+        assert_eq!(batches_of(&batches), vec![vec![1], vec![3]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_taken_into_a_batch_is_answered_past_its_wait() {
+        let (b, _) = recording(1, Duration::from_secs(10));
+        assert_eq!(b.call(4, Duration::from_secs(1)).await, Ok(40));
     }
 }

@@ -5,11 +5,16 @@
 //! `shared::messages::encode_group`), and each request still answers only once the broker
 //! has confirmed the message holding its command. With no publish in flight a command goes
 //! out at once, alone, so a quiet engine pays no grouping delay.
+//!
+//! Every wait is bounded by the confirm timeout: a command waits that long at most for its
+//! message to leave (a publish in flight is itself bounded by it, `shared::amqp`), so a
+//! broker that stops confirming answers each request 503 within twice the timeout.
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Unanswered};
 use shared::amqp::{PublishError, Publisher};
 use shared::messages::{Command, encode_group};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Commands in one message at most (the worker's batch is 32 commands by default).
 const GROUP_MAX: usize = 32;
@@ -20,6 +25,8 @@ pub enum SendError {
     Publish(Arc<PublishError>),
     #[error("the command publisher has stopped")]
     Stopped,
+    #[error("no message took the command within {0:?}")]
+    Expired(Duration),
 }
 
 impl SendError {
@@ -29,6 +36,8 @@ impl SendError {
             SendError::Publish(e) => e.is_ambiguous(),
             // Stopped mid-publish cannot be told from stopped before it.
             SendError::Stopped => true,
+            // Never handed to a publish.
+            SendError::Expired(_) => false,
         }
     }
 }
@@ -39,12 +48,18 @@ type Encoded = (String, Vec<u8>);
 #[derive(Clone)]
 pub struct Commands {
     batcher: Batcher<Encoded, Result<(), SendError>>,
+    queue_wait: Duration,
 }
 
 impl Commands {
     /// `in_flight`: messages awaiting their confirm at once; more commands wait and are
-    /// grouped.
-    pub fn start(publisher: Publisher, queue: String, in_flight: usize) -> Commands {
+    /// grouped, each at most `queue_wait`.
+    pub fn start(
+        publisher: Publisher,
+        queue: String,
+        in_flight: usize,
+        queue_wait: Duration,
+    ) -> Commands {
         let queue: Arc<str> = queue.into();
         let batcher = Batcher::start(GROUP_MAX, in_flight, move |group: Vec<Encoded>| {
             let publisher = publisher.clone();
@@ -55,15 +70,26 @@ impl Commands {
                 vec![result; n]
             }
         });
-        Commands { batcher }
+        Commands {
+            batcher,
+            queue_wait,
+        }
     }
 
     /// Publishes the command; `Ok` once the broker has confirmed the message holding it.
     pub async fn send(&self, command: &Command) -> Result<(), SendError> {
-        self.batcher
-            .call((command.api_call_id.clone(), command.encode()))
+        match self
+            .batcher
+            .call(
+                (command.api_call_id.clone(), command.encode()),
+                self.queue_wait,
+            )
             .await
-            .unwrap_or(Err(SendError::Stopped))
+        {
+            Ok(sent) => sent,
+            Err(Unanswered::Expired) => Err(SendError::Expired(self.queue_wait)),
+            Err(Unanswered::Stopped) => Err(SendError::Stopped),
+        }
     }
 }
 

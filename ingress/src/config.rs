@@ -25,9 +25,21 @@ pub struct IngressConfig {
     /// signed requests answer 503 until a reload succeeds.
     #[arg(long, env = "KEY_STALE_AFTER_MS", default_value_t = 30_000)]
     pub key_stale_after_ms: u64,
-    /// How long to wait for the broker's confirm before answering 503, in milliseconds.
+    /// How long a publish may take, from handing the message to the broker to its confirm,
+    /// before answering 503, in milliseconds (a broker under a memory or disk alarm takes
+    /// the message and never confirms).
     #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
     pub confirm_timeout_ms: u64,
+    /// How long any request may take before it is answered 503, in milliseconds. Longer than
+    /// the longest legitimate request (`Prefer: wait` holds up to 30 s), shorter than
+    /// nginx's `proxy_read_timeout` (40 s), so the client gets our envelope, not nginx's.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 35_000,
+        value_parser = clap::value_parser!(u64).range(1000..))]
+    pub request_timeout_ms: u64,
+    /// Where audit rows MySQL cannot take go (its channel full, or a row refused), one JSON
+    /// object a line, for an operator to load back with `INSERT IGNORE`. Created on first use.
+    #[arg(long, env = "AUDIT_SPILL_PATH", default_value = "audit-spill.jsonl")]
+    pub audit_spill_path: std::path::PathBuf,
     /// Proxies whose `X-Forwarded-For` is believed (comma separated IPs).
     #[arg(
         long,

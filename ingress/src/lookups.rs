@@ -4,17 +4,26 @@
 //! runs; here the requests that arrive while earlier lookups are in flight share one
 //! primary-key range read instead. With nothing in flight a lookup goes out at once, so a
 //! quiet engine pays no batching delay.
+//!
+//! A MySQL that stops answering costs each request [`QUEUE_WAIT`] plus [`READ_TIMEOUT`] at
+//! most, then a 503: a read past its timeout fails its whole batch, and a request no
+//! statement takes in time gives up.
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Unanswered};
 use shared::db::DbError;
 use shared::db::outcomes::{ExternalIdKey, find_idempotency_many};
 use sqlx::MySqlPool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Ids read by one statement at most.
 const BATCH_MAX: usize = 64;
 /// Statements in flight at once; more requests wait and are read together.
 const IN_FLIGHT: usize = 4;
+/// How long one range read may take (the pool's own wait for a connection is 3 s).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a statement to take its id.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// The call that used an id and the SHA-256 of its body; `None` when the id is unused.
 pub type Found = Option<(String, [u8; 32])>;
@@ -25,6 +34,8 @@ pub enum LookupError {
     Db(Arc<DbError>),
     #[error("the external id lookup task has stopped")]
     Stopped,
+    #[error("external id lookup: no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 #[derive(Clone)]
@@ -53,10 +64,11 @@ impl Lookups {
             endpoint.to_owned(),
             external_id.to_owned(),
         );
-        self.batcher
-            .call(key)
-            .await
-            .unwrap_or(Err(LookupError::Stopped))
+        match self.batcher.call(key, QUEUE_WAIT).await {
+            Ok(found) => found,
+            Err(Unanswered::Expired) => Err(LookupError::Timeout(QUEUE_WAIT)),
+            Err(Unanswered::Stopped) => Err(LookupError::Stopped),
+        }
     }
 }
 
@@ -66,11 +78,11 @@ async fn answer(pool: &MySqlPool, keys: Vec<ExternalIdKey>) -> Vec<Result<Found,
     distinct.sort_unstable();
     distinct.dedup();
     metrics::histogram!("xyz_external_id_lookup_batch").record(distinct.len() as f64);
-    match find_idempotency_many(pool, &distinct).await {
-        Ok(found) => keys.iter().map(|k| Ok(found.get(k).cloned())).collect(),
-        Err(e) => {
-            let e = LookupError::Db(Arc::new(e));
-            vec![Err(e); keys.len()]
-        }
-    }
+    let read = tokio::time::timeout(READ_TIMEOUT, find_idempotency_many(pool, &distinct)).await;
+    let e = match read {
+        Ok(Ok(found)) => return keys.iter().map(|k| Ok(found.get(k).cloned())).collect(),
+        Ok(Err(e)) => LookupError::Db(Arc::new(e)),
+        Err(_) => LookupError::Timeout(READ_TIMEOUT),
+    };
+    vec![Err(e); keys.len()]
 }

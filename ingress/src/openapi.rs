@@ -503,7 +503,8 @@ error_response! {
 }
 error_response! {
     /// `SERVICE_UNAVAILABLE`: the broker, Redis or MySQL is unreachable (or no ingress behind
-    /// nginx). The external id is released: retry with the same one after `Retry-After`.
+    /// nginx), or the request reached its deadline (35 s by default). Retrying with the same
+    /// external id after `Retry-After` is safe.
     Unavailable, UnavailableEnvelope, "Retry-After" = retry_after()
 }
 

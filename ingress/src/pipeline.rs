@@ -5,7 +5,9 @@
 //! The checks are the layers and extractors that the route table (`routes::router`) puts
 //! around each endpoint, in SPEC §3's order: body size and signature (`verify`), rate limit
 //! (`rate`), route (the router and its fallbacks), role and `X-External-Id` (`caller`), body
-//! and values (`body`), then the endpoint, which claims the external id (`claims`).
+//! and values (`body`), then the endpoint, which claims the external id (`claims`). Between the
+//! frame and the checks sits the request deadline (`deadline`): its 503 is framed like any
+//! other answer.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -39,12 +41,21 @@ impl<S: Send + Sync> FromRequestParts<S> for CallId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<CallId, ApiError> {
-        parts
-            .extensions
-            .get::<CallId>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("the request frame is missing"))
+        set_by_a_layer(parts, "the request frame")
     }
+}
+
+/// What a layer around every route left in the request; missing, it is a bug (a route outside
+/// the frame), answered as one.
+pub(crate) fn set_by_a_layer<T: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+    what: &str,
+) -> Result<T, ApiError> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(format!("{what} is missing")))
 }
 
 /// What the envelope of an answer carries. A check or an endpoint leaves it in its response's

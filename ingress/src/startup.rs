@@ -68,18 +68,19 @@ impl Application {
             .ingress_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let confirm_timeout = Duration::from_millis(config.confirm_timeout_ms);
         let publisher = Publisher::start(
             &config.amqp.url,
             &format!("ingress-{ingress_id}"),
             topology.clone(),
-            Duration::from_millis(config.confirm_timeout_ms),
+            confirm_timeout,
         );
         let api_keys = ApiKeys::new(Duration::from_millis(config.key_stale_after_ms));
         if let Err(e) = api_keys.reload(&pool, &keyring).await {
             tracing::warn!(error = %e, "initial API key load failed; retrying in the background");
         }
         let waiters = Waiters::new(cache.names.reply_channel(&ingress_id));
-        let (audit, audit_writer) = AuditLog::start(pool.clone());
+        let (audit, audit_writer) = AuditLog::start(pool.clone(), config.audit_spill_path.clone());
         let (acceptances, acceptance_writer) =
             crate::acceptances::Acceptances::start(cache.clone());
         let lookups = crate::lookups::Lookups::start(pool.clone());
@@ -87,6 +88,7 @@ impl Application {
             publisher.clone(),
             topology.command_queue(),
             config.publish_in_flight,
+            confirm_timeout,
         );
         let seen_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let background = vec![
@@ -126,6 +128,7 @@ impl Application {
                 handle
             },
             max_waiters: config.max_waiters,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
             seen_complete,
         });
         let listener = TcpListener::bind(&config.listen_addr)

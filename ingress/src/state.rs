@@ -34,6 +34,8 @@ pub struct Inner {
     pub rate_limit: crate::rate::RateLimit,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub max_waiters: usize,
+    /// How long a request may take before the frame answers it 503 (`crate::deadline`).
+    pub request_timeout: std::time::Duration,
     /// Whether the filter of claimed ids was complete at the last look (`crate::seen`):
     /// then a claim goes first and MySQL is asked only when the filter cannot prove the id
     /// new; otherwise both are asked at once.

@@ -200,8 +200,21 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
 }
 
 impl PublishError {
+    /// The `result` label of `xyz_publish_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            PublishError::NotConnected => "not_connected",
+            PublishError::Blocked => "blocked",
+            PublishError::Broker(_) => "error",
+            PublishError::Timeout => "timeout",
+            PublishError::Nacked => "nack",
+            PublishError::Returned => "returned",
+        }
+    }
+
     /// Whether the message may have reached the queue although the publish failed (the
-    /// confirm was lost with the connection, or never came).
+    /// confirm was lost with the connection, or never came; a message not yet written when
+    /// its publish timed out still goes once the broker lifts its alarm).
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, PublishError::Timeout | PublishError::Broker(_))
     }
@@ -211,6 +224,8 @@ impl PublishError {
 pub enum PublishError {
     #[error("not connected to the broker")]
     NotConnected,
+    #[error("the broker blocks publishers (a memory or disk alarm)")]
+    Blocked,
     #[error("broker error: {0}")]
     Broker(#[from] lapin::Error),
     #[error("the broker did not confirm in time")]
@@ -223,7 +238,10 @@ pub enum PublishError {
 
 /// A publisher-confirms channel shared by every request. Publishes are pipelined on it (many
 /// in flight, each awaiting its own confirm). When the broker goes away the channel is dropped
-/// and a background task reconnects with backoff; meanwhile publishes fail fast.
+/// and a background task reconnects with backoff; meanwhile publishes fail fast. So do they
+/// while the broker blocks the connection (`connection.blocked`: a memory or disk alarm);
+/// lapin then holds every frame, so a publish begun before the notice never completes, and
+/// the confirm timeout bounds the whole publish, not only the wait for its confirm.
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<PublisherInner>,
@@ -263,15 +281,21 @@ impl Publisher {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.current().is_some()
+        !matches!(self.current(), Err(PublishError::NotConnected))
     }
 
-    fn current(&self) -> Option<Channel> {
+    fn current(&self) -> Result<Channel, PublishError> {
         let guard = self.inner.channel.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .filter(|(conn, ch)| conn.status().connected() && ch.status().connected())
-            .map(|(_, ch)| ch.clone())
+        match guard.as_ref() {
+            Some((conn, ch)) if conn.status().connected() && ch.status().connected() => {
+                if conn.status().blocked() {
+                    Err(PublishError::Blocked)
+                } else {
+                    Ok(ch.clone())
+                }
+            }
+            _ => Err(PublishError::NotConnected),
+        }
     }
 
     fn mark_broken(&self) {
@@ -288,15 +312,21 @@ impl Publisher {
         message_id: &str,
         payload: &[u8],
     ) -> Result<(), PublishError> {
-        let Some(channel) = self.current() else {
-            self.inner.broken.notify_one();
-            return Err(PublishError::NotConnected);
+        let channel = match self.current() {
+            Ok(channel) => channel,
+            Err(e) => {
+                if matches!(e, PublishError::NotConnected) {
+                    self.inner.broken.notify_one();
+                }
+                metrics::counter!("xyz_publish_total", "result" => e.label()).increment(1);
+                return Err(e);
+            }
         };
         let props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))
             .with_message_id(ShortString::from(message_id));
-        let result = async {
+        let publish = async {
             let confirm = channel
                 .basic_publish(
                     ShortString::from(""),
@@ -309,9 +339,7 @@ impl Publisher {
                     props,
                 )
                 .await?;
-            let confirmation = tokio::time::timeout(self.inner.confirm_timeout, confirm)
-                .await
-                .map_err(|_| PublishError::Timeout)??;
+            let confirmation = confirm.await?;
             if !confirmation.is_ack() {
                 return Err(PublishError::Nacked);
             }
@@ -320,16 +348,11 @@ impl Publisher {
                 return Err(PublishError::Returned);
             }
             Ok(())
-        }
-        .await;
-        let label = match &result {
-            Ok(()) => "ok",
-            Err(PublishError::NotConnected) => "not_connected",
-            Err(PublishError::Broker(_)) => "error",
-            Err(PublishError::Timeout) => "timeout",
-            Err(PublishError::Nacked) => "nack",
-            Err(PublishError::Returned) => "returned",
         };
+        let result = tokio::time::timeout(self.inner.confirm_timeout, publish)
+            .await
+            .unwrap_or(Err(PublishError::Timeout));
+        let label = result.as_ref().map_or_else(PublishError::label, |()| "ok");
         metrics::counter!("xyz_publish_total", "result" => label).increment(1);
         if let Err(PublishError::Broker(_)) = &result {
             self.mark_broken();

@@ -48,7 +48,19 @@ pub fn describe() {
     );
     describe_counter!(
         "xyz_publish_total",
-        "Command publishes by result (ok, nack, returned, timeout, not_connected, error)"
+        "Command publishes by result (ok, nack, returned, timeout, not_connected, blocked, error)"
+    );
+    describe_counter!(
+        "xyz_request_deadline_exceeded_total",
+        "Requests answered 503 because they reached REQUEST_TIMEOUT_MS"
+    );
+    describe_counter!(
+        "xyz_audit_rows_spilled_total",
+        "Audit rows written to the spill file (AUDIT_SPILL_PATH) instead of MySQL, by cause (channel_full, refused, shutdown, writer_gone)"
+    );
+    describe_counter!(
+        "xyz_audit_rows_lost_total",
+        "Audit rows neither MySQL nor the spill file took (each logged in full at error)"
     );
     describe_counter!(
         "xyz_claims_total",

@@ -4,6 +4,7 @@
 use crate::body::{self, Body, FromBody};
 use crate::caller::Caller;
 use crate::claims::{self, Claimed};
+use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::pipeline::Reply;
 use crate::state::AppState;
@@ -174,10 +175,11 @@ pub(crate) async fn transaction(
     State(state): State<AppState>,
     ctx: Caller,
     PreferWait(wait): PreferWait,
+    deadline: Deadline,
     Body(request): Body<TransactionRequest>,
 ) -> Result<Reply<Submitted>, ApiError> {
     let payload = CommandPayload::Transaction(request.into());
-    submit(&state, &ctx, wait, payload).await
+    submit(&state, &ctx, wait, deadline, payload).await
 }
 
 /// Submit a payment.
@@ -219,13 +221,14 @@ pub(crate) async fn payment(
     State(state): State<AppState>,
     ctx: Caller,
     PreferWait(wait): PreferWait,
+    deadline: Deadline,
     Body(request): Body<PaymentRequest>,
 ) -> Result<Reply<Submitted>, ApiError> {
     let payload = CommandPayload::Payment(PaymentPayload {
         nomor_kontrak: request.nomor_kontrak,
         jumlah: request.jumlah,
     });
-    submit(&state, &ctx, wait, payload).await
+    submit(&state, &ctx, wait, deadline, payload).await
 }
 
 /// What a submission answers: accepted and pending, or decided within `Prefer: wait`.
@@ -256,6 +259,7 @@ async fn submit(
     state: &AppState,
     ctx: &Caller,
     wait: Option<std::time::Duration>,
+    deadline: Deadline,
     payload: CommandPayload,
 ) -> Result<Reply<Submitted>, ApiError> {
     let call_type = payload.call_type();
@@ -352,7 +356,8 @@ async fn submit(
     stages.mark("accept");
 
     if let (Some(mut waiter), Some(wait)) = (waiter, wait) {
-        let outcome = match tokio::time::timeout(wait, &mut waiter.rx).await {
+        // The outcome, or the 202, comes before the request's deadline.
+        let outcome = match tokio::time::timeout(deadline.cap(wait), &mut waiter.rx).await {
             Ok(Ok(record)) => Some(record),
             // Timed out or the listener is gone: the cache may still have the answer.
             _ => state.cache.get_status(&call).await.ok().flatten(),

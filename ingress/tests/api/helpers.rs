@@ -74,6 +74,8 @@ pub fn ingress_config(prefix: &str) -> IngressConfig {
     c.redis.seen_filter_bits = TEST_SEEN_BITS;
     c.amqp.prefix = prefix.into();
     c.key_refresh_ms = 500;
+    // Audit rows MySQL cannot take: the test's own file, out of the source tree.
+    c.audit_spill_path = std::env::temp_dir().join(format!("xyz-audit-spill-{prefix}.jsonl"));
     c
 }
 
@@ -103,7 +105,7 @@ pub async fn new_key(pool: &MySqlPool, name: &str, role: Role) -> Key {
 
 /// The app with `workers` worker tasks.
 pub async fn spawn_app_with(pool: MySqlPool, workers: usize) -> TestApp {
-    spawn_app_on(pool, &fresh_prefix(), workers).await
+    spawn_app_on(pool, &fresh_prefix(), workers, |_| {}).await
 }
 
 /// A queue and Redis key prefix of a test's own.
@@ -111,14 +113,31 @@ pub fn fresh_prefix() -> String {
     format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// The app on a prefix chosen by the test (which may have declared queues under it first).
-pub async fn spawn_app_on(pool: MySqlPool, prefix: &str, workers: usize) -> TestApp {
+/// The app with `workers` worker tasks, its ingress configured by `configure`.
+pub async fn spawn_app_configured(
+    pool: MySqlPool,
+    workers: usize,
+    configure: impl FnOnce(&mut IngressConfig),
+) -> TestApp {
+    spawn_app_on(pool, &fresh_prefix(), workers, configure).await
+}
+
+/// The app on a prefix chosen by the test (which may have declared queues under it first),
+/// its ingress configured by `configure`.
+pub async fn spawn_app_on(
+    pool: MySqlPool,
+    prefix: &str,
+    workers: usize,
+    configure: impl FnOnce(&mut IngressConfig),
+) -> TestApp {
     shared::telemetry::init("warn");
     let prefix = prefix.to_owned();
     let admin = new_key(&pool, "platform", Role::Admin).await;
     let merchant = new_key(&pool, "tokopedia", Role::Merchant).await;
     let other_merchant = new_key(&pool, "shopee", Role::Merchant).await;
-    let app = Application::build(ingress_config(&prefix), Some(pool.clone()))
+    let mut config = ingress_config(&prefix);
+    configure(&mut config);
+    let app = Application::build(config, Some(pool.clone()))
         .await
         .expect("ingress builds");
     let base = format!("http://127.0.0.1:{}", app.port());

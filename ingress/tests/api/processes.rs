@@ -237,7 +237,7 @@ async fn a_command_queue_declared_with_the_old_delivery_limit_keeps_working(pool
     let _ = conn.close(200, "bye".into()).await;
 
     // The ingress and a worker task declare it too, and a worker process besides.
-    let app = spawn_app_on(pool, &prefix, 1).await;
+    let app = spawn_app_on(pool, &prefix, 1, |_| {}).await;
     let _worker = WorkerProcess::start(&app);
     let user = app.create_user(["20000", "20000", "20000", "20000"]).await;
     let calls = submit_burst(&app, std::slice::from_ref(&user), 40).await;

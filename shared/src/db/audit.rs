@@ -4,7 +4,9 @@ use super::{DbError, to_naive};
 use chrono::{DateTime, Utc};
 use sqlx::MySqlPool;
 
-#[derive(Debug, Clone)]
+/// Serialized as is into the ingress's spill file (rows MySQL could not take), so an operator
+/// can load them later.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditRow {
     pub api_call_id: String,
     pub method: String,
@@ -21,6 +23,25 @@ pub struct AuditRow {
     pub client_ip: Option<String>,
     pub started_at: DateTime<Utc>,
     pub duration_us: u64,
+}
+
+impl AuditRow {
+    /// Roughly the bytes the row takes in an insert statement: what bounds a batch.
+    pub fn size(&self) -> usize {
+        const FIXED: usize = 64;
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        FIXED
+            + self.api_call_id.len()
+            + self.method.len()
+            + self.path.len()
+            + text(&self.merchant_id)
+            + text(&self.client_id)
+            + text(&self.external_id)
+            + self.message_action.len()
+            + text(&self.request_body)
+            + text(&self.response_body)
+            + text(&self.client_ip)
+    }
 }
 
 /// Writes rows in one multi-row insert. A duplicate api call id cannot happen (ids are
