@@ -24,13 +24,14 @@ pub struct ApiKeys {
 
 #[derive(Default)]
 struct Loaded {
-    keys: Arc<HashMap<String, ActiveKey>>,
+    /// Shared by every request that uses a key: looking one up copies a pointer, not the key.
+    keys: Arc<HashMap<String, Arc<ActiveKey>>>,
     at: Option<Instant>,
 }
 
 /// What the key set says of a client id.
 pub(crate) enum Lookup {
-    Found(ActiveKey),
+    Found(Arc<ActiveKey>),
     Unknown,
     /// The set is too old to tell.
     Stale,
@@ -63,8 +64,10 @@ impl ApiKeys {
     ) -> Result<usize, shared::db::DbError> {
         let keys = load_active_keys(pool, keyring).await?;
         let n = keys.len();
-        let map: HashMap<String, ActiveKey> =
-            keys.into_iter().map(|k| (k.client_id.clone(), k)).collect();
+        let map: HashMap<String, Arc<ActiveKey>> = keys
+            .into_iter()
+            .map(|k| (k.client_id.clone(), Arc::new(k)))
+            .collect();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Loaded {
             keys: Arc::new(map),
             at: Some(Instant::now()),

@@ -33,11 +33,7 @@ impl<S: Send + Sync, T: FromBody> FromRequestParts<S> for Body<T> {
         if !is_json_content_type(content_type) {
             return Err(ApiError::format("Content-Type must be application/json"));
         }
-        let SignedBody(bytes) = parts
-            .extensions
-            .get::<SignedBody>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("a body read before the signature check"))?;
+        let SignedBody(bytes) = crate::pipeline::set_by_a_layer(parts, "the signed body")?;
         let obj = JsonObject::parse(&bytes)?;
         obj.check_keys(T::FIELDS)?;
         T::from_body(&obj).map(Body)

@@ -3,10 +3,10 @@
 //! before these checks.
 
 use crate::error::ApiError;
-use crate::pipeline::{AuditDraft, CallId};
+use crate::pipeline::{AuditDraft, CallId, set_by_a_layer};
 use crate::rate::DeferredRate;
 use crate::state::AppState;
-use crate::verify::{Signature, SignedBody, Signer};
+use crate::verify::{Signed, SignedBody, Signer};
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::Method;
@@ -72,30 +72,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Caller, ApiError> {
-        let missing = || ApiError::internal("a signed route without the signature check");
-        let Signer(key) = parts
-            .extensions
-            .get::<Signer>()
-            .cloned()
-            .ok_or_else(missing)?;
-        let SignedBody(body) = parts
-            .extensions
-            .get::<SignedBody>()
-            .cloned()
-            .ok_or_else(missing)?;
-        let Signature(signature) = parts
-            .extensions
-            .get::<Signature>()
-            .cloned()
-            .ok_or_else(missing)?;
+        let Signer(key) = set_by_a_layer(parts, "the signature check")?;
+        let SignedBody(body) = set_by_a_layer(parts, "the signed body")?;
+        let Signed {
+            signature,
+            external_id,
+        } = set_by_a_layer(parts, "the signature")?;
         let CallId {
             api_call_id,
             started_at,
-        } = parts
-            .extensions
-            .get::<CallId>()
-            .cloned()
-            .ok_or_else(missing)?;
+        } = set_by_a_layer(parts, "the request frame")?;
         let audience = parts
             .extensions
             .get::<Audience>()
@@ -104,10 +90,6 @@ impl FromRequestParts<AppState> for Caller {
         if !audience.admits(key.role) {
             return Err(ApiError::forbidden());
         }
-        let external_id = parts
-            .headers
-            .get("x-external-id")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         match &external_id {
             None if parts.method == Method::POST => {
                 return Err(ApiError::mandatory("X-External-Id"));

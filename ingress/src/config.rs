@@ -61,8 +61,9 @@ pub struct IngressConfig {
     /// Command messages awaiting their broker confirm at once; commands arriving beyond it
     /// wait and travel together in the next message. One: fewer, larger messages, so less
     /// broker CPU, and no slower (a quorum queue confirms in order, so a second message in
-    /// flight does not pass a slow first one). At half of peak on two shared cores it gave
-    /// the lowest accept p99 measured, with the peak unchanged (BENCHMARKS.md, session 9).
+    /// flight does not pass a slow first one). Against 4 in flight, RabbitMQ's share of the
+    /// machine at half of peak falls from 22–25 % to 18–20 % with the peak unchanged
+    /// (BENCHMARKS.md's table of design choices; `scripts/bench.sh`, `PUBLISH_IN_FLIGHT=4`).
     #[arg(long, env = "PUBLISH_IN_FLIGHT", default_value_t = 1)]
     pub publish_in_flight: usize,
     #[command(flatten)]

@@ -12,7 +12,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -35,14 +35,6 @@ pub(crate) const API_CALL_ID_HEADER: &str = "x-api-call-id";
 pub(crate) struct CallId {
     pub api_call_id: String,
     pub started_at: DateTime<Utc>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for CallId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<CallId, ApiError> {
-        set_by_a_layer(parts, "the request frame")
-    }
 }
 
 /// What a layer around every route left in the request; missing, it is a bug (a route outside
@@ -238,13 +230,20 @@ pub(crate) async fn frame(State(state): State<AppState>, mut req: Request, next:
         started_at,
     });
     req.extensions_mut().insert(draft.clone());
+    let deadline = crate::deadline::Deadline::after(state.request_timeout);
+    req.extensions_mut().insert(deadline);
     let span = tracing::info_span!("request", %api_call_id, %method, %path);
-    let response = match tokio::spawn(next.run(req).instrument(span.clone())).await {
-        Ok(response) => response,
-        Err(e) => {
+    // The request's own task runs to its end whatever happens here: past the deadline the
+    // frame stops waiting for it and answers 503, but never cuts it halfway (after a claim,
+    // before the publish is confirmed or the claim released).
+    let task = tokio::spawn(next.run(req).instrument(span.clone()));
+    let response = match deadline.wait(task).await {
+        Some(Ok(response)) => response,
+        Some(Err(e)) => {
             tracing::error!(parent: &span, error = %e, "request task failed");
             ApiError::internal(&e).into_response()
         }
+        None => span.in_scope(|| crate::deadline::exceeded(&state)),
     };
     finish(&state, response, &draft, &api_call_id, route, t0)
         .instrument(span)

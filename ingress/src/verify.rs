@@ -28,9 +28,13 @@ pub(crate) struct Signer(pub Arc<ActiveKey>);
 #[derive(Clone)]
 pub(crate) struct SignedBody(pub Bytes);
 
-/// The request's signature (lowercase hex): what a replay repeats.
+/// What the request signed besides its body: its signature (lowercase hex, what a replay
+/// repeats) and its `X-External-Id` as sent.
 #[derive(Clone)]
-pub(crate) struct Signature(pub String);
+pub(crate) struct Signed {
+    pub signature: String,
+    pub external_id: Option<String>,
+}
 
 /// Middleware: body size, then signature.
 pub(crate) async fn signed(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -68,14 +72,17 @@ pub(crate) async fn signed(State(state): State<AppState>, req: Request, next: Ne
         external_id.as_deref(),
         &body,
     ) {
-        Ok((key, signature)) => (Arc::new(key), signature),
+        Ok(signed) => signed,
         Err(e) => return e.into_response(),
     };
     if let Some(draft) = &draft {
         draft.signed_by(&key);
     }
     parts.extensions.insert(Signer(key));
-    parts.extensions.insert(Signature(signature));
+    parts.extensions.insert(Signed {
+        signature,
+        external_id,
+    });
     parts.extensions.insert(SignedBody(body.clone()));
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
@@ -117,7 +124,7 @@ fn authenticate(
     headers: &HeaderMap,
     external_id: Option<&str>,
     body: &[u8],
-) -> Result<(ActiveKey, String), ApiError> {
+) -> Result<(Arc<ActiveKey>, String), ApiError> {
     let required = |name: &str| -> Result<String, ApiError> {
         header_text(headers, name)?
             .filter(|v| !v.is_empty())

@@ -98,6 +98,22 @@ pub(crate) fn usage(before: &Snapshot, after: &Snapshot, secs: f64) -> Usage {
     }
 }
 
+impl Usage {
+    /// The engine's CPU (every program but the load generator and "other") per request, in
+    /// milliseconds, over `requests` requests sent in this window.
+    pub(crate) fn engine_ms_per(&self, requests: usize) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let engine: f64 = self
+            .share_percent
+            .iter()
+            .filter(|(group, _)| !matches!(**group, "loadgen" | "other"))
+            .map(|(_, share)| share)
+            .sum();
+        let ms = engine / 100.0 * self.secs * cores * 1000.0 / requests.max(1) as f64;
+        (ms * 1000.0).round() / 1000.0
+    }
+}
+
 fn group_of(comm: &str) -> &'static str {
     GROUPS
         .iter()

@@ -17,12 +17,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct FloorArgs {
-    #[arg(
-        long,
-        env = "LOADGEN_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    base_url: String,
+    #[command(flatten)]
+    engine: crate::util::EngineUrl,
     /// The broker (only a scratch queue of its own is used, deleted afterwards).
     #[command(flatten)]
     amqp: shared::config::AmqpConfig,
@@ -173,7 +169,7 @@ async fn redis(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
 
 /// `GET /healthz` through nginx on one kept-alive connection.
 async fn http(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
-    let api = Api::new(&args.base_url, 1, Duration::from_secs(5))?;
+    let api = Api::new(&args.engine.base_url, 1, Duration::from_secs(5))?;
     let mut samples = Vec::with_capacity(args.samples);
     for _ in 0..args.samples {
         tokio::time::sleep(gap).await;

@@ -14,13 +14,8 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct UnsignedArgs {
-    /// Base URL of the engine (nginx in front of the ingresses).
-    #[arg(
-        long,
-        env = "LOADGEN_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    base_url: String,
+    #[command(flatten)]
+    engine: crate::util::EngineUrl,
     /// Requests to send.
     #[arg(long, default_value_t = 2000)]
     requests: usize,
@@ -54,7 +49,7 @@ pub(crate) async fn unsigned(args: UnsignedArgs) -> anyhow::Result<ExitCode> {
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .context("HTTP client")?;
-    let url = format!("{}/create-user", args.base_url.trim_end_matches('/'));
+    let url = format!("{}/create-user", args.engine.base_url.trim_end_matches('/'));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let before = Snapshot::take();
     let started = Instant::now();
@@ -99,17 +94,7 @@ pub(crate) async fn unsigned(args: UnsignedArgs) -> anyhow::Result<ExitCode> {
     let usage = before
         .zip(after)
         .map(|(before, after)| cpu::usage(&before, &after, secs));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let engine_ms_per_request = usage.as_ref().map(|u| {
-        let engine: f64 = u
-            .share_percent
-            .iter()
-            .filter(|(group, _)| !matches!(**group, "loadgen" | "other"))
-            .map(|(_, share)| share)
-            .sum();
-        (engine / 100.0 * u.secs * cores * 1000.0 / args.requests.max(1) as f64 * 1000.0).round()
-            / 1000.0
-    });
+    let engine_ms_per_request = usage.as_ref().map(|u| u.engine_ms_per(args.requests));
     println!(
         "unsigned flood   {} requests of {} bytes in {secs:.2} s, statuses {statuses:?}",
         args.requests,

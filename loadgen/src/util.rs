@@ -2,6 +2,18 @@
 
 use std::time::Duration;
 
+/// Where the engine answers (the ingress, or nginx in front of it).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct EngineUrl {
+    /// Base URL of the engine (the ingress, or nginx in front of it).
+    #[arg(
+        long,
+        env = "LOADGEN_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) base_url: String,
+}
+
 /// SplitMix64: fast, seedable, good enough to pick amounts and tenors (not for secrets).
 #[derive(Debug, Clone)]
 pub(crate) struct Rng(u64);

@@ -23,10 +23,10 @@ pub mod users;
 use crate::caller::Audience;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{deadline, pipeline, rate, verify};
+use crate::{pipeline, rate, verify};
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::{Extension, Router};
 use shared::envelope::MessageAction;
 use utoipa::openapi::OpenApi;
@@ -37,15 +37,15 @@ use utoipa_axum::routes;
 pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
     // Submissions spend the key's rate limit in their claim's Redis call (`rate::at_claim`).
     let (submissions, mut doc) = OpenApiRouter::with_openapi(crate::openapi::base())
-        .routes(merchants(claims(routes!(submit::transaction))))
-        .routes(claims(routes!(submit::payment)))
+        .routes(merchants(routes!(submit::transaction)))
+        .routes(routes!(submit::payment))
         .split_for_parts();
     let submissions = submissions
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), rate::at_claim));
 
     let (others, others_doc) = OpenApiRouter::new()
-        .routes(claims(routes!(users::create)))
+        .routes(routes!(users::create))
         .routes(routes!(users::get))
         .routes(routes!(users::set_status))
         .routes(merchants(routes!(users::limits)))
@@ -86,8 +86,6 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
     doc.merge(public_doc);
     let router = signed
         .merge(public)
-        .layer(deadline::timeout(state))
-        .layer(from_fn_with_state(state.clone(), deadline::mark))
         .layer(from_fn_with_state(state.clone(), pipeline::frame))
         .with_state(state.clone());
     (router, doc)
@@ -96,12 +94,6 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
 /// Merchants may call this route too; every other signed route is for admins only.
 fn merchants(r: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
     r.map(|m| m.route_layer(Extension(Audience::Merchants)))
-}
-
-/// This route claims an external id: it runs to its end in its own task, whatever the
-/// deadline answers meanwhile.
-fn claims(r: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
-    r.map(|m| m.route_layer(from_fn(deadline::own_task)))
 }
 
 async fn not_found() -> ApiError {

@@ -7,13 +7,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct RunArgs {
-    /// Base URL of the engine (the ingress, or nginx in front of it).
-    #[arg(
-        long,
-        env = "LOADGEN_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub(super) base_url: String,
+    #[command(flatten)]
+    pub(super) engine: crate::util::EngineUrl,
     /// Admin key file, JSON as `xyzctl keys create --role admin` prints it.
     #[arg(
         long,

@@ -114,7 +114,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let merchant = Key::load(&args.merchant_key_file, "merchant")?;
     let admin = Key::load(&args.admin_key_file, "admin")?;
     let api = Api::new(
-        &args.base_url,
+        &args.engine.base_url,
         args.connections(),
         Duration::from_millis(args.http_timeout_ms.max(1)),
     )?;
@@ -141,7 +141,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     // Users and status polls are not the load: they use a patient client whatever
     // --http-timeout-ms says (a retried creation answers 409 without the user id).
     let patient_api = Api::new(
-        &args.base_url,
+        &args.engine.base_url,
         args.poll_concurrency + 8,
         Duration::from_secs(30),
     )?;

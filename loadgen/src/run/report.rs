@@ -294,6 +294,7 @@ pub(super) fn report(
         "accept_latency_ms": accept,
         "e2e_latency_ms": e2e,
         "load_window_cpu": load_cpu,
+        "engine_cpu_ms_per_accepted": load_cpu.as_ref().map(|u| u.engine_ms_per(accepted.len())),
         "counts": {
             "requests": records.len(),
             "transactions": transactions,
