@@ -709,7 +709,8 @@ type LimitRow = (
     Decimal,
 );
 
-/// SPEC §5 for every user and tenor: available = granted − Σ approved + Σ paid, within bounds.
+/// SPEC §9's form of §5 for every user and tenor: available = granted − Σ approved
+/// jumlah_cicilan + Σ installment parts paid + Σ mengurangi_tagihan, within bounds.
 pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
     let rows: Vec<LimitRow> = sqlx::query_as(
         "SELECT user_id, limit_one_month, limit_two_month, limit_three_month, limit_sixth,
@@ -737,7 +738,17 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
             .fetch_one(pool)
             .await
             .expect("sum");
-            let expected = granted - debited.unwrap_or_default() + paid.unwrap_or_default();
+            let cancelled: Option<Decimal> = sqlx::query_scalar(
+                "SELECT SUM(r.mengurangi_tagihan) FROM refunds r JOIN transactions t ON t.nomor_kontrak = r.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
+            )
+            .bind(&user)
+            .bind(tenor)
+            .fetch_one(pool)
+            .await
+            .expect("sum");
+            let expected = granted - debited.unwrap_or_default()
+                + paid.unwrap_or_default()
+                + cancelled.unwrap_or_default();
             assert_eq!(available, expected, "user {user} tenor {tenor}");
             assert!(
                 available >= Decimal::ZERO && available <= granted,
