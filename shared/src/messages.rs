@@ -253,10 +253,7 @@ mod tests {
         });
         let body = encode_group(vec![one.encode(), two.encode(), three.encode()]);
         assert_eq!(body.first(), Some(&b'['));
-        assert_eq!(
-            decode_group(&body).expect("decodes"),
-            vec![one, two, three]
-        );
+        assert_eq!(decode_group(&body).expect("decodes"), vec![one, two, three]);
     }
 
     #[test]

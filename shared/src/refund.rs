@@ -136,7 +136,10 @@ mod tests {
 
     #[test]
     fn a_settled_contract_refunds_everything_to_the_consumer() {
-        let settled = [installment(1, "50.03", "50.03", "0"), installment(2, "50.02", "50.02", "0")];
+        let settled = [
+            installment(1, "50.03", "50.03", "0"),
+            installment(2, "50.02", "50.02", "0"),
+        ];
         let split = split_refund(&settled, money("100.05"), money("100.05")).expect("fits");
         assert!(split.alokasi.is_empty());
         assert_eq!(split.mengurangi_tagihan, Money::ZERO);

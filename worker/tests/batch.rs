@@ -387,9 +387,7 @@ async fn payments_in_a_batch_come_after_its_checkouts_and_restore_the_limit(pool
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn payments_and_refunds_on_one_contract_are_decided_in_order_on_either_path(
-    pool: MySqlPool,
-) {
+async fn payments_and_refunds_on_one_contract_are_decided_in_order_on_either_path(pool: MySqlPool) {
     let three = cost(Tenor::Three);
     let paid = money("400000");
     let first_refund = money("500000");
@@ -409,10 +407,18 @@ async fn payments_and_refunds_on_one_contract_are_decided_in_order_on_either_pat
             payment(&nomor, paid),
             refund(&nomor, first_refund, "merchant-a"),
             refund(&nomor, money("1"), "merchant-b"),
-            refund(&nomor, rest.checked_add(money("0.01")).expect("sum"), "PLATFORM"),
+            refund(
+                &nomor,
+                rest.checked_add(money("0.01")).expect("sum"),
+                "PLATFORM",
+            ),
             payment(&nomor, three),
             refund(&nomor, rest, "merchant-a"),
-            refund("KTR_00000000000000000000000000000000", money("1"), "PLATFORM"),
+            refund(
+                "KTR_00000000000000000000000000000000",
+                money("1"),
+                "PLATFORM",
+            ),
         ];
         if path == BatchPath::SetBased {
             first_external_id = batch[0].external_id.clone();
@@ -464,7 +470,12 @@ async fn payments_and_refunds_on_one_contract_are_decided_in_order_on_either_pat
         .await
         .expect("installments");
         assert_eq!(cancelled, three.value() - paid.value());
-        let keep = ["mengurangi_tagihan", "dikembalikan_ke_konsumen", "sisa_tagihan", "status_kontrak"];
+        let keep = [
+            "mengurangi_tagihan",
+            "dikembalikan_ke_konsumen",
+            "sisa_tagihan",
+            "status_kontrak",
+        ];
         runs.push(
             answers
                 .iter()

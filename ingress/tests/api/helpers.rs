@@ -497,6 +497,40 @@ pub fn transaction_body(
     )
 }
 
+/// An approved contract (the merchant's, waited for), `harga_aset` = `otr`.
+pub async fn contract(
+    app: &TestApp,
+    user: &str,
+    otr: &str,
+    fee: &str,
+    rate: &str,
+    tenor: u32,
+) -> Value {
+    let body = transaction_body(user, otr, fee, otr, rate, tenor);
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=20")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.data()["result"].clone()
+}
+
+/// POST /payment with the admin key, waited for.
+pub async fn pay(app: &TestApp, nomor: &str, jumlah: &str) -> Resp {
+    let body: Value = serde_json::from_str(&format!(
+        r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#
+    ))
+    .expect("json");
+    app.post_wait(&app.admin, "/payment", &fresh_id(), &body)
+        .await
+}
+
 /// The worker binary next to this test binary (target/debug/worker); `scripts/test.sh`
 /// builds every binary of the workspace first.
 fn worker_binary() -> std::path::PathBuf {

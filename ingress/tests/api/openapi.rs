@@ -812,9 +812,7 @@ async fn real_responses_match_the_documented_schemas(pool: sqlx::MySqlPool) {
 
     // A partial refund, one beyond what is refundable, one of an unknown contract, and the
     // contract they leave.
-    let refund = |nomor: &str, amount: &str| {
-        json!({"nomor_kontrak": nomor, "jumlah": amount, "alasan": "barang dikembalikan"})
-    };
+    let refund = |nomor: &str, amount: &str| json!({"nomor_kontrak": nomor, "jumlah": amount, "alasan": "barang dikembalikan"});
     for (nomor, amount, action) in [
         (contract_no.as_str(), "50", "SUCCESS"),
         (contract_no.as_str(), "999999", "REFUND_EXCEEDS"),
@@ -843,7 +841,12 @@ async fn real_responses_match_the_documented_schemas(pool: sqlx::MySqlPool) {
     let refunded = app
         .get(&app.merchant, &format!("/contracts/{contract_no}"))
         .await;
-    assert_eq!(refunded.data()["total_refund"], "50.00", "{}", refunded.body);
+    assert_eq!(
+        refunded.data()["total_refund"],
+        "50.00",
+        "{}",
+        refunded.body
+    );
     conforms(&doc, "GET", "/contracts/{nomor_kontrak}", &refunded);
 
     let locked = app

@@ -9,19 +9,7 @@ const LIMITS: [&str; 4] = ["100000", "300000", "500000", "10000000"];
 
 /// The §4 contract (1182.50 over 3 months: 394.17, 394.17, 394.16), by the merchant.
 async fn spec_contract(app: &TestApp, user: &str) -> Value {
-    let body = transaction_body(user, "1000.00", "100.00", "900.00", "2.5", 3);
-    let r = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&fresh_id()),
-            Some(body.as_bytes()),
-            &[("Prefer", "wait=20")],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.data()["result"].clone()
+    contract(app, user, "1000.00", "100.00", "2.5", 3).await
 }
 
 fn refund_body(nomor: &str, jumlah: &str) -> Value {
@@ -33,15 +21,6 @@ fn refund_body(nomor: &str, jumlah: &str) -> Value {
 
 async fn refund(app: &TestApp, key: &Key, nomor: &str, jumlah: &str) -> Resp {
     app.post_wait(key, "/refund", &fresh_id(), &refund_body(nomor, jumlah))
-        .await
-}
-
-async fn pay(app: &TestApp, nomor: &str, jumlah: &str) -> Resp {
-    let body: Value = serde_json::from_str(&format!(
-        r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#
-    ))
-    .expect("json");
-    app.post_wait(&app.admin, "/payment", &fresh_id(), &body)
         .await
 }
 
@@ -119,7 +98,12 @@ async fn spec_example_refund_then_cancel_restores_the_limit_to_granted(pool: sql
     assert_eq!(first.data()["type"], "REFUND");
     assert_eq!(first.data()["status"], "APPROVED");
     let r = &first.data()["result"];
-    let keys: Vec<&str> = r.as_object().expect("object").keys().map(String::as_str).collect();
+    let keys: Vec<&str> = r
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut expected_keys = vec![
         "kode_refund",
         "nomor_kontrak",
@@ -190,7 +174,9 @@ async fn spec_example_refund_then_cancel_restores_the_limit_to_granted(pool: sql
         ]
     );
     // The user's billings show the same installments.
-    let billings = app.get(&app.admin, &format!("/users/{user}/billings")).await;
+    let billings = app
+        .get(&app.admin, &format!("/users/{user}/billings"))
+        .await;
     assert_eq!(billings.status, 200, "{}", billings.body);
     let mut listed: Vec<(String, String, String, String)> = billings.data()["items"]
         .as_array()
@@ -199,7 +185,12 @@ async fn spec_example_refund_then_cancel_restores_the_limit_to_granted(pool: sql
         .map(|t| {
             assert_eq!(t["nomor_kontrak"], nomor.as_str());
             let s = |k: &str| t[k].as_str().expect(k).to_owned();
-            (s("harga_cicilan"), s("terbayar"), s("dibatalkan"), s("status"))
+            (
+                s("harga_cicilan"),
+                s("terbayar"),
+                s("dibatalkan"),
+                s("status"),
+            )
         })
         .collect();
     listed.sort();
@@ -220,9 +211,7 @@ async fn spec_example_refund_then_cancel_restores_the_limit_to_granted(pool: sql
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_payment_after_a_partial_refund_pays_only_what_is_not_cancelled(
-    pool: sqlx::MySqlPool,
-) {
+async fn a_payment_after_a_partial_refund_pays_only_what_is_not_cancelled(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
     let user = app.create_user(LIMITS).await;
     let c = spec_contract(&app, &user).await;
@@ -298,7 +287,12 @@ async fn unknown_and_other_merchants_contracts_are_not_found_and_exceeding_keeps
     assert_eq!(exceeds.action(), "REFUND_EXCEEDS");
     assert_eq!(exceeds.data()["result"], Value::Null);
     let fixed = app
-        .post_wait(&app.merchant, "/refund", &ext, &refund_body(&nomor, "1182.50"))
+        .post_wait(
+            &app.merchant,
+            "/refund",
+            &ext,
+            &refund_body(&nomor, "1182.50"),
+        )
         .await;
     assert_eq!(fixed.status, 409, "a rejected refund keeps its external id");
     assert_eq!(fixed.action(), "CONFLICT_EXTERNAL_ID");
@@ -337,7 +331,10 @@ async fn refund_external_ids_are_scoped_to_the_merchant_and_the_refund_endpoint(
     let accepted = app.post(&app.merchant, "/refund", &ext, &body).await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     assert_eq!(accepted.action(), "ACCEPTED");
-    let call = accepted.body["api_call_id"].as_str().expect("id").to_owned();
+    let call = accepted.body["api_call_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     assert_eq!(
         accepted.headers["location"].to_str().expect("ascii"),
         format!("/status/{call}")
@@ -369,8 +366,11 @@ async fn refund_external_ids_are_scoped_to_the_merchant_and_the_refund_endpoint(
 
     let now = app.get(&app.merchant, &format!("/contracts/{nomor}")).await;
     assert_eq!(now.data()["total_refund"], "100.00");
-    app.wait_final(&app.merchant, checkout.body["api_call_id"].as_str().expect("id"))
-        .await;
+    app.wait_final(
+        &app.merchant,
+        checkout.body["api_call_id"].as_str().expect("id"),
+    )
+    .await;
     assert_limit_equation(&app.pool).await;
     app.shutdown().await;
 }
@@ -388,7 +388,9 @@ async fn malformed_refunds_get_the_exact_code_and_leave_the_external_id_free(
     let cases: Vec<(String, &str, &str)> = vec![
         ("[1]".into(), "INVALID_PAYLOAD_FORMAT", ""),
         (
-            format!(r#"{{"nomor_kontrak":"{nomor}","nomor_kontrak":"{nomor}","jumlah":1,"alasan":"x"}}"#),
+            format!(
+                r#"{{"nomor_kontrak":"{nomor}","nomor_kontrak":"{nomor}","jumlah":1,"alasan":"x"}}"#
+            ),
             "INVALID_PAYLOAD_FORMAT",
             "",
         ),
@@ -514,7 +516,12 @@ async fn racing_refunds_and_payments_keep_the_equation_on_every_contract(pool: s
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
-        contracts.push(r.data()["result"]["nomor_kontrak"].as_str().expect("n").to_owned());
+        contracts.push(
+            r.data()["result"]["nomor_kontrak"]
+                .as_str()
+                .expect("n")
+                .to_owned(),
+        );
     }
     // Rounds of payments and refunds on the same contracts at once, with new checkouts on
     // the same users; some exceed what is left.
@@ -547,12 +554,17 @@ async fn racing_refunds_and_payments_keep_the_equation_on_every_contract(pool: s
         ));
         let ids: Vec<String> = requests.iter().map(|_| fresh_id()).collect();
         let rs = futures_util::future::join_all(requests.iter().zip(&ids).map(
-            |((key, path, body), id)| app.send(key, "POST", path, Some(id), Some(body.as_bytes()), &[]),
+            |((key, path, body), id)| {
+                app.send(key, "POST", path, Some(id), Some(body.as_bytes()), &[])
+            },
         ))
         .await;
         for (r, (key, _, _)) in rs.iter().zip(&requests) {
             assert_eq!(r.status, 202, "{}", r.body);
-            calls.push((key.clone(), r.body["api_call_id"].as_str().expect("id").to_owned()));
+            calls.push((
+                key.clone(),
+                r.body["api_call_id"].as_str().expect("id").to_owned(),
+            ));
         }
     }
     let mut refunded = 0;
@@ -602,28 +614,50 @@ async fn assert_contracts_consistent(pool: &sqlx::MySqlPool) {
                 .fetch_one(pool)
                 .await
                 .expect("bills");
-        let (jumlah, mengurangi, dikembalikan): (Option<Decimal>, Option<Decimal>, Option<Decimal>) =
-            sqlx::query_as(
-                "SELECT SUM(jumlah), SUM(mengurangi_tagihan), SUM(dikembalikan_ke_konsumen)
+        let (jumlah, mengurangi, dikembalikan): (
+            Option<Decimal>,
+            Option<Decimal>,
+            Option<Decimal>,
+        ) = sqlx::query_as(
+            "SELECT SUM(jumlah), SUM(mengurangi_tagihan), SUM(dikembalikan_ke_konsumen)
                  FROM refunds WHERE nomor_kontrak = ?",
-            )
-            .bind(&nomor)
-            .fetch_one(pool)
-            .await
-            .expect("refunds");
+        )
+        .bind(&nomor)
+        .fetch_one(pool)
+        .await
+        .expect("refunds");
         assert_eq!(harga, total, "{nomor}");
-        assert_eq!(overfull, 0, "{nomor}: an installment paid or cancelled beyond its price");
+        assert_eq!(
+            overfull, 0,
+            "{nomor}: an installment paid or cancelled beyond its price"
+        );
         assert_eq!(terbayar, paid, "{nomor}: installments paid vs contract");
-        assert_eq!(bills.unwrap_or_default(), paid, "{nomor}: bills vs contract");
-        assert_eq!(jumlah.unwrap_or_default(), refunded, "{nomor}: refunds vs contract");
-        assert_eq!(mengurangi.unwrap_or_default(), dibatalkan, "{nomor}: cancelled parts");
+        assert_eq!(
+            bills.unwrap_or_default(),
+            paid,
+            "{nomor}: bills vs contract"
+        );
+        assert_eq!(
+            jumlah.unwrap_or_default(),
+            refunded,
+            "{nomor}: refunds vs contract"
+        );
+        assert_eq!(
+            mengurangi.unwrap_or_default(),
+            dibatalkan,
+            "{nomor}: cancelled parts"
+        );
         assert!(refunded <= total, "{nomor}: refunded beyond the contract");
         assert!(
             dikembalikan.unwrap_or_default() <= paid,
             "{nomor}: more owed back than was paid"
         );
         if refunded == total {
-            assert_eq!(terbayar + dibatalkan, total, "{nomor}: cancelled with something unpaid");
+            assert_eq!(
+                terbayar + dibatalkan,
+                total,
+                "{nomor}: cancelled with something unpaid"
+            );
         }
     }
 }

@@ -138,8 +138,7 @@ pub(crate) fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
 }
 
 /// The installment columns [`installment_from_row`] reads.
-const INSTALLMENT_COLUMNS: &str =
-    "billing_id, cicilan_ke, harga_cicilan, terbayar, dibatalkan, denda, denda_terbayar, tanggal_tagihan";
+const INSTALLMENT_COLUMNS: &str = "billing_id, cicilan_ke, harga_cicilan, terbayar, dibatalkan, denda, denda_terbayar, tanggal_tagihan";
 
 fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
     let harga = money(r, "harga_cicilan")?;
@@ -170,7 +169,11 @@ pub fn contract_status(
 ) -> Result<ContractStatus, DbError> {
     let outstanding = Money::new(tagihan.iter().map(InstallmentView::unpaid).sum())
         .map_err(|e| DbError::Corrupt(format!("outstanding: {e}")))?;
-    Ok(ContractStatus::of(jumlah_cicilan, total_refund, outstanding))
+    Ok(ContractStatus::of(
+        jumlah_cicilan,
+        total_refund,
+        outstanding,
+    ))
 }
 
 /// A contract as it is now, with its merchant (for the ownership check).

@@ -41,7 +41,14 @@ pub(crate) fn decide<'c>(
         .get(tenor)
         .map(|pair| pair.available)
         .ok_or_else(|| CommandError::Poison("a tenor without limits".into()))?;
-    let bill = bill(command, p, &user_id, alokasi, outstanding_before, sisa_limit)?;
+    let bill = bill(
+        command,
+        p,
+        &user_id,
+        alokasi,
+        outstanding_before,
+        sisa_limit,
+    )?;
     let verdict = approved(&bill.view)?;
     bills.push(bill);
     Ok(verdict)
@@ -83,7 +90,10 @@ fn bill<'a>(
 }
 
 /// Writes bills in one multi-row statement.
-pub(crate) async fn insert_bills(conn: &mut MySqlConnection, bills: &[Bill<'_>]) -> Result<(), CommandError> {
+pub(crate) async fn insert_bills(
+    conn: &mut MySqlConnection,
+    bills: &[Bill<'_>],
+) -> Result<(), CommandError> {
     if bills.is_empty() {
         return Ok(());
     }

@@ -34,10 +34,9 @@ pub(crate) fn decide<'c>(
     r: &RefundPayload,
     refunds: &mut Vec<Refund<'c>>,
 ) -> Result<Verdict, CommandError> {
-    let Some((contract, open)) = ledger
-        .open(&r.nomor_kontrak)
-        .filter(|(c, _)| c.merchant_id == command.merchant_id || command.merchant_id == PLATFORM_MERCHANT)
-    else {
+    let Some((contract, open)) = ledger.open(&r.nomor_kontrak).filter(|(c, _)| {
+        c.merchant_id == command.merchant_id || command.merchant_id == PLATFORM_MERCHANT
+    }) else {
         return Ok(Verdict::Rejected(RejectReason::ContractNotFound));
     };
     let refundable = contract
@@ -55,7 +54,14 @@ pub(crate) fn decide<'c>(
     let at = to_naive(command.accepted_at);
     let total_refund = ledger.refund(&r.nomor_kontrak, r.jumlah, &split.alokasi, at)?;
     let status_kontrak = ContractStatus::of(jumlah_cicilan, total_refund, split.sisa_tagihan);
-    let limits = restore_limit(users, touched, &user_id, tenor, split.mengurangi_tagihan, at)?;
+    let limits = restore_limit(
+        users,
+        touched,
+        &user_id,
+        tenor,
+        split.mengurangi_tagihan,
+        at,
+    )?;
     let refund = Refund {
         command,
         view: RefundView {
