@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
@@ -520,6 +521,47 @@ error_response! {
     /// nginx), or the request reached its deadline (35 s by default). Retrying with the same
     /// external id after `Retry-After` is safe.
     Unavailable, UnavailableEnvelope, "Retry-After" = retry_after()
+}
+
+/// The `202` of every asynchronous submission: queued, poll `Location`.
+pub struct AcceptedResponse;
+
+impl IntoResponses for AcceptedResponse {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let header = |schema: RefOr<Schema>, description: &str| {
+            HeaderBuilder::new()
+                .schema(Some(schema))
+                .description(Some(description))
+                .build()
+        };
+        let response = ResponseBuilder::new()
+            .description(
+                "Accepted: poll `Location` (not final within `Prefer: wait`, or no wait asked).",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(schema_ref::<AcceptedEnvelope>()))
+                    .build(),
+            )
+            .header(
+                "Location",
+                header(string().into(), "`/status/{api_call_id}`"),
+            )
+            .header(
+                "Retry-After",
+                header(u32::schema(), "Seconds to wait before polling."),
+            )
+            .link(
+                "getStatus",
+                LinkBuilder::new()
+                    .operation_id("getStatus")
+                    .parameter("api_call_id", "$response.body#/api_call_id")
+                    .build(),
+            )
+            .build();
+        BTreeMap::from([("202".to_owned(), response.into())])
+    }
 }
 
 /// The errors every signed endpoint may answer: 401, 413, 429 and 503.

@@ -179,14 +179,7 @@ impl FromBody for RefundRequest {
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
     request_body(content = TransactionRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
-            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
-            headers(
-                ("Location" = String, description = "`/status/{api_call_id}`"),
-                ("Retry-After" = u32, description = "Seconds to wait before polling."),
-            ),
-            links(("getStatus" = (operation_id = "getStatus",
-                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        crate::openapi::AcceptedResponse,
         (status = 201, description = "Approved within `Prefer: wait`: the status, the contract \
             as `result`.", body = crate::openapi::ApprovedEnvelope,
             links(
@@ -228,14 +221,7 @@ pub(crate) async fn transaction(
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
     request_body(content = PaymentRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
-            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
-            headers(
-                ("Location" = String, description = "`/status/{api_call_id}`"),
-                ("Retry-After" = u32, description = "Seconds to wait before polling."),
-            ),
-            links(("getStatus" = (operation_id = "getStatus",
-                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        crate::openapi::AcceptedResponse,
         (status = 201, description = "Approved within `Prefer: wait`: the status, the bill as \
             `result`.", body = crate::openapi::ApprovedEnvelope,
             links(("getStatus" = (operation_id = "getStatus",
@@ -280,14 +266,7 @@ pub(crate) async fn payment(
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
     request_body(content = RefundRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
-            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
-            headers(
-                ("Location" = String, description = "`/status/{api_call_id}`"),
-                ("Retry-After" = u32, description = "Seconds to wait before polling."),
-            ),
-            links(("getStatus" = (operation_id = "getStatus",
-                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        crate::openapi::AcceptedResponse,
         (status = 201, description = "Approved within `Prefer: wait`: the status, the refund \
             as `result`.", body = crate::openapi::ApprovedEnvelope,
             links(
