@@ -504,24 +504,8 @@ async fn racing_refunds_and_payments_keep_the_equation_on_every_contract(pool: s
     ];
     let mut contracts = Vec::new();
     for (i, tenor) in [1, 2, 3, 6, 3, 6].into_iter().enumerate() {
-        let body = transaction_body(&users[i % 2], "600", "0", "600", "1.5", tenor);
-        let r = app
-            .send(
-                &app.merchant,
-                "POST",
-                "/transaction",
-                Some(&fresh_id()),
-                Some(body.as_bytes()),
-                &[("Prefer", "wait=20")],
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        contracts.push(
-            r.data()["result"]["nomor_kontrak"]
-                .as_str()
-                .expect("n")
-                .to_owned(),
-        );
+        let c = contract(&app, &users[i % 2], "600", "0", "1.5", tenor).await;
+        contracts.push(c["nomor_kontrak"].as_str().expect("nomor").to_owned());
     }
     // Rounds of payments and refunds on the same contracts at once, with new checkouts on
     // the same users; some exceed what is left.
