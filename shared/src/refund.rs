@@ -17,8 +17,6 @@ pub struct RefundSplit {
     pub dikembalikan_ke_konsumen: Money,
     /// Σ unpaid parts after the refund.
     pub sisa_tagihan: Money,
-    /// The refund took everything still refundable: the contract is cancelled.
-    pub cancels: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +60,6 @@ pub fn split_refund(
         mengurangi_tagihan: money(mengurangi)?,
         dikembalikan_ke_konsumen: money(left)?,
         sisa_tagihan: money(outstanding(installments) - mengurangi)?,
-        cancels: jumlah == refundable,
     })
 }
 
@@ -74,6 +71,7 @@ fn money(d: Decimal) -> Result<Money, RefundError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::ContractStatus;
     use proptest::prelude::*;
 
     fn money(s: &str) -> Money {
@@ -115,7 +113,10 @@ mod tests {
         assert_eq!(first.mengurangi_tagihan, money("500.00"));
         assert_eq!(first.dikembalikan_ke_konsumen, money("0.00"));
         assert_eq!(first.sisa_tagihan, money("288.33"));
-        assert!(!first.cancels);
+        let status = |total_refund: &str, split: &RefundSplit| {
+            ContractStatus::of(money("1182.50"), money(total_refund), split.sisa_tagihan)
+        };
+        assert_eq!(status("500.00", &first), ContractStatus::Active);
 
         let after = [
             installment(1, "394.17", "394.17", "0"),
@@ -131,7 +132,7 @@ mod tests {
         assert_eq!(rest.mengurangi_tagihan, money("288.33"));
         assert_eq!(rest.dikembalikan_ke_konsumen, money("394.17"));
         assert_eq!(rest.sisa_tagihan, money("0.00"));
-        assert!(rest.cancels);
+        assert_eq!(status("1182.50", &rest), ContractStatus::Cancelled);
     }
 
     #[test]
@@ -144,7 +145,6 @@ mod tests {
         assert!(split.alokasi.is_empty());
         assert_eq!(split.mengurangi_tagihan, Money::ZERO);
         assert_eq!(split.dikembalikan_ke_konsumen, money("100.05"));
-        assert!(split.cancels);
         assert_eq!(
             split_refund(&settled, money("0.01"), Money::ZERO),
             Err(RefundError::Exceeds)
@@ -182,7 +182,10 @@ mod tests {
                         split.mengurangi_tagihan.value() + split.dikembalikan_ke_konsumen.value(),
                         Money::from_cents(jumlah).value()
                     );
-                    prop_assert_eq!(split.cancels, jumlah == refundable);
+                    // A refund that covers everything unpaid leaves nothing unpaid.
+                    if Money::from_cents(jumlah).value() >= outstanding(&insts) {
+                        prop_assert!(split.sisa_tagihan.is_zero());
+                    }
                     let mut previous = u32::MAX;
                     for a in &split.alokasi {
                         prop_assert!(!a.jumlah.is_zero());

@@ -154,7 +154,7 @@ fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
         dibatalkan,
         denda: money(r, "denda")?,
         denda_terbayar: money(r, "denda_terbayar")?,
-        // Business dates (§12) are not kept yet: nothing is overdue.
+        // Without business dates (§12) no installment is overdue.
         hari_terlambat: 0,
         tanggal_tagihan: due.format("%Y-%m-%d").to_string(),
         status: InstallmentStatus::of(harga, terbayar, dibatalkan),
