@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
 /// The merchant every admin key belongs to.
-pub(crate) const PLATFORM_MERCHANT: &str = "PLATFORM";
+pub const PLATFORM_MERCHANT: &str = "PLATFORM";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
