@@ -22,11 +22,12 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToRespon
 
 use crate::claims::ConflictData;
 use crate::routes::health::{Health, HealthState, Readiness};
-use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
+use crate::routes::listings::{BillingItem, BillingsPage, BillsPage, LimitChangesPage};
 use crate::routes::submit::{Accepted, PaymentRequest, PendingState, TransactionRequest};
-use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
+use crate::routes::users::{CreateUserRequest, SetLimitsRequest, UserLimits, UserStatusRequest};
 use shared::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::contracts::{BillView, ContractView, InstallmentView};
+use shared::db::limit_changes::LimitChangeView;
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::envelope::RejectReason;
 use shared::messages::CallType;
@@ -82,9 +83,10 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             LimitPair, LimitsMap, UserStatus, UserView, UserLimits, InstallmentStatus,
             InstallmentView, BillingItem, ContractView, Allocation, StatusBayar, BillView,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
-            BillingsPage, BillsPage, PendingState, Accepted, ConflictData, HealthState,
+            BillingsPage, BillsPage, LimitChangeView, LimitChangesPage, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
-            CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest,
+            CreateUserRequest, UserStatusRequest, SetLimitsRequest, TransactionRequest,
+            PaymentRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
             BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, AcceptedEnvelope,
             ApprovedEnvelope, ValidationErrorEnvelope, SignatureErrorEnvelope, ForbiddenEnvelope,
@@ -92,7 +94,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             ConflictEnvelope, DuplicateNikEnvelope, DuplicateExternalIdEnvelope,
             TransactionRejectedEnvelope, PaymentRejectedEnvelope, UserNotFoundEnvelope,
             ContractNotFoundEnvelope, CreateUserConflict, TransactionBadRequest,
-            PaymentBadRequest, SubmitConflict,
+            PaymentBadRequest, SubmitConflict, LimitChangesEnvelope, LimitBelowUsedEnvelope,
+            SetLimitsBadRequest,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
@@ -329,6 +332,15 @@ envelope_schema! {
     BillsEnvelope, ["SUCCESS"], schema_ref::<BillsPage>()
 }
 envelope_schema! {
+    /// A page of a user's limit changes.
+    LimitChangesEnvelope, ["SUCCESS"], schema_ref::<LimitChangesPage>()
+}
+envelope_schema! {
+    /// A new granted limit is below what is in use (the message names the field); nothing
+    /// changed.
+    LimitBelowUsedEnvelope, ["LIMIT_BELOW_USED"], text()
+}
+envelope_schema! {
     /// The status of an asynchronous call, whatever its outcome.
     StatusEnvelope, ["SUCCESS"], schema_ref::<CallStatus>()
 }
@@ -427,6 +439,10 @@ one_of_schema! {
 one_of_schema! {
     /// Invalid, or rejected within `Prefer: wait`.
     TransactionBadRequest, [ValidationErrorEnvelope, TransactionRejectedEnvelope]
+}
+one_of_schema! {
+    /// Invalid, or a new granted limit below what is in use.
+    SetLimitsBadRequest, [ValidationErrorEnvelope, LimitBelowUsedEnvelope]
 }
 one_of_schema! {
     /// Invalid, or rejected within `Prefer: wait`.

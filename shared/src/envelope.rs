@@ -29,10 +29,11 @@ pub enum MessageAction {
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    LimitBelowUsed,
 }
 
 impl MessageAction {
-    pub const ALL: [MessageAction; 22] = [
+    pub const ALL: [MessageAction; 23] = [
         Self::Success,
         Self::Accepted,
         Self::InvalidPayloadFormat,
@@ -55,6 +56,7 @@ impl MessageAction {
         Self::PayloadTooLarge,
         Self::RateLimited,
         Self::ServiceUnavailable,
+        Self::LimitBelowUsed,
     ];
 
     /// The HTTP status of SPEC §3's table. `SUCCESS` is 200 here; creations answer 201.
@@ -69,7 +71,8 @@ impl MessageAction {
             | Self::TenorNotAllowed
             | Self::InsufficientLimit
             | Self::UserNotActive
-            | Self::Overpayment => 400,
+            | Self::Overpayment
+            | Self::LimitBelowUsed => 400,
             Self::InvalidSignature => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::UserNotFound | Self::ContractNotFound => 404,
@@ -105,6 +108,7 @@ impl MessageAction {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::RateLimited => "RATE_LIMITED",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::LimitBelowUsed => "LIMIT_BELOW_USED",
         }
     }
 }
@@ -184,6 +188,7 @@ mod tests {
             (InsufficientLimit, 400),
             (UserNotActive, 400),
             (Overpayment, 400),
+            (LimitBelowUsed, 400),
             (InvalidSignature, 401),
             (Forbidden, 403),
             (NotFound, 404),
