@@ -38,7 +38,10 @@ pub fn plan(
             continue;
         }
         // available <= granted holds in the table (a CHECK constraint), so `used` exists.
-        let used = old.granted.checked_sub(old.available).ok_or(BelowUsed(tenor))?;
+        let used = old
+            .granted
+            .checked_sub(old.available)
+            .ok_or(BelowUsed(tenor))?;
         let available = granted.checked_sub(used).ok_or(BelowUsed(tenor))?;
         changes.push(LimitChange {
             tenor,

@@ -318,9 +318,8 @@ pub(crate) async fn limit_changes(
         })
         .transpose()?;
     ensure_user(state, user_id).await?;
-    let rows =
-        shared::db::limit_changes::changes_page(&state.pool, user_id, after, page.limit + 1)
-            .await?;
+    let rows = shared::db::limit_changes::changes_page(&state.pool, user_id, after, page.limit + 1)
+        .await?;
     let (rows, next) = split_page(state, &scope, &page, rows, |(id, _)| id.to_string());
     Ok(Reply::ok(LimitChangesPage {
         items: rows.into_iter().map(|(_, change)| change).collect(),

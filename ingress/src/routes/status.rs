@@ -224,7 +224,10 @@ pub(crate) async fn lookup(
         Some(m) => m,
         None => own.clone(),
     };
-    let key = state.cache.names.claim(&merchant, q.endpoint, &q.external_id);
+    let key = state
+        .cache
+        .names
+        .claim(&merchant, q.endpoint, &q.external_id);
     // The claim names the call as soon as it is taken, before any worker decided it.
     match state.cache.get_claim(&key).await {
         Ok(Some(claim)) if is_plausible_id(&claim.api_call_id) => {
@@ -240,13 +243,9 @@ pub(crate) async fn lookup(
     // The worker writes `idempotency_keys` when it decides, so this finds every decided call
     // after Redis lost its claim; MySQL's unique key also decides who owns the id when a claim
     // names a call that a worker rejected as a duplicate.
-    let recorded = shared::db::outcomes::find_idempotency(
-        &state.pool,
-        &merchant,
-        q.endpoint,
-        &q.external_id,
-    )
-    .await?;
+    let recorded =
+        shared::db::outcomes::find_idempotency(&state.pool, &merchant, q.endpoint, &q.external_id)
+            .await?;
     if let Some((call, _)) = recorded
         && let Some(found) = find(&state, &call).await?
     {

@@ -13,8 +13,11 @@ async fn set_limits(app: &TestApp, key: &Key, user_id: &str, body: &str) -> Resp
 }
 
 async fn changes(app: &TestApp, user_id: &str, query: &str) -> Resp {
-    app.get(&app.admin, &format!("/users/{user_id}/limit-changes{query}"))
-        .await
+    app.get(
+        &app.admin,
+        &format!("/users/{user_id}/limit-changes{query}"),
+    )
+    .await
 }
 
 async fn change_rows(app: &TestApp) -> i64 {
@@ -99,13 +102,23 @@ async fn a_limit_below_what_is_used_changes_nothing_and_names_the_first_field(
         r#"{"limit_sixth": 1, "limit_one_month": 5000, "limit_two_month": 799.99}"#,
     )
     .await;
-    assert_eq!((r.status, r.action()), (400, "LIMIT_BELOW_USED"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.action()),
+        (400, "LIMIT_BELOW_USED"),
+        "{}",
+        r.body
+    );
     assert!(r.message().contains("`limit_two_month`"), "{}", r.body);
     assert_eq!(app.limits(&user).await, before, "nothing changed");
     assert_eq!(change_rows(&app).await, 0, "nothing recorded");
 
     let r = set_limits(&app, &app.admin, &user, r#"{"limit_sixth": 99.99}"#).await;
-    assert_eq!((r.status, r.action()), (400, "LIMIT_BELOW_USED"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.action()),
+        (400, "LIMIT_BELOW_USED"),
+        "{}",
+        r.body
+    );
     assert!(r.message().contains("`limit_sixth`"), "{}", r.body);
     assert_eq!(app.limits(&user).await, before);
     app.shutdown().await;
@@ -123,11 +136,27 @@ async fn an_empty_or_all_null_body_is_mandatory_and_bad_values_are_named(pool: s
             "INVALID_MANDATORY",
             "limit_one_month",
         ),
-        (r#"{"limit_one_month": 1, "limit_ten": 5}"#, "INVALID_PAYLOAD_KEY", "limit_ten"),
+        (
+            r#"{"limit_one_month": 1, "limit_ten": 5}"#,
+            "INVALID_PAYLOAD_KEY",
+            "limit_ten",
+        ),
         (r#"{"limit_ten": 5}"#, "INVALID_PAYLOAD_KEY", "limit_ten"),
-        (r#"{"limit_one_month": -1}"#, "INVALID_VALUE", "limit_one_month"),
-        (r#"{"limit_two_month": 1.001}"#, "INVALID_VALUE", "limit_two_month"),
-        (r#"{"limit_one_month": 1, "limit_sixth": "abc"}"#, "INVALID_VALUE", "limit_sixth"),
+        (
+            r#"{"limit_one_month": -1}"#,
+            "INVALID_VALUE",
+            "limit_one_month",
+        ),
+        (
+            r#"{"limit_two_month": 1.001}"#,
+            "INVALID_VALUE",
+            "limit_two_month",
+        ),
+        (
+            r#"{"limit_one_month": 1, "limit_sixth": "abc"}"#,
+            "INVALID_VALUE",
+            "limit_sixth",
+        ),
         (
             r#"{"limit_three_month": 1e30}"#,
             "INVALID_VALUE",
@@ -140,7 +169,11 @@ async fn an_empty_or_all_null_body_is_mandatory_and_bad_values_are_named(pool: s
             "limit_one_month",
         ),
         ("[]", "INVALID_PAYLOAD_FORMAT", ""),
-        (r#"{"limit_one_month": 1, "limit_one_month": 2}"#, "INVALID_PAYLOAD_FORMAT", ""),
+        (
+            r#"{"limit_one_month": 1, "limit_one_month": 2}"#,
+            "INVALID_PAYLOAD_FORMAT",
+            "",
+        ),
     ];
     for (body, action, field) in cases {
         let r = set_limits(&app, &app.admin, &user, body).await;
@@ -208,9 +241,15 @@ async fn changes_are_listed_oldest_first_page_by_page(pool: sqlx::MySqlPool) {
     // Five changes in three calls: (tenor, old, new, the call that made it).
     let mut expected = Vec::new();
     for (body, made) in [
-        (r#"{"limit_one_month": 1100, "limit_sixth": 6600}"#, vec![(1, "1000.00", "1100.00"), (6, "6000.00", "6600.00")]),
+        (
+            r#"{"limit_one_month": 1100, "limit_sixth": 6600}"#,
+            vec![(1, "1000.00", "1100.00"), (6, "6000.00", "6600.00")],
+        ),
         (r#"{"limit_three_month": 0}"#, vec![(3, "3000.00", "0.00")]),
-        (r#"{"limit_one_month": 900, "limit_two_month": 2000.01}"#, vec![(1, "1100.00", "900.00"), (2, "2000.00", "2000.01")]),
+        (
+            r#"{"limit_one_month": 900, "limit_two_month": 2000.01}"#,
+            vec![(1, "1100.00", "900.00"), (2, "2000.00", "2000.01")],
+        ),
     ] {
         let r = set_limits(&app, &app.admin, &user, body).await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -232,7 +271,11 @@ async fn changes_are_listed_oldest_first_page_by_page(pool: sqlx::MySqlPool) {
         listed.extend(items);
         match r.data()["next_cursor"].as_str() {
             Some(cursor) => {
-                assert!(cursor.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+                assert!(
+                    cursor
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                );
                 query = format!("?limit=2&cursor={cursor}");
             }
             None => break,
@@ -247,12 +290,18 @@ async fn changes_are_listed_oldest_first_page_by_page(pool: sqlx::MySqlPool) {
         assert_eq!(item["api_call_id"], call.as_str(), "{item}");
         assert_eq!(item["client_id"], app.admin.client_id.as_str(), "{item}");
         let at = item["changed_at"].as_str().expect("changed_at");
-        assert!(at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+        assert!(
+            at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(at).is_ok(),
+            "{at}"
+        );
     }
 
     // A cursor is this endpoint's, for this user.
     let first = changes(&app, &user, "?limit=1").await;
-    let cursor = first.data()["next_cursor"].as_str().expect("cursor").to_owned();
+    let cursor = first.data()["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
     for query in [
         format!("?cursor={cursor}x"),
         "?cursor=abc".to_owned(),
@@ -260,7 +309,12 @@ async fn changes_are_listed_oldest_first_page_by_page(pool: sqlx::MySqlPool) {
         "?limit=101".to_owned(),
     ] {
         let r = changes(&app, &user, &query).await;
-        assert_eq!((r.status, r.action()), (400, "INVALID_VALUE"), "{query}: {}", r.body);
+        assert_eq!(
+            (r.status, r.action()),
+            (400, "INVALID_VALUE"),
+            "{query}: {}",
+            r.body
+        );
     }
     let r = changes(&app, &other_user, &format!("?cursor={cursor}")).await;
     assert_eq!((r.status, r.action()), (400, "INVALID_VALUE"), "{}", r.body);
@@ -268,7 +322,10 @@ async fn changes_are_listed_oldest_first_page_by_page(pool: sqlx::MySqlPool) {
     let bills_cursor = app
         .get(&app.admin, &format!("/users/{user}/bills?cursor={cursor}"))
         .await;
-    assert_eq!(bills_cursor.status, 400, "another listing's cursor is not a bills cursor");
+    assert_eq!(
+        bills_cursor.status, 400,
+        "another listing's cursor is not a bills cursor"
+    );
     app.shutdown().await;
 }
 
@@ -345,7 +402,11 @@ async fn limit_changes_racing_a_burst_of_transactions_keep_the_limit_equation(
         let mut outcomes = Vec::new();
         for round in 0..12u32 {
             for (i, user) in users.iter().enumerate() {
-                let amount = if (round + i as u32) % 2 == 0 { 4000 + round * 10 } else { 900 + round };
+                let amount = if (round + i as u32) % 2 == 0 {
+                    4000 + round * 10
+                } else {
+                    900 + round
+                };
                 let body = format!(
                     r#"{{"limit_one_month": {amount}, "limit_two_month": {}, "limit_three_month": {amount}, "limit_sixth": {}}}"#,
                     amount + 1,

@@ -69,7 +69,10 @@ async fn a_pending_call_is_found_by_its_external_id_and_then_its_outcome(pool: s
     let found = lookup(&app, &app.merchant, &format!("external_id={external_id}")).await;
     assert_eq!(found.status, 200, "{}", found.body);
     assert_eq!(found.data(), &decided);
-    assert_eq!(found.data()["result"]["nomor_kontrak"], decided["result"]["nomor_kontrak"]);
+    assert_eq!(
+        found.data()["result"]["nomor_kontrak"],
+        decided["result"]["nomor_kontrak"]
+    );
     app.shutdown().await;
 }
 
@@ -154,8 +157,18 @@ async fn a_merchant_finds_only_its_own_calls(pool: sqlx::MySqlPool) {
     assert_eq!(r.status, 202, "{}", r.body);
 
     // Another merchant's scope has no such external id, and it may not name the owner.
-    let other = lookup(&app, &app.other_merchant, &format!("external_id={external_id}")).await;
-    assert_eq!((other.status, other.action()), (404, "NOT_FOUND"), "{}", other.body);
+    let other = lookup(
+        &app,
+        &app.other_merchant,
+        &format!("external_id={external_id}"),
+    )
+    .await;
+    assert_eq!(
+        (other.status, other.action()),
+        (404, "NOT_FOUND"),
+        "{}",
+        other.body
+    );
     let named = lookup(
         &app,
         &app.other_merchant,
@@ -165,7 +178,12 @@ async fn a_merchant_finds_only_its_own_calls(pool: sqlx::MySqlPool) {
         ),
     )
     .await;
-    assert_eq!((named.status, named.action()), (404, "NOT_FOUND"), "{}", named.body);
+    assert_eq!(
+        (named.status, named.action()),
+        (404, "NOT_FOUND"),
+        "{}",
+        named.body
+    );
     // The owner naming another merchant is as unknown.
     let elsewhere = lookup(
         &app,
@@ -185,7 +203,12 @@ async fn a_merchant_finds_only_its_own_calls(pool: sqlx::MySqlPool) {
             &format!("external_id={external_id}&endpoint={endpoint}"),
         )
         .await;
-        assert_eq!((r.status, r.action()), (404, "NOT_FOUND"), "{endpoint}: {}", r.body);
+        assert_eq!(
+            (r.status, r.action()),
+            (404, "NOT_FOUND"),
+            "{endpoint}: {}",
+            r.body
+        );
     }
     let unknown = lookup(&app, &app.merchant, "external_id=NEVER-USED").await;
     assert_eq!((unknown.status, unknown.action()), (404, "NOT_FOUND"));
@@ -274,27 +297,90 @@ async fn each_bad_parameter_is_named_with_its_code(pool: sqlx::MySqlPool) {
     let external_id = format!("{}#1&x=y", fresh_id());
     let r = app.post_transaction(&external_id, &checkout(&user)).await;
     assert_eq!(r.status, 202, "{}", r.body);
-    let encoded = external_id.replace('#', "%23").replace('&', "%26").replace('=', "%3D");
+    let encoded = external_id
+        .replace('#', "%23")
+        .replace('&', "%26")
+        .replace('=', "%3D");
     let found = lookup(&app, &app.merchant, &format!("external_id={encoded}")).await;
     assert_eq!(found.status, 200, "{}", found.body);
     assert_eq!(found.data()["api_call_id"], r.body["api_call_id"]);
     // Unknown parameters are ignored, as the listings ignore them.
-    let extra = lookup(&app, &app.merchant, &format!("external_id={encoded}&page=2")).await;
+    let extra = lookup(
+        &app,
+        &app.merchant,
+        &format!("external_id={encoded}&page=2"),
+    )
+    .await;
     assert_eq!(extra.status, 200, "{}", extra.body);
 
     let long = "x".repeat(129);
     let cases: Vec<(&Key, String, &str, &str)> = vec![
-        (&app.merchant, String::new(), "INVALID_MANDATORY", "external_id"),
-        (&app.merchant, "endpoint=payment".into(), "INVALID_MANDATORY", "external_id"),
-        (&app.admin, "external_id=A".into(), "INVALID_MANDATORY", "merchant"),
-        (&app.merchant, "external_id=".into(), "INVALID_VALUE", "external_id"),
-        (&app.merchant, format!("external_id={long}"), "INVALID_VALUE", "external_id"),
-        (&app.merchant, "external_id=a%20b".into(), "INVALID_VALUE", "external_id"),
-        (&app.merchant, "external_id=a%2".into(), "INVALID_VALUE", "external_id"),
-        (&app.merchant, "external_id=A&endpoint=refunds".into(), "INVALID_VALUE", "endpoint"),
-        (&app.merchant, "external_id=A&endpoint=".into(), "INVALID_VALUE", "endpoint"),
-        (&app.merchant, "external_id=A&merchant=a.b".into(), "INVALID_VALUE", "merchant"),
-        (&app.admin, "external_id=A&merchant=".into(), "INVALID_VALUE", "merchant"),
+        (
+            &app.merchant,
+            String::new(),
+            "INVALID_MANDATORY",
+            "external_id",
+        ),
+        (
+            &app.merchant,
+            "endpoint=payment".into(),
+            "INVALID_MANDATORY",
+            "external_id",
+        ),
+        (
+            &app.admin,
+            "external_id=A".into(),
+            "INVALID_MANDATORY",
+            "merchant",
+        ),
+        (
+            &app.merchant,
+            "external_id=".into(),
+            "INVALID_VALUE",
+            "external_id",
+        ),
+        (
+            &app.merchant,
+            format!("external_id={long}"),
+            "INVALID_VALUE",
+            "external_id",
+        ),
+        (
+            &app.merchant,
+            "external_id=a%20b".into(),
+            "INVALID_VALUE",
+            "external_id",
+        ),
+        (
+            &app.merchant,
+            "external_id=a%2".into(),
+            "INVALID_VALUE",
+            "external_id",
+        ),
+        (
+            &app.merchant,
+            "external_id=A&endpoint=refunds".into(),
+            "INVALID_VALUE",
+            "endpoint",
+        ),
+        (
+            &app.merchant,
+            "external_id=A&endpoint=".into(),
+            "INVALID_VALUE",
+            "endpoint",
+        ),
+        (
+            &app.merchant,
+            "external_id=A&merchant=a.b".into(),
+            "INVALID_VALUE",
+            "merchant",
+        ),
+        (
+            &app.admin,
+            "external_id=A&merchant=".into(),
+            "INVALID_VALUE",
+            "merchant",
+        ),
     ];
     for (key, query, action, field) in cases {
         let r = lookup(&app, key, &query).await;
