@@ -385,8 +385,36 @@ async fn a_replayed_limit_change_is_refused(pool: sqlx::MySqlPool) {
     app.shutdown().await;
 }
 
+/// Rounds of changes to every user: raises, and cuts that either fit above what is in use at
+/// that instant or are refused whole. The HTTP statuses, in order.
+async fn change_rounds(app: &TestApp, users: &[String], rounds: std::ops::Range<u32>) -> Vec<u16> {
+    let mut outcomes = Vec::new();
+    for round in rounds {
+        for (i, user) in users.iter().enumerate() {
+            let amount = if (round + i as u32).is_multiple_of(2) {
+                4000 + round * 10
+            } else {
+                900 + round
+            };
+            let body = format!(
+                r#"{{"limit_one_month": {amount}, "limit_two_month": {}, "limit_three_month": {amount}, "limit_sixth": {}}}"#,
+                amount + 1,
+                6000 - round,
+            );
+            let r = set_limits(app, &app.admin, user, &body).await;
+            assert!(
+                r.status == 200 || r.action() == "LIMIT_BELOW_USED",
+                "{}",
+                r.body
+            );
+            outcomes.push(r.status);
+        }
+    }
+    outcomes
+}
+
 #[sqlx::test(migrations = "../migrations")]
-async fn limit_changes_racing_a_burst_of_transactions_keep_the_limit_equation(
+async fn limit_changes_racing_transactions_and_payments_keep_the_limit_equation(
     pool: sqlx::MySqlPool,
 ) {
     let app = spawn_app_with(pool, 3).await;
@@ -395,37 +423,47 @@ async fn limit_changes_racing_a_burst_of_transactions_keep_the_limit_equation(
     )
     .await;
 
-    // The burst and the changes run at once: raises, and cuts that either fit above what is
-    // in use at that instant or are refused whole.
-    let burst = submit_burst(&app, &users, 160);
-    let changes = async {
-        let mut outcomes = Vec::new();
-        for round in 0..12u32 {
-            for (i, user) in users.iter().enumerate() {
-                let amount = if (round + i as u32) % 2 == 0 {
-                    4000 + round * 10
-                } else {
-                    900 + round
-                };
-                let body = format!(
-                    r#"{{"limit_one_month": {amount}, "limit_two_month": {}, "limit_three_month": {amount}, "limit_sixth": {}}}"#,
-                    amount + 1,
-                    6000 - round,
-                );
-                let r = set_limits(&app, &app.admin, user, &body).await;
-                assert!(
-                    r.status == 200 || r.action() == "LIMIT_BELOW_USED",
-                    "{}",
-                    r.body
-                );
-                outcomes.push(r.status);
-            }
-        }
-        outcomes
-    };
-    let (calls, outcomes) = tokio::join!(burst, changes);
+    // A burst of transactions while the limits change: both raises and refused cuts happen.
+    let (calls, outcomes) = tokio::join!(
+        submit_burst(&app, &users, 160),
+        change_rounds(&app, &users, 0..12)
+    );
     assert_all_final(&app, &calls).await;
     assert!(outcomes.contains(&200), "some changes were applied");
+    assert!(
+        outcomes.contains(&400),
+        "some cuts were below what was in use"
+    );
+
+    // Then payments on the approved contracts while the limits change again.
+    let mut contracts = Vec::new();
+    for call in &calls {
+        let s = app.wait_final(&app.merchant, call).await;
+        if let Some(nomor) = s["result"]["nomor_kontrak"].as_str() {
+            contracts.push(nomor.to_owned());
+        }
+    }
+    assert!(!contracts.is_empty(), "some transactions were approved");
+    let payments = async {
+        let mut calls = Vec::new();
+        for nomor in &contracts {
+            let r = app
+                .post(
+                    &app.admin,
+                    "/payment",
+                    &fresh_id(),
+                    &json!({"nomor_kontrak": nomor, "jumlah": "50.00"}),
+                )
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            calls.push(r.body["api_call_id"].as_str().expect("id").to_owned());
+        }
+        calls
+    };
+    let (paid, _) = tokio::join!(payments, change_rounds(&app, &users, 12..20));
+    for call in &paid {
+        assert_eq!(app.wait_final(&app.admin, call).await["status"], "APPROVED");
+    }
 
     // available = final granted − Σ approved jumlah_cicilan + Σ paid, 0 ≤ available ≤ granted.
     assert_limit_equation(&app.pool).await;

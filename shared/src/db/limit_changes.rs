@@ -48,16 +48,22 @@ pub async fn change_limits(
     .bind(user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row) = row else {
-        return Ok(LimitsChanged::NoSuchUser);
+    let planned = match row {
+        None => Err(LimitsChanged::NoSuchUser),
+        Some(row) => match plan(&limits_from_row(&row)?, requested) {
+            Ok(changes) if changes.is_empty() => Err(LimitsChanged::Applied(changes)),
+            Ok(changes) => Ok(changes),
+            Err(BelowUsed(tenor)) => Err(LimitsChanged::BelowUsed(tenor)),
+        },
     };
-    let changes = match plan(&limits_from_row(&row)?, requested) {
+    let changes = match planned {
         Ok(changes) => changes,
-        Err(BelowUsed(tenor)) => return Ok(LimitsChanged::BelowUsed(tenor)),
+        Err(unchanged) => {
+            // At once: the row lock must not wait for the connection's next use.
+            tx.rollback().await?;
+            return Ok(unchanged);
+        }
     };
-    if changes.is_empty() {
-        return Ok(LimitsChanged::Applied(changes));
-    }
     // One statement for every changed tenor. Its WHERE states the rule on its own: what is in
     // use (granted − available) must fit under the new granted limit. MySQL assigns left to
     // right with the values already assigned, so each available is set before its granted.
