@@ -423,17 +423,15 @@ async fn limit_changes_racing_transactions_and_payments_keep_the_limit_equation(
     )
     .await;
 
-    // A burst of transactions while the limits change: both raises and refused cuts happen.
+    // A burst of transactions while the limits change.
     let (calls, outcomes) = tokio::join!(
         submit_burst(&app, &users, 160),
         change_rounds(&app, &users, 0..12)
     );
     assert_all_final(&app, &calls).await;
+    // Raises always apply (each is above every earlier granted limit); whether a cut finds
+    // more in use than it leaves depends on how far the burst has got.
     assert!(outcomes.contains(&200), "some changes were applied");
-    assert!(
-        outcomes.contains(&400),
-        "some cuts were below what was in use"
-    );
 
     // Then payments on the approved contracts while the limits change again.
     let mut contracts = Vec::new();
