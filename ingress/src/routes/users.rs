@@ -398,6 +398,7 @@ pub(crate) async fn limits(
 /// `PATCH /users/{user_id}/limits`: at least one of the four granted limits.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub(crate) struct SetLimitsRequest {
     #[schema(value_type = Option<MoneyInput>)]
     limit_one_month: Option<Money>,
