@@ -13,7 +13,7 @@ use crate::limits::{BelowUsed, LimitChange, plan};
 use crate::money::Money;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{MySqlPool, QueryBuilder, Row};
+use sqlx::{MySqlConnection, MySqlPool, QueryBuilder, Row};
 
 /// Who changed the limits: the call and its API key.
 pub struct ChangedBy<'a> {
@@ -48,27 +48,37 @@ pub async fn change_limits(
     .bind(user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let planned = match row {
-        None => Err(LimitsChanged::NoSuchUser),
+    let outcome = match row {
+        None => LimitsChanged::NoSuchUser,
         Some(row) => match plan(&limits_from_row(&row)?, requested) {
-            Ok(changes) if changes.is_empty() => Err(LimitsChanged::Applied(changes)),
-            Ok(changes) => Ok(changes),
-            Err(BelowUsed(tenor)) => Err(LimitsChanged::BelowUsed(tenor)),
+            Ok(changes) => LimitsChanged::Applied(changes),
+            Err(BelowUsed(tenor)) => LimitsChanged::BelowUsed(tenor),
         },
     };
-    let changes = match planned {
-        Ok(changes) => changes,
-        Err(unchanged) => {
-            // At once: the row lock must not wait for the connection's next use.
-            tx.rollback().await?;
-            return Ok(unchanged);
+    match &outcome {
+        LimitsChanged::Applied(changes) if !changes.is_empty() => {
+            write_changes(&mut tx, user_id, changes, by, now).await?;
+            tx.commit().await?;
         }
-    };
+        // Nothing to write: the row lock goes now, not at the connection's next use.
+        _ => tx.rollback().await?,
+    }
+    Ok(outcome)
+}
+
+/// The changes, in the transaction that holds the row's lock.
+async fn write_changes(
+    tx: &mut MySqlConnection,
+    user_id: &str,
+    changes: &[LimitChange],
+    by: &ChangedBy<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
     // One statement for every changed tenor. Its WHERE states the rule on its own: what is in
     // use (granted − available) must fit under the new granted limit. MySQL assigns left to
     // right with the values already assigned, so each available is set before its granted.
     let mut update = QueryBuilder::new("UPDATE user_limit_balances SET ");
-    for c in &changes {
+    for c in changes {
         let (granted, available) = c.tenor.limit_columns();
         update
             .push(format!("{available} = {available} + ("))
@@ -82,7 +92,7 @@ pub async fn change_limits(
         .push_bind(to_naive(now))
         .push(" WHERE user_id = ")
         .push_bind(user_id);
-    for c in &changes {
+    for c in changes {
         let (granted, available) = c.tenor.limit_columns();
         update
             .push(format!(" AND {granted} - {available} <= "))
@@ -96,10 +106,10 @@ pub async fn change_limits(
         )));
     }
     super::write_rows(
-        &mut tx,
+        tx,
         "INSERT INTO limit_changes (user_id, tenor, old_granted, new_granted, api_call_id, client_id, changed_at) ",
         "",
-        &changes,
+        changes,
         |mut b, c| {
             b.push_bind(user_id)
                 .push_bind(c.tenor.months())
@@ -111,8 +121,7 @@ pub async fn change_limits(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(LimitsChanged::Applied(changes))
+    Ok(())
 }
 
 /// One recorded change of a granted limit.
