@@ -64,8 +64,9 @@ limit (429) → route (404 / 405) → role (403) → `X-External-Id` (400) → b
 mandatory fields, values (400) → external id claim (409) → resources and business rules.
 
 **Asynchronous calls.** `POST /transaction` and `POST /payment` answer `202` with `Location`
-and `Retry-After`; poll `GET /status/{api_call_id}`. With `Prefer: wait=N` (N clamped to 30)
-the request is held up to N seconds for the outcome.
+and `Retry-After`; poll `GET /status/{api_call_id}`, or find the call by its external id with
+`GET /status?external_id=…`. With `Prefer: wait=N` (N clamped to 30) the request is held up to
+N seconds for the outcome.
 
 **Idempotency.** `X-External-Id` is claimed per (merchant, endpoint) once a request passes the
 signature, role and body checks; later uses get `409 CONFLICT_EXTERNAL_ID`. A `503` releases
