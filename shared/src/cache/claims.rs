@@ -126,7 +126,7 @@ impl Cache {
         })
     }
 
-    /// The claim on `key` as Redis holds it now, whatever its state.
+    /// The claim on `key` as Redis holds it, whatever its state.
     pub async fn get_claim(&self, key: &str) -> Result<Option<Claim>, CacheError> {
         let mut c = self.conn.clone();
         let raw: Option<String> = c.get(key).await?;

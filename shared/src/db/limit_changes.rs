@@ -60,7 +60,7 @@ pub async fn change_limits(
             write_changes(&mut tx, user_id, changes, by, now).await?;
             tx.commit().await?;
         }
-        // Nothing to write: the row lock goes now, not at the connection's next use.
+        // Nothing to write: the row lock goes at once, not at the connection's next use.
         _ => tx.rollback().await?,
     }
     Ok(outcome)
