@@ -11,9 +11,11 @@ use shared::envelope::MessageAction;
 use shared::json::{JsonObject, is_json_content_type};
 use shared::money::{DecimalError, Money, Rate};
 
-/// A request body type: its fields (all mandatory, no others) and how each is parsed.
+/// A request body type: its fields (no others), which of them are mandatory (all, unless
+/// the type says otherwise) and how each is parsed.
 pub(crate) trait FromBody: Sized {
     const FIELDS: &'static [&'static str];
+    const MANDATORY: &'static [&'static str] = Self::FIELDS;
 
     fn from_body(obj: &JsonObject<'_>) -> Result<Self, ApiError>;
 }
@@ -35,7 +37,7 @@ impl<S: Send + Sync, T: FromBody> FromRequestParts<S> for Body<T> {
         }
         let SignedBody(bytes) = crate::pipeline::set_by_a_layer(parts, "the signed body")?;
         let obj = JsonObject::parse(&bytes)?;
-        obj.check_keys(T::FIELDS)?;
+        obj.check_keys_with(T::FIELDS, T::MANDATORY)?;
         T::from_body(&obj).map(Body)
     }
 }
@@ -81,6 +83,11 @@ fn decimal_error(field: &str, e: DecimalError) -> ApiError {
 /// Money: 0 ..= 999,999,999,999,999,999.99 with at most 2 decimals.
 pub fn money(obj: &JsonObject<'_>, field: &str) -> Result<Money, ApiError> {
     Money::parse_json(raw(obj, field)?).map_err(|e| decimal_error(field, e))
+}
+
+/// Money when the field is present and not `null`.
+pub fn optional_money(obj: &JsonObject<'_>, field: &str) -> Result<Option<Money>, ApiError> {
+    obj.get(field).map(|_| money(obj, field)).transpose()
 }
 
 /// Money strictly above zero.

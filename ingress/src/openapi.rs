@@ -23,13 +23,14 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToRespon
 
 use crate::claims::ConflictData;
 use crate::routes::health::{Health, HealthState, Readiness};
-use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
+use crate::routes::listings::{BillingItem, BillingsPage, BillsPage, LimitChangesPage};
 use crate::routes::submit::{
     Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
 };
-use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
+use crate::routes::users::{CreateUserRequest, SetLimitsRequest, UserLimits, UserStatusRequest};
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
+use shared::db::limit_changes::LimitChangeView;
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::envelope::RejectReason;
 use shared::messages::CallType;
@@ -65,9 +66,10 @@ external id `ORDER-0001`, body
 limit (429) → route (404 / 405) → role (403) → `X-External-Id` (400) → body format, keys,
 mandatory fields, values (400) → external id claim (409) → resources and business rules.
 
-**Asynchronous calls.** `POST /transaction`, `POST /payment` and `POST /refund` answer `202` with `Location`
-and `Retry-After`; poll `GET /status/{api_call_id}`. With `Prefer: wait=N` (N clamped to 30)
-the request is held up to N seconds for the outcome.
+**Asynchronous calls.** `POST /transaction`, `POST /payment` and `POST /refund` answer `202`
+with `Location` and `Retry-After`; poll `GET /status/{api_call_id}`, or find the call by its
+external id with `GET /status?external_id=…`. With `Prefer: wait=N` (N clamped to 30) the
+request is held up to N seconds for the outcome.
 
 **Idempotency.** `X-External-Id` is claimed per (merchant, endpoint) once a request passes the
 signature, role and body checks; later uses get `409 CONFLICT_EXTERNAL_ID`. A `503` releases
@@ -86,9 +88,10 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             InstallmentView, BillingItem, ContractStatus, ContractView, Allocation, StatusBayar,
             BillView, RefundView,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
-            BillingsPage, BillsPage, PendingState, Accepted, ConflictData, HealthState,
+            BillingsPage, BillsPage, LimitChangeView, LimitChangesPage, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
-            CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest, RefundRequest,
+            CreateUserRequest, UserStatusRequest, SetLimitsRequest, TransactionRequest,
+            PaymentRequest, RefundRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
             BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, AcceptedEnvelope,
             ApprovedEnvelope, ValidationErrorEnvelope, SignatureErrorEnvelope, ForbiddenEnvelope,
@@ -97,7 +100,9 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             TransactionRejectedEnvelope, PaymentRejectedEnvelope, RefundRejectedEnvelope,
             UserNotFoundEnvelope,
             ContractNotFoundEnvelope, CreateUserConflict, TransactionBadRequest,
-            PaymentBadRequest, RefundBadRequest, SubmitConflict,
+            PaymentBadRequest, RefundBadRequest, SubmitConflict, LimitChangesEnvelope,
+            LimitBelowUsedEnvelope,
+            SetLimitsBadRequest,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
@@ -335,6 +340,15 @@ envelope_schema! {
     BillsEnvelope, ["SUCCESS"], schema_ref::<BillsPage>()
 }
 envelope_schema! {
+    /// A page of a user's limit changes.
+    LimitChangesEnvelope, ["SUCCESS"], schema_ref::<LimitChangesPage>()
+}
+envelope_schema! {
+    /// A new granted limit is below what is in use (the message names the field); nothing
+    /// changed.
+    LimitBelowUsedEnvelope, ["LIMIT_BELOW_USED"], text()
+}
+envelope_schema! {
     /// The status of an asynchronous call, whatever its outcome.
     StatusEnvelope, ["SUCCESS"], schema_ref::<CallStatus>()
 }
@@ -438,6 +452,10 @@ one_of_schema! {
 one_of_schema! {
     /// Invalid, or rejected within `Prefer: wait`.
     TransactionBadRequest, [ValidationErrorEnvelope, TransactionRejectedEnvelope]
+}
+one_of_schema! {
+    /// Invalid, or a new granted limit below what is in use.
+    SetLimitsBadRequest, [ValidationErrorEnvelope, LimitBelowUsedEnvelope]
 }
 one_of_schema! {
     /// Invalid, or rejected within `Prefer: wait`.

@@ -30,10 +30,11 @@ pub enum MessageAction {
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    LimitBelowUsed,
 }
 
 impl MessageAction {
-    pub const ALL: [MessageAction; 23] = [
+    pub const ALL: [MessageAction; 24] = [
         Self::Success,
         Self::Accepted,
         Self::InvalidPayloadFormat,
@@ -57,6 +58,7 @@ impl MessageAction {
         Self::PayloadTooLarge,
         Self::RateLimited,
         Self::ServiceUnavailable,
+        Self::LimitBelowUsed,
     ];
 
     /// The HTTP status of SPEC §3's table. `SUCCESS` is 200 here; creations answer 201.
@@ -73,6 +75,7 @@ impl MessageAction {
             | Self::UserNotActive
             | Self::Overpayment
             | Self::RefundExceeds => 400,
+            | Self::LimitBelowUsed => 400,
             Self::InvalidSignature => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::UserNotFound | Self::ContractNotFound => 404,
@@ -109,6 +112,7 @@ impl MessageAction {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::RateLimited => "RATE_LIMITED",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::LimitBelowUsed => "LIMIT_BELOW_USED",
         }
     }
 }
@@ -192,6 +196,7 @@ mod tests {
             (UserNotActive, 400),
             (Overpayment, 400),
             (RefundExceeds, 400),
+            (LimitBelowUsed, 400),
             (InvalidSignature, 401),
             (Forbidden, 403),
             (NotFound, 404),

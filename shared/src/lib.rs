@@ -13,6 +13,7 @@ pub mod db;
 pub mod envelope;
 pub mod ids;
 pub mod json;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod money;

@@ -202,12 +202,7 @@ async fn main() -> anyhow::Result<()> {
             let changed = match command {
                 KeysCommand::Create { name, role } => {
                     let role = Role::parse(&role).context("role must be admin or merchant")?;
-                    if name.is_empty()
-                        || name.len() > 64
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    {
+                    if !keys::is_valid_merchant_name(&name) {
                         bail!("--name must be 1-64 characters of [A-Za-z0-9_-]");
                     }
                     let keyring = cli.crypto.keyring()?;

@@ -1,5 +1,6 @@
-//! `GET /users/{id}/billings` and `GET /users/{id}/bills`: keyset pagination with opaque,
-//! tamper-proof cursors (`[A-Za-z0-9_-]` only), stable under concurrent inserts.
+//! `GET /users/{id}/billings`, `GET /users/{id}/bills` and `GET /users/{id}/limit-changes`:
+//! keyset pagination with opaque, tamper-proof cursors (`[A-Za-z0-9_-]` only), stable under
+//! concurrent inserts.
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -14,6 +15,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
 use shared::contract::InstallmentStatus;
 use shared::db::contracts::{BillView, InstallmentView};
+use shared::db::limit_changes::LimitChangeView;
 use shared::ids::is_plausible_id;
 use shared::money::Money;
 use shared::openapi::Date;
@@ -53,6 +55,16 @@ pub(crate) struct BillingsPage {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BillsPage {
     items: Vec<BillView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
+    next_cursor: Option<String>,
+}
+
+/// One page of a user's limit changes, oldest first.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitChangesPage {
+    items: Vec<LimitChangeView>,
     /// Pass as `cursor` for the next page; null on the last one.
     #[schema(required = true, pattern = "^[A-Za-z0-9_-]+$")]
     next_cursor: Option<String>,
@@ -267,6 +279,61 @@ pub(crate) async fn bills(
     });
     Ok(Reply::ok(BillsPage {
         items: rows,
+        next_cursor: next,
+    }))
+}
+
+/// A user's limit changes.
+///
+/// Admin only. Every change of a granted limit (`PATCH /users/{user_id}/limits`), oldest
+/// first: the tenor, the granted limit before and after, the call and the key that made it.
+/// Creating the user is not a change.
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/limit-changes",
+    operation_id = "getUserLimitChanges",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(
+        ("user_id" = String, Path, description = "The user's id (`USR_…`)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
+            description = "`next_cursor` of the previous page; one this endpoint did not issue \
+                (for this user) is `400 INVALID_VALUE`."),
+        crate::openapi::ExternalIdOptional,
+    ),
+    responses(
+        (status = 200, description = "One page of limit changes.", body = crate::openapi::LimitChangesEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SignedErrors,
+    ),
+)]
+pub(crate) async fn limit_changes(
+    State(state): State<AppState>,
+    _: Caller,
+    PathId(user_id): PathId,
+    page: Page,
+) -> Result<Reply<LimitChangesPage>, ApiError> {
+    let (state, user_id) = (&state, user_id.as_str());
+    let scope = format!("cursor:limit-changes:{user_id}");
+    let after = page
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            open(state, &scope, cursor)?
+                .parse::<u64>()
+                .map_err(|_| ApiError::invalid_value("cursor", "was not issued by this endpoint"))
+        })
+        .transpose()?;
+    ensure_user(state, user_id).await?;
+    let rows = shared::db::limit_changes::changes_page(&state.pool, user_id, after, page.limit + 1)
+        .await?;
+    let (rows, next) = split_page(state, &scope, &page, rows, |(id, _)| id.to_string());
+    Ok(Reply::ok(LimitChangesPage {
+        items: rows.into_iter().map(|(_, change)| change).collect(),
         next_cursor: next,
     }))
 }

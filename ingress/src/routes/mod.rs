@@ -50,9 +50,12 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(routes!(users::get))
         .routes(routes!(users::set_status))
         .routes(merchants(routes!(users::limits)))
+        .routes(routes!(users::set_limits))
+        .routes(routes!(listings::limit_changes))
         .routes(routes!(listings::billings))
         .routes(routes!(listings::bills))
         .routes(merchants(routes!(status::get)))
+        .routes(merchants(routes!(status::lookup)))
         .routes(merchants(routes!(contracts::get)))
         .split_for_parts();
     let others = others

@@ -1,4 +1,5 @@
-//! `POST /create-user`, `GET /users/{id}`, `PATCH /users/{id}/status`, `GET /users/{id}/limits`.
+//! `POST /create-user`, `GET /users/{id}`, `PATCH /users/{id}/status`, `GET /users/{id}/limits`,
+//! `PATCH /users/{id}/limits`.
 
 use crate::body::{self, Body, FromBody};
 use crate::caller::Caller;
@@ -10,6 +11,8 @@ use crate::state::AppState;
 use axum::extract::State;
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::Serialize;
+use shared::contract::Tenor;
+use shared::db::limit_changes::{ChangedBy, LimitsChanged};
 use shared::db::users::{
     CreateUserError, IdempotencyRecord, LimitsMap, NewUser, UserStatus, UserView,
 };
@@ -390,6 +393,142 @@ pub(crate) async fn limits(
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Reply::ok(UserLimits { user_id, limits }))
+}
+
+/// `PATCH /users/{user_id}/limits`: at least one of the four granted limits.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+pub(crate) struct SetLimitsRequest {
+    #[schema(value_type = Option<MoneyInput>)]
+    limit_one_month: Option<Money>,
+    #[schema(value_type = Option<MoneyInput>)]
+    limit_two_month: Option<Money>,
+    #[schema(value_type = Option<MoneyInput>)]
+    limit_three_month: Option<Money>,
+    #[schema(value_type = Option<MoneyInput>)]
+    limit_sixth: Option<Money>,
+}
+
+const LIMIT_FIELDS: [&str; 4] = [
+    "limit_one_month",
+    "limit_two_month",
+    "limit_three_month",
+    "limit_sixth",
+];
+
+impl FromBody for SetLimitsRequest {
+    const FIELDS: &'static [&'static str] = &LIMIT_FIELDS;
+    // None alone, but at least one (checked in `from_body`, before any value).
+    const MANDATORY: &'static [&'static str] = &[];
+
+    fn from_body(obj: &JsonObject<'_>) -> Result<SetLimitsRequest, ApiError> {
+        if LIMIT_FIELDS.iter().all(|f| obj.get(f).is_none()) {
+            return Err(ApiError::new(
+                MessageAction::InvalidMandatory,
+                "at least one of `limit_one_month`, `limit_two_month`, `limit_three_month`, \
+                 `limit_sixth` is mandatory",
+            ));
+        }
+        Ok(SetLimitsRequest {
+            limit_one_month: body::optional_money(obj, "limit_one_month")?,
+            limit_two_month: body::optional_money(obj, "limit_two_month")?,
+            limit_three_month: body::optional_money(obj, "limit_three_month")?,
+            limit_sixth: body::optional_money(obj, "limit_sixth")?,
+        })
+    }
+}
+
+impl SetLimitsRequest {
+    /// The tenors named, with their new granted limits.
+    fn requested(&self) -> Vec<(Tenor, Money)> {
+        let values = [
+            self.limit_one_month,
+            self.limit_two_month,
+            self.limit_three_month,
+            self.limit_sixth,
+        ];
+        Tenor::ALL
+            .into_iter()
+            .zip(values)
+            .filter_map(|(tenor, value)| value.map(|v| (tenor, v)))
+            .collect()
+    }
+}
+
+/// Change a user's granted limits.
+///
+/// Admin only. Each named tenor's granted limit becomes the new value and its available limit
+/// moves by the same difference, atomically with the workers' debits. A new granted limit
+/// below what is in use (granted − available) is `400 LIMIT_BELOW_USED` naming the first such
+/// field, and nothing changes. A value equal to the current one changes nothing and is not
+/// recorded; every change is listed at `GET /users/{user_id}/limit-changes`. Claimed by its
+/// signature: the same signed request again is a replay (409).
+#[utoipa::path(
+    patch,
+    path = "/users/{user_id}/limits",
+    operation_id = "setUserLimits",
+    tag = "users",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(("user_id" = String, Path, description = "The user's id (`USR_…`)."), crate::openapi::ExternalIdOptional),
+    request_body(content = SetLimitsRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user, with its limits after the change.", body = crate::openapi::UserEnvelope),
+        (status = 400, description = "Malformed (the message names the field), or \
+            `LIMIT_BELOW_USED`: a new granted limit is below what is in use.",
+            body = crate::openapi::SetLimitsBadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "A replay: this signed request was already received \
+            (sign it again with a fresh `X-Timestamp` to repeat it).",
+            body = crate::openapi::ConflictEnvelope),
+        crate::openapi::SignedErrors,
+    ),
+)]
+pub(crate) async fn set_limits(
+    State(state): State<AppState>,
+    ctx: Caller,
+    PathId(user_id): PathId,
+    Body(request): Body<SetLimitsRequest>,
+) -> Result<Reply<UserView>, ApiError> {
+    let user_id = user_id.as_str();
+    if !is_plausible_id(user_id) {
+        return Err(ApiError::not_found());
+    }
+    let claim = claims::claim_signature(&state, &ctx).await?;
+    let by = ChangedBy {
+        api_call_id: &ctx.api_call_id,
+        client_id: &ctx.key.client_id,
+    };
+    let requested = request.requested();
+    let changed =
+        shared::db::limit_changes::change_limits(&state.pool, user_id, &requested, &by, Utc::now())
+            .await;
+    match changed {
+        Err(e) => {
+            claim.release(&state).await;
+            Err(e.into())
+        }
+        Ok(LimitsChanged::NoSuchUser) => Err(ApiError::not_found()),
+        Ok(LimitsChanged::BelowUsed(tenor)) => Err(ApiError::new(
+            MessageAction::LimitBelowUsed,
+            format!(
+                "`{}` is below what the user has in use (granted − available); nothing was changed",
+                // The granted column is named as the body field (the seed's schema).
+                tenor.limit_columns().0
+            ),
+        )),
+        Ok(LimitsChanged::Applied(changes)) => {
+            for c in &changes {
+                tracing::info!(%user_id, tenor = c.tenor.months(), old = %c.old.granted,
+                    new = %c.new.granted, "granted limit changed");
+            }
+            let user = shared::db::users::get_user(&state.pool, user_id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            Ok(Reply::ok(user))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -848,6 +848,26 @@ async fn real_responses_match_the_documented_schemas(pool: sqlx::MySqlPool) {
         refunded.body
     );
     conforms(&doc, "GET", "/contracts/{nomor_kontrak}", &refunded);
+    let limits = format!("/users/{user_id}/limits");
+    for (body, action) in [
+        (&br#"{"limit_sixth": 7000000}"#[..], "SUCCESS"),
+        (
+            br#"{"limit_one_month": 0, "limit_three_month": 0}"#,
+            "LIMIT_BELOW_USED",
+        ),
+        (b"{}", "INVALID_MANDATORY"),
+    ] {
+        let r = app
+            .send(&app.admin, "PATCH", &limits, None, Some(body), &[])
+            .await;
+        assert_eq!(r.action(), action, "{}", r.body);
+        conforms(&doc, "PATCH", "/users/{user_id}/limits", &r);
+    }
+    let changes = app
+        .get(&app.admin, &format!("/users/{user_id}/limit-changes"))
+        .await;
+    assert_eq!(changes.data()["items"].as_array().map(Vec::len), Some(1));
+    conforms(&doc, "GET", "/users/{user_id}/limit-changes", &changes);
 
     let locked = app
         .send(
@@ -862,6 +882,11 @@ async fn real_responses_match_the_documented_schemas(pool: sqlx::MySqlPool) {
     conforms(&doc, "PATCH", "/users/{user_id}/status", &locked);
     assert_eq!(locked.data()["user_status"], "LOCK");
 
+    let by_external_id = app
+        .get(&app.merchant, "/status?external_id=never-used")
+        .await;
+    assert_eq!(by_external_id.action(), "NOT_FOUND");
+    conforms(&doc, "GET", "/status", &by_external_id);
     let unsigned = app
         .http
         .get(format!("{}/status/{pending_id}", app.base))

@@ -6,6 +6,7 @@ use super::rate::{Allowance, retry_after};
 use super::seen::{SEEN_HASHES, Seen};
 use super::statuses::{STATUS_TTL_SECS, StatusRecord};
 use super::{Cache, CacheError};
+use redis::AsyncCommands;
 
 /// How long a claim and a cached status live: at least 24 hours (SPEC §7).
 pub(crate) const CLAIM_TTL_SECS: u64 = 86_400;
@@ -123,6 +124,13 @@ impl Cache {
                 at_ms: 0,
             }),
         })
+    }
+
+    /// The claim on `key` as Redis holds it, whatever its state.
+    pub async fn get_claim(&self, key: &str) -> Result<Option<Claim>, CacheError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = c.get(key).await?;
+        Ok(raw.as_deref().and_then(Claim::parse))
     }
 
     /// The broker confirmed: the claim is permanent (for its TTL). With a record, its

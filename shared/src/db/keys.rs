@@ -90,6 +90,14 @@ impl From<sqlx::Error> for CreateKeyError {
     }
 }
 
+/// A merchant's name as keys are created with it: 1-64 characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_merchant_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The merchant a new key belongs to: its name, or the platform for admin keys.
 pub(crate) fn merchant_for(name: &str, role: Role) -> Result<String, CreateKeyError> {
     match role {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod contracts;
 pub mod keys;
+pub mod limit_changes;
 pub mod outcomes;
 pub mod users;
 

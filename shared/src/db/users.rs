@@ -98,7 +98,7 @@ fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
     Money::new(d).map_err(|e| DbError::Corrupt(format!("{col}: {e}")))
 }
 
-fn limits_from_row(row: &MySqlRow) -> Result<LimitsMap, DbError> {
+pub(crate) fn limits_from_row(row: &MySqlRow) -> Result<LimitsMap, DbError> {
     let mut map = BTreeMap::new();
     for tenor in Tenor::ALL {
         let (granted, available) = tenor.limit_columns();
