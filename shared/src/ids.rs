@@ -38,6 +38,12 @@ pub fn new_payment_code() -> String {
     ordered_id("PAY_")
 }
 
+/// A webhook event: its order is the order events were recorded in, which the deliveries
+/// listing pages by.
+pub fn new_event_id() -> String {
+    ordered_id("evt_")
+}
+
 pub fn new_client_id() -> String {
     random_id("ck_")
 }

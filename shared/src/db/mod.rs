@@ -5,6 +5,7 @@ pub mod contracts;
 pub mod keys;
 pub mod outcomes;
 pub mod users;
+pub mod webhooks;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
