@@ -25,6 +25,9 @@ use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
 use crate::routes::submit::{Accepted, PaymentRequest, PendingState, TransactionRequest};
 use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
+use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
+use shared::db::webhooks::{AttemptView, Delivery};
+use shared::webhooks::{DeliveryStatus, EventType};
 use shared::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::contracts::{BillView, ContractView, InstallmentView};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
@@ -93,6 +96,9 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             TransactionRejectedEnvelope, PaymentRejectedEnvelope, UserNotFoundEnvelope,
             ContractNotFoundEnvelope, CreateUserConflict, TransactionBadRequest,
             PaymentBadRequest, SubmitConflict,
+            EventType, DeliveryStatus, AttemptView, Delivery, WebhookRequest, WebhookView,
+            WebhookDeleted, DeliveriesPage, WebhookEnvelope, WebhookDeletedEnvelope,
+            DeliveriesEnvelope, DeliveryEnvelope,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
@@ -103,6 +109,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "transactions", description = "Buy now, pay later (asynchronous)."),
         (name = "payments", description = "Paying installments (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
+        (name = "webhooks", description = "A merchant's webhook endpoint and its deliveries (merchants only)."),
         (name = "operations", description = "Public: health, metrics, this document and its docs page."),
     ),
 )]
@@ -400,6 +407,22 @@ envelope_schema! {
 envelope_schema! {
     /// Rejected within `Prefer: wait`: no such contract.
     ContractNotFoundEnvelope, ["CONTRACT_NOT_FOUND"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// A webhook endpoint (with its secret only when created or rotated).
+    WebhookEnvelope, ["SUCCESS"], schema_ref::<WebhookView>()
+}
+envelope_schema! {
+    /// The webhook endpoint is deleted.
+    WebhookDeletedEnvelope, ["SUCCESS"], schema_ref::<WebhookDeleted>()
+}
+envelope_schema! {
+    /// A page of webhook events.
+    DeliveriesEnvelope, ["SUCCESS"], schema_ref::<DeliveriesPage>()
+}
+envelope_schema! {
+    /// A webhook event and its attempts.
+    DeliveryEnvelope, ["SUCCESS"], schema_ref::<Delivery>()
 }
 
 macro_rules! one_of_schema {

@@ -142,7 +142,8 @@ pub enum Loopback {
 }
 
 /// A webhook URL, checked for its shape: `https` with a host (or, when loopback is allowed,
-/// `http`), no credentials, at most 2048 characters.
+/// `http` to `localhost` or a loopback address), no credentials, at most 2048 characters.
+/// Where the host points is checked by [`resolve_public`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl {
     url: url::Url,
@@ -154,9 +155,15 @@ impl WebhookUrl {
             return Err("must be at most 2048 characters".into());
         }
         let url = url::Url::parse(s).map_err(|_| "must be an absolute https URL".to_owned())?;
+        let local = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
         match url.scheme() {
             "https" => {}
-            "http" if loopback == Loopback::Allowed => {}
+            "http" if loopback == Loopback::Allowed && local => {}
             _ => return Err("must be an https URL".into()),
         }
         if url.host_str().is_none_or(str::is_empty) {
@@ -390,6 +397,8 @@ mod tests {
             assert!(WebhookUrl::parse(bad, Loopback::Refused).is_err(), "{bad}");
         }
         assert!(WebhookUrl::parse("http://127.0.0.1:8080/h", Loopback::Allowed).is_ok());
+        assert!(WebhookUrl::parse("http://localhost:8080/h", Loopback::Allowed).is_ok());
+        assert!(WebhookUrl::parse("http://example.com/h", Loopback::Allowed).is_err());
         let v6 = WebhookUrl::parse("https://[::1]:8443/", Loopback::Refused).expect("parses");
         assert_eq!(v6.host(), "::1");
         assert_eq!(v6.port(), 8443);
