@@ -277,16 +277,15 @@ pub async fn reencrypt_secrets(pool: &MySqlPool, keyring: &Keyring) -> Result<u6
 /// absent). One query.
 pub async fn subscriptions(
     conn: &mut MySqlConnection,
-    merchants: impl IntoIterator<Item = &str>,
+    merchants: &[&str],
 ) -> Result<BTreeMap<String, Vec<EventType>>, sqlx::Error> {
-    let mut merchants = merchants.into_iter().peekable();
-    if merchants.peek().is_none() {
+    if merchants.is_empty() {
         return Ok(BTreeMap::new());
     }
     let mut query = QueryBuilder::<MySql>::new(
         "SELECT merchant_id, events FROM webhook_endpoints WHERE deleted_at IS NULL AND merchant_id IN ",
     );
-    push_in_list(&mut query, merchants);
+    push_in_list(&mut query, merchants.iter().copied());
     let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
     Ok(rows
         .into_iter()
@@ -535,6 +534,7 @@ pub struct LeasedEvent {
     pub payload: String,
     /// Attempts finished before this one.
     pub attempts: u32,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Takes up to `limit` due events that no other dispatcher holds (`SKIP LOCKED`) and leases
@@ -548,7 +548,7 @@ pub async fn lease_due(
 ) -> Result<Vec<LeasedEvent>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT event_id, merchant_id, payload, attempts FROM webhook_events
+        "SELECT event_id, merchant_id, payload, attempts, created_at FROM webhook_events
          WHERE status = 'pending' AND next_attempt_at <= ?
          ORDER BY next_attempt_at LIMIT ?
          FOR UPDATE SKIP LOCKED",
@@ -565,6 +565,7 @@ pub async fn lease_due(
                 merchant_id: r.try_get("merchant_id")?,
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
+                created_at: from_naive(r.try_get("created_at")?),
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
