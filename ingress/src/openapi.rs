@@ -26,16 +26,16 @@ use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
 use crate::routes::submit::{Accepted, PaymentRequest, PendingState, TransactionRequest};
 use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
 use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
-use shared::db::webhooks::{AttemptView, Delivery};
-use shared::webhooks::{DeliveryStatus, EventType};
 use shared::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::contracts::{BillView, ContractView, InstallmentView};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
+use shared::db::webhooks::{AttemptView, Delivery};
 use shared::envelope::RejectReason;
 use shared::messages::CallType;
 use shared::money::{Money, Rate};
 use shared::openapi::{ApiCallId, Date, Instant, MoneyInput, RateInput, schema_ref, string};
 use shared::status::{CallState, CallStatus, DuplicateOf, ResultJson};
+use shared::webhooks::{DeliveryStatus, EventType};
 
 const DESCRIPTION: &str = r#"Buy-now-pay-later transactions against per-tenor credit limits.
 

@@ -85,7 +85,10 @@ where
             tracing::warn!("a consumer did not stop in time; exiting anyway");
         }
     }
-    if tokio::time::timeout_at(deadline, dispatching).await.is_err() {
+    if tokio::time::timeout_at(deadline, dispatching)
+        .await
+        .is_err()
+    {
         tracing::warn!("the webhook dispatcher did not stop in time; exiting anyway");
     }
     tracing::info!("worker stopped");

@@ -54,7 +54,11 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(routes!(listings::bills))
         .routes(merchants(routes!(status::get)))
         .routes(merchants(routes!(contracts::get)))
-        .routes(only_merchants(routes!(webhooks::put, webhooks::get, webhooks::delete)))
+        .routes(only_merchants(routes!(
+            webhooks::put,
+            webhooks::get,
+            webhooks::delete
+        )))
         .routes(only_merchants(routes!(webhooks::deliveries)))
         .routes(only_merchants(routes!(webhooks::retry)))
         .split_for_parts();

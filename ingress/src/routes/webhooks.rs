@@ -30,7 +30,11 @@ const RETRY_ENDPOINT: &str = "webhook-retry";
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookRequest {
     /// `https`, at most 2048 characters, whose host resolves to public addresses only.
-    #[schema(format = "uri", max_length = 2048, example = "https://merchant.example.com/xyz-webhooks")]
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        example = "https://merchant.example.com/xyz-webhooks"
+    )]
     url: String,
     /// A non-empty set of event types.
     #[schema(min_items = 1)]
@@ -66,7 +70,10 @@ fn events(obj: &JsonObject<'_>) -> Result<Vec<EventType>, ApiError> {
         .and_then(|raw| serde_json::from_str(raw).ok())
         .ok_or_else(|| ApiError::invalid_value(field, "must be an array of event types"))?;
     if names.is_empty() {
-        return Err(ApiError::invalid_value(field, "must name at least one event type"));
+        return Err(ApiError::invalid_value(
+            field,
+            "must name at least one event type",
+        ));
     }
     let mut events = Vec::with_capacity(names.len());
     for name in &names {
@@ -95,7 +102,10 @@ fn rotate_secret(obj: &JsonObject<'_>) -> Result<Option<bool>, ApiError> {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(_) => Err(ApiError::invalid_value("rotate_secret", "must be true or false")),
+        Some(_) => Err(ApiError::invalid_value(
+            "rotate_secret",
+            "must be true or false",
+        )),
     }
 }
 
@@ -345,7 +355,9 @@ pub(crate) async fn deliveries(
             open(&state, &scope, cursor)
                 .ok()
                 .filter(|id| is_plausible_id(id))
-                .ok_or_else(|| ApiError::invalid_value("cursor", "was not issued by this endpoint"))?,
+                .ok_or_else(|| {
+                    ApiError::invalid_value("cursor", "was not issued by this endpoint")
+                })?,
         ),
     };
     let rows = shared::db::webhooks::deliveries_page(
@@ -356,7 +368,8 @@ pub(crate) async fn deliveries(
         page.limit + 1,
     )
     .await?;
-    let (items, next_cursor) = split_page(&state, &scope, &page, rows, |last| last.event_id.clone());
+    let (items, next_cursor) =
+        split_page(&state, &scope, &page, rows, |last| last.event_id.clone());
     Ok(Reply::ok(DeliveriesPage { items, next_cursor }))
 }
 

@@ -19,3 +19,4 @@ mod security;
 mod seen;
 mod transactions;
 mod users;
+mod webhooks;

@@ -170,7 +170,10 @@ async fn try_put_endpoint(
 }
 
 /// The merchant's endpoint, if one is registered.
-pub async fn get_endpoint(pool: &MySqlPool, merchant_id: &str) -> Result<Option<Endpoint>, DbError> {
+pub async fn get_endpoint(
+    pool: &MySqlPool,
+    merchant_id: &str,
+) -> Result<Option<Endpoint>, DbError> {
     let row = sqlx::query(
         "SELECT url, events, created_at FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL",
     )
@@ -199,8 +202,8 @@ pub async fn endpoint_with_secret(
     let secret = keyring
         .decrypt(&key_id, &ct, &secret_aad(merchant_id))
         .map_err(|e| DbError::Corrupt(format!("webhook secret of {merchant_id}: {e}")))?;
-    let secret =
-        String::from_utf8(secret).map_err(|_| DbError::Corrupt("webhook secret not UTF-8".into()))?;
+    let secret = String::from_utf8(secret)
+        .map_err(|_| DbError::Corrupt("webhook secret not UTF-8".into()))?;
     Ok(Some((r.try_get("url")?, secret)))
 }
 
@@ -307,7 +310,10 @@ pub struct NewEvent {
 
 /// Writes `events`, due now. An event its call already caused (a redelivered command) is
 /// kept as it was.
-pub async fn insert_events(conn: &mut MySqlConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+pub async fn insert_events(
+    conn: &mut MySqlConnection,
+    events: &[NewEvent],
+) -> Result<(), sqlx::Error> {
     super::write_rows(
         conn,
         "INSERT INTO webhook_events (event_id, merchant_id, type, source_id, payload, status, attempts, next_attempt_at, created_at) ",
@@ -351,7 +357,10 @@ pub struct AttemptView {
 #[serde(deny_unknown_fields)]
 pub struct Delivery {
     /// The `webhook-id` of every attempt.
-    #[cfg_attr(feature = "openapi", schema(example = "evt_019ae5b2c3d47e8f9a0b1c2d3e4f5a6b"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "evt_019ae5b2c3d47e8f9a0b1c2d3e4f5a6b")
+    )]
     pub event_id: String,
     #[serde(rename = "type")]
     pub event_type: EventType,
@@ -368,7 +377,8 @@ fn delivery_from_row(r: &MySqlRow) -> Result<Delivery, DbError> {
     let created: NaiveDateTime = r.try_get("created_at")?;
     Ok(Delivery {
         event_id: r.try_get("event_id")?,
-        event_type: EventType::parse(&t).ok_or_else(|| DbError::Corrupt(format!("event type {t}")))?,
+        event_type: EventType::parse(&t)
+            .ok_or_else(|| DbError::Corrupt(format!("event type {t}")))?,
         status: DeliveryStatus::parse(&s)
             .ok_or_else(|| DbError::Corrupt(format!("delivery status {s}")))?,
         created_at: format_instant(&from_naive(created)),
@@ -425,7 +435,9 @@ pub async fn deliveries_page(
     if let Some(before) = before {
         query.push(" AND event_id < ").push_bind(before);
     }
-    query.push(" ORDER BY event_id DESC LIMIT ").push_bind(limit);
+    query
+        .push(" ORDER BY event_id DESC LIMIT ")
+        .push_bind(limit);
     let rows = query.build().fetch_all(pool).await?;
     let mut deliveries = rows
         .iter()

@@ -130,7 +130,8 @@ impl Dispatcher {
             let now = chrono::Utc::now();
             let lease_until = now + Duration::from_millis(self.config.lease_ms);
             let wanted = u32::try_from(free).unwrap_or(u32::MAX);
-            let leased = match lease_due(&self.pool, &self.lease_id, now, lease_until, wanted).await {
+            let leased = match lease_due(&self.pool, &self.lease_id, now, lease_until, wanted).await
+            {
                 Ok(leased) => leased,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not look for due webhook events");
@@ -157,9 +158,11 @@ impl Dispatcher {
                 _ = stop.changed() => {}
             }
         }
-        if tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} })
-            .await
-            .is_err()
+        if tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
         {
             tracing::warn!(
                 left = in_flight.len(),
