@@ -234,7 +234,7 @@ fn refusal_v4(ip: Ipv4Addr) -> Option<&'static str> {
         (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "a documentation address",
         (198, b, _) if b == 18 || b == 19 => "a benchmarking address",
         (192, 88, 99) => "a 6to4 relay address",
-        (a, _, _) if a >= 224 && a < 240 => "a multicast address",
+        (a, _, _) if (224..240).contains(&a) => "a multicast address",
         (a, _, _) if a >= 240 => "a reserved or broadcast address",
         _ => return None,
     };
