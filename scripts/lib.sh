@@ -83,6 +83,20 @@ ensure_packages() {
   fi
 }
 
+# The virtualenv with the Standard Webhooks reference library the webhook tests verify
+# signatures with (ingress/tests/api/webhooks.rs finds it at .local/venv-test, or at
+# XYZ_TEST_PYTHON). Created when missing; a venv that has the library is left alone.
+ensure_test_venv() {
+  local venv=.local/venv-test
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+    return
+  fi
+  ensure_packages python3-venv
+  say "creating $venv with the standardwebhooks reference library (pip)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q standardwebhooks
+}
+
 # Engine processes, as scripts/run.sh starts them (STATE, BIN, HTTP_PORT and the database
 # variables set by the caller). The fault harness restarts a killed one the same way.
 # Workers run at nice 10 (WORKER_NICE): their decisions are asynchronous, while a merchant

@@ -7,6 +7,7 @@ source scripts/lib.sh
 
 ensure_services
 ensure_packages nginx
+ensure_test_venv
 command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo install --locked cargo-nextest; }
 
 # Integration tests create one database per test on this server (root, local socket).

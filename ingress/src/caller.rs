@@ -18,16 +18,22 @@ use shared::signature;
 use std::sync::Arc;
 
 /// Who a route admits. A route is for admins unless the route table says merchants may call
-/// it too (a route layer that sets this extension).
+/// it too, or only merchants (a route layer that sets this extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Audience {
     Admins,
     Merchants,
+    /// Merchants and nobody else: what only a merchant owns (its webhooks, SPEC §11).
+    OnlyMerchants,
 }
 
 impl Audience {
     fn admits(self, role: Role) -> bool {
-        role == Role::Admin || self == Audience::Merchants
+        match self {
+            Audience::Admins => role == Role::Admin,
+            Audience::Merchants => true,
+            Audience::OnlyMerchants => role == Role::Merchant,
+        }
     }
 }
 

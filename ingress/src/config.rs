@@ -1,6 +1,6 @@
 //! Ingress configuration: read once from the environment (or flags).
 
-use shared::config::{AmqpConfig, CryptoConfig, DatabaseConfig, RedisConfig};
+use shared::config::{AmqpConfig, CryptoConfig, DatabaseConfig, RedisConfig, WebhookConfig};
 use std::net::IpAddr;
 
 #[derive(clap::Parser, Debug, Clone)]
@@ -74,6 +74,8 @@ pub struct IngressConfig {
     pub amqp: AmqpConfig,
     #[command(flatten)]
     pub crypto: CryptoConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 #[cfg(test)]

@@ -31,12 +31,15 @@ use crate::routes::users::{CreateUserRequest, SetLimitsRequest, UserLimits, User
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
 use shared::db::limit_changes::LimitChangeView;
+use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
+use shared::db::webhooks::{AttemptView, Delivery};
 use shared::envelope::RejectReason;
 use shared::messages::CallType;
 use shared::money::{Money, Rate};
 use shared::openapi::{ApiCallId, Date, Instant, MoneyInput, RateInput, schema_ref, string};
 use shared::status::{CallState, CallStatus, DuplicateOf, ResultJson};
+use shared::webhooks::{DeliveryStatus, EventType};
 
 const DESCRIPTION: &str = r#"Buy-now-pay-later transactions against per-tenor credit limits.
 
@@ -103,6 +106,9 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             PaymentBadRequest, RefundBadRequest, SubmitConflict, LimitChangesEnvelope,
             LimitBelowUsedEnvelope,
             SetLimitsBadRequest,
+            EventType, DeliveryStatus, AttemptView, Delivery, WebhookRequest, WebhookView,
+            WebhookDeleted, DeliveriesPage, WebhookEnvelope, WebhookDeletedEnvelope,
+            DeliveriesEnvelope, DeliveryEnvelope,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
@@ -114,6 +120,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "payments", description = "Paying installments (asynchronous)."),
         (name = "refunds", description = "Refunds and cancellation (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
+        (name = "webhooks", description = "A merchant's webhook endpoint and its deliveries (merchants only)."),
         (name = "operations", description = "Public: health, metrics, this document and its docs page."),
     ),
 )]
@@ -425,6 +432,22 @@ envelope_schema! {
 envelope_schema! {
     /// Rejected within `Prefer: wait`: no such contract.
     ContractNotFoundEnvelope, ["CONTRACT_NOT_FOUND"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// A webhook endpoint (with its secret only when created or rotated).
+    WebhookEnvelope, ["SUCCESS"], schema_ref::<WebhookView>()
+}
+envelope_schema! {
+    /// The webhook endpoint is deleted.
+    WebhookDeletedEnvelope, ["SUCCESS"], schema_ref::<WebhookDeleted>()
+}
+envelope_schema! {
+    /// A page of webhook events.
+    DeliveriesEnvelope, ["SUCCESS"], schema_ref::<DeliveriesPage>()
+}
+envelope_schema! {
+    /// A webhook event and its attempts.
+    DeliveryEnvelope, ["SUCCESS"], schema_ref::<Delivery>()
 }
 
 macro_rules! one_of_schema {

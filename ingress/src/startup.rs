@@ -130,6 +130,7 @@ impl Application {
             max_waiters: config.max_waiters,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             seen_complete,
+            webhook_loopback: config.webhooks.loopback(),
         });
         let listener = TcpListener::bind(&config.listen_addr)
             .await

@@ -40,6 +40,8 @@ pub struct Inner {
     /// then a claim goes first and MySQL is asked only when the filter cannot prove the id
     /// new; otherwise both are asked at once.
     pub seen_complete: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether webhook URLs may name loopback receivers (tests only).
+    pub webhook_loopback: shared::webhooks::Loopback,
 }
 
 impl AppState {

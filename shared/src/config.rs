@@ -105,3 +105,29 @@ impl CryptoConfig {
         )
     }
 }
+
+/// Webhooks (SPEC §11): what registration and delivery both need to know.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebhookConfig {
+    /// `1` lets local tests register and receive on `http://127.0.0.1:…` and `localhost`
+    /// (loopback addresses only; private and metadata addresses stay refused). Never in
+    /// production.
+    #[arg(
+        id = "webhook_allow_loopback",
+        long = "webhook-allow-loopback",
+        env = "WEBHOOK_ALLOW_LOOPBACK",
+        default_value = "0",
+        value_parser = ["0", "1"]
+    )]
+    pub allow_loopback: String,
+}
+
+impl WebhookConfig {
+    pub fn loopback(&self) -> crate::webhooks::Loopback {
+        if self.allow_loopback == "1" {
+            crate::webhooks::Loopback::Allowed
+        } else {
+            crate::webhooks::Loopback::Refused
+        }
+    }
+}

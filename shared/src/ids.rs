@@ -42,6 +42,12 @@ pub fn new_refund_code() -> String {
     ordered_id("RFD_")
 }
 
+/// A webhook event: its order is the order events were recorded in, which the deliveries
+/// listing pages by.
+pub fn new_event_id() -> String {
+    ordered_id("evt_")
+}
+
 pub fn new_client_id() -> String {
     random_id("ck_")
 }

@@ -24,3 +24,4 @@ pub mod shutdown;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
+pub mod webhooks;

@@ -133,6 +133,34 @@ pub fn describe() {
     );
     describe_gauge!("xyz_queue_depth", "Messages ready in a queue");
     describe_gauge!("xyz_queue_consumers", "Consumers on the command queue");
+    describe_gauge!(
+        "xyz_webhook_events_pending",
+        "Webhook events waiting for a delivery, across merchants (every worker reports the same figure)"
+    );
+    describe_counter!(
+        "xyz_webhook_attempts_total",
+        "Webhook delivery attempts by outcome: delivered, http_error, timeout, refused, error"
+    );
+    describe_counter!(
+        "xyz_webhook_delivered_total",
+        "Webhook events delivered (a 2xx)"
+    );
+    describe_counter!(
+        "xyz_webhook_failed_total",
+        "Webhook events given up after the last retry"
+    );
+    describe_histogram!(
+        "xyz_webhook_attempt_seconds",
+        "Duration of one webhook delivery attempt"
+    );
+    describe_histogram!(
+        "xyz_webhook_delivery_latency_seconds",
+        "From a webhook event's commit to its delivery"
+    );
+    describe_counter!(
+        "xyz_webhook_events_recorded_total",
+        "Webhook events written to the outbox, by type"
+    );
 }
 
 /// Times consecutive stages of one unit of work into a histogram labelled `stage`: where a

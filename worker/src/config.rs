@@ -1,6 +1,7 @@
 //! Worker configuration, read once from the environment (or flags).
 
-use shared::config::{AmqpConfig, DatabaseConfig, RedisConfig};
+use shared::config::{AmqpConfig, CryptoConfig, DatabaseConfig, RedisConfig, WebhookConfig};
+use shared::webhooks::RetrySchedule;
 
 #[derive(clap::Parser, Debug, Clone)]
 #[command(
@@ -39,6 +40,61 @@ pub struct WorkerConfig {
     pub redis: RedisConfig,
     #[command(flatten)]
     pub amqp: AmqpConfig,
+    /// The master keys: webhook secrets are stored encrypted under them.
+    #[command(flatten)]
+    pub crypto: CryptoConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    pub dispatch: DispatchConfig,
+}
+
+/// The webhook dispatcher every worker process runs (SPEC §11).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DispatchConfig {
+    /// Seconds between a failed attempt and the next, comma separated; after the last, the
+    /// event is failed.
+    #[arg(
+        id = "webhook_retry_schedule", long = "webhook-retry-schedule",
+        env = "WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5,300,1800,7200,18000,36000,36000",
+        value_parser = RetrySchedule::parse
+    )]
+    pub retry_schedule: RetrySchedule,
+    /// How long one attempt may take, DNS to response, in milliseconds.
+    #[arg(
+        id = "webhook_timeout_ms",
+        long = "webhook-timeout-ms",
+        env = "WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once in this process: a receiver that hangs holds one of them
+    /// until its timeout, nobody else's.
+    #[arg(
+        id = "webhook_concurrency",
+        long = "webhook-concurrency",
+        env = "WEBHOOK_CONCURRENCY",
+        default_value_t = 32
+    )]
+    pub concurrency: usize,
+    /// How long a claimed event is this process's before any dispatcher may take it again
+    /// (a process that died mid-delivery), in milliseconds. Longer than the timeout.
+    #[arg(
+        id = "webhook_lease_ms",
+        long = "webhook-lease-ms",
+        env = "WEBHOOK_LEASE_MS",
+        default_value_t = 60_000
+    )]
+    pub lease_ms: u64,
+    /// How often due events are looked for when nothing wakes the dispatcher, in milliseconds.
+    #[arg(
+        id = "webhook_poll_ms",
+        long = "webhook-poll-ms",
+        env = "WEBHOOK_POLL_MS",
+        default_value_t = 1000
+    )]
+    pub poll_ms: u64,
 }
 
 #[cfg(test)]

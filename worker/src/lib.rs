@@ -7,6 +7,7 @@ mod handlers;
 pub mod lanes;
 mod supervise;
 pub mod unit;
+mod webhooks;
 
 use config::WorkerConfig;
 use consumer::{Deps, run_consumer};
@@ -25,9 +26,10 @@ pub enum WorkerError {
 /// `scripts/stop.sh` expect an exit within 10 s).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(9);
 
-/// Runs the consumers until `shutdown` resolves; each stops consuming (`basic.cancel`),
-/// commits and acks the batch it holds and then the deliveries already prefetched, for up to
-/// 5 s, and closes its channel (what is left returns to the queue).
+/// Runs the consumers and the webhook dispatcher until `shutdown` resolves; each consumer
+/// stops consuming (`basic.cancel`), commits and acks the batch it holds and then the
+/// deliveries already prefetched, for up to 5 s, and closes its channel (what is left returns
+/// to the queue); the dispatcher stops leasing and lets its deliveries in flight finish.
 pub async fn run<F>(
     config: WorkerConfig,
     pool: Option<MySqlPool>,
@@ -43,6 +45,17 @@ where
     } = Connections::open(&config.database, &config.redis, &config.amqp, pool)
         .await
         .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let keyring = config
+        .crypto
+        .keyring()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let dispatcher = webhooks::dispatcher::Dispatcher::new(
+        pool.clone(),
+        keyring,
+        config.dispatch.clone(),
+        config.webhooks.loopback(),
+    )
+    .map_err(WorkerError::Config)?;
     let deps = Deps {
         pool,
         cache,
@@ -58,6 +71,9 @@ where
             }))
         })
         .collect();
+    // Deliveries still in flight get most of the grace; what they cannot finish, their
+    // leases bring back.
+    let dispatching = tokio::spawn(dispatcher.run(stop_rx.clone(), SHUTDOWN_GRACE / 2));
     shutdown.await;
     tracing::info!("stopping: finishing the batches in hand");
     let _ = stop_tx.send(true);
@@ -68,6 +84,12 @@ where
         if tokio::time::timeout_at(deadline, h).await.is_err() {
             tracing::warn!("a consumer did not stop in time; exiting anyway");
         }
+    }
+    if tokio::time::timeout_at(deadline, dispatching)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the webhook dispatcher did not stop in time; exiting anyway");
     }
     tracing::info!("worker stopped");
     Ok(())

@@ -172,6 +172,7 @@ pub async fn apply_batch_on_path(
             }
         }
     }
+    crate::webhooks::outbox::record_decisions(&mut tx, &decisions).await?;
     tx.commit().await?;
     Ok((decisions, BatchPath::OneByOne))
 }
@@ -300,6 +301,7 @@ async fn set_based(
         .collect();
     insert_outcomes(&mut *conn, &rows).await?;
     stages.mark("outcomes");
+    crate::webhooks::outbox::record(conn, &records).await?;
     Ok(records.into_iter().map(Decision::Final).collect())
 }
 

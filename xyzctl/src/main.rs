@@ -156,9 +156,10 @@ async fn main() -> anyhow::Result<()> {
             let keyring = cli.crypto.keyring()?;
             let secrets = keys::reencrypt_secrets(&pool, &keyring).await?;
             let niks = shared::db::users::reencrypt_niks(&pool, &keyring).await?;
+            let webhook_secrets = shared::db::webhooks::reencrypt_secrets(&pool, &keyring).await?;
             println!(
                 "{}",
-                serde_json::json!({"master_key_id": keyring.active_key_id(), "key_secrets_reencrypted": secrets, "niks_reencrypted": niks})
+                serde_json::json!({"master_key_id": keyring.active_key_id(), "key_secrets_reencrypted": secrets, "niks_reencrypted": niks, "webhook_secrets_reencrypted": webhook_secrets})
             );
             Ok(())
         }

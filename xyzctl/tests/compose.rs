@@ -623,7 +623,14 @@ fn ingress_and_worker_get_everything_they_need() {
         assert!(ids.insert(id.clone()), "INGRESS_ID {id} is used twice");
     }
     let worker = environment(service(&all, "worker"));
-    for var in ["DATABASE_URL", "REDIS_URL", "AMQP_URL"] {
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "AMQP_URL",
+        "MASTER_KEYS",
+        "MASTER_KEY_ID",
+        "BLIND_INDEX_KEY",
+    ] {
         assert!(worker.contains_key(var), "worker does not set {var}");
     }
     let migrate = environment(service(&all, "migrate"));
@@ -694,6 +701,10 @@ fn the_resolved_environments_parse_with_the_binaries_own_definitions() {
     let config =
         <worker::config::WorkerConfig as clap::Parser>::try_parse_from(as_flags(&cmd, &resolved))
             .unwrap_or_else(|e| panic!("the worker's environment does not parse: {e}"));
+    assert_ne!(
+        config.crypto.master_key_id, "dev",
+        "the worker does not use the development key"
+    );
     let metrics: SocketAddr = config
         .metrics_addr
         .parse()

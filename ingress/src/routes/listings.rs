@@ -28,8 +28,8 @@ const MAC_HEX_LEN: usize = 16;
 /// The page a listing is asked for: `limit` and `cursor` from the query (other parameters are
 /// ignored).
 pub(crate) struct Page {
-    limit: u32,
-    cursor: Option<String>,
+    pub(crate) limit: u32,
+    pub(crate) cursor: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Page {
@@ -137,7 +137,7 @@ fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
 }
 
 /// MAC || base64url(position): only this endpoint, for this user, can have issued it.
-fn seal(state: &AppState, scope: &str, position: &str) -> String {
+pub(crate) fn seal(state: &AppState, scope: &str, position: &str) -> String {
     let mac = state.keyring.blind_index(scope, position);
     format!(
         "{}{}",
@@ -146,7 +146,7 @@ fn seal(state: &AppState, scope: &str, position: &str) -> String {
     )
 }
 
-fn open(state: &AppState, scope: &str, cursor: &str) -> Result<String, ApiError> {
+pub(crate) fn open(state: &AppState, scope: &str, cursor: &str) -> Result<String, ApiError> {
     let bad = || ApiError::invalid_value("cursor", "was not issued by this endpoint");
     if cursor.len() <= MAC_HEX_LEN || !cursor.is_ascii() {
         return Err(bad());
@@ -357,7 +357,7 @@ fn after<K>(
 }
 
 /// Keeps `page.limit` of the `limit + 1` rows fetched; a next cursor when there were more.
-fn split_page<T>(
+pub(crate) fn split_page<T>(
     state: &AppState,
     scope: &str,
     page: &Page,

@@ -19,6 +19,7 @@ pub mod listings;
 pub mod status;
 pub mod submit;
 pub mod users;
+pub mod webhooks;
 
 use crate::caller::Audience;
 use crate::error::ApiError;
@@ -57,6 +58,13 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(merchants(routes!(status::get)))
         .routes(merchants(routes!(status::lookup)))
         .routes(merchants(routes!(contracts::get)))
+        .routes(only_merchants(routes!(
+            webhooks::put,
+            webhooks::get,
+            webhooks::delete
+        )))
+        .routes(only_merchants(routes!(webhooks::deliveries)))
+        .routes(only_merchants(routes!(webhooks::retry)))
         .split_for_parts();
     let others = others
         .fallback(not_found)
@@ -98,6 +106,11 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
 /// Merchants may call this route too; every other signed route is for admins only.
 fn merchants(r: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
     r.map(|m| m.route_layer(Extension(Audience::Merchants)))
+}
+
+/// Only merchants may call this route (admins get 403): what a merchant owns alone.
+fn only_merchants(r: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+    r.map(|m| m.route_layer(Extension(Audience::OnlyMerchants)))
 }
 
 async fn not_found() -> ApiError {

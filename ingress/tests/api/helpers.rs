@@ -555,7 +555,13 @@ pub struct WorkerProcess(pub Child);
 
 impl WorkerProcess {
     pub fn start(app: &TestApp) -> WorkerProcess {
+        WorkerProcess::start_with(app, &[])
+    }
+
+    /// A worker process with these environment variables besides the test's own.
+    pub fn start_with(app: &TestApp, env: &[(&str, &str)]) -> WorkerProcess {
         let child = Command::new(worker_binary())
+            .envs(env.iter().copied())
             .env("DATABASE_URL", database_url(&app.pool))
             .env("AMQP_PREFIX", &app.prefix)
             .env("REDIS_PREFIX", &app.prefix)

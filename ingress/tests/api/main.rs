@@ -22,3 +22,4 @@ mod seen;
 mod status_lookup;
 mod transactions;
 mod users;
+mod webhooks;

@@ -181,23 +181,33 @@ pub async fn load_contract(
     pool: &MySqlPool,
     nomor_kontrak: &str,
 ) -> Result<Option<(String, ContractView)>, DbError> {
+    let mut conn = pool.acquire().await?;
+    load_contract_on(&mut conn, nomor_kontrak).await
+}
+
+/// [`load_contract`] on a given connection: inside a transaction, the contract as that
+/// transaction leaves it (a webhook event's `data`).
+pub async fn load_contract_on(
+    conn: &mut sqlx::MySqlConnection,
+    nomor_kontrak: &str,
+) -> Result<Option<(String, ContractView)>, DbError> {
     let row = sqlx::query(
         "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok,
                 bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset, total_refund
          FROM transactions WHERE nomor_kontrak = ?",
     )
     .bind(nomor_kontrak)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(r) = row else { return Ok(None) };
     let installments = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {INSTALLMENT_COLUMNS} FROM monthly_billings WHERE nomor_kontrak = ? ORDER BY cicilan_ke"
     )))
     .bind(nomor_kontrak)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let user_id: String = r.try_get("user_id")?;
-    let limits = get_limits(pool, &user_id)
+    let limits = get_limits(&mut *conn, &user_id)
         .await?
         .ok_or_else(|| DbError::Corrupt("contract without limits".into()))?;
     let tenor: u8 = r.try_get("tenor")?;

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod limit_changes;
 pub mod outcomes;
 pub mod users;
+pub mod webhooks;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};

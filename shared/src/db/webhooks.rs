@@ -1,0 +1,662 @@
+//! Webhooks in MySQL (SPEC §11): a merchant's endpoint (its secret encrypted at rest), the
+//! outbox of events, the dispatchers' leases on them, and the attempts.
+
+use super::outcomes::{find_idempotency, insert_idempotency};
+use super::users::IdempotencyRecord;
+use super::{DbError, from_naive, push_in_list, to_naive};
+use crate::crypto::Keyring;
+use crate::status::format_instant;
+use crate::webhooks::{DeliveryStatus, EventType};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use std::collections::BTreeMap;
+
+fn secret_aad(merchant_id: &str) -> Vec<u8> {
+    format!("webhook-secret:{merchant_id}").into_bytes()
+}
+
+/// A merchant's registered endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn events_column(events: &[EventType]) -> String {
+    events
+        .iter()
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_events(column: &str) -> Vec<EventType> {
+    column.split(',').filter_map(EventType::parse).collect()
+}
+
+fn endpoint_from_row(r: &MySqlRow) -> Result<Endpoint, DbError> {
+    let events: String = r.try_get("events")?;
+    let created: NaiveDateTime = r.try_get("created_at")?;
+    Ok(Endpoint {
+        url: r.try_get("url")?,
+        events: parse_events(&events),
+        created_at: from_naive(created),
+    })
+}
+
+/// The endpoint as stored, and its secret when this call created or rotated it.
+pub struct PutEndpoint {
+    pub endpoint: Endpoint,
+    pub secret: Option<String>,
+}
+
+/// Registers or updates the merchant's endpoint. A fresh secret when there was none (or it
+/// was deleted) or when `rotate` asks for one; otherwise the secret stays and is not shown.
+pub async fn put_endpoint(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+    merchant_id: &str,
+    url: &str,
+    events: &[EventType],
+    rotate: bool,
+    now: DateTime<Utc>,
+) -> Result<PutEndpoint, DbError> {
+    // Two first registrations racing: the loser's insert is a duplicate, and its second pass
+    // finds and locks the winner's row.
+    for _ in 0..2 {
+        match try_put_endpoint(pool, keyring, merchant_id, url, events, rotate, now).await {
+            Err(e) if e.is_unique_violation() => continue,
+            other => return other,
+        }
+    }
+    try_put_endpoint(pool, keyring, merchant_id, url, events, rotate, now).await
+}
+
+async fn try_put_endpoint(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+    merchant_id: &str,
+    url: &str,
+    events: &[EventType],
+    rotate: bool,
+    now: DateTime<Utc>,
+) -> Result<PutEndpoint, DbError> {
+    let ts = to_naive(now);
+    let mut tx = pool.begin().await?;
+    let existing = sqlx::query(
+        "SELECT created_at, deleted_at FROM webhook_endpoints WHERE merchant_id = ? FOR UPDATE",
+    )
+    .bind(merchant_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let live_since: Option<NaiveDateTime> = match &existing {
+        Some(r) => {
+            let deleted: Option<NaiveDateTime> = r.try_get("deleted_at")?;
+            match deleted {
+                None => Some(r.try_get("created_at")?),
+                Some(_) => None,
+            }
+        }
+        None => None,
+    };
+    let secret = match (live_since, rotate) {
+        (Some(_), false) => None,
+        _ => Some(crate::webhooks::new_secret().map_err(|e| DbError::Corrupt(e.to_string()))?),
+    };
+    let created_at = live_since.unwrap_or(ts);
+    let events_col = events_column(events);
+    match (&existing, &secret) {
+        (None, Some(secret)) => {
+            let (key_id, ct) = keyring
+                .encrypt(secret.as_bytes(), &secret_aad(merchant_id))
+                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO webhook_endpoints (merchant_id, url, events, secret_key_id, secret_ciphertext, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(merchant_id)
+            .bind(url)
+            .bind(&events_col)
+            .bind(key_id)
+            .bind(ct)
+            .bind(ts)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        (Some(_), Some(secret)) => {
+            let (key_id, ct) = keyring
+                .encrypt(secret.as_bytes(), &secret_aad(merchant_id))
+                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "UPDATE webhook_endpoints SET url = ?, events = ?, secret_key_id = ?, secret_ciphertext = ?,
+                    created_at = ?, updated_at = ?, deleted_at = NULL
+                 WHERE merchant_id = ?",
+            )
+            .bind(url)
+            .bind(&events_col)
+            .bind(key_id)
+            .bind(ct)
+            .bind(created_at)
+            .bind(ts)
+            .bind(merchant_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        (_, None) => {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET url = ?, events = ?, updated_at = ? WHERE merchant_id = ?",
+            )
+            .bind(url)
+            .bind(&events_col)
+            .bind(ts)
+            .bind(merchant_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(PutEndpoint {
+        endpoint: Endpoint {
+            url: url.to_owned(),
+            events: events.to_vec(),
+            created_at: from_naive(created_at),
+        },
+        secret,
+    })
+}
+
+/// The merchant's endpoint, if one is registered.
+pub async fn get_endpoint(
+    pool: &MySqlPool,
+    merchant_id: &str,
+) -> Result<Option<Endpoint>, DbError> {
+    let row = sqlx::query(
+        "SELECT url, events, created_at FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL",
+    )
+    .bind(merchant_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(endpoint_from_row).transpose()
+}
+
+/// The endpoint and its secret, for a delivery.
+pub async fn endpoint_with_secret(
+    pool: &MySqlPool,
+    keyring: &Keyring,
+    merchant_id: &str,
+) -> Result<Option<(String, String)>, DbError> {
+    let row = sqlx::query(
+        "SELECT url, secret_key_id, secret_ciphertext FROM webhook_endpoints
+         WHERE merchant_id = ? AND deleted_at IS NULL",
+    )
+    .bind(merchant_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let key_id: String = r.try_get("secret_key_id")?;
+    let ct: Vec<u8> = r.try_get("secret_ciphertext")?;
+    let secret = keyring
+        .decrypt(&key_id, &ct, &secret_aad(merchant_id))
+        .map_err(|e| DbError::Corrupt(format!("webhook secret of {merchant_id}: {e}")))?;
+    let secret = String::from_utf8(secret)
+        .map_err(|_| DbError::Corrupt("webhook secret not UTF-8".into()))?;
+    Ok(Some((r.try_get("url")?, secret)))
+}
+
+/// Deletes the merchant's endpoint (its secret wiped) and cancels its pending deliveries.
+/// False when nothing was registered.
+pub async fn delete_endpoint(
+    pool: &MySqlPool,
+    merchant_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let ts = to_naive(now);
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query(
+        "UPDATE webhook_endpoints SET deleted_at = ?, updated_at = ?, secret_ciphertext = ''
+         WHERE merchant_id = ? AND deleted_at IS NULL",
+    )
+    .bind(ts)
+    .bind(ts)
+    .bind(merchant_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE webhook_events SET status = 'failed', lease_id = NULL
+         WHERE merchant_id = ? AND status = 'pending'",
+    )
+    .bind(merchant_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Re-encrypts every endpoint secret not under the active master key (master key rotation).
+pub async fn reencrypt_secrets(pool: &MySqlPool, keyring: &Keyring) -> Result<u64, DbError> {
+    let rows = sqlx::query(
+        "SELECT merchant_id, secret_key_id, secret_ciphertext FROM webhook_endpoints
+         WHERE secret_key_id <> ? AND deleted_at IS NULL",
+    )
+    .bind(keyring.active_key_id())
+    .fetch_all(pool)
+    .await?;
+    let mut n = 0;
+    for r in rows {
+        let merchant_id: String = r.try_get("merchant_id")?;
+        let key_id: String = r.try_get("secret_key_id")?;
+        let ct: Vec<u8> = r.try_get("secret_ciphertext")?;
+        let aad = secret_aad(&merchant_id);
+        let plain = keyring
+            .decrypt(&key_id, &ct, &aad)
+            .map_err(|e| DbError::Corrupt(format!("webhook secret of {merchant_id}: {e}")))?;
+        let (new_id, new_ct) = keyring
+            .encrypt(&plain, &aad)
+            .map_err(|e| DbError::Corrupt(e.to_string()))?;
+        n += sqlx::query(
+            "UPDATE webhook_endpoints SET secret_key_id = ?, secret_ciphertext = ?
+             WHERE merchant_id = ? AND secret_key_id = ?",
+        )
+        .bind(new_id)
+        .bind(new_ct)
+        .bind(&merchant_id)
+        .bind(&key_id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
+}
+
+/// The event types each of `merchants` is subscribed to (merchants without an endpoint are
+/// absent). One query.
+pub async fn subscriptions(
+    conn: &mut MySqlConnection,
+    merchants: &[&str],
+) -> Result<BTreeMap<String, Vec<EventType>>, sqlx::Error> {
+    if merchants.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT merchant_id, events FROM webhook_endpoints WHERE deleted_at IS NULL AND merchant_id IN ",
+    );
+    push_in_list(&mut query, merchants.iter().copied());
+    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(m, events)| (m, parse_events(&events)))
+        .collect())
+}
+
+/// An event to record in the outbox.
+pub struct NewEvent {
+    pub event_id: String,
+    pub merchant_id: String,
+    pub event_type: EventType,
+    /// The api call that caused it: an event per (call, type) at most.
+    pub source_id: String,
+    /// The exact body every attempt sends.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Writes `events`, due now. An event its call already caused (a redelivered command) is
+/// kept as it was.
+pub async fn insert_events(
+    conn: &mut MySqlConnection,
+    events: &[NewEvent],
+) -> Result<(), sqlx::Error> {
+    super::write_rows(
+        conn,
+        "INSERT INTO webhook_events (event_id, merchant_id, type, source_id, payload, status, attempts, next_attempt_at, created_at) ",
+        " ON DUPLICATE KEY UPDATE event_id = event_id",
+        events,
+        |mut b, e| {
+            let at = to_naive(e.created_at);
+            b.push_bind(e.event_id.clone());
+            b.push_bind(e.merchant_id.clone());
+            b.push_bind(e.event_type.as_str());
+            b.push_bind(e.source_id.clone());
+            b.push_bind(e.payload.clone());
+            b.push_bind("pending");
+            b.push_bind(0u32);
+            b.push_bind(at);
+            b.push_bind(at);
+        },
+    )
+    .await
+}
+
+/// One attempt, as the deliveries listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = WebhookAttempt))]
+#[serde(deny_unknown_fields)]
+pub struct AttemptView {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
+    pub at: String,
+    /// The receiver's HTTP status; null when none came (refused, unreachable, timed out).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub http_status: Option<u16>,
+    /// Why it failed; null when the receiver answered 2xx.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub error: Option<String>,
+    pub duration_ms: u32,
+}
+
+/// An event and its deliveries so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = WebhookDelivery))]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// The `webhook-id` of every attempt.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "evt_019ae5b2c3d47e8f9a0b1c2d3e4f5a6b")
+    )]
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub status: DeliveryStatus,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
+    pub created_at: String,
+    /// Oldest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+fn delivery_from_row(r: &MySqlRow) -> Result<Delivery, DbError> {
+    let t: String = r.try_get("type")?;
+    let s: String = r.try_get("status")?;
+    let created: NaiveDateTime = r.try_get("created_at")?;
+    Ok(Delivery {
+        event_id: r.try_get("event_id")?,
+        event_type: EventType::parse(&t)
+            .ok_or_else(|| DbError::Corrupt(format!("event type {t}")))?,
+        status: DeliveryStatus::parse(&s)
+            .ok_or_else(|| DbError::Corrupt(format!("delivery status {s}")))?,
+        created_at: format_instant(&from_naive(created)),
+        attempts: Vec::new(),
+    })
+}
+
+async fn attach_attempts(pool: &MySqlPool, deliveries: &mut [Delivery]) -> Result<(), DbError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT event_id, at, http_status, error, duration_ms FROM webhook_attempts WHERE event_id IN ",
+    );
+    push_in_list(&mut query, deliveries.iter().map(|d| d.event_id.as_str()));
+    query.push(" ORDER BY event_id, attempt_id");
+    let rows = query.build().fetch_all(pool).await?;
+    let mut by_event: BTreeMap<String, Vec<AttemptView>> = BTreeMap::new();
+    for r in rows {
+        let at: NaiveDateTime = r.try_get("at")?;
+        let status: Option<u16> = r.try_get("http_status")?;
+        let duration: u32 = r.try_get("duration_ms")?;
+        by_event
+            .entry(r.try_get("event_id")?)
+            .or_default()
+            .push(AttemptView {
+                at: format_instant(&from_naive(at)),
+                http_status: status,
+                error: r.try_get("error")?,
+                duration_ms: duration,
+            });
+    }
+    for d in deliveries {
+        d.attempts = by_event.remove(&d.event_id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// One page of the merchant's events, newest first, before the event `before` (a cursor).
+pub async fn deliveries_page(
+    pool: &MySqlPool,
+    merchant_id: &str,
+    status: Option<DeliveryStatus>,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Delivery>, DbError> {
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT event_id, type, status, created_at FROM webhook_events WHERE merchant_id = ",
+    );
+    query.push_bind(merchant_id);
+    if let Some(s) = status {
+        query.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(before) = before {
+        query.push(" AND event_id < ").push_bind(before);
+    }
+    query
+        .push(" ORDER BY event_id DESC LIMIT ")
+        .push_bind(limit);
+    let rows = query.build().fetch_all(pool).await?;
+    let mut deliveries = rows
+        .iter()
+        .map(delivery_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    attach_attempts(pool, &mut deliveries).await?;
+    Ok(deliveries)
+}
+
+/// One of the merchant's events with its attempts.
+pub async fn get_delivery(
+    pool: &MySqlPool,
+    merchant_id: &str,
+    event_id: &str,
+) -> Result<Option<Delivery>, DbError> {
+    let row = sqlx::query(
+        "SELECT event_id, type, status, created_at FROM webhook_events WHERE event_id = ? AND merchant_id = ?",
+    )
+    .bind(event_id)
+    .bind(merchant_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let mut one = [delivery_from_row(&r)?];
+    attach_attempts(pool, &mut one).await?;
+    let [d] = one;
+    Ok(Some(d))
+}
+
+/// What a manual retry did.
+pub enum RetryOutcome {
+    /// Due now (or already being attempted): the delivery as it stands.
+    Scheduled(Delivery),
+    NotFound,
+    ExternalIdUsed {
+        original_api_call_id: String,
+        original_body_sha256: [u8; 32],
+    },
+}
+
+/// Schedules one more attempt of the merchant's event now, whatever its status, atomically
+/// with the external id's MySQL record. An event a dispatcher holds right now is left to that
+/// attempt (two at once would break "no two at once").
+pub async fn retry(
+    pool: &MySqlPool,
+    merchant_id: &str,
+    event_id: &str,
+    idem: &IdempotencyRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<RetryOutcome, DbError> {
+    let ts = to_naive(now);
+    let mut tx = pool.begin().await?;
+    if let Err(e) = insert_idempotency(&mut tx, idem, now).await {
+        if e.is_unique_violation() {
+            drop(tx);
+            let (original, sha) =
+                find_idempotency(pool, idem.merchant_id, idem.endpoint, idem.external_id)
+                    .await?
+                    .ok_or_else(|| DbError::Corrupt("idempotency row vanished".into()))?;
+            return Ok(RetryOutcome::ExternalIdUsed {
+                original_api_call_id: original,
+                original_body_sha256: sha,
+            });
+        }
+        return Err(e);
+    }
+    let exists = sqlx::query(
+        "SELECT status, lease_id, next_attempt_at FROM webhook_events
+         WHERE event_id = ? AND merchant_id = ? FOR UPDATE",
+    )
+    .bind(event_id)
+    .bind(merchant_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(r) = exists else {
+        // SPEC §3: a resource check keeps the claim.
+        tx.commit().await?;
+        return Ok(RetryOutcome::NotFound);
+    };
+    let status: String = r.try_get("status")?;
+    let lease: Option<String> = r.try_get("lease_id")?;
+    let due: NaiveDateTime = r.try_get("next_attempt_at")?;
+    let in_flight = status == "pending" && lease.is_some() && due > ts;
+    if !in_flight {
+        sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?, lease_id = NULL
+             WHERE event_id = ?",
+        )
+        .bind(ts)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    get_delivery(pool, merchant_id, event_id)
+        .await?
+        .map(RetryOutcome::Scheduled)
+        .ok_or_else(|| DbError::Corrupt("retried event vanished".into()))
+}
+
+/// An event a dispatcher holds under a lease.
+#[derive(Debug, Clone)]
+pub struct LeasedEvent {
+    pub event_id: String,
+    pub merchant_id: String,
+    pub payload: String,
+    /// Attempts finished before this one.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Takes up to `limit` due events that no other dispatcher holds (`SKIP LOCKED`) and leases
+/// them until `lease_until` under `lease_id`, in one short transaction.
+pub async fn lease_due(
+    pool: &MySqlPool,
+    lease_id: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<LeasedEvent>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT event_id, merchant_id, payload, attempts, created_at FROM webhook_events
+         WHERE status = 'pending' AND next_attempt_at <= ?
+         ORDER BY next_attempt_at LIMIT ?
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(to_naive(now))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let events = rows
+        .iter()
+        .map(|r| {
+            Ok(LeasedEvent {
+                event_id: r.try_get("event_id")?,
+                merchant_id: r.try_get("merchant_id")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                created_at: from_naive(r.try_get("created_at")?),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if !events.is_empty() {
+        let mut query = QueryBuilder::<MySql>::new("UPDATE webhook_events SET next_attempt_at = ");
+        query
+            .push_bind(to_naive(lease_until))
+            .push(", lease_id = ")
+            .push_bind(lease_id)
+            .push(" WHERE event_id IN ");
+        push_in_list(&mut query, events.iter().map(|e| e.event_id.as_str()));
+        query.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(events)
+}
+
+/// One attempt's result.
+pub struct Attempt<'a> {
+    pub at: DateTime<Utc>,
+    pub http_status: Option<u16>,
+    pub error: Option<&'a str>,
+    pub duration_ms: u32,
+}
+
+/// What comes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    Failed,
+}
+
+/// Records the attempt and moves the event on, unless the lease is no longer this
+/// dispatcher's (it ran out and another took the event, or the endpoint was deleted): then
+/// only the attempt is recorded. True when the event moved on.
+pub async fn finish_attempt(
+    pool: &MySqlPool,
+    event_id: &str,
+    lease_id: &str,
+    attempt: &Attempt<'_>,
+    next: Next,
+) -> Result<bool, sqlx::Error> {
+    const ERROR_CHARS: usize = 512;
+    let error: Option<String> = attempt.error.map(|e| e.chars().take(ERROR_CHARS).collect());
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (event_id, at, http_status, error, duration_ms) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(event_id)
+    .bind(to_naive(attempt.at))
+    .bind(attempt.http_status)
+    .bind(error)
+    .bind(attempt.duration_ms)
+    .execute(&mut *tx)
+    .await?;
+    let (status, due) = match next {
+        Next::Delivered => ("delivered", attempt.at),
+        Next::RetryAt(t) => ("pending", t),
+        Next::Failed => ("failed", attempt.at),
+    };
+    let moved = sqlx::query(
+        "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = NULL
+         WHERE event_id = ? AND lease_id = ? AND status = 'pending'",
+    )
+    .bind(status)
+    .bind(to_naive(due))
+    .bind(event_id)
+    .bind(lease_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(moved == 1)
+}
+
+/// Events waiting for a delivery, across merchants (the pending gauge).
+pub async fn count_pending(pool: &MySqlPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await
+}

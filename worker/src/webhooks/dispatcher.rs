@@ -1,0 +1,339 @@
+//! The dispatcher: leases due webhook events (`SELECT … FOR UPDATE SKIP LOCKED` in a short
+//! transaction, so no two dispatchers hold one event at once), delivers each outside any
+//! transaction with bounded concurrency, then records the attempt and either marks the event
+//! delivered or schedules its next attempt. A dispatcher that dies leaves its leased events
+//! due again when the lease runs out: at least once, never lost.
+//!
+//! Every attempt resolves the receiver's host here, refuses addresses that are not public,
+//! and connects only to the addresses it checked (the client's resolver answers from what
+//! this module pinned, never from DNS), so a DNS answer that changes in between cannot
+//! redirect a delivery.
+
+use crate::config::DispatchConfig;
+use shared::crypto::Keyring;
+use shared::db::webhooks::{Attempt, LeasedEvent, Next, finish_attempt, lease_due};
+use shared::webhooks::{Loopback, WebhookUrl, resolve_public, secret_key, sign};
+use sqlx::MySqlPool;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// How often the pending gauge is refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+/// After a wake, a moment for the batch that rang it to commit.
+const COMMIT_GRACE: Duration = Duration::from_millis(10);
+/// Tries at recording an attempt before leaving the event to its lease.
+const FINISH_TRIES: u32 = 5;
+
+/// What the dispatcher needs.
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    pool: MySqlPool,
+    keyring: Keyring,
+    config: DispatchConfig,
+    loopback: Loopback,
+    client: reqwest::Client,
+    pins: Pins,
+    /// Names this process's leases.
+    lease_id: String,
+}
+
+/// The addresses each host was checked to have, for the client's resolver.
+#[derive(Clone, Default)]
+struct Pins(Arc<Mutex<HashMap<String, Vec<SocketAddr>>>>);
+
+impl Pins {
+    fn set(&self, host: &str, addrs: Vec<SocketAddr>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(host.to_owned(), addrs);
+        }
+    }
+
+    fn get(&self, host: &str) -> Option<Vec<SocketAddr>> {
+        self.0.lock().ok()?.get(host).cloned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("host `{0}` was not checked before connecting")]
+struct Unpinned(String);
+
+impl reqwest::dns::Resolve for Pins {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let found = self.get(name.as_str());
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = found.ok_or_else(|| Box::new(Unpinned(host)))?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        pool: MySqlPool,
+        keyring: Keyring,
+        config: DispatchConfig,
+        loopback: Loopback,
+    ) -> Result<Dispatcher, String> {
+        if config.lease_ms <= config.timeout_ms {
+            return Err("WEBHOOK_LEASE_MS must be longer than WEBHOOK_TIMEOUT_MS".into());
+        }
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let pins = Pins::default();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // Every attempt connects anew, so every attempt's addresses are checked.
+            .pool_max_idle_per_host(0)
+            .dns_resolver(Arc::new(pins.clone()))
+            .user_agent("xyz-webhooks/1")
+            .build()
+            .map_err(|e| format!("webhook HTTP client: {e}"))?;
+        Ok(Dispatcher {
+            pool,
+            keyring,
+            config,
+            loopback,
+            client,
+            pins,
+            lease_id: format!("lease_{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// Delivers until `stop` flips, then waits for the deliveries in flight up to `grace`;
+    /// those cut short come back to some dispatcher when their lease runs out.
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let poll = Duration::from_millis(self.config.poll_ms.max(1));
+        let mut in_flight = JoinSet::new();
+        let mut gauge_at = Instant::now();
+        while !*stop.borrow() {
+            while in_flight.try_join_next().is_some() {}
+            if gauge_at.elapsed() >= GAUGE_EVERY {
+                gauge_at = Instant::now();
+                self.report_pending().await;
+            }
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => drop(permit),
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let now = chrono::Utc::now();
+            let lease_until = now + Duration::from_millis(self.config.lease_ms);
+            let wanted = u32::try_from(free).unwrap_or(u32::MAX);
+            let leased = match lease_due(&self.pool, &self.lease_id, now, lease_until, wanted).await
+            {
+                Ok(leased) => leased,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for due webhook events");
+                    Vec::new()
+                }
+            };
+            let full = leased.len() == free;
+            for event in leased {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let this = self.clone();
+                in_flight.spawn(async move {
+                    this.deliver(event).await;
+                    drop(permit);
+                });
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = super::WRITTEN.notified() => tokio::time::sleep(COMMIT_GRACE).await,
+                _ = stop.changed() => {}
+            }
+        }
+        if tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                left = in_flight.len(),
+                "webhook deliveries still in flight at the stop; their leases bring them back"
+            );
+            in_flight.abort_all();
+        }
+    }
+
+    async fn report_pending(&self) {
+        match shared::db::webhooks::count_pending(&self.pool).await {
+            Ok(n) => metrics::gauge!("xyz_webhook_events_pending").set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "could not count pending webhook events"),
+        }
+    }
+
+    /// One attempt, recorded; then delivered, retried later or failed.
+    async fn deliver(&self, event: LeasedEvent) {
+        let at = chrono::Utc::now();
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let result = match tokio::time::timeout(timeout, self.attempt(&event)).await {
+            Ok(result) => result,
+            Err(_) => Outcome::failed(
+                "timeout",
+                None,
+                format!("no answer within {} ms", self.config.timeout_ms),
+            ),
+        };
+        let elapsed = started.elapsed();
+        metrics::histogram!("xyz_webhook_attempt_seconds").record(elapsed.as_secs_f64());
+        metrics::counter!("xyz_webhook_attempts_total", "outcome" => result.kind).increment(1);
+        let next = if result.error.is_none() {
+            Next::Delivered
+        } else {
+            match self.config.retry_schedule.after(event.attempts + 1) {
+                Some(wait) => Next::RetryAt(chrono::Utc::now() + wait),
+                None => Next::Failed,
+            }
+        };
+        let attempt = Attempt {
+            at,
+            http_status: result.http_status,
+            error: result.error.as_deref(),
+            duration_ms: u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX),
+        };
+        let mut pause = Duration::from_millis(100);
+        for tries in 1..=FINISH_TRIES {
+            match finish_attempt(&self.pool, &event.event_id, &self.lease_id, &attempt, next).await
+            {
+                Ok(moved) => {
+                    if moved {
+                        self.count(&event, next);
+                    }
+                    if let Some(error) = &result.error {
+                        tracing::info!(event_id = %event.event_id, %error, ?next, "webhook attempt failed");
+                    }
+                    return;
+                }
+                Err(e) if tries < FINISH_TRIES => {
+                    tracing::warn!(event_id = %event.event_id, error = %e, "could not record a webhook attempt; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %event.event_id, error = %e, "could not record a webhook attempt; the lease brings the event back");
+                }
+            }
+        }
+    }
+
+    fn count(&self, event: &LeasedEvent, next: Next) {
+        match next {
+            Next::Delivered => {
+                metrics::counter!("xyz_webhook_delivered_total").increment(1);
+                let latency = (chrono::Utc::now() - event.created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                metrics::histogram!("xyz_webhook_delivery_latency_seconds")
+                    .record(latency.as_secs_f64());
+            }
+            Next::Failed => metrics::counter!("xyz_webhook_failed_total").increment(1),
+            Next::RetryAt(_) => {}
+        }
+    }
+
+    /// Sends the event once: endpoint, address check, signature, POST.
+    async fn attempt(&self, event: &LeasedEvent) -> Outcome {
+        let endpoint = match shared::db::webhooks::endpoint_with_secret(
+            &self.pool,
+            &self.keyring,
+            &event.merchant_id,
+        )
+        .await
+        {
+            Ok(Some(endpoint)) => endpoint,
+            Ok(None) => return Outcome::failed("error", None, "no endpoint is registered".into()),
+            Err(e) => return Outcome::failed("error", None, format!("endpoint unreadable: {e}")),
+        };
+        let (url, secret) = endpoint;
+        let url = match WebhookUrl::parse(&url, self.loopback) {
+            Ok(url) => url,
+            Err(why) => return Outcome::failed("refused", None, format!("url {why}")),
+        };
+        let addrs = match resolve_public(&url, self.loopback).await {
+            Ok(addrs) => addrs,
+            Err(why) => return Outcome::failed("refused", None, why),
+        };
+        self.pins.set(&url.host(), addrs);
+        let Some(key) = secret_key(&secret) else {
+            return Outcome::failed("error", None, "the endpoint's secret is malformed".into());
+        };
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = sign(&key, &event.event_id, timestamp, event.payload.as_bytes());
+        let sent = self
+            .client
+            .post(url.as_str())
+            .header("webhook-id", &event.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(event.payload.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => Outcome {
+                kind: "delivered",
+                http_status: Some(response.status().as_u16()),
+                error: None,
+            },
+            Ok(response) => {
+                let status = response.status();
+                let why = if status.is_redirection() {
+                    format!("HTTP {status} (redirects are not followed)")
+                } else {
+                    format!("HTTP {status}")
+                };
+                Outcome::failed("http_error", Some(status.as_u16()), why)
+            }
+            Err(e) if e.is_timeout() => Outcome::failed("timeout", None, error_chain(&e)),
+            Err(e) => Outcome::failed("error", None, error_chain(&e)),
+        }
+    }
+}
+
+/// What one attempt came to.
+struct Outcome {
+    /// The metric label.
+    kind: &'static str,
+    http_status: Option<u16>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn failed(kind: &'static str, http_status: Option<u16>, error: String) -> Outcome {
+        Outcome {
+            kind,
+            http_status,
+            error: Some(error),
+        }
+    }
+}
+
+/// The error and its causes, outermost first (reqwest's own message alone says little).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

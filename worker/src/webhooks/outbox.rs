@@ -1,0 +1,199 @@
+//! The transactional outbox: the webhook events a batch's outcomes cause, written in the
+//! batch's own transaction, so an outcome and its events commit together or not at all.
+//! Recorded only for merchants subscribed to the event type at that moment (SPEC §11).
+
+use crate::unit::{CommandError, Decision, Transient};
+use serde::{Deserialize, Serialize};
+use shared::cache::StatusRecord;
+use shared::db::contracts::load_contract_on;
+use shared::db::webhooks::{NewEvent, insert_events, subscriptions};
+use shared::messages::CallType;
+use shared::status::{CallState, format_instant};
+use shared::webhooks::EventType;
+use sqlx::MySqlConnection;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Records the events of `records` (final statuses written in this transaction). One query
+/// when no merchant of the batch has an endpoint.
+pub(crate) async fn record(
+    conn: &mut MySqlConnection,
+    records: &[StatusRecord],
+) -> Result<(), CommandError> {
+    record_all(conn, records.iter().collect()).await
+}
+
+async fn record_all(
+    conn: &mut MySqlConnection,
+    mut records: Vec<&StatusRecord>,
+) -> Result<(), CommandError> {
+    records.retain(|r| r.status.is_final());
+    if records.is_empty() {
+        return Ok(());
+    }
+    let contract_events: Vec<(&StatusRecord, EventType, String)> = records
+        .iter()
+        .filter_map(|r| contract_event(r).map(|(t, n)| (*r, t, n)))
+        .collect();
+    let owners = owners(conn, &contract_events).await?;
+    let merchants: Vec<&str> = records
+        .iter()
+        .map(|r| r.merchant_id.as_str())
+        .chain(owners.values().map(String::as_str))
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .collect();
+    let subscribed = subscriptions(conn, &merchants).await?;
+    if subscribed.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for r in &records {
+        if wants(&subscribed, &r.merchant_id, EventType::CallCompleted) {
+            events.push(event(
+                &r.merchant_id,
+                EventType::CallCompleted,
+                &r.status.api_call_id,
+                &r.status,
+                now,
+            )?);
+        }
+    }
+    for (r, event_type, nomor_kontrak) in &contract_events {
+        let Some(owner) = owners.get(nomor_kontrak) else {
+            continue;
+        };
+        if !wants(&subscribed, owner, *event_type) {
+            continue;
+        }
+        let Some((_, contract)) = load_contract_on(conn, nomor_kontrak).await? else {
+            continue;
+        };
+        events.push(event(
+            owner,
+            *event_type,
+            &r.status.api_call_id,
+            &contract,
+            now,
+        )?);
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    insert_events(conn, &events).await?;
+    for e in &events {
+        metrics::counter!("xyz_webhook_events_recorded_total", "type" => e.event_type.as_str())
+            .increment(1);
+    }
+    super::WRITTEN.notify_waiters();
+    Ok(())
+}
+
+/// [`record`] for the batch decided one command at a time: only a transient failure fails
+/// the batch; any other is logged, and the outcomes commit without their events.
+pub(crate) async fn record_decisions(
+    conn: &mut MySqlConnection,
+    decisions: &[Decision],
+) -> Result<(), Transient> {
+    let records = decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Final(r) => Some(r),
+            Decision::Poison(_) => None,
+        })
+        .collect();
+    match record_all(conn, records).await {
+        Ok(()) => Ok(()),
+        Err(CommandError::Transient(e)) => Err(e),
+        Err(CommandError::Poison(why)) => {
+            tracing::error!(reason = %why, "webhook events of a batch could not be recorded");
+            Ok(())
+        }
+    }
+}
+
+fn wants(subscribed: &BTreeMap<String, Vec<EventType>>, merchant: &str, t: EventType) -> bool {
+    subscribed
+        .get(merchant)
+        .is_some_and(|events| events.contains(&t))
+}
+
+/// What an approved payment or refund says about its contract.
+#[derive(Deserialize)]
+struct ContractEffect {
+    nomor_kontrak: Option<String>,
+    status_bayar: Option<String>,
+    status_kontrak: Option<String>,
+}
+
+/// The contract event an approved call causes: nothing outstanding after a payment
+/// (`status_bayar` SUCCESS) or a refund (`status_kontrak` PAID_OFF) is `contract.paid_off`; a
+/// refund that cancels is `contract.cancelled`.
+fn contract_event(r: &StatusRecord) -> Option<(EventType, String)> {
+    // A transaction's result is the new contract: it neither pays off nor cancels.
+    if r.status.status != CallState::Approved || r.status.call_type == CallType::Transaction {
+        return None;
+    }
+    let effect: ContractEffect = serde_json::from_str(r.status.result.as_ref()?.as_str()).ok()?;
+    let event_type = match (
+        effect.status_bayar.as_deref(),
+        effect.status_kontrak.as_deref(),
+    ) {
+        (_, Some("CANCELLED")) => EventType::ContractCancelled,
+        (Some("SUCCESS"), _) | (_, Some("PAID_OFF")) => EventType::ContractPaidOff,
+        _ => return None,
+    };
+    Some((event_type, effect.nomor_kontrak?))
+}
+
+/// The merchant of each contract the events are about (a contract's events go to the
+/// merchant that sold it, whoever paid or refunded).
+async fn owners(
+    conn: &mut MySqlConnection,
+    contract_events: &[(&StatusRecord, EventType, String)],
+) -> Result<BTreeMap<String, String>, sqlx::Error> {
+    if contract_events.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "SELECT nomor_kontrak, merchant_id FROM transactions WHERE nomor_kontrak IN ",
+    );
+    shared::db::push_in_list(
+        &mut query,
+        contract_events.iter().map(|(_, _, n)| n.as_str()),
+    );
+    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The body every attempt sends (Standard Webhooks): `type`, `timestamp`, `data`.
+#[derive(Serialize)]
+struct Body<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    timestamp: &'a str,
+    data: &'a T,
+}
+
+fn event<T: Serialize>(
+    merchant_id: &str,
+    event_type: EventType,
+    source_id: &str,
+    data: &T,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<NewEvent, CommandError> {
+    let payload = serde_json::to_string(&Body {
+        event_type: event_type.as_str(),
+        timestamp: &format_instant(&now),
+        data,
+    })
+    .map_err(|e| CommandError::Poison(format!("webhook payload not serializable: {e}")))?;
+    Ok(NewEvent {
+        event_id: shared::ids::new_event_id(),
+        merchant_id: merchant_id.to_owned(),
+        event_type,
+        source_id: source_id.to_owned(),
+        payload,
+        created_at: now,
+    })
+}
