@@ -14,6 +14,8 @@ use shared::money::{DecimalError, Money, Rate};
 /// A request body type: its fields (all mandatory, no others) and how each is parsed.
 pub(crate) trait FromBody: Sized {
     const FIELDS: &'static [&'static str];
+    /// Fields the body may also carry (absent or `null`: the default).
+    const OPTIONAL: &'static [&'static str] = &[];
 
     fn from_body(obj: &JsonObject<'_>) -> Result<Self, ApiError>;
 }
@@ -35,7 +37,7 @@ impl<S: Send + Sync, T: FromBody> FromRequestParts<S> for Body<T> {
         }
         let SignedBody(bytes) = crate::pipeline::set_by_a_layer(parts, "the signed body")?;
         let obj = JsonObject::parse(&bytes)?;
-        obj.check_keys(T::FIELDS)?;
+        obj.check_keys_with_optional(T::FIELDS, T::OPTIONAL)?;
         T::from_body(&obj).map(Body)
     }
 }

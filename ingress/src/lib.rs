@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod batcher;
 mod body;
 mod caller;
+mod console;
 pub(crate) mod claims;
 pub(crate) mod commands;
 pub mod config;

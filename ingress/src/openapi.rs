@@ -21,11 +21,19 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use crate::claims::ConflictData;
+use crate::routes::admin::{
+    CreateKeyRequest, DeadLetters, KeysList, Overview, ReplayRequest, Replayed, Revoked,
+    RotateKeyRequest, SetRateRequest,
+};
 use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
 use crate::routes::submit::{Accepted, PaymentRequest, PendingState, TransactionRequest};
 use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
+use shared::amqp::QueueCounts;
 use shared::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
+use shared::db::activity::Activity;
+use shared::db::keys::{IssuedKey, KeyInfo, RotatedKey};
+use shared::dlq::DeadLetter;
 use shared::db::contracts::{BillView, ContractView, InstallmentView};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::envelope::RejectReason;
@@ -93,6 +101,11 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             TransactionRejectedEnvelope, PaymentRejectedEnvelope, UserNotFoundEnvelope,
             ContractNotFoundEnvelope, CreateUserConflict, TransactionBadRequest,
             PaymentBadRequest, SubmitConflict,
+            shared::db::keys::Role, KeyInfo, KeysList, IssuedKey, RotatedKey, Revoked, DeadLetter,
+            DeadLetters, Replayed, QueueCounts, Activity, Overview, CreateKeyRequest,
+            RotateKeyRequest, SetRateRequest, ReplayRequest, KeysEnvelope, KeyEnvelope,
+            IssuedKeyEnvelope, RotatedKeyEnvelope, RevokedEnvelope, DeadLettersEnvelope,
+            ReplayedEnvelope, OverviewEnvelope,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
@@ -103,7 +116,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "transactions", description = "Buy now, pay later (asynchronous)."),
         (name = "payments", description = "Paying installments (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
-        (name = "operations", description = "Public: health, metrics, this document and its docs page."),
+        (name = "operations", description = "Public: health, metrics, this document and its docs page, the operator console page."),
+        (name = "admin", description = "Operators: API keys, dead letters, the engine's health (admin only)."),
     ),
 )]
 pub struct ApiDoc;
@@ -400,6 +414,39 @@ envelope_schema! {
 envelope_schema! {
     /// Rejected within `Prefer: wait`: no such contract.
     ContractNotFoundEnvelope, ["CONTRACT_NOT_FOUND"], schema_ref::<CallStatus>()
+}
+
+envelope_schema! {
+    /// Every API key, never a secret.
+    KeysEnvelope, ["SUCCESS"], schema_ref::<KeysList>()
+}
+envelope_schema! {
+    /// An API key, never its secret.
+    KeyEnvelope, ["SUCCESS"], schema_ref::<KeyInfo>()
+}
+envelope_schema! {
+    /// A key just issued, with its secret (shown only here).
+    IssuedKeyEnvelope, ["SUCCESS"], schema_ref::<IssuedKey>()
+}
+envelope_schema! {
+    /// A key's new secret (shown only here).
+    RotatedKeyEnvelope, ["SUCCESS"], schema_ref::<RotatedKey>()
+}
+envelope_schema! {
+    /// A key revoked.
+    RevokedEnvelope, ["SUCCESS"], schema_ref::<Revoked>()
+}
+envelope_schema! {
+    /// The dead letters.
+    DeadLettersEnvelope, ["SUCCESS"], schema_ref::<DeadLetters>()
+}
+envelope_schema! {
+    /// The dead letters replayed.
+    ReplayedEnvelope, ["SUCCESS"], schema_ref::<Replayed>()
+}
+envelope_schema! {
+    /// The engine's health.
+    OverviewEnvelope, ["SUCCESS"], schema_ref::<Overview>()
 }
 
 macro_rules! one_of_schema {
