@@ -15,7 +15,7 @@ pub const WINDOW_SECONDS: u32 = 60;
 /// later) is not counted.
 const DECISION_HORIZON_MINUTES: i64 = 10;
 
-/// Requests and decisions in the last [`WINDOW_SECONDS`].
+/// Requests and decisions in the last minute.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
