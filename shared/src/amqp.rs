@@ -1,14 +1,14 @@
 //! RabbitMQ: the one definition of the topology, connections, and a confirmed publisher that
 //! reconnects by itself.
 
+/// A broker connection, as the callers of [`connect`] hold it.
+pub use lapin::Connection;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-/// A broker connection, as the callers of [`connect`] hold it.
-pub use lapin::Connection;
 use lapin::{BasicProperties, Channel, ConnectionProperties, ErrorKind, ExchangeKind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

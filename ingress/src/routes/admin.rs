@@ -46,7 +46,9 @@ fn positive_int(obj: &JsonObject<'_>, field: &str, max: u32) -> Result<Option<u3
         .ok()
         .filter(|n| (1..=max).contains(n) && raw.bytes().all(|b| b.is_ascii_digit()))
         .map(Some)
-        .ok_or_else(|| ApiError::invalid_value(field, format!("must be an integer from 1 to {max}")))
+        .ok_or_else(|| {
+            ApiError::invalid_value(field, format!("must be an integer from 1 to {max}"))
+        })
 }
 
 /// Tells every ingress, this one first, that a key changed.
@@ -96,7 +98,12 @@ pub(crate) async fn list_keys(
 pub(crate) struct CreateKeyRequest {
     /// The merchant the key belongs to (an admin key belongs to the platform whatever its
     /// name); a merchant key cannot be named `PLATFORM`.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$", example = "tokopedia")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_-]+$",
+        example = "tokopedia"
+    )]
     name: String,
     role: Role,
     /// The key's own sustained rate (requests per second); absent: the deployment's default.
@@ -139,11 +146,7 @@ impl FromBody for CreateKeyRequest {
 }
 
 /// Which error a key write's failure answers, after giving the claim its due.
-async fn key_write_failed(
-    state: &AppState,
-    claim: &claims::Claimed,
-    e: KeyWriteError,
-) -> ApiError {
+async fn key_write_failed(state: &AppState, claim: &claims::Claimed, e: KeyWriteError) -> ApiError {
     match e {
         KeyWriteError::ExternalIdUsed {
             original_api_call_id,
@@ -303,9 +306,8 @@ pub(crate) async fn rotate_key(
         return Err(ApiError::not_found());
     }
     let claim = claims::claim(&state, &ctx, ENDPOINT, None).await?;
-    let grace = chrono::Duration::seconds(i64::from(
-        request.grace_secs.unwrap_or(DEFAULT_GRACE_SECS),
-    ));
+    let grace =
+        chrono::Duration::seconds(i64::from(request.grace_secs.unwrap_or(DEFAULT_GRACE_SECS)));
     let idem = idempotency(&ctx, ENDPOINT, &claim);
     match keys::rotate_key(&state.pool, &state.keyring, &client_id, grace, Some(&idem)).await {
         Ok(Some(rotated)) => {
@@ -460,8 +462,7 @@ pub(crate) async fn set_key_rate(
 
 /// A connection to the broker for one operator's look, or 503.
 async fn broker(state: &AppState) -> Result<shared::amqp::Connection, ApiError> {
-    match tokio::time::timeout(LOOK_TIMEOUT, state.publisher.connect_aside("ingress-admin")).await
-    {
+    match tokio::time::timeout(LOOK_TIMEOUT, state.publisher.connect_aside("ingress-admin")).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(ApiError::unavailable(&e)),
         Err(_) => Err(ApiError::unavailable(&"the broker did not answer in time")),

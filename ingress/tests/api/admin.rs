@@ -19,7 +19,10 @@ impl TestApp {
 /// The key an issuing answer (`POST /admin/keys`, `…/rotate`) carries.
 fn key_of(r: &Resp, merchant_id: &str) -> Key {
     Key {
-        client_id: r.data()["client_id"].as_str().expect("client_id").to_owned(),
+        client_id: r.data()["client_id"]
+            .as_str()
+            .expect("client_id")
+            .to_owned(),
         secret: r.data()["secret"].as_str().expect("secret").to_owned(),
         merchant_id: merchant_id.to_owned(),
     }
@@ -71,9 +74,17 @@ async fn admin_endpoints_answer_403_to_merchants(pool: sqlx::MySqlPool) {
             "/admin/keys".into(),
             Some(json!({"name": "x", "role": "merchant"})),
         ),
-        ("POST", format!("/admin/keys/{target}/rotate"), Some(json!({}))),
+        (
+            "POST",
+            format!("/admin/keys/{target}/rotate"),
+            Some(json!({})),
+        ),
         ("DELETE", format!("/admin/keys/{target}"), None),
-        ("PATCH", format!("/admin/keys/{target}/rate"), Some(json!({}))),
+        (
+            "PATCH",
+            format!("/admin/keys/{target}/rate"),
+            Some(json!({})),
+        ),
         ("GET", "/admin/dead-letters".into(), None),
         (
             "POST",
@@ -112,7 +123,8 @@ async fn a_created_key_shows_its_secret_once_works_at_once_and_is_never_listed(
     let doc = fetch_document(&app).await;
     let user = app.create_user(["100", "100", "100", "100"]).await;
     let external_id = fresh_id();
-    let body = json!({"name": "acme", "role": "merchant", "rate_per_second": 50, "rate_burst": 100});
+    let body =
+        json!({"name": "acme", "role": "merchant", "rate_per_second": 50, "rate_burst": 100});
     let created = app
         .post(&app.admin, "/admin/keys", &external_id, &body)
         .await;
@@ -131,8 +143,14 @@ async fn a_created_key_shows_its_secret_once_works_at_once_and_is_never_listed(
     assert_eq!(listed.status, 200);
     conforms(&doc, "GET", "/admin/keys", &listed);
     let text = listed.body.to_string();
-    assert!(!text.contains(&key.secret), "a listing never shows a secret");
-    assert!(!text.contains("\"secret\""), "a listing has no secret field");
+    assert!(
+        !text.contains(&key.secret),
+        "a listing never shows a secret"
+    );
+    assert!(
+        !text.contains("\"secret\""),
+        "a listing has no secret field"
+    );
     let mine = listed.data()["items"]
         .as_array()
         .expect("items")
@@ -181,7 +199,11 @@ async fn a_key_body_is_checked_in_the_order_of_checks(pool: sqlx::MySqlPool) {
             "INVALID_VALUE",
             "name",
         ),
-        (json!({"name": "a", "role": "root"}), "INVALID_VALUE", "role"),
+        (
+            json!({"name": "a", "role": "root"}),
+            "INVALID_VALUE",
+            "role",
+        ),
         (
             json!({"name": "Platform", "role": "merchant"}),
             "INVALID_VALUE",
@@ -242,14 +264,16 @@ async fn a_rotated_key_signs_with_its_new_secret_and_the_old_one_ends_with_its_g
     assert_ne!(new.secret, old.secret);
 
     let with_new = until_status(&app, &new, "/nope", 404).await;
-    assert_eq!(with_new.status, 404, "the new secret signs: {}", with_new.body);
+    assert_eq!(
+        with_new.status, 404,
+        "the new secret signs: {}",
+        with_new.body
+    );
     let with_old = until_status(&app, &old, "/nope", 401).await;
     assert_eq!(with_old.status, 401, "no grace: the old secret is refused");
 
     // A day's grace by default: the previous secret still signs.
-    let graced = app
-        .post(&app.admin, &path, &fresh_id(), &json!({}))
-        .await;
+    let graced = app.post(&app.admin, &path, &fresh_id(), &json!({})).await;
     assert_eq!(graced.status, 200, "{}", graced.body);
     let newest = key_of(&graced, &old.merchant_id);
     assert_eq!(until_status(&app, &newest, "/nope", 404).await.status, 404);
@@ -306,7 +330,11 @@ async fn a_revoked_key_is_refused_within_five_seconds_and_a_replayed_revocation_
     let twice = app
         .send_at(&app.admin, "DELETE", &path, None, None, &[], &later)
         .await;
-    assert_eq!(twice.status, 404, "no active key by that id: {}", twice.body);
+    assert_eq!(
+        twice.status, 404,
+        "no active key by that id: {}",
+        twice.body
+    );
 
     let listed = app.get(&app.admin, "/admin/keys").await;
     let row = listed.data()["items"]
@@ -484,7 +512,10 @@ async fn dead_letters_are_listed_with_their_reason_as_text_and_replayed_once(
             .expect("count");
     assert_eq!(contracts, 1, "completed exactly once");
     let (request, _) = audited(&app, call_id(&replayed)).await;
-    assert!(request.is_some_and(|b| b.contains(&call)), "the replay is audited");
+    assert!(
+        request.is_some_and(|b| b.contains(&call)),
+        "the replay is audited"
+    );
     app.shutdown().await;
 }
 
@@ -519,7 +550,10 @@ async fn the_overview_reports_readiness_queues_and_the_last_minute(pool: sqlx::M
     let o = overview.data();
     assert_eq!(o["ready"], true, "{o}");
     assert_eq!(o["checks"]["mysql"], true);
-    assert_eq!(o["command_queue"]["queue"], format!("{}.commands", app.prefix));
+    assert_eq!(
+        o["command_queue"]["queue"],
+        format!("{}.commands", app.prefix)
+    );
     assert!(o["command_queue"]["consumers"].as_u64() >= Some(1), "{o}");
     assert_eq!(o["dead_letter_queue"]["messages"], 0);
     assert_eq!(o["activity"]["window_seconds"], 60);
@@ -589,22 +623,41 @@ async fn the_console_is_served_unsigned_with_a_strict_policy_and_nothing_from_el
     let (html, script) = (&bodies[0], &bodies[1]);
     for reference in references(html) {
         assert!(
-            reference.starts_with('/') && !reference.starts_with("//") || reference.starts_with('#'),
+            reference.starts_with('/') && !reference.starts_with("//")
+                || reference.starts_with('#'),
             "the page loads only from its own origin: {reference}"
         );
     }
-    assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
     assert!(!html.contains("<script>"), "no inline script");
     assert!(!html.contains("style="), "no inline style");
     assert!(!has_inline_handler(html), "no inline handler");
-    for forbidden in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
-        assert!(!script.contains(forbidden), "values go in as text: {forbidden}");
+    for forbidden in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(
+            !script.contains(forbidden),
+            "values go in as text: {forbidden}"
+        );
     }
     for storage in ["localStorage.", "sessionStorage.", "document.cookie"] {
-        assert!(!script.contains(storage), "the key stays in memory: {storage}");
+        assert!(
+            !script.contains(storage),
+            "the key stays in memory: {storage}"
+        );
     }
     assert!(!script.contains("http://") && !script.contains("https://"));
-    assert!(script.contains("crypto.subtle.sign(\"HMAC\""), "signed with WebCrypto");
+    assert!(
+        script.contains("crypto.subtle.sign(\"HMAC\""),
+        "signed with WebCrypto"
+    );
 
     let unknown = app
         .http
@@ -613,10 +666,11 @@ async fn the_console_is_served_unsigned_with_a_strict_policy_and_nothing_from_el
         .await
         .expect("request sent");
     assert_eq!(unknown.status(), 404);
-    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_call_logs WHERE path LIKE '/console%'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_call_logs WHERE path LIKE '/console%'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
     assert_eq!(audited, 0, "the page is public, like the docs page");
     app.shutdown().await;
 }

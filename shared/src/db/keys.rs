@@ -217,7 +217,16 @@ pub async fn issue_key(
     let secret = crate::crypto::random_token(32)?;
     let mut tx = pool.begin().await?;
     record_external_id(pool, &mut tx, idem).await?;
-    insert_key(&mut tx, keyring, &client_id, name, &merchant_id, role, &secret).await?;
+    insert_key(
+        &mut tx,
+        keyring,
+        &client_id,
+        name,
+        &merchant_id,
+        role,
+        &secret,
+    )
+    .await?;
     if rate != KeyRate::default() {
         set_rate_on(&mut tx, &client_id, rate).await?;
     }
@@ -301,7 +310,16 @@ pub async fn create_key(
 ) -> Result<String, CreateKeyError> {
     let merchant_id = merchant_for(name, role)?;
     let mut tx = pool.begin().await?;
-    insert_key(&mut tx, keyring, client_id, name, &merchant_id, role, secret).await?;
+    insert_key(
+        &mut tx,
+        keyring,
+        client_id,
+        name,
+        &merchant_id,
+        role,
+        secret,
+    )
+    .await?;
     tx.commit().await?;
     Ok(merchant_id)
 }
