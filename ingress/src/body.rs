@@ -11,11 +11,11 @@ use shared::envelope::MessageAction;
 use shared::json::{JsonObject, is_json_content_type};
 use shared::money::{DecimalError, Money, Rate};
 
-/// A request body type: its fields (all mandatory, no others) and how each is parsed.
+/// A request body type: its fields (no others), which of them are mandatory (all, unless
+/// the type says otherwise) and how each is parsed.
 pub(crate) trait FromBody: Sized {
     const FIELDS: &'static [&'static str];
-    /// Fields the body may also carry (absent or `null`: the default).
-    const OPTIONAL: &'static [&'static str] = &[];
+    const MANDATORY: &'static [&'static str] = Self::FIELDS;
 
     fn from_body(obj: &JsonObject<'_>) -> Result<Self, ApiError>;
 }
@@ -37,7 +37,7 @@ impl<S: Send + Sync, T: FromBody> FromRequestParts<S> for Body<T> {
         }
         let SignedBody(bytes) = crate::pipeline::set_by_a_layer(parts, "the signed body")?;
         let obj = JsonObject::parse(&bytes)?;
-        obj.check_keys_with_optional(T::FIELDS, T::OPTIONAL)?;
+        obj.check_keys_with(T::FIELDS, T::MANDATORY)?;
         T::from_body(&obj).map(Body)
     }
 }

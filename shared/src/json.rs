@@ -41,23 +41,19 @@ impl<'a> JsonObject<'a> {
     /// SPEC §3: unknown keys first (the first one in body order), then missing ones (the first
     /// in `allowed` order; `null` counts as missing).
     pub fn check_keys(&self, allowed: &[&str]) -> Result<(), BodyError> {
-        self.check_keys_with_optional(allowed, &[])
+        self.check_keys_with(allowed, allowed)
     }
 
-    /// [`JsonObject::check_keys`] for a body that may also carry the `optional` keys.
-    pub fn check_keys_with_optional(
-        &self,
-        allowed: &[&str],
-        optional: &[&str],
-    ) -> Result<(), BodyError> {
+    /// [`Self::check_keys`] for a body whose `mandatory` fields are only some of `allowed`.
+    pub fn check_keys_with(&self, allowed: &[&str], mandatory: &[&str]) -> Result<(), BodyError> {
         if let Some((k, _)) = self
             .fields
             .iter()
-            .find(|(k, _)| !allowed.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+            .find(|(k, _)| !allowed.contains(&k.as_str()))
         {
             return Err(BodyError::UnknownKey(k.clone()));
         }
-        for name in allowed {
+        for name in mandatory {
             if self.get(name).is_none() {
                 return Err(BodyError::Missing((*name).to_owned()));
             }

@@ -202,6 +202,9 @@ async fn main() -> anyhow::Result<()> {
             let changed = match command {
                 KeysCommand::Create { name, role } => {
                     let role = Role::parse(&role).context("role must be admin or merchant")?;
+                    if !keys::is_valid_merchant_name(&name) {
+                        bail!("--name must be 1-64 characters of [A-Za-z0-9_-]");
+                    }
                     let keyring = cli.crypto.keyring()?;
                     let issued = keys::issue_key(
                         &pool,

@@ -115,13 +115,13 @@ pub(crate) struct CreateKeyRequest {
 }
 
 impl FromBody for CreateKeyRequest {
-    const FIELDS: &'static [&'static str] = &["name", "role"];
-    const OPTIONAL: &'static [&'static str] = &["rate_per_second", "rate_burst"];
+    const FIELDS: &'static [&'static str] = &["name", "role", "rate_per_second", "rate_burst"];
+    const MANDATORY: &'static [&'static str] = &["name", "role"];
 
     fn from_body(obj: &JsonObject<'_>) -> Result<CreateKeyRequest, ApiError> {
         let name = obj
             .get_str("name")
-            .filter(|n| keys::is_valid_name(n))
+            .filter(|n| keys::is_valid_merchant_name(n))
             .ok_or_else(|| {
                 ApiError::invalid_value("name", "must be 1-64 characters of [A-Za-z0-9_-]")
             })?;
@@ -250,8 +250,8 @@ pub(crate) struct RotateKeyRequest {
 }
 
 impl FromBody for RotateKeyRequest {
-    const FIELDS: &'static [&'static str] = &[];
-    const OPTIONAL: &'static [&'static str] = &["grace_secs"];
+    const FIELDS: &'static [&'static str] = &["grace_secs"];
+    const MANDATORY: &'static [&'static str] = &[];
 
     fn from_body(obj: &JsonObject<'_>) -> Result<RotateKeyRequest, ApiError> {
         let grace_secs = match obj.get("grace_secs") {
@@ -392,8 +392,8 @@ pub(crate) struct SetRateRequest {
 }
 
 impl FromBody for SetRateRequest {
-    const FIELDS: &'static [&'static str] = &[];
-    const OPTIONAL: &'static [&'static str] = &["rate_per_second", "rate_burst"];
+    const FIELDS: &'static [&'static str] = &["rate_per_second", "rate_burst"];
+    const MANDATORY: &'static [&'static str] = &[];
 
     fn from_body(obj: &JsonObject<'_>) -> Result<SetRateRequest, ApiError> {
         Ok(SetRateRequest {
@@ -525,8 +525,8 @@ pub(crate) struct ReplayRequest {
 }
 
 impl FromBody for ReplayRequest {
-    const FIELDS: &'static [&'static str] = &[];
-    const OPTIONAL: &'static [&'static str] = &["ids", "all"];
+    const FIELDS: &'static [&'static str] = &["ids", "all"];
+    const MANDATORY: &'static [&'static str] = &[];
 
     fn from_body(obj: &JsonObject<'_>) -> Result<ReplayRequest, ApiError> {
         let ids = match obj.get("ids") {
@@ -702,7 +702,7 @@ mod tests {
 
     fn parse<T: FromBody>(body: &str) -> Result<T, ApiError> {
         let obj = JsonObject::parse(body.as_bytes()).map_err(ApiError::from)?;
-        obj.check_keys_with_optional(T::FIELDS, T::OPTIONAL)
+        obj.check_keys_with(T::FIELDS, T::MANDATORY)
             .map_err(ApiError::from)?;
         T::from_body(&obj)
     }

@@ -82,14 +82,6 @@ pub struct KeyInfo {
     pub rate_burst: Option<u32>,
 }
 
-/// Whether `name` can name a key: 1–64 characters of `[A-Za-z0-9_-]`.
-pub fn is_valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// A key's own rate limit; a `None` part is the deployment's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyRate {
@@ -206,7 +198,7 @@ pub async fn issue_key(
     rate: KeyRate,
     idem: Option<&IdempotencyRecord<'_>>,
 ) -> Result<IssuedKey, KeyWriteError> {
-    if !is_valid_name(name) {
+    if !is_valid_merchant_name(name) {
         return Err(KeyWriteError::InvalidName);
     }
     let merchant_id = merchant_for(name, role).map_err(|e| match e {
@@ -286,6 +278,14 @@ impl From<sqlx::Error> for CreateKeyError {
     fn from(e: sqlx::Error) -> CreateKeyError {
         CreateKeyError::Db(e.into())
     }
+}
+
+/// A merchant's name as keys are created with it: 1-64 characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_merchant_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The merchant a new key belongs to: its name, or the platform for admin keys.
