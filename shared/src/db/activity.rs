@@ -75,6 +75,33 @@ pub async fn last_minute(pool: &MySqlPool, now: DateTime<Utc>) -> Result<Activit
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The api call id a process minting at `ms` (plus `sub_ms` nanoseconds) could make.
+    fn call_id_minted_at(ms: u64, sub_ms: u32) -> String {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000 + sub_ms,
+        );
+        format!("API_CALL_{}", uuid::Uuid::new_v7(ts).simple())
+    }
+
+    fn at(ms: u64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0)).unwrap_or_default()
+    }
+
+    proptest! {
+        #[test]
+        fn the_bound_of_an_instant_orders_ids_by_their_millisecond(
+            ms in 1_600_000_000_000u64..4_000_000_000_000u64,
+            sub_ms in 0u32..1_000_000,
+        ) {
+            let id = call_id_minted_at(ms, sub_ms);
+            prop_assert!(first_call_id_at(at(ms)) <= id, "minted at the instant: counted");
+            prop_assert!(first_call_id_at(at(ms + 1)) > id, "minted before the next: not after it");
+        }
+    }
 
     #[test]
     fn the_first_call_id_of_an_instant_sorts_before_every_id_minted_then() {
