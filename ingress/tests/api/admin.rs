@@ -316,6 +316,11 @@ async fn a_revoked_key_is_refused_within_five_seconds_and_a_replayed_revocation_
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     conforms(&doc, "DELETE", "/admin/keys/{client_id}", &revoked);
     assert_eq!(revoked.data()["revoked"], true);
+    let (_, response) = audited(&app, call_id(&revoked)).await;
+    assert!(
+        response.contains(r#""revoked":true"#),
+        "audited: {response}"
+    );
     let refused = until_status(&app, &victim, "/nope", 401).await;
     assert_eq!(refused.status, 401, "the revoked key is refused");
     assert_eq!(refused.action(), "INVALID_SIGNATURE");
@@ -365,6 +370,12 @@ async fn a_key_rate_set_by_the_api_is_enforced_and_can_be_reset(pool: sqlx::MySq
     conforms(&doc, "PATCH", "/admin/keys/{client_id}/rate", &set);
     assert_eq!(set.data()["rate_per_second"], 1);
     assert_eq!(set.data()["rate_burst"], 1);
+    let (request, response) = audited(&app, call_id(&set)).await;
+    assert!(
+        request.is_some_and(|b| b.contains("rate_per_second")),
+        "audited with its body"
+    );
+    assert!(response.contains(&slow.client_id));
 
     // Once every ingress has the rate, two calls back to back: the second is over it.
     let mut limited = None;
@@ -445,6 +456,11 @@ async fn dead_letters_are_listed_with_their_reason_as_text_and_replayed_once(
         .expect("the poison");
     assert_eq!(poison["death_reason"], "rejected", "the reason as text");
     assert!(poison["error"].is_string());
+    let (_, response) = audited(&app, call_id(&listed)).await;
+    assert!(
+        response.contains(r#""death_reason":"rejected""#),
+        "audited: {response}"
+    );
     let good = items
         .iter()
         .find(|d| d["api_call_id"] == call.as_str())
@@ -547,6 +563,7 @@ async fn the_overview_reports_readiness_queues_and_the_last_minute(pool: sqlx::M
     }
     assert_eq!(overview.status, 200, "{}", overview.body);
     conforms(&doc, "GET", "/admin/overview", &overview);
+    audited(&app, call_id(&overview)).await;
     let o = overview.data();
     assert_eq!(o["ready"], true, "{o}");
     assert_eq!(o["checks"]["mysql"], true);
