@@ -21,6 +21,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -182,9 +183,9 @@ def main():
         check("INVALID_SIGNATURE" in shown, f"wrong key refused: {shown}")
         c.shot("02-wrong-key")
 
-        say("signing in with the fresh admin key")
+        say("signing in with the fresh admin key, from the keyboard")
         c.fill("login-secret", admin["secret"])
-        c.by_id("login-form").submit()
+        c.by_id("login-secret").send_keys(Keys.ENTER)
         c.wait_text("health-tiles", "Readiness")
         c.wait_text("health-tiles", "Dead letters")
         check(c.by_id("login").get_attribute("hidden") is not None, "the login form is gone")
@@ -194,7 +195,10 @@ def main():
         c.shot("03-health")
 
         say("find the call by its api call id, open its contract")
-        c.go("#/calls")
+        driver.find_element(By.LINK_TEXT, "Find a call").send_keys(Keys.ENTER)
+        c.by_id("find-by-id")
+        focused = driver.execute_script("return document.activeElement.tagName + ':' + document.activeElement.textContent;")
+        check(focused == "H1:Find a call", f"a page opened from the keyboard takes the focus to its heading ({focused})")
         c.fill("call-id", call_id)
         c.by_id("find-by-id").submit()
         shown = c.wait_text("call-result", "APPROVED")
