@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
@@ -27,12 +28,14 @@ use crate::routes::admin::{
 };
 use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
-use crate::routes::submit::{Accepted, PaymentRequest, PendingState, TransactionRequest};
+use crate::routes::submit::{
+    Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
+};
 use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
 use shared::amqp::QueueCounts;
-use shared::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
+use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::activity::Activity;
-use shared::db::contracts::{BillView, ContractView, InstallmentView};
+use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
 use shared::db::keys::{IssuedKey, KeyInfo, RotatedKey};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::dlq::DeadLetter;
@@ -70,7 +73,7 @@ external id `ORDER-0001`, body
 limit (429) → route (404 / 405) → role (403) → `X-External-Id` (400) → body format, keys,
 mandatory fields, values (400) → external id claim (409) → resources and business rules.
 
-**Asynchronous calls.** `POST /transaction` and `POST /payment` answer `202` with `Location`
+**Asynchronous calls.** `POST /transaction`, `POST /payment` and `POST /refund` answer `202` with `Location`
 and `Retry-After`; poll `GET /status/{api_call_id}`. With `Prefer: wait=N` (N clamped to 30)
 the request is held up to N seconds for the outcome.
 
@@ -88,19 +91,21 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         schemas(
             ApiCallId, Money, Rate, Instant, Date, MoneyInput, RateInput, Tenor,
             LimitPair, LimitsMap, UserStatus, UserView, UserLimits, InstallmentStatus,
-            InstallmentView, BillingItem, ContractView, Allocation, StatusBayar, BillView,
+            InstallmentView, BillingItem, ContractStatus, ContractView, Allocation, StatusBayar,
+            BillView, RefundView,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
             BillingsPage, BillsPage, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
-            CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest,
+            CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest, RefundRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
             BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, AcceptedEnvelope,
             ApprovedEnvelope, ValidationErrorEnvelope, SignatureErrorEnvelope, ForbiddenEnvelope,
             NotFoundEnvelope, PayloadTooLargeEnvelope, RateLimitedEnvelope, UnavailableEnvelope,
             ConflictEnvelope, DuplicateNikEnvelope, DuplicateExternalIdEnvelope,
-            TransactionRejectedEnvelope, PaymentRejectedEnvelope, UserNotFoundEnvelope,
+            TransactionRejectedEnvelope, PaymentRejectedEnvelope, RefundRejectedEnvelope,
+            UserNotFoundEnvelope,
             ContractNotFoundEnvelope, CreateUserConflict, TransactionBadRequest,
-            PaymentBadRequest, SubmitConflict,
+            PaymentBadRequest, RefundBadRequest, SubmitConflict,
             shared::db::keys::Role, KeyInfo, KeysList, IssuedKey, RotatedKey, Revoked, DeadLetter,
             DeadLetters, Replayed, QueueCounts, Activity, Overview, CreateKeyRequest,
             RotateKeyRequest, SetRateRequest, ReplayRequest, KeysEnvelope, KeyEnvelope,
@@ -115,6 +120,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "users", description = "Users, their limits, installments and payments (synchronous)."),
         (name = "transactions", description = "Buy now, pay later (asynchronous)."),
         (name = "payments", description = "Paying installments (asynchronous)."),
+        (name = "refunds", description = "Refunds and cancellation (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
         (name = "operations", description = "Public: health, metrics, this document and its docs page, the operator console page."),
         (name = "admin", description = "Operators: API keys, dead letters, the engine's health (admin only)."),
@@ -355,7 +361,8 @@ envelope_schema! {
     AcceptedEnvelope, ["ACCEPTED"], schema_ref::<Accepted>()
 }
 envelope_schema! {
-    /// Approved within `Prefer: wait`: the status, with the contract or the bill as `result`.
+    /// Approved within `Prefer: wait`: the status, with the contract, the bill or the refund as
+    /// `result`.
     ApprovedEnvelope, ["SUCCESS"], schema_ref::<CallStatus>()
 }
 envelope_schema! {
@@ -406,6 +413,10 @@ envelope_schema! {
 envelope_schema! {
     /// Rejected within `Prefer: wait`: more than is outstanding.
     PaymentRejectedEnvelope, ["OVERPAYMENT"], schema_ref::<CallStatus>()
+}
+envelope_schema! {
+    /// Rejected within `Prefer: wait`: more than is still refundable.
+    RefundRejectedEnvelope, ["REFUND_EXCEEDS"], schema_ref::<CallStatus>()
 }
 envelope_schema! {
     /// Rejected within `Prefer: wait`: no such user.
@@ -478,6 +489,10 @@ one_of_schema! {
 one_of_schema! {
     /// Invalid, or rejected within `Prefer: wait`.
     PaymentBadRequest, [ValidationErrorEnvelope, PaymentRejectedEnvelope]
+}
+one_of_schema! {
+    /// Invalid, or rejected within `Prefer: wait`.
+    RefundBadRequest, [ValidationErrorEnvelope, RefundRejectedEnvelope]
 }
 one_of_schema! {
     /// The external id is used: at the claim (`CONFLICT_EXTERNAL_ID`), or found by the worker
@@ -553,6 +568,47 @@ error_response! {
     /// nginx), or the request reached its deadline (35 s by default). Retrying with the same
     /// external id after `Retry-After` is safe.
     Unavailable, UnavailableEnvelope, "Retry-After" = retry_after()
+}
+
+/// The `202` of every asynchronous submission: queued, poll `Location`.
+pub struct AcceptedResponse;
+
+impl IntoResponses for AcceptedResponse {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let header = |schema: RefOr<Schema>, description: &str| {
+            HeaderBuilder::new()
+                .schema(Some(schema))
+                .description(Some(description))
+                .build()
+        };
+        let response = ResponseBuilder::new()
+            .description(
+                "Accepted: poll `Location` (not final within `Prefer: wait`, or no wait asked).",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(schema_ref::<AcceptedEnvelope>()))
+                    .build(),
+            )
+            .header(
+                "Location",
+                header(string().into(), "`/status/{api_call_id}`"),
+            )
+            .header(
+                "Retry-After",
+                header(u32::schema(), "Seconds to wait before polling."),
+            )
+            .link(
+                "getStatus",
+                LinkBuilder::new()
+                    .operation_id("getStatus")
+                    .parameter("api_call_id", "$response.body#/api_call_id")
+                    .build(),
+            )
+            .build();
+        BTreeMap::from([("202".to_owned(), response.into())])
+    }
 }
 
 /// The errors every signed endpoint may answer: 401, 413, 429 and 503.

@@ -255,7 +255,8 @@ pub fn due_date(anchor: NaiveDate, k: u32) -> NaiveDate {
     anchor.checked_add_months(Months::new(k)).unwrap_or(anchor)
 }
 
-/// The status of one installment given what has been paid on it.
+/// The status of one installment: the first that holds of cancelled in full, nothing
+/// outstanding, something paid, nothing paid (SPEC §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -263,11 +264,14 @@ pub enum InstallmentStatus {
     Unpaid,
     Partial,
     Paid,
+    Cancelled,
 }
 
 impl InstallmentStatus {
-    pub fn of(harga: Money, terbayar: Money) -> InstallmentStatus {
-        if terbayar >= harga {
+    pub fn of(harga: Money, terbayar: Money, dibatalkan: Money) -> InstallmentStatus {
+        if dibatalkan >= harga {
+            InstallmentStatus::Cancelled
+        } else if terbayar.value() + dibatalkan.value() >= harga.value() {
             InstallmentStatus::Paid
         } else if terbayar.is_zero() {
             InstallmentStatus::Unpaid
@@ -281,6 +285,7 @@ impl InstallmentStatus {
             InstallmentStatus::Unpaid => "UNPAID",
             InstallmentStatus::Partial => "PARTIAL",
             InstallmentStatus::Paid => "PAID",
+            InstallmentStatus::Cancelled => "CANCELLED",
         }
     }
 
@@ -289,18 +294,59 @@ impl InstallmentStatus {
             "UNPAID" => Some(InstallmentStatus::Unpaid),
             "PARTIAL" => Some(InstallmentStatus::Partial),
             "PAID" => Some(InstallmentStatus::Paid),
+            "CANCELLED" => Some(InstallmentStatus::Cancelled),
             _ => None,
         }
     }
 }
 
-/// An installment as the allocator sees it: how much it costs and how much is paid.
+/// A contract's status (SPEC §9): `CANCELLED` once refunds reached `jumlah_cicilan`, else
+/// `ACTIVE` while anything is outstanding, else `PAID_OFF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ContractStatus {
+    Active,
+    PaidOff,
+    Cancelled,
+}
+
+impl ContractStatus {
+    /// The status of a contract of `jumlah_cicilan` with `total_refund` refunded and
+    /// `outstanding` (Σ unpaid parts) left.
+    pub fn of(jumlah_cicilan: Money, total_refund: Money, outstanding: Money) -> ContractStatus {
+        if total_refund >= jumlah_cicilan {
+            ContractStatus::Cancelled
+        } else if outstanding.is_zero() {
+            ContractStatus::PaidOff
+        } else {
+            ContractStatus::Active
+        }
+    }
+}
+
+/// An installment as the allocators see it: how much it costs, how much is paid and how much
+/// refunds cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenInstallment {
     pub billing_id: String,
     pub cicilan_ke: u32,
     pub harga_cicilan: Money,
     pub terbayar: Money,
+    pub dibatalkan: Money,
+}
+
+impl OpenInstallment {
+    /// What is still to pay: `harga_cicilan - terbayar - dibatalkan` (never below 0).
+    pub fn unpaid(&self) -> Decimal {
+        (self.harga_cicilan.value() - self.terbayar.value() - self.dibatalkan.value())
+            .max(Decimal::ZERO)
+    }
+}
+
+/// Σ unpaid parts of `installments`.
+pub fn outstanding(installments: &[OpenInstallment]) -> Decimal {
+    installments.iter().map(OpenInstallment::unpaid).sum()
 }
 
 /// A payment's outcome: `SUCCESS` when nothing is outstanding after it, `PARTIAL` otherwise.
@@ -352,7 +398,7 @@ pub enum AllocationError {
     Overpayment,
 }
 
-/// Pays `jumlah` into the installments in `cicilan_ke` order. Returns the allocation per
+/// Pays `jumlah` into the installments' unpaid parts in `cicilan_ke` order. Returns the allocation per
 /// installment and the outstanding amount before the payment.
 pub fn allocate(
     installments: &[OpenInstallment],
@@ -360,9 +406,7 @@ pub fn allocate(
 ) -> Result<(Vec<Allocation>, Money), AllocationError> {
     let mut ordered: Vec<&OpenInstallment> = installments.iter().collect();
     ordered.sort_by_key(|i| i.cicilan_ke);
-    let outstanding = ordered.iter().fold(Decimal::ZERO, |acc, i| {
-        acc + (i.harga_cicilan.value() - i.terbayar.value())
-    });
+    let outstanding = outstanding(installments);
     if jumlah.value() > outstanding || jumlah.is_zero() {
         return Err(AllocationError::Overpayment);
     }
@@ -372,8 +416,8 @@ pub fn allocate(
         if left.is_zero() {
             break;
         }
-        let open = inst.harga_cicilan.value() - inst.terbayar.value();
-        if open <= Decimal::ZERO {
+        let open = inst.unpaid();
+        if open.is_zero() {
             continue;
         }
         let pay = open.min(left);
@@ -522,6 +566,7 @@ mod tests {
             cicilan_ke: k,
             harga_cicilan: money(harga),
             terbayar: money(paid),
+            dibatalkan: Money::ZERO,
         };
         let insts = vec![
             open("c", 3, "394.16", "0"),
@@ -550,6 +595,55 @@ mod tests {
         let settled = vec![open("a", 1, "10", "10")];
         assert_eq!(
             allocate(&settled, money("0.01")),
+            Err(AllocationError::Overpayment)
+        );
+    }
+
+    #[test]
+    fn installment_status_is_the_first_that_holds() {
+        let of = |h: &str, p: &str, c: &str| InstallmentStatus::of(money(h), money(p), money(c));
+        assert_eq!(of("394.16", "0", "394.16"), InstallmentStatus::Cancelled);
+        assert_eq!(of("394.17", "394.17", "0"), InstallmentStatus::Paid);
+        assert_eq!(of("394.17", "105.84", "288.33"), InstallmentStatus::Paid);
+        assert_eq!(of("394.17", "0", "288.33"), InstallmentStatus::Unpaid);
+        assert_eq!(of("394.17", "0.01", "105.84"), InstallmentStatus::Partial);
+        assert_eq!(of("394.17", "0", "0"), InstallmentStatus::Unpaid);
+    }
+
+    #[test]
+    fn contract_status_cancelled_then_paid_off_then_active() {
+        let of = |t: &str, r: &str, o: &str| ContractStatus::of(money(t), money(r), money(o));
+        assert_eq!(of("1182.50", "1182.50", "0"), ContractStatus::Cancelled);
+        assert_eq!(of("1182.50", "500.00", "0"), ContractStatus::PaidOff);
+        assert_eq!(of("1182.50", "500.00", "288.33"), ContractStatus::Active);
+        assert_eq!(of("1182.50", "0", "1182.50"), ContractStatus::Active);
+    }
+
+    #[test]
+    fn payments_skip_what_refunds_cancelled() {
+        let installment = |id: &str, k, paid: &str, cancelled: &str| OpenInstallment {
+            billing_id: id.into(),
+            cicilan_ke: k,
+            harga_cicilan: money("394.17"),
+            terbayar: money(paid),
+            dibatalkan: money(cancelled),
+        };
+        let insts = vec![
+            installment("a", 1, "394.17", "0"),
+            installment("b", 2, "0", "105.84"),
+            installment("c", 3, "0", "394.17"),
+        ];
+        let (alloc, before) = allocate(&insts, money("288.33")).expect("fits");
+        assert_eq!(before, money("288.33"));
+        assert_eq!(
+            alloc,
+            vec![Allocation {
+                billing_id: "b".into(),
+                jumlah: money("288.33")
+            }]
+        );
+        assert_eq!(
+            allocate(&insts, money("288.34")),
             Err(AllocationError::Overpayment)
         );
     }
@@ -605,6 +699,7 @@ mod tests {
                 cicilan_ke: i as u32 + 1,
                 harga_cicilan: Money::from_cents(*p),
                 terbayar: Money::from_cents(p * paid_frac[i] / 100),
+                dibatalkan: Money::ZERO,
             }).collect();
             let outstanding: i64 = prices.iter().enumerate().map(|(i, p)| p - p * paid_frac[i] / 100).sum();
             match allocate(&insts, Money::from_cents(pay)) {

@@ -17,6 +17,7 @@ pub enum MessageAction {
     InsufficientLimit,
     UserNotActive,
     Overpayment,
+    RefundExceeds,
     InvalidSignature,
     Forbidden,
     NotFound,
@@ -32,7 +33,7 @@ pub enum MessageAction {
 }
 
 impl MessageAction {
-    pub const ALL: [MessageAction; 22] = [
+    pub const ALL: [MessageAction; 23] = [
         Self::Success,
         Self::Accepted,
         Self::InvalidPayloadFormat,
@@ -43,6 +44,7 @@ impl MessageAction {
         Self::InsufficientLimit,
         Self::UserNotActive,
         Self::Overpayment,
+        Self::RefundExceeds,
         Self::InvalidSignature,
         Self::Forbidden,
         Self::NotFound,
@@ -69,7 +71,8 @@ impl MessageAction {
             | Self::TenorNotAllowed
             | Self::InsufficientLimit
             | Self::UserNotActive
-            | Self::Overpayment => 400,
+            | Self::Overpayment
+            | Self::RefundExceeds => 400,
             Self::InvalidSignature => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::UserNotFound | Self::ContractNotFound => 404,
@@ -93,6 +96,7 @@ impl MessageAction {
             Self::InsufficientLimit => "INSUFFICIENT_LIMIT",
             Self::UserNotActive => "USER_NOT_ACTIVE",
             Self::Overpayment => "OVERPAYMENT",
+            Self::RefundExceeds => "REFUND_EXCEEDS",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
@@ -120,6 +124,7 @@ pub enum RejectReason {
     DuplicateExternalId,
     Overpayment,
     ContractNotFound,
+    RefundExceeds,
 }
 
 impl RejectReason {
@@ -131,6 +136,7 @@ impl RejectReason {
             Self::DuplicateExternalId => MessageAction::DuplicateExternalId,
             Self::Overpayment => MessageAction::Overpayment,
             Self::ContractNotFound => MessageAction::ContractNotFound,
+            Self::RefundExceeds => MessageAction::RefundExceeds,
         }
     }
 
@@ -146,6 +152,7 @@ impl RejectReason {
             Self::DuplicateExternalId,
             Self::Overpayment,
             Self::ContractNotFound,
+            Self::RefundExceeds,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -184,6 +191,7 @@ mod tests {
             (InsufficientLimit, 400),
             (UserNotActive, 400),
             (Overpayment, 400),
+            (RefundExceeds, 400),
             (InvalidSignature, 401),
             (Forbidden, 403),
             (NotFound, 404),
@@ -211,6 +219,7 @@ mod tests {
             RejectReason::DuplicateExternalId,
             RejectReason::Overpayment,
             RejectReason::ContractNotFound,
+            RejectReason::RefundExceeds,
         ] {
             assert_eq!(RejectReason::parse(r.as_str()), Some(r));
         }

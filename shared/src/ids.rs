@@ -38,6 +38,10 @@ pub fn new_payment_code() -> String {
     ordered_id("PAY_")
 }
 
+pub fn new_refund_code() -> String {
+    ordered_id("RFD_")
+}
+
 pub fn new_client_id() -> String {
     random_id("ck_")
 }

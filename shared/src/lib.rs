@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod money;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod refund;
 pub mod shutdown;
 pub mod signature;
 pub mod status;

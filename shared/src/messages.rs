@@ -23,10 +23,20 @@ pub struct PaymentPayload {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPayload {
+    pub nomor_kontrak: String,
+    pub jumlah: Money,
+    pub alasan: String,
+}
+
+/// A new variant is a compatible change: a worker that does not know it dead-letters the
+/// command as undecodable, so workers are upgraded before ingresses send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CommandPayload {
     Transaction(TransactionPayload),
     Payment(PaymentPayload),
+    Refund(RefundPayload),
 }
 
 impl CommandPayload {
@@ -34,8 +44,33 @@ impl CommandPayload {
         match self {
             CommandPayload::Transaction(_) => CallType::Transaction,
             CommandPayload::Payment(_) => CallType::Payment,
+            CommandPayload::Refund(_) => CallType::Refund,
         }
     }
+
+    /// What the command acts on: a transaction its user, a payment or a refund its contract.
+    pub fn subject(&self) -> Subject<'_> {
+        match self {
+            CommandPayload::Transaction(t) => Subject::User(&t.user_id),
+            CommandPayload::Payment(p) => Subject::Contract(&p.nomor_kontrak),
+            CommandPayload::Refund(r) => Subject::Contract(&r.nomor_kontrak),
+        }
+    }
+
+    /// The contract a payment or a refund names.
+    pub fn nomor_kontrak(&self) -> Option<&str> {
+        match self.subject() {
+            Subject::User(_) => None,
+            Subject::Contract(nomor) => Some(nomor),
+        }
+    }
+}
+
+/// What a command acts on, as named in it (not yet looked up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    User(&'a str),
+    Contract(&'a str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,6 +79,7 @@ impl CommandPayload {
 pub enum CallType {
     Transaction,
     Payment,
+    Refund,
 }
 
 impl CallType {
@@ -51,6 +87,7 @@ impl CallType {
         match self {
             CallType::Transaction => "TRANSACTION",
             CallType::Payment => "PAYMENT",
+            CallType::Refund => "REFUND",
         }
     }
 
@@ -59,6 +96,7 @@ impl CallType {
         match self {
             CallType::Transaction => "transaction",
             CallType::Payment => "payment",
+            CallType::Refund => "refund",
         }
     }
 
@@ -66,6 +104,7 @@ impl CallType {
         match s {
             "TRANSACTION" => Some(CallType::Transaction),
             "PAYMENT" => Some(CallType::Payment),
+            "REFUND" => Some(CallType::Refund),
             _ => None,
         }
     }
@@ -205,9 +244,16 @@ mod tests {
             nomor_kontrak: "KTR_1".into(),
             jumlah: Money::from_cents(5_000),
         });
-        let body = encode_group(vec![one.encode(), two.encode()]);
+        let mut three = sample();
+        three.api_call_id = "API_CALL_3".into();
+        three.payload = CommandPayload::Refund(RefundPayload {
+            nomor_kontrak: "KTR_1".into(),
+            jumlah: Money::from_cents(50_000),
+            alasan: "barang dikembalikan".into(),
+        });
+        let body = encode_group(vec![one.encode(), two.encode(), three.encode()]);
         assert_eq!(body.first(), Some(&b'['));
-        assert_eq!(decode_group(&body).expect("decodes"), vec![one, two]);
+        assert_eq!(decode_group(&body).expect("decodes"), vec![one, two, three]);
     }
 
     #[test]
@@ -243,7 +289,7 @@ mod tests {
             Err(DecodeError::UnknownVersion(2))
         ));
         json["v"] = 1.into();
-        json["type"] = "REFUND".into();
+        json["type"] = "CHARGEBACK".into();
         assert!(matches!(
             Command::decode(json.to_string().as_bytes()),
             Err(DecodeError::Malformed(_))

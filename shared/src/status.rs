@@ -67,17 +67,19 @@ pub struct DuplicateOf {
 }
 
 /// Named `CallResult` in the document: an approved transaction's contract, an approved
-/// payment's bill, or the original call of a `DUPLICATE_EXTERNAL_ID` rejection.
+/// payment's bill, an approved refund, or the original call of a `DUPLICATE_EXTERNAL_ID`
+/// rejection.
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for ResultJson {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use crate::openapi::schema_ref;
         utoipa::openapi::schema::OneOfBuilder::new()
             .description(Some(
-                "An approved transaction's contract, an approved payment's bill, or the original call of\na `DUPLICATE_EXTERNAL_ID` rejection.",
+                "An approved transaction's contract, an approved payment's bill, an approved refund, or\nthe original call of a `DUPLICATE_EXTERNAL_ID` rejection.",
             ))
             .item(schema_ref::<crate::db::contracts::ContractView>())
             .item(schema_ref::<crate::db::contracts::BillView>())
+            .item(schema_ref::<crate::db::contracts::RefundView>())
             .item(schema_ref::<DuplicateOf>())
             .into()
     }
@@ -90,7 +92,7 @@ impl utoipa::ToSchema for ResultJson {
     }
 }
 
-/// A decided call's `result` (the contract or the bill), serialized once by the worker that
+/// A decided call's `result` (the contract, the bill or the refund), serialized once by the worker that
 /// decided it. The outcome row stores these bytes, Redis caches them and waiting ingresses
 /// receive them inside the status: no tree of values is built to be serialized again on each
 /// of those paths (serde_json's `Value` and its re-serialization were the worker's largest

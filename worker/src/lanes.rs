@@ -9,7 +9,7 @@
 
 use shared::db::contracts::owners_of;
 use shared::ids::is_plausible_id;
-use shared::messages::{Command, CommandPayload};
+use shared::messages::{Command, Subject};
 use sqlx::MySqlPool;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -34,8 +34,8 @@ pub(crate) fn lane_of(key: &str, lanes: usize) -> usize {
 }
 
 /// Groups `items` into at most `lanes` lanes so that no user's commands are in two of them: a
-/// transaction goes by its user, a payment by the owner of its contract (`owners`, by
-/// contract number; one not found goes by its number). Order within a lane is kept; empty
+/// transaction goes by its user, a payment or a refund by the owner of its contract
+/// (`owners`, by contract number; one not found goes by its number). Order within a lane is kept; empty
 /// lanes are left out.
 pub(crate) fn assign<T>(
     items: Vec<T>,
@@ -46,11 +46,9 @@ pub(crate) fn assign<T>(
     let lanes = lanes.max(1);
     let mut out: Vec<Vec<T>> = (0..lanes).map(|_| Vec::new()).collect();
     for item in items {
-        let key = match &command(&item).payload {
-            CommandPayload::Transaction(t) => t.user_id.as_str(),
-            CommandPayload::Payment(p) => owners
-                .get(&p.nomor_kontrak)
-                .map_or(p.nomor_kontrak.as_str(), String::as_str),
+        let key = match command(&item).payload.subject() {
+            Subject::User(user) => user,
+            Subject::Contract(nomor) => owners.get(nomor).map_or(nomor, String::as_str),
         };
         out[lane_of(key, lanes)].push(item);
     }
@@ -72,12 +70,8 @@ pub async fn split<T>(
     }
     let contracts: Vec<&str> = items
         .iter()
-        .filter_map(|i| match &command(i).payload {
-            CommandPayload::Payment(p) if is_plausible_id(&p.nomor_kontrak) => {
-                Some(p.nomor_kontrak.as_str())
-            }
-            _ => None,
-        })
+        .filter_map(|i| command(i).payload.nomor_kontrak())
+        .filter(|n| is_plausible_id(n))
         .collect();
     let owners = match owners_of(pool, contracts).await {
         Ok(owners) => owners,
@@ -94,7 +88,9 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use shared::contract::{ContractTerms, Tenor};
-    use shared::messages::{COMMAND_SCHEMA_VERSION, PaymentPayload, TransactionPayload};
+    use shared::messages::{
+        COMMAND_SCHEMA_VERSION, CommandPayload, PaymentPayload, TransactionPayload,
+    };
     use shared::money::{Money, Rate};
 
     fn command(payload: CommandPayload) -> Command {
@@ -133,12 +129,12 @@ mod tests {
     }
 
     fn user_of(c: &Command, owners: &BTreeMap<String, String>) -> String {
-        match &c.payload {
-            CommandPayload::Transaction(t) => t.user_id.clone(),
-            CommandPayload::Payment(p) => owners
-                .get(&p.nomor_kontrak)
+        match c.payload.subject() {
+            Subject::User(user) => user.to_owned(),
+            Subject::Contract(nomor) => owners
+                .get(nomor)
                 .cloned()
-                .unwrap_or_else(|| p.nomor_kontrak.clone()),
+                .unwrap_or_else(|| nomor.to_owned()),
         }
     }
 

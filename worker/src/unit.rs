@@ -17,7 +17,7 @@ use shared::db::users::{IdempotencyRecord, LIMIT_COLUMNS, LockedLimits, lock_lim
 use shared::db::{DbError, to_naive};
 use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
-use shared::messages::{Command, CommandPayload, PaymentPayload};
+use shared::messages::{Command, CommandPayload, Subject};
 use shared::metrics::Stages;
 use shared::status::{CallState, CallStatus, ResultJson};
 use sqlx::{MySqlConnection, MySqlPool};
@@ -81,17 +81,18 @@ impl From<DbError> for CommandError {
     }
 }
 
-/// Orders a batch so concurrent workers take row locks in the same order.
+/// Orders a batch so concurrent workers take row locks in the same order: transactions by
+/// user, then payments and refunds by contract.
 pub fn lock_order(command: &Command) -> (u8, String) {
-    match &command.payload {
-        CommandPayload::Transaction(t) => (0, t.user_id.clone()),
-        CommandPayload::Payment(p) => (1, p.nomor_kontrak.clone()),
+    match command.payload.subject() {
+        Subject::User(user) => (0, user.to_owned()),
+        Subject::Contract(nomor) => (1, nomor.to_owned()),
     }
 }
 
 /// Applies every command in one transaction and commits. Returns one decision per command,
-/// in the order given. Within a batch, transactions are decided before payments (the order
-/// [`lock_order`] sorts them in).
+/// in the order given. Within a batch, transactions are decided before payments and refunds
+/// (the order [`lock_order`] sorts them in).
 ///
 /// The batch first locks the limits rows of every user it touches, in user id order. Then
 /// the set-based path decides all of it with a handful of multi-row statements; when it
@@ -176,8 +177,9 @@ pub async fn apply_batch_on_path(
 }
 
 /// Locks the limits of every user the batch touches: the transactions' users and the owners
-/// of the contracts its payments pay (a contract's owner never changes, so a plain read finds
-/// it).
+/// of the contracts its payments and refunds name (a contract's owner never changes, so a
+/// plain read finds it). Every contract row is locked after its owner's limits, so two
+/// batches that share a contract queue on the owner before either locks the contract.
 async fn lock_users(
     conn: &mut MySqlConnection,
     commands: &[&Command],
@@ -185,13 +187,11 @@ async fn lock_users(
     let mut users: BTreeSet<&str> = BTreeSet::new();
     let mut contracts: Vec<&str> = Vec::new();
     for command in commands {
-        match &command.payload {
-            CommandPayload::Transaction(t) if is_plausible_id(&t.user_id) => {
-                users.insert(&t.user_id);
+        match command.payload.subject() {
+            Subject::User(user) if is_plausible_id(user) => {
+                users.insert(user);
             }
-            CommandPayload::Payment(p) if is_plausible_id(&p.nomor_kontrak) => {
-                contracts.push(&p.nomor_kontrak);
-            }
+            Subject::Contract(nomor) if is_plausible_id(nomor) => contracts.push(nomor),
             _ => {}
         }
     }
@@ -202,8 +202,8 @@ async fn lock_users(
 
 /// The batch as a few multi-row statements: the limits locked, all external ids at once, the
 /// contracts decided in memory on the locked limits and written with their installments,
-/// then the payments (see `payment::apply_many`), one write of the limits, then all
-/// outcomes. A poison error means only that this path cannot decide the whole batch (an
+/// then the payments and refunds (see `ledger::apply_many`), one write of the limits, then
+/// all outcomes. A poison error means only that this path cannot decide the whole batch (an
 /// external id already used, a redelivery, a command that cannot be applied): the caller
 /// rolls back and goes command by command.
 async fn set_based(
@@ -266,17 +266,15 @@ async fn set_based(
         verdicts[i] = Some(approved(&draft.into_view(limits))?);
     }
 
-    let (indices, payments): (Vec<usize>, Vec<(&Command, &PaymentPayload)>) = commands
+    let (indices, on_contracts): (Vec<usize>, Vec<&Command>) = commands
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| match &c.payload {
-            CommandPayload::Payment(p) => Some((i, (*c, p))),
-            CommandPayload::Transaction(_) => None,
-        })
+        .filter(|(_, c)| matches!(c.payload.subject(), Subject::Contract(_)))
+        .map(|(i, c)| (i, *c))
         .unzip();
-    if !payments.is_empty() {
+    if !on_contracts.is_empty() {
         let decided =
-            handlers::payment::apply_many(conn, &payments, &mut users, &mut touched).await?;
+            handlers::ledger::apply_many(conn, &on_contracts, &mut users, &mut touched).await?;
         for (i, verdict) in indices.into_iter().zip(decided) {
             verdicts[i] = Some(verdict);
         }
@@ -388,7 +386,9 @@ async fn apply_one(
             CommandPayload::Transaction(t) => {
                 handlers::transaction::apply(conn, command, t).await?
             }
-            CommandPayload::Payment(p) => handlers::payment::apply(conn, command, p).await?,
+            CommandPayload::Payment(_) | CommandPayload::Refund(_) => {
+                apply_on_contract(conn, command).await?
+            }
         },
         Err(e) if e.is_unique_violation() => {
             let owner = find_idempotency(
@@ -425,6 +425,22 @@ async fn apply_one(
         Err(e) => return Err(e.into()),
     };
     record_outcome(conn, command, verdict).await
+}
+
+/// A payment or a refund alone, the way the set-based path decides a batch of them.
+async fn apply_on_contract(
+    conn: &mut MySqlConnection,
+    command: &Command,
+) -> Result<Verdict, CommandError> {
+    // The batch holds these rows already; locking them again only reads them.
+    let mut users = lock_users(conn, &[command]).await?;
+    let mut touched = BTreeMap::new();
+    let verdict = handlers::ledger::apply_many(conn, &[command], &mut users, &mut touched)
+        .await?
+        .pop()
+        .ok_or_else(|| CommandError::Poison("a command was left undecided".into()))?;
+    write_limits(conn, &users, &touched).await?;
+    Ok(verdict)
 }
 
 /// A second call with a used external id: rejected, and its outcome names the original.

@@ -10,7 +10,8 @@ use shared::crypto::Keyring;
 use shared::db::users::{IdempotencyRecord, NewUser, UserStatus, create_user, set_status};
 use shared::envelope::RejectReason;
 use shared::messages::{
-    COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
+    COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, RefundPayload, Subject,
+    TransactionPayload,
 };
 use shared::money::{Money, Rate};
 use shared::status::CallState;
@@ -108,6 +109,19 @@ fn payment(nomor_kontrak: &str, jumlah: Money) -> Command {
             jumlah,
         }),
     )
+}
+
+fn refund(nomor_kontrak: &str, jumlah: Money, merchant_id: &str) -> Command {
+    let mut c = command(
+        &format!("RFD-{}", uuid::Uuid::new_v4().simple()),
+        CommandPayload::Refund(RefundPayload {
+            nomor_kontrak: nomor_kontrak.into(),
+            jumlah,
+            alasan: "barang dikembalikan".into(),
+        }),
+    );
+    c.merchant_id = merchant_id.into();
+    c
 }
 
 /// A command's final state, reason and result.
@@ -373,6 +387,113 @@ async fn payments_in_a_batch_come_after_its_checkouts_and_restore_the_limit(pool
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn payments_and_refunds_on_one_contract_are_decided_in_order_on_either_path(pool: MySqlPool) {
+    let three = cost(Tenor::Three);
+    let paid = money("400000");
+    let first_refund = money("500000");
+    let rest = three.checked_sub(first_refund).expect("room");
+    let mut runs = Vec::new();
+    let mut first_external_id = String::new();
+    for path in [BatchPath::SetBased, BatchPath::OneByOne] {
+        let alice = user(&pool, [three, three, three, three]).await;
+        let (answers, _) = apply(&pool, &[checkout(&alice, Tenor::Three)]).await;
+        let nomor = answers[0]
+            .2
+            .as_ref()
+            .and_then(|r| r["nomor_kontrak"].as_str())
+            .expect("contract number")
+            .to_owned();
+        let mut batch = vec![
+            payment(&nomor, paid),
+            refund(&nomor, first_refund, "merchant-a"),
+            refund(&nomor, money("1"), "merchant-b"),
+            refund(
+                &nomor,
+                rest.checked_add(money("0.01")).expect("sum"),
+                "PLATFORM",
+            ),
+            payment(&nomor, three),
+            refund(&nomor, rest, "merchant-a"),
+            refund(
+                "KTR_00000000000000000000000000000000",
+                money("1"),
+                "PLATFORM",
+            ),
+        ];
+        if path == BatchPath::SetBased {
+            first_external_id = batch[0].external_id.clone();
+        } else {
+            batch.push(payment(&nomor, money("1")));
+            batch.last_mut().expect("pushed").external_id = first_external_id.clone();
+        }
+        let (answers, applied_on) = apply(&pool, &batch).await;
+        assert_eq!(applied_on, path);
+        assert_eq!(
+            verdicts(&answers[..7]),
+            vec![
+                (CallState::Approved, None),
+                (CallState::Approved, None),
+                (CallState::Rejected, Some(RejectReason::ContractNotFound)),
+                (CallState::Rejected, Some(RejectReason::RefundExceeds)),
+                (CallState::Rejected, Some(RejectReason::Overpayment)),
+                (CallState::Approved, None),
+                (CallState::Rejected, Some(RejectReason::ContractNotFound)),
+            ]
+        );
+        let field = |i: usize, k: &str| answers[i].2.as_ref().expect("result")[k].clone();
+        // 500000 cancels the last installment and part of the second; the rest of the
+        // refundable amount cancels what is unpaid and owes back what was paid.
+        assert_eq!(field(1, "mengurangi_tagihan"), "500000.00");
+        assert_eq!(field(1, "status_kontrak"), "ACTIVE");
+        assert_eq!(
+            field(5, "mengurangi_tagihan").as_str().map(money),
+            rest.checked_sub(paid)
+        );
+        assert_eq!(field(5, "dikembalikan_ke_konsumen"), "400000.00");
+        assert_eq!(field(5, "sisa_tagihan"), "0.00");
+        assert_eq!(field(5, "status_kontrak"), "CANCELLED");
+        assert_eq!(limit_left(&answers[5].2, Tenor::Three), three);
+        assert_eq!(available(&pool, &alice, Tenor::Three).await, three);
+        let (terbayar, total_refund): (Decimal, Decimal) = sqlx::query_as(
+            "SELECT terbayar, total_refund FROM transactions WHERE nomor_kontrak = ?",
+        )
+        .bind(&nomor)
+        .fetch_one(&pool)
+        .await
+        .expect("contract");
+        assert_eq!((terbayar, total_refund), (paid.value(), three.value()));
+        let cancelled: Decimal = sqlx::query_scalar(
+            "SELECT SUM(dibatalkan) FROM monthly_billings WHERE nomor_kontrak = ?",
+        )
+        .bind(&nomor)
+        .fetch_one(&pool)
+        .await
+        .expect("installments");
+        assert_eq!(cancelled, three.value() - paid.value());
+        let keep = [
+            "mengurangi_tagihan",
+            "dikembalikan_ke_konsumen",
+            "sisa_tagihan",
+            "status_kontrak",
+        ];
+        runs.push(
+            answers
+                .iter()
+                .take(7)
+                .map(|(s, r, result)| {
+                    let kept: Vec<Value> = keep
+                        .iter()
+                        .map(|k| result.as_ref().map_or(Value::Null, |v| v[*k].clone()))
+                        .collect();
+                    (*s, *r, kept)
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(runs[0], runs[1], "both paths decide alike");
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn a_redelivered_batch_reports_its_first_decisions_and_changes_nothing(pool: MySqlPool) {
     let two = cost(Tenor::Two);
     let alice = user(&pool, [two, two, two, two]).await;
@@ -423,9 +544,9 @@ async fn lanes_share_no_user_and_side_by_side_take_each_limit_exactly(pool: MySq
     let mut lane_of_user: std::collections::BTreeMap<String, usize> = Default::default();
     for (n, lane) in lanes.iter().enumerate() {
         for c in lane {
-            let u = match &c.payload {
-                CommandPayload::Transaction(t) => t.user_id.clone(),
-                CommandPayload::Payment(p) => owners[&p.nomor_kontrak].clone(),
+            let u = match c.payload.subject() {
+                Subject::User(user) => user.to_owned(),
+                Subject::Contract(nomor) => owners[nomor].clone(),
             };
             let first = *lane_of_user.entry(u.clone()).or_insert(n);
             assert_eq!(first, n, "user {u} is in lanes {first} and {n}");

@@ -67,6 +67,13 @@ pub(crate) struct BillingItem {
     cicilan_ke: u32,
     harga_cicilan: Money,
     terbayar: Money,
+    /// Cancelled by refunds; the unpaid part is `harga_cicilan - terbayar - dibatalkan`.
+    dibatalkan: Money,
+    /// Late fees charged.
+    denda: Money,
+    denda_terbayar: Money,
+    /// Days past due as of the last closed business date; 0 when not overdue.
+    hari_terlambat: u32,
     #[schema(value_type = Date)]
     tanggal_tagihan: String,
     status: InstallmentStatus,
@@ -80,6 +87,10 @@ impl BillingItem {
             cicilan_ke: i.cicilan_ke,
             harga_cicilan: i.harga_cicilan,
             terbayar: i.terbayar,
+            dibatalkan: i.dibatalkan,
+            denda: i.denda,
+            denda_terbayar: i.denda_terbayar,
+            hari_terlambat: i.hari_terlambat,
             tanggal_tagihan: i.tanggal_tagihan,
             status: i.status,
             nomor_kontrak,

@@ -41,6 +41,7 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
     let (submissions, mut doc) = OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(merchants(routes!(submit::transaction)))
         .routes(routes!(submit::payment))
+        .routes(merchants(routes!(submit::refund)))
         .split_for_parts();
     let submissions = submissions
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,5 +1,5 @@
-//! `POST /transaction` and `POST /payment`: validate, claim, publish with confirms, answer 202
-//! (or the outcome, when `Prefer: wait` holds long enough).
+//! `POST /transaction`, `POST /payment` and `POST /refund`: validate, claim, publish with
+//! confirms, answer 202 (or the outcome, when `Prefer: wait` holds long enough).
 
 use crate::body::{self, Body, FromBody};
 use crate::caller::Caller;
@@ -17,7 +17,8 @@ use shared::contract::{ContractTerms, Tenor, amounts};
 use shared::envelope::MessageAction;
 use shared::json::JsonObject;
 use shared::messages::{
-    COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, TransactionPayload,
+    COMMAND_SCHEMA_VERSION, Command, CommandPayload, PaymentPayload, RefundPayload,
+    TransactionPayload,
 };
 use shared::metrics::Stages;
 use shared::money::{Money, Rate};
@@ -132,6 +133,38 @@ impl FromBody for PaymentRequest {
     }
 }
 
+/// `POST /refund`: all fields mandatory, no others. Cancels what the consumer owes on the
+/// contract, from the last installment backwards; more than is still refundable is rejected
+/// asynchronously (`REFUND_EXCEEDS`), another merchant's contract like an unknown one
+/// (`CONTRACT_NOT_FOUND`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefundRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "KTR_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    )]
+    nomor_kontrak: String,
+    /// Greater than 0, in what the consumer owes (interest included).
+    #[schema(value_type = MoneyInput)]
+    jumlah: Money,
+    #[schema(min_length = 1, max_length = 200, example = "barang dikembalikan")]
+    alasan: String,
+}
+
+impl FromBody for RefundRequest {
+    const FIELDS: &'static [&'static str] = &["nomor_kontrak", "jumlah", "alasan"];
+
+    fn from_body(obj: &JsonObject<'_>) -> Result<RefundRequest, ApiError> {
+        Ok(RefundRequest {
+            nomor_kontrak: body::text(obj, "nomor_kontrak", 1, 128)?,
+            jumlah: body::positive_money(obj, "jumlah")?,
+            alasan: body::text(obj, "alasan", 1, 200)?,
+        })
+    }
+}
+
 /// Submit a transaction.
 ///
 /// Merchants and admins. Buy now, pay later: a contract of `tenor` months if the user's
@@ -146,14 +179,7 @@ impl FromBody for PaymentRequest {
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
     request_body(content = TransactionRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
-            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
-            headers(
-                ("Location" = String, description = "`/status/{api_call_id}`"),
-                ("Retry-After" = u32, description = "Seconds to wait before polling."),
-            ),
-            links(("getStatus" = (operation_id = "getStatus",
-                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        crate::openapi::AcceptedResponse,
         (status = 201, description = "Approved within `Prefer: wait`: the status, the contract \
             as `result`.", body = crate::openapi::ApprovedEnvelope,
             links(
@@ -195,14 +221,7 @@ pub(crate) async fn transaction(
     params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
     request_body(content = PaymentRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted: poll `Location` (not final within `Prefer: wait`, \
-            or no wait asked).", body = crate::openapi::AcceptedEnvelope,
-            headers(
-                ("Location" = String, description = "`/status/{api_call_id}`"),
-                ("Retry-After" = u32, description = "Seconds to wait before polling."),
-            ),
-            links(("getStatus" = (operation_id = "getStatus",
-                parameters(("api_call_id" = "$response.body#/api_call_id")))))),
+        crate::openapi::AcceptedResponse,
         (status = 201, description = "Approved within `Prefer: wait`: the status, the bill as \
             `result`.", body = crate::openapi::ApprovedEnvelope,
             links(("getStatus" = (operation_id = "getStatus",
@@ -227,6 +246,55 @@ pub(crate) async fn payment(
     let payload = CommandPayload::Payment(PaymentPayload {
         nomor_kontrak: request.nomor_kontrak,
         jumlah: request.jumlah,
+    });
+    submit(&state, &ctx, wait, deadline, payload).await
+}
+
+/// Submit a refund.
+///
+/// The contract's merchant and admins. Cancels part of what the consumer owes on a contract,
+/// from the last installment backwards; what the consumer already paid beyond that is owed
+/// back to them (`dikembalikan_ke_konsumen`). The tenor's limit grows by what was cancelled.
+/// Refunding everything still refundable cancels the contract. Asynchronous like
+/// `/transaction`.
+#[utoipa::path(
+    post,
+    path = "/refund",
+    operation_id = "submitRefund",
+    tag = "refunds",
+    security(("client_id" = [], "timestamp" = [], "signature" = [])),
+    params(crate::openapi::ExternalIdRequired, crate::openapi::PreferWait),
+    request_body(content = RefundRequest, content_type = "application/json"),
+    responses(
+        crate::openapi::AcceptedResponse,
+        (status = 201, description = "Approved within `Prefer: wait`: the status, the refund \
+            as `result`.", body = crate::openapi::ApprovedEnvelope,
+            links(
+                ("getStatus" = (operation_id = "getStatus",
+                    parameters(("api_call_id" = "$response.body#/api_call_id")))),
+                ("getContract" = (operation_id = "getContract",
+                    parameters(("nomor_kontrak" = "$response.body#/message_data/result/nomor_kontrak")))),
+            )),
+        (status = 400, description = "Invalid (nothing claimed), or rejected within `Prefer: \
+            wait` as `REFUND_EXCEEDS`.", body = crate::openapi::RefundBadRequest),
+        (status = 404, description = "Rejected within `Prefer: wait`: `CONTRACT_NOT_FOUND` \
+            (unknown, or another merchant's).", body = crate::openapi::ContractNotFoundEnvelope),
+        (status = 409, description = "`CONFLICT_EXTERNAL_ID`, or `DUPLICATE_EXTERNAL_ID` \
+            within `Prefer: wait`.", body = crate::openapi::SubmitConflict),
+        crate::openapi::SignedErrors,
+    ),
+)]
+pub(crate) async fn refund(
+    State(state): State<AppState>,
+    ctx: Caller,
+    PreferWait(wait): PreferWait,
+    deadline: Deadline,
+    Body(request): Body<RefundRequest>,
+) -> Result<Reply<Submitted>, ApiError> {
+    let payload = CommandPayload::Refund(RefundPayload {
+        nomor_kontrak: request.nomor_kontrak,
+        jumlah: request.jumlah,
+        alasan: request.alasan,
     });
     submit(&state, &ctx, wait, deadline, payload).await
 }

@@ -497,6 +497,40 @@ pub fn transaction_body(
     )
 }
 
+/// An approved contract (the merchant's, waited for), `harga_aset` = `otr`.
+pub async fn contract(
+    app: &TestApp,
+    user: &str,
+    otr: &str,
+    fee: &str,
+    rate: &str,
+    tenor: u32,
+) -> Value {
+    let body = transaction_body(user, otr, fee, otr, rate, tenor);
+    let r = app
+        .send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=20")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.data()["result"].clone()
+}
+
+/// POST /payment with the admin key, waited for.
+pub async fn pay(app: &TestApp, nomor: &str, jumlah: &str) -> Resp {
+    let body: Value = serde_json::from_str(&format!(
+        r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#
+    ))
+    .expect("json");
+    app.post_wait(&app.admin, "/payment", &fresh_id(), &body)
+        .await
+}
+
 /// The worker binary next to this test binary (target/debug/worker); `scripts/test.sh`
 /// builds every binary of the workspace first.
 fn worker_binary() -> std::path::PathBuf {
@@ -709,7 +743,8 @@ type LimitRow = (
     Decimal,
 );
 
-/// SPEC §5 for every user and tenor: available = granted − Σ approved + Σ paid, within bounds.
+/// SPEC §9's form of §5 for every user and tenor: available = granted − Σ approved
+/// jumlah_cicilan + Σ installment parts paid + Σ mengurangi_tagihan, within bounds.
 pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
     let rows: Vec<LimitRow> = sqlx::query_as(
         "SELECT user_id, limit_one_month, limit_two_month, limit_three_month, limit_sixth,
@@ -737,7 +772,17 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
             .fetch_one(pool)
             .await
             .expect("sum");
-            let expected = granted - debited.unwrap_or_default() + paid.unwrap_or_default();
+            let cancelled: Option<Decimal> = sqlx::query_scalar(
+                "SELECT SUM(r.mengurangi_tagihan) FROM refunds r JOIN transactions t ON t.nomor_kontrak = r.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
+            )
+            .bind(&user)
+            .bind(tenor)
+            .fetch_one(pool)
+            .await
+            .expect("sum");
+            let expected = granted - debited.unwrap_or_default()
+                + paid.unwrap_or_default()
+                + cancelled.unwrap_or_default();
             assert_eq!(available, expected, "user {user} tenor {tenor}");
             assert!(
                 available >= Decimal::ZERO && available <= granted,

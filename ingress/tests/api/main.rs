@@ -16,6 +16,7 @@ mod payments;
 mod pipeline;
 mod processes;
 mod ratelimit;
+mod refunds;
 mod security;
 mod seen;
 mod transactions;

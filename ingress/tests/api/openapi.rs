@@ -382,7 +382,7 @@ async fn openapi_document_is_valid_and_lists_exactly_the_routes(pool: sqlx::MySq
             assert_ne!(ext["required"], true, "{what}: X-External-Id is optional");
         }
     }
-    for path in ["/transaction", "/payment"] {
+    for path in ["/transaction", "/payment", "/refund"] {
         let op = &doc["paths"][path]["post"];
         assert!(header_param(&doc, op, "Prefer").is_some(), "{path}: Prefer");
         let accepted = response(&doc, op, "202").expect("202");
@@ -809,6 +809,45 @@ async fn real_responses_match_the_documented_schemas(pool: sqlx::MySqlPool) {
         bills.body
     );
     conforms(&doc, "GET", "/users/{user_id}/bills", &bills);
+
+    // A partial refund, one beyond what is refundable, one of an unknown contract, and the
+    // contract they leave.
+    let refund = |nomor: &str, amount: &str| json!({"nomor_kontrak": nomor, "jumlah": amount, "alasan": "barang dikembalikan"});
+    for (nomor, amount, action) in [
+        (contract_no.as_str(), "50", "SUCCESS"),
+        (contract_no.as_str(), "999999", "REFUND_EXCEEDS"),
+        ("KTR_nope", "1", "CONTRACT_NOT_FOUND"),
+    ] {
+        let r = app
+            .send(
+                &app.merchant,
+                "POST",
+                "/refund",
+                Some(&fresh_id()),
+                Some(refund(nomor, amount).to_string().as_bytes()),
+                &[("Prefer", "wait=20")],
+            )
+            .await;
+        assert_eq!(r.action(), action, "{}", r.body);
+        conforms(&doc, "POST", "/refund", &r);
+    }
+    conforms(
+        &doc,
+        "POST",
+        "/refund",
+        &app.post(&app.merchant, "/refund", &fresh_id(), &json!({"jumlah": 1}))
+            .await,
+    );
+    let refunded = app
+        .get(&app.merchant, &format!("/contracts/{contract_no}"))
+        .await;
+    assert_eq!(
+        refunded.data()["total_refund"],
+        "50.00",
+        "{}",
+        refunded.body
+    );
+    conforms(&doc, "GET", "/contracts/{nomor_kontrak}", &refunded);
 
     let locked = app
         .send(

@@ -4,38 +4,6 @@ use crate::helpers::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-async fn contract(
-    app: &TestApp,
-    user: &str,
-    otr: &str,
-    fee: &str,
-    rate: &str,
-    tenor: u32,
-) -> Value {
-    let body = transaction_body(user, otr, fee, otr, rate, tenor);
-    let r = app
-        .send(
-            &app.merchant,
-            "POST",
-            "/transaction",
-            Some(&fresh_id()),
-            Some(body.as_bytes()),
-            &[("Prefer", "wait=20")],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.data()["result"].clone()
-}
-
-async fn pay(app: &TestApp, nomor: &str, jumlah: &str) -> Resp {
-    let body: Value = serde_json::from_str(&format!(
-        r#"{{"nomor_kontrak":"{nomor}","jumlah":{jumlah}}}"#
-    ))
-    .expect("json");
-    app.post_wait(&app.admin, "/payment", &fresh_id(), &body)
-        .await
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn spec_example_paid_in_two_parts(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;

@@ -2,7 +2,7 @@
 
 use super::users::{LimitsMap, get_limits};
 use super::{DbError, from_naive, push_in_list};
-use crate::contract::{Allocation, InstallmentStatus, StatusBayar, Tenor};
+use crate::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use crate::money::{Money, Rate};
 use crate::status::format_instant;
 use chrono::NaiveDate;
@@ -21,9 +21,23 @@ pub struct InstallmentView {
     pub cicilan_ke: u32,
     pub harga_cicilan: Money,
     pub terbayar: Money,
+    /// Cancelled by refunds; the unpaid part is `harga_cicilan - terbayar - dibatalkan`.
+    pub dibatalkan: Money,
+    /// Late fees charged (SPEC §12).
+    pub denda: Money,
+    pub denda_terbayar: Money,
+    /// Days past due as of the last closed business date; 0 when not overdue.
+    pub hari_terlambat: u32,
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Date))]
     pub tanggal_tagihan: String,
     pub status: InstallmentStatus,
+}
+
+impl InstallmentView {
+    /// What is still to pay on it.
+    pub fn unpaid(&self) -> rust_decimal::Decimal {
+        self.harga_cicilan.value() - self.terbayar.value() - self.dibatalkan.value()
+    }
 }
 
 /// A contract (SPEC §6): the terms, the computed amounts, the installments in `cicilan_ke`
@@ -50,8 +64,40 @@ pub struct ContractView {
     pub cicilan_bulanan: Money,
     pub tenor: Tenor,
     pub nama_aset: String,
+    pub status_kontrak: ContractStatus,
+    /// Σ approved refunds.
+    pub total_refund: Money,
     pub tagihan: Vec<InstallmentView>,
     pub limit_tersisa: LimitsMap,
+}
+
+/// A refund (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Refund))]
+#[serde(deny_unknown_fields)]
+pub struct RefundView {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "RFD_4b3a29180716f5e4d3c2b1a098f7e6d5")
+    )]
+    pub kode_refund: String,
+    pub nomor_kontrak: String,
+    pub user_id: String,
+    pub jumlah: Money,
+    /// Cancelled from unpaid installments; the tenor's available limit grew by it.
+    pub mengurangi_tagihan: Money,
+    /// The rest of `jumlah`: already paid, owed back to the consumer.
+    pub dikembalikan_ke_konsumen: Money,
+    /// Cancelled per installment, last installment first.
+    pub alokasi: Vec<Allocation>,
+    /// Σ unpaid parts after the refund.
+    pub sisa_tagihan: Money,
+    pub status_kontrak: ContractStatus,
+    /// The user's limits right after the refund.
+    pub limit_tersisa: LimitsMap,
+    pub alasan: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Instant))]
+    pub tanggal_refund: String,
 }
 
 /// A payment (SPEC §6).
@@ -91,9 +137,13 @@ pub(crate) fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
     Money::new(d).map_err(|e| DbError::Corrupt(format!("{col}: {e}")))
 }
 
+/// The installment columns [`installment_from_row`] reads.
+const INSTALLMENT_COLUMNS: &str = "billing_id, cicilan_ke, harga_cicilan, terbayar, dibatalkan, denda, denda_terbayar, tanggal_tagihan";
+
 fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
     let harga = money(r, "harga_cicilan")?;
     let terbayar = money(r, "terbayar")?;
+    let dibatalkan = money(r, "dibatalkan")?;
     let due: NaiveDate = r.try_get("tanggal_tagihan")?;
     let k: u8 = r.try_get("cicilan_ke")?;
     Ok(InstallmentView {
@@ -101,9 +151,29 @@ fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
         cicilan_ke: u32::from(k),
         harga_cicilan: harga,
         terbayar,
+        dibatalkan,
+        denda: money(r, "denda")?,
+        denda_terbayar: money(r, "denda_terbayar")?,
+        // Without business dates (§12) no installment is overdue.
+        hari_terlambat: 0,
         tanggal_tagihan: due.format("%Y-%m-%d").to_string(),
-        status: InstallmentStatus::of(harga, terbayar),
+        status: InstallmentStatus::of(harga, terbayar, dibatalkan),
     })
+}
+
+/// The status of a contract whose installments are `tagihan`.
+pub fn contract_status(
+    jumlah_cicilan: Money,
+    total_refund: Money,
+    tagihan: &[InstallmentView],
+) -> Result<ContractStatus, DbError> {
+    let outstanding = Money::new(tagihan.iter().map(InstallmentView::unpaid).sum())
+        .map_err(|e| DbError::Corrupt(format!("outstanding: {e}")))?;
+    Ok(ContractStatus::of(
+        jumlah_cicilan,
+        total_refund,
+        outstanding,
+    ))
 }
 
 /// A contract as it is now, with its merchant (for the ownership check).
@@ -113,17 +183,16 @@ pub async fn load_contract(
 ) -> Result<Option<(String, ContractView)>, DbError> {
     let row = sqlx::query(
         "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok,
-                bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset
+                bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset, total_refund
          FROM transactions WHERE nomor_kontrak = ?",
     )
     .bind(nomor_kontrak)
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let installments = sqlx::query(
-        "SELECT billing_id, cicilan_ke, harga_cicilan, terbayar, tanggal_tagihan
-         FROM monthly_billings WHERE nomor_kontrak = ? ORDER BY cicilan_ke",
-    )
+    let installments = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {INSTALLMENT_COLUMNS} FROM monthly_billings WHERE nomor_kontrak = ? ORDER BY cicilan_ke"
+    )))
     .bind(nomor_kontrak)
     .fetch_all(pool)
     .await?;
@@ -134,6 +203,12 @@ pub async fn load_contract(
     let tenor: u8 = r.try_get("tenor")?;
     let rate: rust_decimal::Decimal = r.try_get("bunga_persen")?;
     let signed: chrono::NaiveDateTime = r.try_get("tanggal_kontrak")?;
+    let tagihan = installments
+        .iter()
+        .map(installment_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let jumlah_cicilan = money(&r, "jumlah_cicilan")?;
+    let total_refund = money(&r, "total_refund")?;
     let view = ContractView {
         nomor_kontrak: r.try_get("nomor_kontrak")?,
         user_id,
@@ -145,15 +220,14 @@ pub async fn load_contract(
         bunga_persen: Rate::new(rate)
             .map_err(|e| DbError::Corrupt(format!("bunga_persen: {e}")))?,
         jumlah_bunga: money(&r, "jumlah_bunga")?,
-        jumlah_cicilan: money(&r, "jumlah_cicilan")?,
+        jumlah_cicilan,
         cicilan_bulanan: money(&r, "cicilan_bulanan")?,
         tenor: Tenor::from_months(u32::from(tenor))
             .ok_or_else(|| DbError::Corrupt(format!("tenor {tenor}")))?,
         nama_aset: r.try_get("nama_aset")?,
-        tagihan: installments
-            .iter()
-            .map(installment_from_row)
-            .collect::<Result<_, _>>()?,
+        status_kontrak: contract_status(jumlah_cicilan, total_refund, &tagihan)?,
+        total_refund,
+        tagihan,
         limit_tersisa: limits,
     };
     Ok(Some((r.try_get("merchant_id")?, view)))
@@ -191,13 +265,13 @@ where
     E: sqlx::Executor<'e, Database = MySql>,
 {
     let (date, id) = after.unwrap_or((KEYSET_START.date(), String::new()));
-    let rows = sqlx::query(
-        "SELECT billing_id, nomor_kontrak, cicilan_ke, harga_cicilan, terbayar, tanggal_tagihan
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT nomor_kontrak, {INSTALLMENT_COLUMNS}
          FROM monthly_billings
          WHERE user_id = ? AND (tanggal_tagihan > ? OR (tanggal_tagihan = ? AND billing_id > ?))
          ORDER BY tanggal_tagihan, billing_id
-         LIMIT ?",
-    )
+         LIMIT ?"
+    )))
     .bind(user_id)
     .bind(date)
     .bind(date)

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::{MySqlConnection, MySqlPool, Row};
 
 /// The merchant every admin key belongs to.
-pub(crate) const PLATFORM_MERCHANT: &str = "PLATFORM";
+pub const PLATFORM_MERCHANT: &str = "PLATFORM";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

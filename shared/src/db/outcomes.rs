@@ -256,6 +256,8 @@ pub async fn find_accepted_call(
         CallType::Transaction
     } else if path.starts_with("/payment") {
         CallType::Payment
+    } else if path.starts_with("/refund") {
+        CallType::Refund
     } else {
         return Ok(None);
     };

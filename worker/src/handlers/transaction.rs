@@ -73,6 +73,10 @@ impl<'a> Draft<'a> {
                 cicilan_ke: i.cicilan_ke,
                 harga_cicilan: i.harga_cicilan,
                 terbayar: Money::ZERO,
+                dibatalkan: Money::ZERO,
+                denda: Money::ZERO,
+                denda_terbayar: Money::ZERO,
+                hari_terlambat: 0,
                 tanggal_tagihan: i.tanggal_tagihan.format("%Y-%m-%d").to_string(),
                 status: shared::contract::InstallmentStatus::Unpaid,
             })
@@ -113,16 +117,18 @@ impl<'a> Draft<'a> {
             cicilan_bulanan: self.plan.cicilan_bulanan,
             tenor: terms.tenor,
             nama_aset: self.t.nama_aset.clone(),
+            status_kontrak: shared::contract::ContractStatus::Active,
+            total_refund: Money::ZERO,
             tagihan: self.installments,
             limit_tersisa: limits,
         }
     }
 }
 
-/// The head of a multi-row write of installments: new ones here, paid ones in
-/// `payment::apply_many` (as an upsert).
+/// The head of a multi-row write of installments: new ones here, paid and refunded ones in
+/// `ledger` (as an upsert).
 pub(crate) const INSERT_BILLINGS: &str = "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
-    harga_cicilan, terbayar, status, tanggal_tagihan) ";
+    harga_cicilan, terbayar, dibatalkan, status, tanggal_tagihan) ";
 
 /// Writes contracts and all their installments: two multi-row writes whatever their number
 /// (`shared::db::write_rows`).
@@ -186,6 +192,7 @@ pub(crate) async fn insert_contracts(
                 .push_bind(&d.t.nama_aset)
                 .push_bind(d.t.terms.tenor.months() as u8)
                 .push_bind(plan_i.harga_cicilan.value())
+                .push_bind(Money::ZERO.value())
                 .push_bind(Money::ZERO.value())
                 .push_bind("UNPAID")
                 .push_bind(plan_i.tanggal_tagihan);
