@@ -47,7 +47,7 @@ const ROW_TRIES: u32 = 3;
 const SPILL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Keys whose values never reach the audit table in clear.
-const MASKED_KEYS: &[&str] = &["nik", "foto_ktp", "foto_selfie"];
+const MASKED_KEYS: &[&str] = &["nik", "foto_ktp", "foto_selfie", "secret"];
 
 #[derive(Clone)]
 pub struct AuditLog {
@@ -458,7 +458,8 @@ pub fn mask_response(mut value: Value) -> String {
         match v {
             Value::Object(map) => {
                 for (k, child) in map.iter_mut() {
-                    if k.starts_with("foto_") {
+                    // A key's secret is in the one answer that issues it, never in the log.
+                    if k.starts_with("foto_") || k == "secret" {
                         *child = Value::String("***".into());
                     } else {
                         walk(child);

@@ -10,6 +10,7 @@ mod caller;
 pub(crate) mod claims;
 pub(crate) mod commands;
 pub mod config;
+mod console;
 mod deadline;
 mod docs;
 pub(crate) mod error;

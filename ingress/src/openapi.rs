@@ -22,18 +22,26 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use crate::claims::ConflictData;
+use crate::routes::admin::{
+    CreateKeyRequest, DeadLetters, KeysList, Overview, ReplayRequest, Replayed, Revoked,
+    RotateKeyRequest, SetRateRequest,
+};
 use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage, LimitChangesPage};
 use crate::routes::submit::{
     Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
 };
 use crate::routes::users::{CreateUserRequest, SetLimitsRequest, UserLimits, UserStatusRequest};
+use shared::amqp::QueueCounts;
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
+use shared::db::activity::Activity;
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
 use shared::db::limit_changes::LimitChangeView;
 use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::db::webhooks::{AttemptView, Delivery};
+use shared::db::keys::{IssuedKey, KeyInfo, RotatedKey};
+use shared::dlq::DeadLetter;
 use shared::envelope::RejectReason;
 use shared::messages::CallType;
 use shared::money::{Money, Rate};
@@ -109,6 +117,11 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             EventType, DeliveryStatus, AttemptView, Delivery, WebhookRequest, WebhookView,
             WebhookDeleted, DeliveriesPage, WebhookEnvelope, WebhookDeletedEnvelope,
             DeliveriesEnvelope, DeliveryEnvelope,
+            shared::db::keys::Role, KeyInfo, KeysList, IssuedKey, RotatedKey, Revoked, DeadLetter,
+            DeadLetters, Replayed, QueueCounts, Activity, Overview, CreateKeyRequest,
+            RotateKeyRequest, SetRateRequest, ReplayRequest, KeysEnvelope, KeyEnvelope,
+            IssuedKeyEnvelope, RotatedKeyEnvelope, RevokedEnvelope, DeadLettersEnvelope,
+            ReplayedEnvelope, OverviewEnvelope,
         ),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
             Unavailable),
@@ -121,7 +134,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "refunds", description = "Refunds and cancellation (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
         (name = "webhooks", description = "A merchant's webhook endpoint and its deliveries (merchants only)."),
-        (name = "operations", description = "Public: health, metrics, this document and its docs page."),
+        (name = "operations", description = "Public: health, metrics, this document and its docs page, the operator console page."),
+        (name = "admin", description = "Operators: API keys, dead letters, the engine's health (admin only)."),
     ),
 )]
 pub struct ApiDoc;
@@ -448,6 +462,39 @@ envelope_schema! {
 envelope_schema! {
     /// A webhook event and its attempts.
     DeliveryEnvelope, ["SUCCESS"], schema_ref::<Delivery>()
+}
+
+envelope_schema! {
+    /// Every API key, never a secret.
+    KeysEnvelope, ["SUCCESS"], schema_ref::<KeysList>()
+}
+envelope_schema! {
+    /// An API key, never its secret.
+    KeyEnvelope, ["SUCCESS"], schema_ref::<KeyInfo>()
+}
+envelope_schema! {
+    /// A key just issued, with its secret (shown only here).
+    IssuedKeyEnvelope, ["SUCCESS"], schema_ref::<IssuedKey>()
+}
+envelope_schema! {
+    /// A key's new secret (shown only here).
+    RotatedKeyEnvelope, ["SUCCESS"], schema_ref::<RotatedKey>()
+}
+envelope_schema! {
+    /// A key revoked.
+    RevokedEnvelope, ["SUCCESS"], schema_ref::<Revoked>()
+}
+envelope_schema! {
+    /// The dead letters.
+    DeadLettersEnvelope, ["SUCCESS"], schema_ref::<DeadLetters>()
+}
+envelope_schema! {
+    /// The dead letters replayed.
+    ReplayedEnvelope, ["SUCCESS"], schema_ref::<Replayed>()
+}
+envelope_schema! {
+    /// The engine's health.
+    OverviewEnvelope, ["SUCCESS"], schema_ref::<Overview>()
 }
 
 macro_rules! one_of_schema {

@@ -1,13 +1,15 @@
 //! RabbitMQ: the one definition of the topology, connections, and a confirmed publisher that
 //! reconnects by itself.
 
+/// A broker connection, as the callers of [`connect`] hold it.
+pub use lapin::Connection;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
+use lapin::{BasicProperties, Channel, ConnectionProperties, ErrorKind, ExchangeKind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -194,6 +196,39 @@ fn is_other_delivery_limit(e: &lapin::Error) -> bool {
     }
 }
 
+/// A queue as the broker counts it now.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QueueCounts {
+    pub queue: String,
+    /// Messages ready for delivery (the broker does not count those delivered and unacked).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+/// The broker's counts of `queue` (a passive declaration, on a channel of its own: a missing
+/// queue closes the channel that asked).
+pub async fn queue_counts(conn: &Connection, queue: &str) -> lapin::Result<QueueCounts> {
+    let channel = conn.create_channel().await?;
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = channel.close(200, "counted".into()).await;
+    Ok(QueueCounts {
+        queue: queue.to_owned(),
+        messages: q.message_count(),
+        consumers: q.consumer_count(),
+    })
+}
+
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     Connection::connect(url, props).await
@@ -278,6 +313,17 @@ impl Publisher {
         let weak = Arc::downgrade(&p.inner);
         tokio::spawn(async move { reconnect_loop(weak).await });
         p
+    }
+
+    /// The queues this publisher publishes to.
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// A connection of its own to the same broker, for an operator's look at the queues
+    /// (never shared with the publishes, whose channel a failed look must not close).
+    pub async fn connect_aside(&self, name: &str) -> lapin::Result<Connection> {
+        connect(&self.inner.url, name).await
     }
 
     pub fn is_connected(&self) -> bool {

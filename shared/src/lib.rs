@@ -10,6 +10,7 @@ pub mod connections;
 pub mod contract;
 pub mod crypto;
 pub mod db;
+pub mod dlq;
 pub mod envelope;
 pub mod ids;
 pub mod json;

@@ -207,14 +207,20 @@ async fn main() -> anyhow::Result<()> {
                         bail!("--name must be 1-64 characters of [A-Za-z0-9_-]");
                     }
                     let keyring = cli.crypto.keyring()?;
-                    let client_id = shared::ids::new_client_id();
-                    let secret = shared::crypto::random_token(32)?;
-                    keys::create_key(&pool, &keyring, &client_id, &name, role, &secret).await?;
+                    let issued = keys::issue_key(
+                        &pool,
+                        &keyring,
+                        &name,
+                        role,
+                        keys::KeyRate::default(),
+                        None,
+                    )
+                    .await?;
                     println!(
                         "{}",
-                        serde_json::json!({"client_id": client_id, "secret": secret, "role": role.as_str(), "name": name})
+                        serde_json::json!({"client_id": issued.client_id, "secret": issued.secret, "role": role.as_str(), "name": name})
                     );
-                    Some(client_id)
+                    Some(issued.client_id)
                 }
                 KeysCommand::List => {
                     for k in keys::list_keys(&pool).await? {
@@ -244,16 +250,11 @@ async fn main() -> anyhow::Result<()> {
                     grace_secs,
                 } => {
                     let keyring = cli.crypto.keyring()?;
-                    let secret = shared::crypto::random_token(32)?;
-                    let until =
-                        chrono::Utc::now() + chrono::Duration::seconds(i64::from(grace_secs));
-                    if !keys::rotate_secret(&pool, &keyring, &client_id, &secret, until).await? {
-                        bail!("no active key {client_id}");
-                    }
-                    println!(
-                        "{}",
-                        serde_json::json!({"client_id": client_id, "secret": secret, "previous_secret_valid_until": until})
-                    );
+                    let grace = chrono::Duration::seconds(i64::from(grace_secs));
+                    let rotated = keys::rotate_key(&pool, &keyring, &client_id, grace, None)
+                        .await?
+                        .with_context(|| format!("no active key {client_id}"))?;
+                    println!("{}", serde_json::to_string(&rotated)?);
                     Some(client_id)
                 }
                 KeysCommand::Revoke { client_id } => {

@@ -32,6 +32,26 @@ pub(crate) struct Readiness {
     rabbitmq: bool,
 }
 
+impl Readiness {
+    pub(crate) fn all(&self) -> bool {
+        self.mysql && self.redis && self.rabbitmq
+    }
+}
+
+/// Whether MySQL and Redis answer within 2 s, and whether the publisher is connected.
+pub(crate) async fn readiness(state: &AppState) -> Readiness {
+    let limit = Duration::from_secs(2);
+    let (mysql, redis) = tokio::join!(
+        tokio::time::timeout(limit, shared::db::ping(&state.pool)),
+        tokio::time::timeout(limit, state.cache.ping()),
+    );
+    Readiness {
+        mysql: mysql.is_ok_and(|r| r.is_ok()),
+        redis: redis.is_ok_and(|r| r.is_ok()),
+        rabbitmq: state.publisher.is_connected(),
+    }
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(
     get,
@@ -89,20 +109,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ),
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Reply<Readiness> {
-    let limit = Duration::from_secs(2);
-    let mysql = tokio::time::timeout(limit, shared::db::ping(&state.pool))
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let redis = tokio::time::timeout(limit, state.cache.ping())
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let rabbitmq = state.publisher.is_connected();
-    let checks = Readiness {
-        mysql,
-        redis,
-        rabbitmq,
-    };
-    if mysql && redis && rabbitmq {
+    let checks = readiness(&state).await;
+    if checks.all() {
         Reply::ok(checks)
     } else {
         Reply {

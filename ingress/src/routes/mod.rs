@@ -7,12 +7,14 @@
 //! router: unknown path 404, wrong method 405, both in the envelope), the role and
 //! `X-External-Id` (the [`Caller`](crate::caller::Caller) extractor), the body (the
 //! [`Body`](crate::body::Body) extractor) and its values, then the endpoint, which claims.
-//! The public routes (health, metrics, the document, the docs page) skip all of it.
+//! The public routes (health, metrics, the document, the docs page, the console page) skip
+//! all of it.
 //!
 //! Around all of it, inside the frame, the request deadline (`crate::deadline`). The endpoints
 //! that claim an external id run in their own task (`claims`), so the deadline answers the
 //! request without cutting its claim halfway.
 
+pub mod admin;
 pub mod contracts;
 pub mod health;
 pub mod listings;
@@ -65,6 +67,13 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         )))
         .routes(only_merchants(routes!(webhooks::deliveries)))
         .routes(only_merchants(routes!(webhooks::retry)))
+        .routes(routes!(admin::list_keys, admin::create_key))
+        .routes(routes!(admin::rotate_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::set_key_rate))
+        .routes(routes!(admin::list_dead_letters))
+        .routes(routes!(admin::replay_dead_letters))
+        .routes(routes!(admin::overview))
         .split_for_parts();
     let others = others
         .fallback(not_found)
@@ -92,6 +101,8 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(public(routes!(health::openapi_json)))
         .routes(public(routes!(crate::docs::page)))
         .routes(public(routes!(crate::docs::asset)))
+        .routes(public(routes!(crate::console::page)))
+        .routes(public(routes!(crate::console::asset)))
         .split_for_parts();
 
     doc.merge(others_doc);

@@ -6,7 +6,7 @@ use crate::helpers::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 
-async fn fetch_document(app: &TestApp) -> Value {
+pub(crate) async fn fetch_document(app: &TestApp) -> Value {
     let r = app
         .http
         .get(format!("{}/openapi.json", app.base))
@@ -556,7 +556,7 @@ fn check_schema(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &m
 }
 
 /// Checks one real answer against what the document says `method path` answers with `status`.
-fn conforms(doc: &Value, method: &str, path: &str, r: &Resp) {
+pub(crate) fn conforms(doc: &Value, method: &str, path: &str, r: &Resp) {
     let op = &doc["paths"][path][method.to_lowercase()];
     let documented = response(doc, op, &r.status.to_string()).unwrap_or_else(|| {
         panic!(

@@ -1,5 +1,6 @@
 //! MySQL/MariaDB: pool, migrations, error classification, and the queries every binary shares.
 
+pub mod activity;
 pub mod audit;
 pub mod contracts;
 pub mod keys;
