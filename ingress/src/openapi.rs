@@ -24,6 +24,8 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToRespon
 use crate::claims::ConflictData;
 use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
+use crate::routes::reports::SettlementPage;
+use shared::db::settlement::{Entry, EntryType, Totals, TypeTotal};
 use crate::routes::submit::{
     Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
 };
@@ -86,7 +88,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             InstallmentView, BillingItem, ContractStatus, ContractView, Allocation, StatusBayar,
             BillView, RefundView,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
-            BillingsPage, BillsPage, PendingState, Accepted, ConflictData, HealthState,
+            BillingsPage, BillsPage, SettlementPage, Entry, EntryType, Totals, TypeTotal,
+            SettlementEnvelope, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
             CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest, RefundRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
@@ -109,6 +112,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "payments", description = "Paying installments (asynchronous)."),
         (name = "refunds", description = "Refunds and cancellation (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
+        (name = "reports", description = "Settlement: a day's approved calls per merchant (JSON or CSV)."),
         (name = "operations", description = "Public: health, metrics, this document and its docs page."),
     ),
 )]
@@ -333,6 +337,10 @@ envelope_schema! {
 envelope_schema! {
     /// A page of payments.
     BillsEnvelope, ["SUCCESS"], schema_ref::<BillsPage>()
+}
+envelope_schema! {
+    /// A page of a day's settlement.
+    SettlementEnvelope, ["SUCCESS"], schema_ref::<SettlementPage>()
 }
 envelope_schema! {
     /// The status of an asynchronous call, whatever its outcome.

@@ -26,8 +26,8 @@ const MAC_HEX_LEN: usize = 16;
 /// The page a listing is asked for: `limit` and `cursor` from the query (other parameters are
 /// ignored).
 pub(crate) struct Page {
-    limit: u32,
-    cursor: Option<String>,
+    pub limit: u32,
+    pub cursor: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Page {
@@ -98,7 +98,7 @@ impl BillingItem {
     }
 }
 
-fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
+pub(crate) fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
     let mut page = Page {
         limit: DEFAULT_LIMIT,
         cursor: None,
@@ -272,7 +272,7 @@ pub(crate) async fn bills(
 }
 
 /// The keyset position a cursor carries: (sort key, id), sealed by `seal`.
-fn after<K>(
+pub(crate) fn after<K>(
     state: &AppState,
     scope: &str,
     page: &Page,
@@ -290,7 +290,7 @@ fn after<K>(
 }
 
 /// Keeps `page.limit` of the `limit + 1` rows fetched; a next cursor when there were more.
-fn split_page<T>(
+pub(crate) fn split_page<T>(
     state: &AppState,
     scope: &str,
     page: &Page,

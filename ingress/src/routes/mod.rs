@@ -16,6 +16,7 @@
 pub mod contracts;
 pub mod health;
 pub mod listings;
+pub mod reports;
 pub mod status;
 pub mod submit;
 pub mod users;
@@ -54,6 +55,7 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(routes!(listings::bills))
         .routes(merchants(routes!(status::get)))
         .routes(merchants(routes!(contracts::get)))
+        .routes(merchants(routes!(reports::settlement)))
         .split_for_parts();
     let others = others
         .fallback(not_found)

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod contracts;
 pub mod keys;
 pub mod outcomes;
+pub mod settlement;
 pub mod users;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
