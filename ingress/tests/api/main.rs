@@ -18,5 +18,6 @@ mod ratelimit;
 mod refunds;
 mod security;
 mod seen;
+mod settlement;
 mod transactions;
 mod users;
