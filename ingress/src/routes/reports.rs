@@ -239,6 +239,10 @@ fn csv(state: &AppState, date: NaiveDate, day: Day, merchant: Option<String>) ->
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
     );
+    // nginx passes the chunks on as they come instead of buffering the day.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     response.extensions_mut().insert(OwnBody { summary });
     response
 }
