@@ -25,13 +25,13 @@ use crate::claims::ConflictData;
 use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage};
 use crate::routes::reports::SettlementPage;
-use shared::db::settlement::{Entry, EntryType, Totals, TypeTotal};
 use crate::routes::submit::{
     Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
 };
 use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
+use shared::db::settlement::{Entry, EntryType, Totals, TypeTotal};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::envelope::RejectReason;
 use shared::messages::CallType;

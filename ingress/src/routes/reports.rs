@@ -25,8 +25,7 @@ const CSV_ROWS_PER_CHUNK: usize = 512;
 /// The merchant names keys are issued for: `xyzctl keys create --name`.
 fn is_merchant_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -276,11 +275,19 @@ mod tests {
     fn the_date_must_be_real_and_come_first() {
         let code = |q: &str| parse(Some(q)).err().map(|e| (e.action, e.data.to_string()));
         assert!(parse(Some("date=2026-12-04")).is_ok());
-        for bad in ["date=2026-02-30", "date=2026-1-04", "date=20261204", "date=", "date=2026-12-04x"] {
+        for bad in [
+            "date=2026-02-30",
+            "date=2026-1-04",
+            "date=20261204",
+            "date=",
+            "date=2026-12-04x",
+        ] {
             assert!(code(bad).is_some_and(|(_, d)| d.contains("date")), "{bad}");
         }
         assert!(code("limit=0").is_some_and(|(_, d)| d.contains("date")));
-        assert!(code("date=2026-12-04&merchant=a%20b").is_some_and(|(_, d)| d.contains("merchant")));
+        assert!(
+            code("date=2026-12-04&merchant=a%20b").is_some_and(|(_, d)| d.contains("merchant"))
+        );
         assert!(code("date=2026-12-04&limit=0").is_some_and(|(_, d)| d.contains("limit")));
     }
 }

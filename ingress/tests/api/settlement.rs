@@ -85,8 +85,22 @@ async fn fixture(app: &TestApp) -> Fixture {
     let tx_b = api_call_of(app, "transactions", &b_contract).await;
     let bill = api_call_of(app, "bills", &a_contract).await;
     let refund = api_call_of(app, "refunds", &a_contract).await;
-    set_time(app, "transactions", "tanggal_kontrak", &tx_a, &at("17:00:00")).await;
-    set_time(app, "transactions", "tanggal_kontrak", &tx_b, &at("18:30:00.25")).await;
+    set_time(
+        app,
+        "transactions",
+        "tanggal_kontrak",
+        &tx_a,
+        &at("17:00:00"),
+    )
+    .await;
+    set_time(
+        app,
+        "transactions",
+        "tanggal_kontrak",
+        &tx_b,
+        &at("18:30:00.25"),
+    )
+    .await;
     set_time(app, "bills", "tanggal_bayar", &bill, &at("19:00:00")).await;
     set_time(app, "refunds", "tanggal_refund", &refund, &at("19:00:00")).await;
     Fixture {
@@ -157,15 +171,25 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
             (false, c) => field.push(c),
         }
     }
-    assert!(record.is_empty() && field.is_empty(), "the last record ends with CRLF");
+    assert!(
+        record.is_empty() && field.is_empty(),
+        "the last record ends with CRLF"
+    );
     records
 }
 
 fn as_record(item: &Value) -> Vec<String> {
-    ["type", "api_call_id", "external_id", "nomor_kontrak", "amount", "accepted_at"]
-        .iter()
-        .map(|k| item[*k].as_str().expect(k).to_owned())
-        .collect()
+    [
+        "type",
+        "api_call_id",
+        "external_id",
+        "nomor_kontrak",
+        "amount",
+        "accepted_at",
+    ]
+    .iter()
+    .map(|k| item[*k].as_str().expect(k).to_owned())
+    .collect()
 }
 
 fn dec(v: &Value) -> Decimal {
@@ -205,7 +229,10 @@ async fn a_day_lists_approved_calls_under_the_contracts_merchant_with_exact_tota
         })
         .collect();
     // The payment (by the admin) and the refund share an instant: api_call_id breaks the tie.
-    let (pay_id, refund_id) = (items[1]["api_call_id"].clone(), items[2]["api_call_id"].clone());
+    let (pay_id, refund_id) = (
+        items[1]["api_call_id"].clone(),
+        items[2]["api_call_id"].clone(),
+    );
     assert!(pay_id.as_str() < refund_id.as_str());
     let mut expected = vec![
         ("TRANSACTION", "1182.50", "2026-06-14T17:00:00.000000Z"),
@@ -216,29 +243,61 @@ async fn a_day_lists_approved_calls_under_the_contracts_merchant_with_exact_tota
         expected.swap(1, 2);
     }
     assert_eq!(kinds, expected);
-    assert!(items.iter().all(|i| i["nomor_kontrak"] == f.a_contract.as_str()));
+    assert!(
+        items
+            .iter()
+            .all(|i| i["nomor_kontrak"] == f.a_contract.as_str())
+    );
     let totals = &d["totals"];
     assert_eq!(totals["TRANSACTION"], json!({"count": 1, "sum": "1182.50"}));
     assert_eq!(totals["PAYMENT"], json!({"count": 1, "sum": "394.17"}));
     assert_eq!(totals["REFUND"], json!({"count": 1, "sum": "100.50"}));
     for (kind, sql) in [
-        ("TRANSACTION", "SELECT SUM(jumlah_cicilan) FROM transactions WHERE merchant_id = ? AND tanggal_kontrak >= '2026-06-14 17:00' AND tanggal_kontrak < '2026-06-15 17:00'"),
-        ("PAYMENT", "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t USING (nomor_kontrak) WHERE t.merchant_id = ? AND tanggal_bayar >= '2026-06-14 17:00' AND tanggal_bayar < '2026-06-15 17:00'"),
-        ("REFUND", "SELECT SUM(r.jumlah) FROM refunds r JOIN transactions t USING (nomor_kontrak) WHERE t.merchant_id = ? AND tanggal_refund >= '2026-06-14 17:00' AND tanggal_refund < '2026-06-15 17:00'"),
+        (
+            "TRANSACTION",
+            "SELECT SUM(jumlah_cicilan) FROM transactions WHERE merchant_id = ? AND tanggal_kontrak >= '2026-06-14 17:00' AND tanggal_kontrak < '2026-06-15 17:00'",
+        ),
+        (
+            "PAYMENT",
+            "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t USING (nomor_kontrak) WHERE t.merchant_id = ? AND tanggal_bayar >= '2026-06-14 17:00' AND tanggal_bayar < '2026-06-15 17:00'",
+        ),
+        (
+            "REFUND",
+            "SELECT SUM(r.jumlah) FROM refunds r JOIN transactions t USING (nomor_kontrak) WHERE t.merchant_id = ? AND tanggal_refund >= '2026-06-14 17:00' AND tanggal_refund < '2026-06-15 17:00'",
+        ),
     ] {
-        let items_sum: Decimal = items.iter().filter(|i| i["type"] == kind).map(|i| dec(&i["amount"])).sum();
+        let items_sum: Decimal = items
+            .iter()
+            .filter(|i| i["type"] == kind)
+            .map(|i| dec(&i["amount"]))
+            .sum();
         assert_eq!(dec(&totals[kind]["sum"]), items_sum, "{kind}");
-        assert_eq!(dec(&totals[kind]["sum"]), sql_sum(&app, sql, "tokopedia").await, "{kind}");
+        assert_eq!(
+            dec(&totals[kind]["sum"]),
+            sql_sum(&app, sql, "tokopedia").await,
+            "{kind}"
+        );
     }
 
     let b = report(&app, &app.other_merchant, &format!("date={DAY}")).await;
     assert_eq!(b.status, 200, "{}", b.body);
     let b_items = b.data()["items"].as_array().expect("items");
-    assert_eq!(b_items.len(), 1, "the rejected call is not listed: {}", b.body);
+    assert_eq!(
+        b_items.len(),
+        1,
+        "the rejected call is not listed: {}",
+        b.body
+    );
     assert_eq!(b_items[0]["nomor_kontrak"], f.b_contract.as_str());
     assert_eq!(b_items[0]["accepted_at"], "2026-06-14T18:30:00.250000Z");
-    assert_eq!(b.data()["totals"]["PAYMENT"], json!({"count": 0, "sum": "0.00"}));
-    assert_eq!(b.data()["totals"]["REFUND"], json!({"count": 0, "sum": "0.00"}));
+    assert_eq!(
+        b.data()["totals"]["PAYMENT"],
+        json!({"count": 0, "sum": "0.00"})
+    );
+    assert_eq!(
+        b.data()["totals"]["REFUND"],
+        json!({"count": 0, "sum": "0.00"})
+    );
 
     let all = report(&app, &app.admin, &format!("date={DAY}")).await;
     assert_eq!(all.status, 200, "{}", all.body);
@@ -250,7 +309,12 @@ async fn a_day_lists_approved_calls_under_the_contracts_merchant_with_exact_tota
     let only_a = report(&app, &app.admin, &format!("date={DAY}&merchant=tokopedia")).await;
     assert_eq!(only_a.data()["items"], d["items"]);
     assert_eq!(only_a.data()["totals"], d["totals"]);
-    let own = report(&app, &app.merchant, &format!("date={DAY}&merchant=tokopedia")).await;
+    let own = report(
+        &app,
+        &app.merchant,
+        &format!("date={DAY}&merchant=tokopedia"),
+    )
+    .await;
     assert_eq!(own.data()["items"], d["items"]);
     app.shutdown().await;
 }
@@ -278,7 +342,10 @@ async fn pages_give_every_row_once_in_order(pool: sqlx::MySqlPool) {
     let whole = whole.data()["items"].as_array().expect("items").clone();
     assert_eq!(whole.len(), 4);
     for limit in [1, 3] {
-        assert_eq!(all_pages(&app, &app.admin, &format!("date={DAY}"), limit).await, whole);
+        assert_eq!(
+            all_pages(&app, &app.admin, &format!("date={DAY}"), limit).await,
+            whole
+        );
     }
     let keys: Vec<(String, String)> = whole
         .iter()
@@ -289,9 +356,20 @@ async fn pages_give_every_row_once_in_order(pool: sqlx::MySqlPool) {
     assert_eq!(keys, sorted);
     // A cursor is bound to its date and merchant.
     let first = report(&app, &app.admin, &format!("date={DAY}&limit=1")).await;
-    let cursor = first.data()["next_cursor"].as_str().expect("cursor").to_owned();
-    let elsewhere = report(&app, &app.admin, &format!("date=2026-06-16&limit=1&cursor={cursor}")).await;
-    assert_eq!((elsewhere.status, elsewhere.action()), (400, "INVALID_VALUE"));
+    let cursor = first.data()["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    let elsewhere = report(
+        &app,
+        &app.admin,
+        &format!("date=2026-06-16&limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(
+        (elsewhere.status, elsewhere.action()),
+        (400, "INVALID_VALUE")
+    );
     assert!(elsewhere.message().contains("cursor"));
     app.shutdown().await;
 }
@@ -310,7 +388,12 @@ async fn the_csv_is_the_json_items_with_rfc_4180_quoting_and_xyzctl_writes_the_s
     let json_items = all_pages(&app, &app.admin, &format!("date={DAY}"), 100).await;
     let (status, headers, text) = csv(&app, &app.admin, &format!("date={DAY}")).await;
     assert_eq!(status, 200, "{text}");
-    assert!(headers["content-type"].to_str().expect("ascii").starts_with("text/csv"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/csv")
+    );
     assert!(headers.contains_key("x-api-call-id"));
     assert!(text.starts_with(&format!("{HEADER}\r\n")));
     assert!(text.contains(",\"a,\"\"b\"\"\","), "{text}");
@@ -320,28 +403,45 @@ async fn the_csv_is_the_json_items_with_rfc_4180_quoting_and_xyzctl_writes_the_s
     assert_eq!(records[1..].to_vec(), expected);
 
     let (_, _, mine) = csv(&app, &app.merchant, &format!("date={DAY}")).await;
-    assert_eq!(parse_csv(&mine).len(), 4, "header and merchant A's three rows");
+    assert_eq!(
+        parse_csv(&mine).len(),
+        4,
+        "header and merchant A's three rows"
+    );
 
     let out = crate::cli::xyzctl(&app, &["report", "settlement", "--date", DAY], &[]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8(out.stdout).expect("UTF-8"), text);
     let out = crate::cli::xyzctl(
         &app,
-        &["report", "settlement", "--date", DAY, "--merchant", "tokopedia"],
+        &[
+            "report",
+            "settlement",
+            "--date",
+            DAY,
+            "--merchant",
+            "tokopedia",
+        ],
         &[],
     )
     .await;
     assert_eq!(String::from_utf8(out.stdout).expect("UTF-8"), mine);
 
     // The audit row says what was answered, not the body.
-    let logged: String = sqlx::query_scalar(
-        "SELECT response_body FROM api_call_logs WHERE api_call_id = ?",
-    )
-    .bind(headers["x-api-call-id"].to_str().expect("ascii"))
-    .fetch_one(&app.pool)
-    .await
-    .expect("audited");
-    assert!(logged.contains("text/csv") && !logged.contains("TRANSACTION"), "{logged}");
+    let logged: String =
+        sqlx::query_scalar("SELECT response_body FROM api_call_logs WHERE api_call_id = ?")
+            .bind(headers["x-api-call-id"].to_str().expect("ascii"))
+            .fetch_one(&app.pool)
+            .await
+            .expect("audited");
+    assert!(
+        logged.contains("text/csv") && !logged.contains("TRANSACTION"),
+        "{logged}"
+    );
     app.shutdown().await;
 }
 
@@ -351,8 +451,22 @@ async fn the_jakarta_day_ends_at_17_utc(pool: sqlx::MySqlPool) {
     let f = fixture(&app).await;
     let tx_a = api_call_of(&app, "transactions", &f.a_contract).await;
     let tx_b = api_call_of(&app, "transactions", &f.b_contract).await;
-    set_time(&app, "transactions", "tanggal_kontrak", &tx_a, "2026-06-15 16:59:59").await;
-    set_time(&app, "transactions", "tanggal_kontrak", &tx_b, "2026-06-15 17:00:00").await;
+    set_time(
+        &app,
+        "transactions",
+        "tanggal_kontrak",
+        &tx_a,
+        "2026-06-15 16:59:59",
+    )
+    .await;
+    set_time(
+        &app,
+        "transactions",
+        "tanggal_kontrak",
+        &tx_b,
+        "2026-06-15 17:00:00",
+    )
+    .await;
     let ids = |r: &Resp| -> Vec<String> {
         r.data()["items"]
             .as_array()
@@ -383,7 +497,11 @@ async fn every_bad_parameter_has_its_exact_answer(pool: sqlx::MySqlPool) {
         ("date=2026-06-15T00:00:00Z", "INVALID_VALUE", "date"),
         ("date=2026-02-30&limit=0", "INVALID_VALUE", "date"),
         ("date=2026-06-15&merchant=", "INVALID_VALUE", "merchant"),
-        ("date=2026-06-15&merchant=a%20b", "INVALID_VALUE", "merchant"),
+        (
+            "date=2026-06-15&merchant=a%20b",
+            "INVALID_VALUE",
+            "merchant",
+        ),
         ("date=2026-06-15&limit=0", "INVALID_VALUE", "limit"),
         ("date=2026-06-15&limit=101", "INVALID_VALUE", "limit"),
         ("date=2026-06-15&limit=x", "INVALID_VALUE", "limit"),
@@ -400,7 +518,14 @@ async fn every_bad_parameter_has_its_exact_answer(pool: sqlx::MySqlPool) {
     }
     // Types the engine does not serve get JSON.
     let r = app
-        .send(&app.admin, "GET", &format!("/reports/settlement?date={DAY}"), None, None, &[("Accept", "application/xml")])
+        .send(
+            &app.admin,
+            "GET",
+            &format!("/reports/settlement?date={DAY}"),
+            None,
+            None,
+            &[("Accept", "application/xml")],
+        )
         .await;
     assert_eq!((r.status, r.action()), (200, "SUCCESS"));
     app.shutdown().await;
@@ -453,13 +578,19 @@ async fn a_day_of_200k_rows_streams_as_csv_in_bounded_memory(pool: sqlx::MySqlPo
         .get(format!("{}{path}", app.base))
         .header("X-Client-Id", &app.admin.client_id)
         .header("X-Timestamp", &ts)
-        .header("X-Signature", shared::signature::sign(app.admin.secret.as_bytes(), &sts))
+        .header(
+            "X-Signature",
+            shared::signature::sign(app.admin.secret.as_bytes(), &sts),
+        )
         .header("Accept", "text/csv")
         .send()
         .await
         .expect("sent");
     assert_eq!(response.status(), 200);
-    assert!(response.headers().get("content-length").is_none(), "streamed, not sized");
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "streamed, not sized"
+    );
     let (mut bytes, mut chunks, mut lines) = (0usize, 0usize, 0usize);
     while let Some(chunk) = response.chunk().await.expect("a chunk") {
         bytes += chunk.len();

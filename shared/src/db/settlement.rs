@@ -54,9 +54,13 @@ impl EntryType {
     }
 
     fn parse(s: &str) -> Option<EntryType> {
-        [EntryType::Transaction, EntryType::Refund, EntryType::Payment]
-            .into_iter()
-            .find(|t| t.as_str() == s)
+        [
+            EntryType::Transaction,
+            EntryType::Refund,
+            EntryType::Payment,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 
@@ -202,11 +206,7 @@ pub fn stream<'a>(
 }
 
 /// The day's count and exact sum per type.
-pub async fn totals(
-    pool: &MySqlPool,
-    day: Day,
-    merchant: Option<&str>,
-) -> Result<Totals, DbError> {
+pub async fn totals(pool: &MySqlPool, day: Day, merchant: Option<&str>) -> Result<Totals, DbError> {
     let rows = entries_query(&statements().totals, day, merchant, None)
         .fetch_all(pool)
         .await?;
