@@ -113,12 +113,14 @@ const BRANCHES: &str = "
     WHERE t.tanggal_kontrak >= ? AND t.tanggal_kontrak < ? AND (? IS NULL OR t.merchant_id = ?)
       AND (t.tanggal_kontrak > ? OR (t.tanggal_kontrak = ? AND t.api_call_id > ?))
   UNION ALL
-    SELECT 'REFUND', r.api_call_id, r.external_id, r.nomor_kontrak, r.jumlah, r.tanggal_refund
+    SELECT 'REFUND' AS kind, r.api_call_id, r.external_id, r.nomor_kontrak,
+           r.jumlah AS amount, r.tanggal_refund AS accepted_at
     FROM refunds r JOIN transactions t ON t.nomor_kontrak = r.nomor_kontrak
     WHERE r.tanggal_refund >= ? AND r.tanggal_refund < ? AND (? IS NULL OR t.merchant_id = ?)
       AND (r.tanggal_refund > ? OR (r.tanggal_refund = ? AND r.api_call_id > ?))
   UNION ALL
-    SELECT 'PAYMENT', b.api_call_id, b.external_id, b.nomor_kontrak, b.terbayarkan, b.tanggal_bayar
+    SELECT 'PAYMENT' AS kind, b.api_call_id, b.external_id, b.nomor_kontrak,
+           b.terbayarkan AS amount, b.tanggal_bayar AS accepted_at
     FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak
     WHERE b.tanggal_bayar >= ? AND b.tanggal_bayar < ? AND (? IS NULL OR t.merchant_id = ?)
       AND (b.tanggal_bayar > ? OR (b.tanggal_bayar = ? AND b.api_call_id > ?))";
@@ -128,6 +130,7 @@ fn entries_query(
     day: Day,
     merchant: Option<&str>,
     after: Option<(NaiveDateTime, String)>,
+    limit: Option<u32>,
 ) -> sqlx::query::Query<'static, sqlx::MySql, sqlx::mysql::MySqlArguments> {
     // Before the day's start: every row of the day is after it.
     let (at, id) = after.unwrap_or((day.from - Duration::microseconds(1), String::new()));
@@ -141,8 +144,14 @@ fn entries_query(
             .bind(at)
             .bind(at)
             .bind(id.clone());
+        if let Some(limit) = limit {
+            q = q.bind(limit);
+        }
     }
-    q
+    match limit {
+        Some(limit) => q.bind(limit),
+        None => q,
+    }
 }
 
 /// The statements, built once from [`BRANCHES`].
@@ -156,7 +165,14 @@ fn statements() -> &'static Statements {
     static STATEMENTS: std::sync::OnceLock<Statements> = std::sync::OnceLock::new();
     STATEMENTS.get_or_init(|| Statements {
         ordered: format!("{BRANCHES}\n  ORDER BY accepted_at, api_call_id"),
-        ordered_limited: format!("{BRANCHES}\n  ORDER BY accepted_at, api_call_id LIMIT ?"),
+        // A page reads at most `limit` rows of each branch, in its key's order.
+        ordered_limited: format!(
+            "({}\n  ORDER BY accepted_at, api_call_id LIMIT ?)\n  ORDER BY accepted_at, api_call_id LIMIT ?",
+            BRANCHES.replace(
+                "\n  UNION ALL",
+                "\n    ORDER BY accepted_at, api_call_id LIMIT ?)\n  UNION ALL (",
+            )
+        ),
         totals: format!(
             "SELECT kind, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM ({BRANCHES}) e GROUP BY kind"
         ),
@@ -187,10 +203,15 @@ pub async fn page(
     after: Option<(NaiveDateTime, String)>,
     limit: u32,
 ) -> Result<Vec<Entry>, DbError> {
-    let rows = entries_query(&statements().ordered_limited, day, merchant, after)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+    let rows = entries_query(
+        &statements().ordered_limited,
+        day,
+        merchant,
+        after,
+        Some(limit),
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(entry_from_row).collect()
 }
 
@@ -200,14 +221,14 @@ pub fn stream<'a>(
     day: Day,
     merchant: Option<&'a str>,
 ) -> impl Stream<Item = Result<Entry, DbError>> + Send + 'a {
-    entries_query(&statements().ordered, day, merchant, None)
+    entries_query(&statements().ordered, day, merchant, None, None)
         .fetch(pool)
         .map(|row| entry_from_row(&row?))
 }
 
 /// The day's count and exact sum per type.
 pub async fn totals(pool: &MySqlPool, day: Day, merchant: Option<&str>) -> Result<Totals, DbError> {
-    let rows = entries_query(&statements().totals, day, merchant, None)
+    let rows = entries_query(&statements().totals, day, merchant, None, None)
         .fetch_all(pool)
         .await?;
     let zero = TypeTotal {
