@@ -335,6 +335,37 @@ async fn a_merchant_sees_only_its_own_report_and_an_unknown_merchant_is_not_foun
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_pending_call_is_not_listed_until_it_is_approved(pool: sqlx::MySqlPool) {
+    // No workers: the transaction stays pending.
+    let mut app = spawn_app_with(pool, 0).await;
+    let user = app.create_user(LIMITS).await;
+    let body = transaction_body(&user, "1000.00", "100.00", "1000.00", "2.5", 3);
+    let r = app.post_transaction(&fresh_id(), &body).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["api_call_id"]
+        .as_str()
+        .expect("api_call_id")
+        .to_owned();
+    let accepted = chrono::Utc::now() + chrono::Duration::hours(7);
+    let today = accepted.format("%Y-%m-%d").to_string();
+    let r = report(&app, &app.merchant, &format!("date={today}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.data()["items"], json!([]));
+    assert_eq!(
+        r.data()["totals"]["TRANSACTION"],
+        json!({"count": 0, "sum": "0.00"})
+    );
+    app.add_worker();
+    let status = app.wait_final(&app.merchant, &id).await;
+    assert_eq!(status["status"], "APPROVED");
+    let r = report(&app, &app.merchant, &format!("date={today}")).await;
+    let items = r.data()["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{}", r.body);
+    assert_eq!(items[0]["api_call_id"], id.as_str());
+    app.shutdown().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn pages_give_every_row_once_in_order(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
     fixture(&app).await;
