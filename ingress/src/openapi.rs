@@ -28,6 +28,7 @@ use crate::routes::admin::{
 };
 use crate::routes::health::{Health, HealthState, Readiness};
 use crate::routes::listings::{BillingItem, BillingsPage, BillsPage, LimitChangesPage};
+use crate::routes::reports::SettlementPage;
 use crate::routes::submit::{
     Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
 };
@@ -38,6 +39,7 @@ use shared::db::activity::Activity;
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
 use shared::db::limit_changes::LimitChangeView;
 use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
+use shared::db::settlement::{Entry, EntryType, Totals, TypeTotal};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::db::webhooks::{AttemptView, Delivery};
 use shared::db::keys::{IssuedKey, KeyInfo, RotatedKey};
@@ -99,7 +101,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             InstallmentView, BillingItem, ContractStatus, ContractView, Allocation, StatusBayar,
             BillView, RefundView,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
-            BillingsPage, BillsPage, LimitChangeView, LimitChangesPage, PendingState, Accepted, ConflictData, HealthState,
+            BillingsPage, BillsPage, LimitChangeView, LimitChangesPage, SettlementPage, Entry, EntryType, Totals, TypeTotal,
+            SettlementEnvelope, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
             CreateUserRequest, UserStatusRequest, SetLimitsRequest, TransactionRequest,
             PaymentRequest, RefundRequest,
@@ -133,6 +136,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
         (name = "payments", description = "Paying installments (asynchronous)."),
         (name = "refunds", description = "Refunds and cancellation (asynchronous)."),
         (name = "calls", description = "Outcomes of asynchronous calls, and contracts."),
+        (name = "reports", description = "Settlement: a day's approved calls per merchant (JSON or CSV)."),
         (name = "webhooks", description = "A merchant's webhook endpoint and its deliveries (merchants only)."),
         (name = "operations", description = "Public: health, metrics, this document and its docs page, the operator console page."),
         (name = "admin", description = "Operators: API keys, dead letters, the engine's health (admin only)."),
@@ -368,6 +372,11 @@ envelope_schema! {
     /// A new granted limit is below what is in use (the message names the field); nothing
     /// changed.
     LimitBelowUsedEnvelope, ["LIMIT_BELOW_USED"], text()
+
+}
+envelope_schema! {
+    /// A page of a day's settlement.
+    SettlementEnvelope, ["SUCCESS"], schema_ref::<SettlementPage>()
 }
 envelope_schema! {
     /// The status of an asynchronous call, whatever its outcome.

@@ -58,6 +58,14 @@ struct Answer {
     data: Value,
 }
 
+/// A success that carries its own body (the settlement report's CSV stream): the frame passes
+/// the body through unwrapped, sets `X-Api-Call-Id`, and audits `summary` as the response
+/// instead of the body. Errors on such routes are ordinary answers, in the envelope.
+#[derive(Clone)]
+pub(crate) struct OwnBody {
+    pub summary: Value,
+}
+
 /// An endpoint's successful answer, typed: `data` becomes `message_data`.
 pub(crate) struct Reply<T> {
     pub status: StatusCode,
@@ -259,21 +267,30 @@ async fn finish(
     route: &'static str,
     t0: Instant,
 ) -> Response {
-    let Some(Answer { action, data }) = response.extensions_mut().remove::<Answer>() else {
+    let own = response.extensions_mut().remove::<OwnBody>();
+    let answer = response.extensions_mut().remove::<Answer>();
+    let (action, envelope) = match (answer, &own) {
+        (Some(Answer { action, data }), None) => {
+            let envelope = json!({
+                "message_action": action,
+                "message_data": data,
+                "api_call_id": api_call_id,
+            });
+            (action, Some(envelope))
+        }
+        (_, Some(_)) => (MessageAction::Success, None),
         // The operations routes answer for themselves (metrics, the document, the docs page).
-        return response;
+        (None, None) => return response,
     };
     let status = response.status();
-    let envelope = json!({
-        "message_action": action,
-        "message_data": data,
-        "api_call_id": api_call_id,
-    });
-    let body = envelope.to_string();
+    let audited_response = match (&envelope, own) {
+        (Some(envelope), _) => crate::audit::mask_response(envelope.clone()),
+        (None, own) => own.map(|o| o.summary.to_string()).unwrap_or_default(),
+    };
     if let Some(mut audit) = draft.take(status) {
         audit.http_status = status.as_u16();
         audit.message_action = action.as_str().to_owned();
-        audit.response_body = Some(crate::audit::mask_response(envelope));
+        audit.response_body = Some(audited_response);
         audit.duration_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         metrics::counter!("xyz_http_requests_total", "route" => route, "status" => status.as_str().to_owned())
             .increment(1);
@@ -301,6 +318,12 @@ async fn finish(
         }
         state.audit.record(audit).await;
     }
+    let Some(envelope) = envelope else {
+        if let Ok(v) = HeaderValue::from_str(api_call_id) {
+            response.headers_mut().insert(API_CALL_ID_HEADER, v);
+        }
+        return response;
+    };
     let (mut parts, _) = response.into_parts();
     let h = &mut parts.headers;
     // A router nested inside (the public paths' wrong-method answer) counted the empty body.
@@ -312,7 +335,7 @@ async fn finish(
     if let Ok(v) = HeaderValue::from_str(api_call_id) {
         h.insert(API_CALL_ID_HEADER, v);
     }
-    Response::from_parts(parts, axum::body::Body::from(body))
+    Response::from_parts(parts, axum::body::Body::from(envelope.to_string()))
 }
 
 /// The route's template as a metrics label: `&'static` so that counting a request allocates

@@ -2,6 +2,7 @@
 
 mod call;
 mod dlq;
+mod report;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -84,11 +85,37 @@ enum Command {
         #[arg(long)]
         wait: Option<u32>,
     },
+    /// Reports for finance.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Inspect and re-drive dead-lettered commands.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// A Jakarta day's settlement (SPEC §14) as CSV on stdout, the same rows and bytes as
+    /// `GET /reports/settlement` with `Accept: text/csv`.
+    Settlement {
+        /// The Jakarta (UTC+7) date, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_date)]
+        date: chrono::NaiveDate,
+        /// One merchant; all merchants when absent.
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|_| s.len() == 10)
+        .ok_or_else(|| format!("{s:?} is not a date YYYY-MM-DD"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +216,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Report {
+            command: ReportCommand::Settlement { date, merchant },
+        } => report::settlement(&cli.database_url, date, merchant.as_deref()).await,
         Command::Dlq { command } => {
             let topology = Topology::new(&cli.amqp.prefix);
             match command {

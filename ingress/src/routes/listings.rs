@@ -28,8 +28,8 @@ const MAC_HEX_LEN: usize = 16;
 /// The page a listing is asked for: `limit` and `cursor` from the query (other parameters are
 /// ignored).
 pub(crate) struct Page {
-    pub(crate) limit: u32,
-    pub(crate) cursor: Option<String>,
+    pub limit: u32,
+    pub cursor: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Page {
@@ -110,7 +110,7 @@ impl BillingItem {
     }
 }
 
-fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
+pub(crate) fn parse_query(query: Option<&str>) -> Result<Page, ApiError> {
     let mut page = Page {
         limit: DEFAULT_LIMIT,
         cursor: None,
@@ -339,7 +339,7 @@ pub(crate) async fn limit_changes(
 }
 
 /// The keyset position a cursor carries: (sort key, id), sealed by `seal`.
-fn after<K>(
+pub(crate) fn after<K>(
     state: &AppState,
     scope: &str,
     page: &Page,

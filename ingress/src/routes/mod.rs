@@ -18,6 +18,7 @@ pub mod admin;
 pub mod contracts;
 pub mod health;
 pub mod listings;
+pub mod reports;
 pub mod status;
 pub mod submit;
 pub mod users;
@@ -74,6 +75,7 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(routes!(admin::list_dead_letters))
         .routes(routes!(admin::replay_dead_letters))
         .routes(routes!(admin::overview))
+        .routes(merchants(routes!(reports::settlement)))
         .split_for_parts();
     let others = others
         .fallback(not_found)

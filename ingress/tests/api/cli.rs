@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::process::Command as Process;
 
 /// Runs the CLI without blocking the runtime (the in-process ingress must keep serving).
-async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("test binary");
     let bin = exe
         .parent()

@@ -21,6 +21,7 @@ mod refunds;
 mod security;
 mod seen;
 mod status_lookup;
+mod settlement;
 mod transactions;
 mod users;
 mod webhooks;

@@ -6,6 +6,7 @@ pub mod contracts;
 pub mod keys;
 pub mod limit_changes;
 pub mod outcomes;
+pub mod settlement;
 pub mod users;
 pub mod webhooks;
 
