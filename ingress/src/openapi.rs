@@ -29,6 +29,7 @@ use crate::routes::submit::{
 };
 use crate::routes::users::{CreateUserRequest, UserLimits, UserStatusRequest};
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
+use shared::db::cob::BusinessDate;
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::envelope::RejectReason;
@@ -84,13 +85,14 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             ApiCallId, Money, Rate, Instant, Date, MoneyInput, RateInput, Tenor,
             LimitPair, LimitsMap, UserStatus, UserView, UserLimits, InstallmentStatus,
             InstallmentView, BillingItem, ContractStatus, ContractView, Allocation, StatusBayar,
-            BillView, RefundView,
+            BillView, RefundView, BusinessDate,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
             BillingsPage, BillsPage, PendingState, Accepted, ConflictData, HealthState,
             Health, Readiness, OpenApiDocument,
             CreateUserRequest, UserStatusRequest, TransactionRequest, PaymentRequest, RefundRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
-            BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, AcceptedEnvelope,
+            BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, BusinessDateEnvelope,
+            AcceptedEnvelope,
             ApprovedEnvelope, ValidationErrorEnvelope, SignatureErrorEnvelope, ForbiddenEnvelope,
             NotFoundEnvelope, PayloadTooLargeEnvelope, RateLimitedEnvelope, UnavailableEnvelope,
             ConflictEnvelope, DuplicateNikEnvelope, DuplicateExternalIdEnvelope,
@@ -341,6 +343,10 @@ envelope_schema! {
 envelope_schema! {
     /// A contract as it is now.
     ContractEnvelope, ["SUCCESS"], schema_ref::<ContractView>()
+}
+envelope_schema! {
+    /// The last closed business date.
+    BusinessDateEnvelope, ["SUCCESS"], schema_ref::<BusinessDate>()
 }
 envelope_schema! {
     /// Accepted: the command is queued; poll `status_url`.

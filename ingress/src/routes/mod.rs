@@ -13,6 +13,7 @@
 //! that claim an external id run in their own task (`claims`), so the deadline answers the
 //! request without cutting its claim halfway.
 
+pub mod business_date;
 pub mod contracts;
 pub mod health;
 pub mod listings;
@@ -54,6 +55,7 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(routes!(listings::bills))
         .routes(merchants(routes!(status::get)))
         .routes(merchants(routes!(contracts::get)))
+        .routes(routes!(business_date::get))
         .split_for_parts();
     let others = others
         .fallback(not_found)

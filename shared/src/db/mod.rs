@@ -1,6 +1,7 @@
 //! MySQL/MariaDB: pool, migrations, error classification, and the queries every binary shares.
 
 pub mod audit;
+pub mod cob;
 pub mod contracts;
 pub mod keys;
 pub mod outcomes;
