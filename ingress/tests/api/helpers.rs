@@ -764,8 +764,9 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
             .fetch_one(pool)
             .await
             .expect("sum");
+            // Installment parts only: what payments paid to late fees never touches limits (§12).
             let paid: Option<Decimal> = sqlx::query_scalar(
-                "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
+                "SELECT SUM(b.terbayar) FROM monthly_billings b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
             )
             .bind(&user)
             .bind(tenor)

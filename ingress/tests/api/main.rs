@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod cob;
 mod deadline;
 mod keys;
 mod lookups;
