@@ -399,8 +399,8 @@ envelope_schema! {
     DuplicateExternalIdEnvelope, ["DUPLICATE_EXTERNAL_ID"], schema_ref::<CallStatus>()
 }
 envelope_schema! {
-    /// Rejected within `Prefer: wait`: the limit of the tenor is too low, or the user is locked.
-    TransactionRejectedEnvelope, ["INSUFFICIENT_LIMIT", "USER_NOT_ACTIVE"], schema_ref::<CallStatus>()
+    /// Rejected within `Prefer: wait`: the limit of the tenor is too low, the user is locked, or the user has an overdue installment (SPEC §12).
+    TransactionRejectedEnvelope, ["INSUFFICIENT_LIMIT", "USER_NOT_ACTIVE", "USER_OVERDUE"], schema_ref::<CallStatus>()
 }
 envelope_schema! {
     /// Rejected within `Prefer: wait`: more than is outstanding.

@@ -18,6 +18,7 @@ pub enum MessageAction {
     UserNotActive,
     Overpayment,
     RefundExceeds,
+    UserOverdue,
     InvalidSignature,
     Forbidden,
     NotFound,
@@ -33,7 +34,7 @@ pub enum MessageAction {
 }
 
 impl MessageAction {
-    pub const ALL: [MessageAction; 23] = [
+    pub const ALL: [MessageAction; 24] = [
         Self::Success,
         Self::Accepted,
         Self::InvalidPayloadFormat,
@@ -45,6 +46,7 @@ impl MessageAction {
         Self::UserNotActive,
         Self::Overpayment,
         Self::RefundExceeds,
+        Self::UserOverdue,
         Self::InvalidSignature,
         Self::Forbidden,
         Self::NotFound,
@@ -72,7 +74,8 @@ impl MessageAction {
             | Self::InsufficientLimit
             | Self::UserNotActive
             | Self::Overpayment
-            | Self::RefundExceeds => 400,
+            | Self::RefundExceeds
+            | Self::UserOverdue => 400,
             Self::InvalidSignature => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::UserNotFound | Self::ContractNotFound => 404,
@@ -97,6 +100,7 @@ impl MessageAction {
             Self::UserNotActive => "USER_NOT_ACTIVE",
             Self::Overpayment => "OVERPAYMENT",
             Self::RefundExceeds => "REFUND_EXCEEDS",
+            Self::UserOverdue => "USER_OVERDUE",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
@@ -125,6 +129,7 @@ pub enum RejectReason {
     Overpayment,
     ContractNotFound,
     RefundExceeds,
+    UserOverdue,
 }
 
 impl RejectReason {
@@ -137,6 +142,7 @@ impl RejectReason {
             Self::Overpayment => MessageAction::Overpayment,
             Self::ContractNotFound => MessageAction::ContractNotFound,
             Self::RefundExceeds => MessageAction::RefundExceeds,
+            Self::UserOverdue => MessageAction::UserOverdue,
         }
     }
 
@@ -153,6 +159,7 @@ impl RejectReason {
             Self::Overpayment,
             Self::ContractNotFound,
             Self::RefundExceeds,
+            Self::UserOverdue,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -192,6 +199,7 @@ mod tests {
             (UserNotActive, 400),
             (Overpayment, 400),
             (RefundExceeds, 400),
+            (UserOverdue, 400),
             (InvalidSignature, 401),
             (Forbidden, 403),
             (NotFound, 404),
@@ -220,6 +228,7 @@ mod tests {
             RejectReason::Overpayment,
             RejectReason::ContractNotFound,
             RejectReason::RefundExceeds,
+            RejectReason::UserOverdue,
         ] {
             assert_eq!(RejectReason::parse(r.as_str()), Some(r));
         }

@@ -287,3 +287,38 @@ async fn a_second_runner_exits_saying_another_is_running(pool: sqlx::MySqlPool) 
     drop(holder);
     app.shutdown().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_user_with_an_overdue_installment_is_rejected_until_it_is_paid(pool: sqlx::MySqlPool) {
+    let app = spawn_app_with(pool, 1).await;
+    let user = app.create_user(LIMITS).await;
+    let c = contract(&app, &user, "1000.00", "0", "0", 1).await;
+    let nomor = c["nomor_kontrak"].as_str().expect("nomor").to_owned();
+    close(&app, due_date(&c, 0) + days(1), "1").await;
+
+    async fn checkout(app: &TestApp, user: &str) -> Resp {
+        let body = transaction_body(user, "100.00", "0", "100.00", "0", 1);
+        app.send(
+            &app.merchant,
+            "POST",
+            "/transaction",
+            Some(&fresh_id()),
+            Some(body.as_bytes()),
+            &[("Prefer", "wait=20")],
+        )
+        .await
+    }
+    let refused = checkout(&app, &user).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.action(), "USER_OVERDUE");
+
+    // The installment paid but not its fee: still overdue.
+    assert_eq!(pay(&app, &nomor, "1000.00").await.status, 201);
+    assert_eq!(checkout(&app, &user).await.action(), "USER_OVERDUE");
+
+    assert_eq!(pay(&app, &nomor, "10.00").await.status, 201);
+    let approved = checkout(&app, &user).await;
+    assert_eq!(approved.status, 201, "{}", approved.body);
+    assert_limit_equation(&app.pool).await;
+    app.shutdown().await;
+}

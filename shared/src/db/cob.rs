@@ -311,3 +311,26 @@ async fn record_overdue_events(
 ) -> Result<(), DbError> {
     Ok(())
 }
+
+/// The users among `users` with an overdue installment that has anything outstanding (its
+/// unpaid part or an unpaid fee): their new transactions are rejected `USER_OVERDUE` (SPEC §12).
+/// One query per batch, on the installments' user key.
+pub async fn overdue_users(
+    conn: &mut sqlx::MySqlConnection,
+    users: &[&str],
+) -> Result<std::collections::BTreeSet<String>, DbError> {
+    if users.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT DISTINCT user_id FROM monthly_billings WHERE user_id IN ",
+    );
+    super::push_in_list(&mut query, users.iter().copied());
+    query.push(
+        " AND overdue_since IS NOT NULL AND (terbayar + dibatalkan < harga_cicilan OR denda > denda_terbayar)",
+    );
+    let rows = query.build().fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("user_id").map_err(DbError::from))
+        .collect()
+}
