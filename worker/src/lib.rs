@@ -1,6 +1,7 @@
 //! The worker: consumes commands with manual acks, applies each batch in one MySQL
 //! transaction, acks after the commit, then caches statuses and answers waiting ingresses.
 
+mod cob;
 pub mod config;
 mod consumer;
 mod handlers;
@@ -43,13 +44,20 @@ where
     } = Connections::open(&config.database, &config.redis, &config.amqp, pool)
         .await
         .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cob = config.cob_enabled.then(|| {
+        tokio::spawn(cob::schedule(
+            pool.clone(),
+            cob::options(&config),
+            stop_rx.clone(),
+        ))
+    });
     let deps = Deps {
         pool,
         cache,
         topology,
         config: config.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     let handles: Vec<_> = (0..config.concurrency.max(1))
         .map(|i| {
             let (deps, stop) = (deps.clone(), stop_rx.clone());
@@ -68,6 +76,10 @@ where
         if tokio::time::timeout_at(deadline, h).await.is_err() {
             tracing::warn!("a consumer did not stop in time; exiting anyway");
         }
+    }
+    if let Some(cob) = cob {
+        // A COB chunk in flight rolls back with its connection; a rerun redoes only its rows.
+        cob.abort();
     }
     tracing::info!("worker stopped");
     Ok(())
