@@ -768,30 +768,40 @@ mod tests {
         }
 
         #[test]
-        fn allocation_never_exceeds_installments(
+        fn allocation_pays_fees_first_and_never_exceeds_what_is_owed(
             prices in proptest::collection::vec(1i64..100_000, 1..7),
             paid_frac in proptest::collection::vec(0i64..=100, 7),
+            fee_frac in proptest::collection::vec(0i64..=100, 7),
+            fee_paid_frac in proptest::collection::vec(0i64..=100, 7),
             pay in 1i64..1_000_000
         ) {
-            let insts: Vec<OpenInstallment> = prices.iter().enumerate().map(|(i, p)| OpenInstallment {
-                billing_id: format!("b{i}"),
-                cicilan_ke: i as u32 + 1,
-                harga_cicilan: Money::from_cents(*p),
-                terbayar: Money::from_cents(p * paid_frac[i] / 100),
-                dibatalkan: Money::ZERO,
+            let insts: Vec<OpenInstallment> = prices.iter().enumerate().map(|(i, p)| {
+                let denda = p * fee_frac[i] / 100;
+                OpenInstallment {
+                    billing_id: format!("b{i}"),
+                    cicilan_ke: i as u32 + 1,
+                    harga_cicilan: Money::from_cents(*p),
+                    terbayar: Money::from_cents(p * paid_frac[i] / 100),
+                    dibatalkan: Money::ZERO,
+                    denda: Money::from_cents(denda),
+                    denda_terbayar: Money::from_cents(denda * fee_paid_frac[i] / 100),
+                }
             }).collect();
-            let outstanding: i64 = prices.iter().enumerate().map(|(i, p)| p - p * paid_frac[i] / 100).sum();
+            let outstanding: Decimal = insts.iter().map(|i| i.unpaid() + i.unpaid_fee()).sum();
             match allocate(&insts, Money::from_cents(pay)) {
                 Ok((alloc, before)) => {
-                    prop_assert_eq!(before, Money::from_cents(outstanding));
-                    let total: Decimal = alloc.iter().map(|a| a.jumlah.value()).sum();
+                    prop_assert_eq!(before.value(), outstanding);
+                    let total: Decimal = alloc.iter().map(Allocation::total).sum();
                     prop_assert_eq!(total, Money::from_cents(pay).value());
                     for a in &alloc {
                         let inst = insts.iter().find(|i| i.billing_id == a.billing_id).expect("known");
-                        prop_assert!(a.jumlah.value() <= inst.harga_cicilan.value() - inst.terbayar.value());
+                        let fee = a.denda.map_or(Decimal::ZERO, Money::value);
+                        prop_assert!(a.jumlah.value() <= inst.unpaid());
+                        prop_assert!(fee <= inst.unpaid_fee());
+                        prop_assert!(a.jumlah.is_zero() || fee == inst.unpaid_fee(), "fee first");
                     }
                 }
-                Err(AllocationError::Overpayment) => prop_assert!(pay > outstanding),
+                Err(AllocationError::Overpayment) => prop_assert!(Decimal::new(pay, 2) > outstanding),
             }
         }
     }
