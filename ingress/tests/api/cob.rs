@@ -322,3 +322,168 @@ async fn a_user_with_an_overdue_installment_is_rejected_until_it_is_paid(pool: s
     assert_limit_equation(&app.pool).await;
     app.shutdown().await;
 }
+
+/// A book of `contracts` × 6 installments of 100.00 seeded with SQL alone, due on 1 March
+/// 2026 and every 30 days before, in the database behind `url`.
+async fn seed_book(url: &str, contracts: u32) {
+    let pool = sqlx::MySqlPool::connect(url).await.expect("connect");
+    let statements = [
+        "CREATE TEMPORARY TABLE digits (d INT PRIMARY KEY)".to_owned(),
+        "INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)".to_owned(),
+        "INSERT INTO users (user_id, user_status, nik_ciphertext, nik_key_id, nik_blind_index, nik_masked,
+            full_name, legal_name, tempat_lahir, tanggal_lahir, gaji, foto_ktp, foto_selfie, created_by,
+            api_call_id, created_at, updated_at)
+         VALUES ('USR_book', 'ACTIVE', x'00', 'k', UNHEX(SHA2('book', 256)), '3171********0001', 'B', 'B',
+            'J', '1990-01-01', 1, 'https://x', 'https://x', 'seed', 'API_CALL_book', '2026-01-01', '2026-01-01')"
+            .to_owned(),
+        format!(
+            "INSERT INTO transactions (nomor_kontrak, user_id, merchant_id, external_id, api_call_id,
+                tanggal_kontrak, tanggal_update, otr, admin_fee, harga_aset, pokok, bunga_persen,
+                jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset)
+             SELECT CONCAT('KTR_book_', n), 'USR_book', 'm', CONCAT('e', n), CONCAT('API_CALL_book_', n),
+                '2025-09-01', '2025-09-01', 600, 0, 600, 600, 0, 0, 600, 100, 6, 'B'
+             FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d AS n
+                   FROM digits a, digits b, digits c, digits e) s WHERE n < {contracts}"
+        ),
+        "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+            harga_cicilan, terbayar, status, tanggal_tagihan)
+         SELECT CONCAT('BIL_', t.nomor_kontrak, '_', k.d), t.nomor_kontrak, 'USR_book', k.d, 'B', 6, 100, 0,
+            'UNPAID', DATE '2026-03-01' - INTERVAL 30 * (k.d MOD 3) DAY
+         FROM transactions t JOIN digits k ON k.d BETWEEN 1 AND 6"
+            .to_owned(),
+        // The book starts on the day before 2 March: COB of 2 March charges every installment.
+        "INSERT INTO business_dates VALUES ('2026-03-01', '2026-03-01')".to_owned(),
+    ];
+    let mut conn = pool.acquire().await.expect("connection");
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s))
+            .execute(&mut *conn)
+            .await
+            .expect("seed");
+    }
+}
+
+/// Every installment row and the closed dates, reduced to one number.
+async fn book_checksum(pool: &sqlx::MySqlPool) -> (i64, String) {
+    let rows: (i64, rust_decimal::Decimal) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(SUM(CRC32(CONCAT_WS('|', billing_id, terbayar, dibatalkan, denda, denda_terbayar,
+            IFNULL(overdue_since, '-'), IFNULL(cob_through, '-'), status))) AS DECIMAL(30,0))
+         FROM monthly_billings",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("checksum");
+    let dates: Option<String> = sqlx::query_scalar(
+        "SELECT GROUP_CONCAT(business_date ORDER BY business_date) FROM business_dates",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("dates");
+    (rows.0, format!("{}:{}", rows.1, dates.unwrap_or_default()))
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_killed_midway_then_rerun_ends_as_one_clean_run(pool: sqlx::MySqlPool) {
+    let app = spawn_app_with(pool, 0).await;
+    let url = database_url(&app.pool);
+    seed_book(&url, 2000).await;
+
+    let bin = std::env::var_os("XYZCTL_BIN").map_or_else(
+        || {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| {
+                    e.parent()
+                        .and_then(|d| d.parent())
+                        .map(|d| d.join("xyzctl"))
+                })
+                .expect("target dir")
+        },
+        std::path::PathBuf::from,
+    );
+    let mut child = Process::new(&bin)
+        .env("MIGRATION_DATABASE_URL", &url)
+        .env("COB_CHUNK", "5")
+        .args(["close-of-business", "--date", "2026-03-02"])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("xyzctl starts");
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM monthly_billings WHERE cob_through IS NOT NULL",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+        if done >= 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().await.expect("SIGKILL");
+    let done: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM monthly_billings WHERE cob_through IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert!(done < 12_000, "the run was killed halfway ({done} done)");
+    assert_eq!(
+        business_date(&app).await,
+        "2026-03-01",
+        "the date is not closed"
+    );
+
+    let out = xyzctl(&app, &["close-of-business", "--date", "2026-03-02"], &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rerun = book_checksum(&app.pool).await;
+
+    // The same book on a second database, closed in one clean run.
+    let db = app
+        .pool
+        .connect_options()
+        .get_database()
+        .expect("db")
+        .to_owned();
+    let clean_db = format!("xyz_cob_clean_{:x}", rand_u64());
+    let clean_url = url.replace(&db, &clean_db);
+    let migrated = xyzctl(&app, &["--database-url", &clean_url, "migrate"], &[]).await;
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    seed_book(&clean_url, 2000).await;
+    let clean_pool = sqlx::MySqlPool::connect(&clean_url)
+        .await
+        .expect("clean db");
+    let out = Process::new(&bin)
+        .env("MIGRATION_DATABASE_URL", &clean_url)
+        .args(["close-of-business", "--date", "2026-03-02"])
+        .output()
+        .await
+        .expect("xyzctl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean = book_checksum(&clean_pool).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{clean_db}`")))
+        .execute(&clean_pool)
+        .await
+        .expect("drop");
+    assert_eq!(rerun, clean);
+    assert_eq!(rerun.0, 12_000);
+    let charged: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM monthly_billings WHERE denda = 1.00 AND cob_through = '2026-03-02'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(charged, 12_000, "every installment charged once");
+    app.shutdown().await;
+}
