@@ -149,7 +149,7 @@ async fn earliest_contract_date(pool: &MySqlPool) -> Result<Option<NaiveDate>, D
 }
 
 /// One installment row of a chunk.
-struct Row_ {
+struct Candidate {
     billing_id: String,
     tanggal_tagihan: NaiveDate,
     installment: Overdue,
@@ -253,7 +253,7 @@ async fn chunk(
         if through.is_some_and(|t| t >= date) || unpaid.is_zero() {
             continue;
         }
-        todo.push(Row_ {
+        todo.push(Candidate {
             billing_id: row.try_get("billing_id")?,
             tanggal_tagihan: row.try_get("tanggal_tagihan")?,
             installment: Overdue {
