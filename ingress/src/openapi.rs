@@ -36,6 +36,7 @@ use crate::routes::users::{CreateUserRequest, SetLimitsRequest, UserLimits, User
 use shared::amqp::QueueCounts;
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::activity::Activity;
+use shared::db::cob::BusinessDate;
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
 use shared::db::limit_changes::LimitChangeView;
 use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
@@ -99,7 +100,7 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             ApiCallId, Money, Rate, Instant, Date, MoneyInput, RateInput, Tenor,
             LimitPair, LimitsMap, UserStatus, UserView, UserLimits, InstallmentStatus,
             InstallmentView, BillingItem, ContractStatus, ContractView, Allocation, StatusBayar,
-            BillView, RefundView,
+            BillView, RefundView, BusinessDate,
             CallType, CallState, RejectReason, DuplicateOf, ResultJson, CallStatus,
             BillingsPage, BillsPage, LimitChangeView, LimitChangesPage, SettlementPage, Entry, EntryType, Totals, TypeTotal,
             SettlementEnvelope, PendingState, Accepted, ConflictData, HealthState,
@@ -107,7 +108,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             CreateUserRequest, UserStatusRequest, SetLimitsRequest, TransactionRequest,
             PaymentRequest, RefundRequest,
             HealthEnvelope, ReadyEnvelope, NotReadyEnvelope, UserEnvelope, LimitsEnvelope,
-            BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, AcceptedEnvelope,
+            BillingsEnvelope, BillsEnvelope, StatusEnvelope, ContractEnvelope, BusinessDateEnvelope,
+            AcceptedEnvelope,
             ApprovedEnvelope, ValidationErrorEnvelope, SignatureErrorEnvelope, ForbiddenEnvelope,
             NotFoundEnvelope, PayloadTooLargeEnvelope, RateLimitedEnvelope, UnavailableEnvelope,
             ConflictEnvelope, DuplicateNikEnvelope, DuplicateExternalIdEnvelope,
@@ -387,6 +389,10 @@ envelope_schema! {
     ContractEnvelope, ["SUCCESS"], schema_ref::<ContractView>()
 }
 envelope_schema! {
+    /// The last closed business date.
+    BusinessDateEnvelope, ["SUCCESS"], schema_ref::<BusinessDate>()
+}
+envelope_schema! {
     /// Accepted: the command is queued; poll `status_url`.
     AcceptedEnvelope, ["ACCEPTED"], schema_ref::<Accepted>()
 }
@@ -437,8 +443,8 @@ envelope_schema! {
     DuplicateExternalIdEnvelope, ["DUPLICATE_EXTERNAL_ID"], schema_ref::<CallStatus>()
 }
 envelope_schema! {
-    /// Rejected within `Prefer: wait`: the limit of the tenor is too low, or the user is locked.
-    TransactionRejectedEnvelope, ["INSUFFICIENT_LIMIT", "USER_NOT_ACTIVE"], schema_ref::<CallStatus>()
+    /// Rejected within `Prefer: wait`: the limit of the tenor is too low, the user is locked, or the user has an overdue installment (SPEC §12).
+    TransactionRejectedEnvelope, ["INSUFFICIENT_LIMIT", "USER_NOT_ACTIVE", "USER_OVERDUE"], schema_ref::<CallStatus>()
 }
 envelope_schema! {
     /// Rejected within `Prefer: wait`: more than is outstanding.

@@ -326,7 +326,7 @@ impl ContractStatus {
 }
 
 /// An installment as the allocators see it: how much it costs, how much is paid and how much
-/// refunds cancelled.
+/// refunds cancelled, and its late fees charged and paid (SPEC §12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenInstallment {
     pub billing_id: String,
@@ -334,6 +334,8 @@ pub struct OpenInstallment {
     pub harga_cicilan: Money,
     pub terbayar: Money,
     pub dibatalkan: Money,
+    pub denda: Money,
+    pub denda_terbayar: Money,
 }
 
 impl OpenInstallment {
@@ -342,9 +344,14 @@ impl OpenInstallment {
         (self.harga_cicilan.value() - self.terbayar.value() - self.dibatalkan.value())
             .max(Decimal::ZERO)
     }
+
+    /// Its late fees still to pay: `denda - denda_terbayar` (never below 0).
+    pub fn unpaid_fee(&self) -> Decimal {
+        (self.denda.value() - self.denda_terbayar.value()).max(Decimal::ZERO)
+    }
 }
 
-/// Σ unpaid parts of `installments`.
+/// Σ unpaid parts of `installments` (what refunds may cancel; fees stay owed).
 pub fn outstanding(installments: &[OpenInstallment]) -> Decimal {
     installments.iter().map(OpenInstallment::unpaid).sum()
 }
@@ -384,12 +391,23 @@ impl StatusBayar {
     }
 }
 
-/// What a payment paid on one installment.
+/// What a payment paid (or a refund cancelled) on one installment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Allocation {
     pub billing_id: String,
+    /// Paid to (or cancelled of) the installment itself.
     pub jumlah: Money,
+    /// Paid to its late fees (payments only; SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denda: Option<Money>,
+}
+
+impl Allocation {
+    /// What went to the installment and its fees together.
+    pub fn total(&self) -> Decimal {
+        self.jumlah.value() + self.denda.map_or(Decimal::ZERO, Money::value)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -398,15 +416,24 @@ pub enum AllocationError {
     Overpayment,
 }
 
-/// Pays `jumlah` into the installments' unpaid parts in `cicilan_ke` order. Returns the allocation per
-/// installment and the outstanding amount before the payment.
+/// Σ unpaid parts and unpaid fees of `installments`: what a payment may pay (SPEC §12).
+pub fn outstanding_with_fees(installments: &[OpenInstallment]) -> Decimal {
+    installments
+        .iter()
+        .map(|i| i.unpaid() + i.unpaid_fee())
+        .sum()
+}
+
+/// Pays `jumlah` in `cicilan_ke` order, within an installment to its unpaid fee first, then to
+/// its unpaid part. Returns the allocation per installment and the outstanding amount (fees
+/// included) before the payment.
 pub fn allocate(
     installments: &[OpenInstallment],
     jumlah: Money,
 ) -> Result<(Vec<Allocation>, Money), AllocationError> {
     let mut ordered: Vec<&OpenInstallment> = installments.iter().collect();
     ordered.sort_by_key(|i| i.cicilan_ke);
-    let outstanding = outstanding(installments);
+    let outstanding = outstanding_with_fees(installments);
     if jumlah.value() > outstanding || jumlah.is_zero() {
         return Err(AllocationError::Overpayment);
     }
@@ -416,15 +443,17 @@ pub fn allocate(
         if left.is_zero() {
             break;
         }
-        let open = inst.unpaid();
-        if open.is_zero() {
+        let fee = inst.unpaid_fee().min(left);
+        left -= fee;
+        let pay = inst.unpaid().min(left);
+        left -= pay;
+        if fee.is_zero() && pay.is_zero() {
             continue;
         }
-        let pay = open.min(left);
-        left -= pay;
         out.push(Allocation {
             billing_id: inst.billing_id.clone(),
             jumlah: Money::new(pay).map_err(|_| AllocationError::Overpayment)?,
+            denda: Some(Money::new(fee).map_err(|_| AllocationError::Overpayment)?),
         });
     }
     let outstanding = Money::new(outstanding).map_err(|_| AllocationError::Overpayment)?;
@@ -567,6 +596,8 @@ mod tests {
             harga_cicilan: money(harga),
             terbayar: money(paid),
             dibatalkan: Money::ZERO,
+            denda: Money::ZERO,
+            denda_terbayar: Money::ZERO,
         };
         let insts = vec![
             open("c", 3, "394.16", "0"),
@@ -580,11 +611,13 @@ mod tests {
             vec![
                 Allocation {
                     billing_id: "a".into(),
-                    jumlah: money("394.17")
+                    jumlah: money("394.17"),
+                    denda: Some(Money::ZERO)
                 },
                 Allocation {
                     billing_id: "b".into(),
-                    jumlah: money("105.83")
+                    jumlah: money("105.83"),
+                    denda: Some(Money::ZERO)
                 },
             ]
         );
@@ -597,6 +630,49 @@ mod tests {
             allocate(&settled, money("0.01")),
             Err(AllocationError::Overpayment)
         );
+    }
+
+    #[test]
+    fn a_payment_pays_each_installments_fee_before_its_unpaid_part() {
+        let open = |id: &str, k, denda: &str, denda_paid: &str| OpenInstallment {
+            billing_id: id.into(),
+            cicilan_ke: k,
+            harga_cicilan: money("100.00"),
+            terbayar: Money::ZERO,
+            dibatalkan: Money::ZERO,
+            denda: money(denda),
+            denda_terbayar: money(denda_paid),
+        };
+        let insts = vec![open("a", 1, "3.00", "1.00"), open("b", 2, "1.00", "0")];
+        let (alloc, before) = allocate(&insts, money("103.50")).expect("fits");
+        assert_eq!(before, money("203.00"));
+        assert_eq!(
+            alloc,
+            vec![
+                Allocation {
+                    billing_id: "a".into(),
+                    jumlah: money("100.00"),
+                    denda: Some(money("2.00"))
+                },
+                Allocation {
+                    billing_id: "b".into(),
+                    jumlah: money("0.50"),
+                    denda: Some(money("1.00"))
+                },
+            ]
+        );
+        assert_eq!(
+            allocate(&insts, money("203.01")),
+            Err(AllocationError::Overpayment)
+        );
+        // Only fees left: a payment of them is accepted and pays no installment part.
+        let fees_only = vec![OpenInstallment {
+            terbayar: money("100.00"),
+            ..open("a", 1, "3.00", "1.00")
+        }];
+        let (alloc, _) = allocate(&fees_only, money("2.00")).expect("fits");
+        assert_eq!(alloc[0].jumlah, Money::ZERO);
+        assert_eq!(alloc[0].denda, Some(money("2.00")));
     }
 
     #[test]
@@ -627,6 +703,8 @@ mod tests {
             harga_cicilan: money("394.17"),
             terbayar: money(paid),
             dibatalkan: money(cancelled),
+            denda: Money::ZERO,
+            denda_terbayar: Money::ZERO,
         };
         let insts = vec![
             installment("a", 1, "394.17", "0"),
@@ -639,7 +717,8 @@ mod tests {
             alloc,
             vec![Allocation {
                 billing_id: "b".into(),
-                jumlah: money("288.33")
+                jumlah: money("288.33"),
+                denda: Some(Money::ZERO)
             }]
         );
         assert_eq!(
@@ -689,30 +768,40 @@ mod tests {
         }
 
         #[test]
-        fn allocation_never_exceeds_installments(
+        fn allocation_pays_fees_first_and_never_exceeds_what_is_owed(
             prices in proptest::collection::vec(1i64..100_000, 1..7),
             paid_frac in proptest::collection::vec(0i64..=100, 7),
+            fee_frac in proptest::collection::vec(0i64..=100, 7),
+            fee_paid_frac in proptest::collection::vec(0i64..=100, 7),
             pay in 1i64..1_000_000
         ) {
-            let insts: Vec<OpenInstallment> = prices.iter().enumerate().map(|(i, p)| OpenInstallment {
-                billing_id: format!("b{i}"),
-                cicilan_ke: i as u32 + 1,
-                harga_cicilan: Money::from_cents(*p),
-                terbayar: Money::from_cents(p * paid_frac[i] / 100),
-                dibatalkan: Money::ZERO,
+            let insts: Vec<OpenInstallment> = prices.iter().enumerate().map(|(i, p)| {
+                let denda = p * fee_frac[i] / 100;
+                OpenInstallment {
+                    billing_id: format!("b{i}"),
+                    cicilan_ke: i as u32 + 1,
+                    harga_cicilan: Money::from_cents(*p),
+                    terbayar: Money::from_cents(p * paid_frac[i] / 100),
+                    dibatalkan: Money::ZERO,
+                    denda: Money::from_cents(denda),
+                    denda_terbayar: Money::from_cents(denda * fee_paid_frac[i] / 100),
+                }
             }).collect();
-            let outstanding: i64 = prices.iter().enumerate().map(|(i, p)| p - p * paid_frac[i] / 100).sum();
+            let outstanding: Decimal = insts.iter().map(|i| i.unpaid() + i.unpaid_fee()).sum();
             match allocate(&insts, Money::from_cents(pay)) {
                 Ok((alloc, before)) => {
-                    prop_assert_eq!(before, Money::from_cents(outstanding));
-                    let total: Decimal = alloc.iter().map(|a| a.jumlah.value()).sum();
+                    prop_assert_eq!(before.value(), outstanding);
+                    let total: Decimal = alloc.iter().map(Allocation::total).sum();
                     prop_assert_eq!(total, Money::from_cents(pay).value());
                     for a in &alloc {
                         let inst = insts.iter().find(|i| i.billing_id == a.billing_id).expect("known");
-                        prop_assert!(a.jumlah.value() <= inst.harga_cicilan.value() - inst.terbayar.value());
+                        let fee = a.denda.map_or(Decimal::ZERO, Money::value);
+                        prop_assert!(a.jumlah.value() <= inst.unpaid());
+                        prop_assert!(fee <= inst.unpaid_fee());
+                        prop_assert!(a.jumlah.is_zero() || fee == inst.unpaid_fee(), "fee first");
                     }
                 }
-                Err(AllocationError::Overpayment) => prop_assert!(pay > outstanding),
+                Err(AllocationError::Overpayment) => prop_assert!(Decimal::new(pay, 2) > outstanding),
             }
         }
     }

@@ -18,6 +18,7 @@ pub enum MessageAction {
     UserNotActive,
     Overpayment,
     RefundExceeds,
+    UserOverdue,
     InvalidSignature,
     Forbidden,
     NotFound,
@@ -34,7 +35,7 @@ pub enum MessageAction {
 }
 
 impl MessageAction {
-    pub const ALL: [MessageAction; 24] = [
+    pub const ALL: [MessageAction; 25] = [
         Self::Success,
         Self::Accepted,
         Self::InvalidPayloadFormat,
@@ -46,6 +47,7 @@ impl MessageAction {
         Self::UserNotActive,
         Self::Overpayment,
         Self::RefundExceeds,
+        Self::UserOverdue,
         Self::InvalidSignature,
         Self::Forbidden,
         Self::NotFound,
@@ -74,8 +76,9 @@ impl MessageAction {
             | Self::InsufficientLimit
             | Self::UserNotActive
             | Self::Overpayment
-            | Self::RefundExceeds => 400,
-            | Self::LimitBelowUsed => 400,
+            | Self::RefundExceeds
+            | Self::LimitBelowUsed
+            | Self::UserOverdue => 400,
             Self::InvalidSignature => 401,
             Self::Forbidden => 403,
             Self::NotFound | Self::UserNotFound | Self::ContractNotFound => 404,
@@ -100,6 +103,7 @@ impl MessageAction {
             Self::UserNotActive => "USER_NOT_ACTIVE",
             Self::Overpayment => "OVERPAYMENT",
             Self::RefundExceeds => "REFUND_EXCEEDS",
+            Self::UserOverdue => "USER_OVERDUE",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
@@ -129,6 +133,7 @@ pub enum RejectReason {
     Overpayment,
     ContractNotFound,
     RefundExceeds,
+    UserOverdue,
 }
 
 impl RejectReason {
@@ -141,6 +146,7 @@ impl RejectReason {
             Self::Overpayment => MessageAction::Overpayment,
             Self::ContractNotFound => MessageAction::ContractNotFound,
             Self::RefundExceeds => MessageAction::RefundExceeds,
+            Self::UserOverdue => MessageAction::UserOverdue,
         }
     }
 
@@ -157,6 +163,7 @@ impl RejectReason {
             Self::Overpayment,
             Self::ContractNotFound,
             Self::RefundExceeds,
+            Self::UserOverdue,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -197,6 +204,7 @@ mod tests {
             (Overpayment, 400),
             (RefundExceeds, 400),
             (LimitBelowUsed, 400),
+            (UserOverdue, 400),
             (InvalidSignature, 401),
             (Forbidden, 403),
             (NotFound, 404),
@@ -225,6 +233,7 @@ mod tests {
             RejectReason::Overpayment,
             RejectReason::ContractNotFound,
             RejectReason::RefundExceeds,
+            RejectReason::UserOverdue,
         ] {
             assert_eq!(RejectReason::parse(r.as_str()), Some(r));
         }

@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod cache;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod cob;
 pub mod config;
 pub mod connections;
 pub mod contract;

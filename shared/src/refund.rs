@@ -52,6 +52,8 @@ pub fn split_refund(
         alokasi.push(Allocation {
             billing_id: inst.billing_id.clone(),
             jumlah: money(cancel)?,
+            // Refunds never cancel fees (SPEC §12): what was charged stays owed.
+            denda: None,
         });
     }
     let mengurangi = jumlah.value() - left;
@@ -85,6 +87,8 @@ mod tests {
             harga_cicilan: money(harga),
             terbayar: money(paid),
             dibatalkan: money(cancelled),
+            denda: Money::ZERO,
+            denda_terbayar: Money::ZERO,
         }
     }
 
@@ -168,6 +172,8 @@ mod tests {
                     harga_cicilan: Money::from_cents(*p),
                     terbayar: Money::from_cents(paid),
                     dibatalkan: Money::from_cents((p - paid) * cancel_frac[i] / 100),
+                    denda: Money::ZERO,
+                    denda_terbayar: Money::ZERO,
                 }
             }).collect();
             let total: i64 = prices.iter().sum();

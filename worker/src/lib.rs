@@ -1,6 +1,7 @@
 //! The worker: consumes commands with manual acks, applies each batch in one MySQL
 //! transaction, acks after the commit, then caches statuses and answers waiting ingresses.
 
+mod cob;
 pub mod config;
 mod consumer;
 mod handlers;
@@ -56,13 +57,20 @@ where
         config.webhooks.loopback(),
     )
     .map_err(WorkerError::Config)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cob = config.cob_enabled.then(|| {
+        tokio::spawn(cob::schedule(
+            pool.clone(),
+            cob::options(&config),
+            stop_rx.clone(),
+        ))
+    });
     let deps = Deps {
         pool,
         cache,
         topology,
         config: config.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     let handles: Vec<_> = (0..config.concurrency.max(1))
         .map(|i| {
             let (deps, stop) = (deps.clone(), stop_rx.clone());
@@ -90,6 +98,10 @@ where
         .is_err()
     {
         tracing::warn!("the webhook dispatcher did not stop in time; exiting anyway");
+    }
+    if let Some(cob) = cob {
+        // A COB chunk in flight rolls back with its connection; a rerun redoes only its rows.
+        cob.abort();
     }
     tracing::info!("worker stopped");
     Ok(())

@@ -226,6 +226,18 @@ async fn set_based(
     insert_idempotency_many(&mut *conn, &claims).await?;
     stages.mark("claim");
 
+    let buyers: Vec<&str> = commands
+        .iter()
+        .filter_map(|c| match &c.payload {
+            CommandPayload::Transaction(t) if users.contains_key(&t.user_id) => {
+                Some(t.user_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    // Read after the owners' limits are locked: payments that settle an overdue installment
+    // lock them first too, so this sees them whole.
+    let overdue = shared::db::cob::overdue_users(&mut *conn, &buyers).await?;
     let mut verdicts: Vec<Option<Verdict>> = commands.iter().map(|_| None).collect();
     let mut drafts = Vec::new();
     // When each user's limits last changed in this batch.
@@ -245,6 +257,10 @@ async fn set_based(
         };
         if !user.active {
             verdicts[i] = Some(Verdict::Rejected(RejectReason::UserNotActive));
+            continue;
+        }
+        if overdue.contains(&t.user_id) {
+            verdicts[i] = Some(Verdict::Rejected(RejectReason::UserOverdue));
             continue;
         }
         let pair = user

@@ -90,6 +90,26 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Close of business (SPEC §12): close every date after the last closed one up to
+    /// --date (default: yesterday in Asia/Jakarta), marking overdue installments and charging
+    /// late fees. Safe to rerun; one runner at a time across all hosts.
+    CloseOfBusiness {
+        /// The business date to close through, YYYY-MM-DD.
+        #[arg(long)]
+        date: Option<String>,
+        /// Allow today or a later date; refused unless ALLOW_FUTURE_COB=1 too.
+        #[arg(long)]
+        allow_future: bool,
+        /// Installments per transaction.
+        #[arg(long, env = "COB_CHUNK", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        chunk: u32,
+        /// Late fee in percent of an installment's unpaid part.
+        #[arg(long, env = "LATE_FEE_PERCENT", default_value = "1")]
+        late_fee_percent: rust_decimal::Decimal,
+        /// Seconds to wait for another runner to finish (0: exit at once).
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
     /// Inspect and re-drive dead-lettered commands.
     Dlq {
         #[command(subcommand)]
@@ -219,6 +239,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Report {
             command: ReportCommand::Settlement { date, merchant },
         } => report::settlement(&cli.database_url, date, merchant.as_deref()).await,
+        Command::CloseOfBusiness {
+            date,
+            allow_future,
+            chunk,
+            late_fee_percent,
+            wait_secs,
+        } => {
+            let allowed_env = std::env::var("ALLOW_FUTURE_COB").is_ok_and(|v| v == "1");
+            let options = shared::db::cob::CobOptions {
+                chunk,
+                fee_percent: late_fee_percent,
+                lock_wait: std::time::Duration::from_secs(wait_secs),
+            };
+            close_of_business(
+                &cli.database_url,
+                date.as_deref(),
+                allow_future,
+                allowed_env,
+                options,
+            )
+            .await
+        }
         Command::Dlq { command } => {
             let topology = Topology::new(&cli.amqp.prefix);
             match command {
@@ -304,6 +346,62 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `close-of-business`: checks the date before touching anything, then runs COB.
+async fn close_of_business(
+    url: &str,
+    date: Option<&str>,
+    allow_future: bool,
+    allowed_env: bool,
+    options: shared::db::cob::CobOptions,
+) -> anyhow::Result<()> {
+    use shared::db::cob::CobOutcome;
+    if options.fee_percent < rust_decimal::Decimal::ZERO
+        || options.fee_percent > rust_decimal::Decimal::ONE_HUNDRED
+    {
+        bail!("LATE_FEE_PERCENT must be within 0..=100");
+    }
+    let today = shared::cob::jakarta_date(chrono::Utc::now());
+    let target = match date {
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .filter(|_| text.len() == 10)
+            .with_context(|| format!("--date {text:?} is not a date of the form YYYY-MM-DD"))?,
+        None => today - chrono::Duration::days(1),
+    };
+    if target >= today {
+        if !allow_future {
+            bail!(
+                "{target} is not over yet in Asia/Jakarta (today is {today}); closing it needs --allow-future"
+            );
+        }
+        if !allowed_env {
+            bail!("--allow-future is refused: ALLOW_FUTURE_COB=1 is not set in this environment");
+        }
+    }
+    let pool = shared::db::connect(url, 3).await?;
+    match shared::db::cob::close_through(&pool, target, options).await? {
+        CobOutcome::AlreadyClosed { last_closed } => println!(
+            "{}",
+            serde_json::json!({"closed": false, "already_closed": true, "date": target, "last_closed": last_closed})
+        ),
+        CobOutcome::Busy => {
+            eprintln!("another close of business is running; not started");
+            std::process::exit(3);
+        }
+        CobOutcome::Closed {
+            first,
+            last,
+            installments,
+            fees_charged,
+            newly_overdue,
+        } => println!(
+            "{}",
+            serde_json::json!({"closed": true, "first": first, "last": last, "installments": installments, "fees_charged": fees_charged, "newly_overdue": newly_overdue})
+        ),
+    }
+    Ok(())
 }
 
 /// Tells every ingress to reload its keys now. Best effort: without Redis they reload within

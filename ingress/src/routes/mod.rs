@@ -15,6 +15,7 @@
 //! request without cutting its claim halfway.
 
 pub mod admin;
+pub mod business_date;
 pub mod contracts;
 pub mod health;
 pub mod listings;
@@ -76,6 +77,7 @@ pub(crate) fn router(state: &AppState) -> (Router, OpenApi) {
         .routes(routes!(admin::replay_dead_letters))
         .routes(routes!(admin::overview))
         .routes(merchants(routes!(reports::settlement)))
+        .routes(routes!(business_date::get))
         .split_for_parts();
     let others = others
         .fallback(not_found)

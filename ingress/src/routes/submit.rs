@@ -189,7 +189,7 @@ impl FromBody for RefundRequest {
                     parameters(("nomor_kontrak" = "$response.body#/message_data/result/nomor_kontrak")))),
             )),
         (status = 400, description = "Invalid (nothing claimed), or rejected within `Prefer: \
-            wait` as `INSUFFICIENT_LIMIT` or `USER_NOT_ACTIVE`.", body = crate::openapi::TransactionBadRequest),
+            wait` as `INSUFFICIENT_LIMIT`, `USER_NOT_ACTIVE` or `USER_OVERDUE`.", body = crate::openapi::TransactionBadRequest),
         (status = 404, description = "Rejected within `Prefer: wait`: `USER_NOT_FOUND`.",
             body = crate::openapi::UserNotFoundEnvelope),
         (status = 409, description = "`CONFLICT_EXTERNAL_ID`, or `DUPLICATE_EXTERNAL_ID` \

@@ -86,6 +86,8 @@ pub fn worker_config(prefix: &str) -> worker::config::WorkerConfig {
     // A small filter of claimed ids: every test deployment leaves its own in Redis.
     c.redis.seen_filter_bits = TEST_SEEN_BITS;
     c.amqp.prefix = prefix.into();
+    // Tests close business dates themselves (xyzctl close-of-business).
+    c.cob_enabled = false;
     c
 }
 
@@ -770,8 +772,9 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
             .fetch_one(pool)
             .await
             .expect("sum");
+            // Installment parts only: what payments paid to late fees never touches limits (§12).
             let paid: Option<Decimal> = sqlx::query_scalar(
-                "SELECT SUM(b.terbayarkan) FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
+                "SELECT SUM(b.terbayar) FROM monthly_billings b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id = ? AND t.tenor = ?",
             )
             .bind(&user)
             .bind(tenor)

@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod cli;
+mod cob;
 mod deadline;
 mod keys;
 mod limits;

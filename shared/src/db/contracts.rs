@@ -38,6 +38,11 @@ impl InstallmentView {
     pub fn unpaid(&self) -> rust_decimal::Decimal {
         self.harga_cicilan.value() - self.terbayar.value() - self.dibatalkan.value()
     }
+
+    /// Its late fees still to pay.
+    pub fn unpaid_fee(&self) -> rust_decimal::Decimal {
+        self.denda.value() - self.denda_terbayar.value()
+    }
 }
 
 /// A contract (SPEC §6): the terms, the computed amounts, the installments in `cicilan_ke`
@@ -138,7 +143,9 @@ pub(crate) fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
 }
 
 /// The installment columns [`installment_from_row`] reads.
-const INSTALLMENT_COLUMNS: &str = "billing_id, cicilan_ke, harga_cicilan, terbayar, dibatalkan, denda, denda_terbayar, tanggal_tagihan";
+/// The last closed business date comes along for `hari_terlambat` (an uncorrelated subquery,
+/// read once per statement).
+const INSTALLMENT_COLUMNS: &str = "billing_id, cicilan_ke, harga_cicilan, terbayar, dibatalkan, denda, denda_terbayar, tanggal_tagihan, overdue_since, (SELECT MAX(business_date) FROM business_dates) AS last_closed";
 
 fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
     let harga = money(r, "harga_cicilan")?;
@@ -146,18 +153,32 @@ fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
     let dibatalkan = money(r, "dibatalkan")?;
     let due: NaiveDate = r.try_get("tanggal_tagihan")?;
     let k: u8 = r.try_get("cicilan_ke")?;
+    let denda = money(r, "denda")?;
+    let denda_terbayar = money(r, "denda_terbayar")?;
+    let overdue_since: Option<NaiveDate> = r.try_get("overdue_since")?;
+    let last_closed: Option<NaiveDate> = r.try_get("last_closed")?;
+    let fee_owed = denda > denda_terbayar;
+    let outstanding = terbayar.value() + dibatalkan.value() < harga.value() || fee_owed;
+    let hari_terlambat = match (overdue_since, last_closed) {
+        (Some(_), Some(last)) if outstanding => u32::try_from((last - due).num_days()).unwrap_or(0),
+        _ => 0,
+    };
+    // PAID means nothing outstanding, fees included (SPEC §12).
+    let status = match InstallmentStatus::of(harga, terbayar, dibatalkan) {
+        InstallmentStatus::Paid if fee_owed => InstallmentStatus::Partial,
+        status => status,
+    };
     Ok(InstallmentView {
         billing_id: r.try_get("billing_id")?,
         cicilan_ke: u32::from(k),
         harga_cicilan: harga,
         terbayar,
         dibatalkan,
-        denda: money(r, "denda")?,
-        denda_terbayar: money(r, "denda_terbayar")?,
-        // Without business dates (§12) no installment is overdue.
-        hari_terlambat: 0,
+        denda,
+        denda_terbayar,
+        hari_terlambat,
         tanggal_tagihan: due.format("%Y-%m-%d").to_string(),
-        status: InstallmentStatus::of(harga, terbayar, dibatalkan),
+        status,
     })
 }
 
@@ -167,7 +188,8 @@ pub fn contract_status(
     total_refund: Money,
     tagihan: &[InstallmentView],
 ) -> Result<ContractStatus, DbError> {
-    let outstanding = Money::new(tagihan.iter().map(InstallmentView::unpaid).sum())
+    // Outstanding includes unpaid fees (SPEC §12): a contract owing only fees is not paid off.
+    let outstanding = Money::new(tagihan.iter().map(|i| i.unpaid() + i.unpaid_fee()).sum())
         .map_err(|e| DbError::Corrupt(format!("outstanding: {e}")))?;
     Ok(ContractStatus::of(
         jumlah_cicilan,

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod cob;
 pub mod contracts;
 pub mod keys;
 pub mod limit_changes;

@@ -43,8 +43,28 @@ struct Installment {
     harga_cicilan: Money,
     terbayar: Money,
     dibatalkan: Money,
+    denda: Money,
+    denda_terbayar: Money,
     tanggal_tagihan: chrono::NaiveDate,
     changed: bool,
+}
+
+/// The write-back of changed installments: every column `INSERT_BILLINGS` has, and the fees.
+/// `denda` is sent as read (never updated: COB owns it) so the candidate row passes the
+/// `denda_terbayar <= denda` check the server applies before it finds the duplicate.
+const UPSERT_BILLINGS: &str = "INSERT INTO monthly_billings (billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor,
+    harga_cicilan, terbayar, dibatalkan, status, tanggal_tagihan, denda, denda_terbayar) ";
+
+impl Installment {
+    /// PAID means nothing outstanding, its fees included (SPEC §12).
+    fn status(&self) -> InstallmentStatus {
+        match InstallmentStatus::of(self.harga_cicilan, self.terbayar, self.dibatalkan) {
+            InstallmentStatus::Paid if self.denda > self.denda_terbayar => {
+                InstallmentStatus::Partial
+            }
+            status => status,
+        }
+    }
 }
 
 /// The locked contracts and their installments, by contract number.
@@ -99,7 +119,7 @@ impl Ledger {
         }
         let mut query = QueryBuilder::new(
             "SELECT billing_id, nomor_kontrak, user_id, cicilan_ke, nama_aset, tenor, harga_cicilan, terbayar,
-                dibatalkan, tanggal_tagihan FROM monthly_billings FORCE INDEX (monthly_billings_contract)
+                dibatalkan, denda, denda_terbayar, tanggal_tagihan FROM monthly_billings FORCE INDEX (monthly_billings_contract)
              WHERE nomor_kontrak IN ",
         );
         push_in_list(&mut query, numbers.iter().copied());
@@ -120,6 +140,8 @@ impl Ledger {
                     harga_cicilan: money(&row, "harga_cicilan")?,
                     terbayar: money(&row, "terbayar")?,
                     dibatalkan: money(&row, "dibatalkan")?,
+                    denda: money(&row, "denda")?,
+                    denda_terbayar: money(&row, "denda_terbayar")?,
                     tanggal_tagihan: row.try_get("tanggal_tagihan")?,
                     changed: false,
                 });
@@ -142,25 +164,30 @@ impl Ledger {
                 harga_cicilan: i.harga_cicilan,
                 terbayar: i.terbayar,
                 dibatalkan: i.dibatalkan,
+                denda: i.denda,
+                denda_terbayar: i.denda_terbayar,
             })
             .collect();
         Some((contract, open))
     }
 
-    /// Records a payment of `jumlah` allocated as `alokasi`.
+    /// Records a payment allocated as `alokasi`; the contract's `terbayar` counts only what
+    /// went to installments (fees are not part of `jumlah_cicilan`).
     pub(crate) fn pay(
         &mut self,
         nomor_kontrak: &str,
-        jumlah: Money,
         alokasi: &[Allocation],
         at: NaiveDateTime,
     ) -> Result<(), CommandError> {
-        self.apply(nomor_kontrak, alokasi, at, |i, amount| {
-            i.terbayar = i.terbayar.checked_add(amount)?;
+        self.apply(nomor_kontrak, alokasi, at, |i, a| {
+            i.terbayar = i.terbayar.checked_add(a.jumlah)?;
+            i.denda_terbayar = i
+                .denda_terbayar
+                .checked_add(a.denda.unwrap_or(Money::ZERO))?;
             Some(())
         })?;
         let contract = self.contract_mut(nomor_kontrak)?;
-        contract.paid += jumlah.value();
+        contract.paid += alokasi.iter().map(|a| a.jumlah.value()).sum::<Decimal>();
         Ok(())
     }
 
@@ -173,8 +200,8 @@ impl Ledger {
         alokasi: &[Allocation],
         at: NaiveDateTime,
     ) -> Result<Money, CommandError> {
-        self.apply(nomor_kontrak, alokasi, at, |i, amount| {
-            i.dibatalkan = i.dibatalkan.checked_add(amount)?;
+        self.apply(nomor_kontrak, alokasi, at, |i, a| {
+            i.dibatalkan = i.dibatalkan.checked_add(a.jumlah)?;
             Some(())
         })?;
         let contract = self.contract_mut(nomor_kontrak)?;
@@ -197,7 +224,7 @@ impl Ledger {
         nomor_kontrak: &str,
         alokasi: &[Allocation],
         at: NaiveDateTime,
-        change: impl Fn(&mut Installment, Money) -> Option<()>,
+        change: impl Fn(&mut Installment, &Allocation) -> Option<()>,
     ) -> Result<(), CommandError> {
         let rows = self
             .installments
@@ -210,8 +237,7 @@ impl Ledger {
                 .ok_or_else(|| {
                     CommandError::Poison("allocation to an unknown installment".into())
                 })?;
-            change(row, a.jumlah)
-                .ok_or_else(|| CommandError::Poison("installment overflow".into()))?;
+            change(row, a).ok_or_else(|| CommandError::Poison("installment overflow".into()))?;
             row.changed = true;
         }
         let contract = self.contract_mut(nomor_kontrak)?;
@@ -232,9 +258,9 @@ impl Ledger {
             // Every row exists and is locked: the upsert only ever updates (see write_limits).
             write_rows(
                 conn,
-                super::transaction::INSERT_BILLINGS,
+                UPSERT_BILLINGS,
                 " ON DUPLICATE KEY UPDATE terbayar = VALUES(terbayar), dibatalkan = VALUES(dibatalkan),
-                    status = VALUES(status)",
+                    denda_terbayar = VALUES(denda_terbayar), status = VALUES(status)",
                 &changed,
                 |mut b, i| {
                     b.push_bind(&i.billing_id)
@@ -246,11 +272,10 @@ impl Ledger {
                         .push_bind(i.harga_cicilan.value())
                         .push_bind(i.terbayar.value())
                         .push_bind(i.dibatalkan.value())
-                        .push_bind(
-                            InstallmentStatus::of(i.harga_cicilan, i.terbayar, i.dibatalkan)
-                                .as_str(),
-                        )
-                        .push_bind(i.tanggal_tagihan);
+                        .push_bind(i.status().as_str())
+                        .push_bind(i.tanggal_tagihan)
+                        .push_bind(i.denda.value())
+                        .push_bind(i.denda_terbayar.value());
                 },
             )
             .await?;

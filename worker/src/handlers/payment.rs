@@ -16,9 +16,9 @@ use shared::status::format_instant;
 use sqlx::MySqlConnection;
 use std::collections::BTreeMap;
 
-/// Decides one payment on the locked `ledger`: allocated to the unpaid parts in
-/// `cicilan_ke` order, the tenor's limit restored by the amount paid, the bill added to
-/// `bills`.
+/// Decides one payment on the locked `ledger`: allocated in `cicilan_ke` order, each
+/// installment's unpaid fee before its unpaid part, the tenor's limit restored by the part paid
+/// to installments, the bill added to `bills`.
 pub(crate) fn decide<'c>(
     ledger: &mut Ledger,
     users: &mut BTreeMap<String, LockedLimits>,
@@ -35,8 +35,11 @@ pub(crate) fn decide<'c>(
     };
     let (user_id, tenor) = (contract.user_id.clone(), contract.tenor);
     let paid_at = to_naive(command.accepted_at);
-    ledger.pay(&p.nomor_kontrak, p.jumlah, &alokasi, paid_at)?;
-    let limits = restore_limit(users, touched, &user_id, tenor, p.jumlah, paid_at)?;
+    ledger.pay(&p.nomor_kontrak, &alokasi, paid_at)?;
+    // Only what went to installments restores the limit; fees never touch limits (SPEC §12).
+    let to_installments = Money::new(alokasi.iter().map(|a| a.jumlah.value()).sum())
+        .map_err(|e| CommandError::Poison(format!("allocation: {e}")))?;
+    let limits = restore_limit(users, touched, &user_id, tenor, to_installments, paid_at)?;
     let sisa_limit = limits
         .get(tenor)
         .map(|pair| pair.available)

@@ -24,6 +24,12 @@ pub(crate) async fn apply(
         return Ok(Verdict::Rejected(RejectReason::UserNotFound));
     }
     let draft = Draft::new(command, t)?;
+    if !shared::db::cob::overdue_users(&mut *conn, &[t.user_id.as_str()])
+        .await?
+        .is_empty()
+    {
+        return Ok(Verdict::Rejected(RejectReason::UserOverdue));
+    }
     let (_, available) = draft.tenor().limit_columns();
     let debited = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE user_limit_balances b JOIN users u ON u.user_id = b.user_id
