@@ -424,7 +424,7 @@ async fn contracts_consistent(
         "SELECT t.nomor_kontrak, t.tenor, t.jumlah_cicilan, t.terbayar, t.total_refund,
                 COUNT(m.billing_id) AS n, SUM(m.harga_cicilan) AS h, SUM(m.terbayar) AS mt,
                 SUM(m.dibatalkan) AS md, SUM(m.denda_terbayar) AS mdt,
-                SUM(CASE WHEN m.terbayar + m.dibatalkan > m.harga_cicilan THEN 1 ELSE 0 END) AS over
+                SUM(CASE WHEN m.terbayar + m.dibatalkan > m.harga_cicilan THEN 1 ELSE 0 END) AS overdrawn
          FROM transactions t LEFT JOIN monthly_billings m ON m.nomor_kontrak = t.nomor_kontrak
          WHERE t.user_id IN",
         users,
@@ -442,7 +442,7 @@ async fn contracts_consistent(
         let fees_paid = dec(r, "mdt")?;
         let cancelled = dec(r, "md")?;
         let total_refund = dec(r, "total_refund")?;
-        let over = dec(r, "over")?;
+        let overdrawn = dec(r, "overdrawn")?;
         let bills = billed.remove(&nk).unwrap_or_default();
         let refunds = refunded.remove(&nk);
         if n != i64::from(tenor) {
@@ -461,9 +461,9 @@ async fn contracts_consistent(
                 "contract {nk}: terbayar {paid} above jumlah_cicilan {total}"
             ));
         }
-        if over > Decimal::ZERO {
+        if overdrawn > Decimal::ZERO {
             v.push(format!(
-                "contract {nk}: {over} installment(s) with terbayar + dibatalkan above harga_cicilan"
+                "contract {nk}: {overdrawn} installment(s) with terbayar + dibatalkan above harga_cicilan"
             ));
         }
         let (jumlah, reduced, returned) = refunds

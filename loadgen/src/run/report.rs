@@ -204,6 +204,9 @@ pub(super) struct WebhookReport {
     pub(super) deliveries: u64,
     pub(super) duplicates: u64,
     pub(super) calls_told: usize,
+    /// Accepted calls of the merchant with no `call.completed` (with `--no-poll`, the calls
+    /// whose outcome the run never learned).
+    pub(super) never_told: usize,
     pub(super) repeated_calls: u64,
     pub(super) paid_off: usize,
     pub(super) cancelled: usize,
@@ -237,6 +240,10 @@ impl WebhookReport {
             deliveries: tally.deliveries,
             duplicates: tally.duplicates,
             calls_told: tally.calls.len(),
+            never_told: merchant_calls
+                .keys()
+                .filter(|id| !tally.calls.contains_key(*id))
+                .count(),
             repeated_calls: tally.repeated_calls,
             paid_off: count(ContractEventKind::PaidOff),
             cancelled: count(ContractEventKind::Cancelled),
@@ -268,6 +275,7 @@ impl WebhookReport {
             "deliveries": self.deliveries,
             "duplicates": self.duplicates,
             "calls_told": self.calls_told,
+            "calls_never_told": self.never_told,
             "repeated_calls": self.repeated_calls,
             "contract_paid_off": self.paid_off,
             "contract_cancelled": self.cancelled,
@@ -457,10 +465,11 @@ pub(super) fn report(
     }
     if let Some(w) = findings.webhooks {
         println!(
-            "webhooks        {} deliveries ({} duplicates), {} calls told ({} more than once under another id), contract events paid_off {} cancelled {}{}",
+            "webhooks        {} deliveries ({} duplicates), {} calls told, {} never ({} more than once under another id), contract events paid_off {} cancelled {}{}",
             w.deliveries,
             w.duplicates,
             w.calls_told,
+            w.never_told,
             w.repeated_calls,
             w.paid_off,
             w.cancelled,
@@ -593,4 +602,119 @@ pub(super) fn report(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(kind: Kind, id: &str, nk: &str) -> CallRecord {
+        let mut r = CallRecord::new(kind, format!("EXT-{id}"));
+        r.api_call_id = Some(id.to_owned());
+        r.nomor_kontrak = Some(nk.to_owned());
+        r
+    }
+
+    fn refund(id: &str, nk: &str, cents: i64, total: i64) -> CallRecord {
+        let mut r = call(Kind::Refund, id, nk);
+        r.amount_cents = Some(cents);
+        r.contract_total_cents = Some(total);
+        r
+    }
+
+    fn seen(state: &str, reason: Option<&str>, resource: Option<&str>) -> FinalSeen {
+        FinalSeen {
+            state: state.into(),
+            reason: reason.map(str::to_owned),
+            completed_at: None,
+            seen_at: Utc::now(),
+            resource_id: resource.map(str::to_owned),
+        }
+    }
+
+    fn finals(list: &[(&str, FinalSeen)]) -> HashMap<String, FinalSeen> {
+        list.iter()
+            .map(|(id, f)| ((*id).to_owned(), f.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn outcomes_are_counted_by_type_and_reason() {
+        let mut failed = CallRecord::new(Kind::Refund, "EXT-F".into());
+        failed.failure = Some((400, "INVALID_VALUE".into()));
+        let records = vec![
+            call(Kind::Transaction, "T1", "K1"),
+            call(Kind::Transaction, "T2", "K2"),
+            call(Kind::Payment, "P1", "K1"),
+            refund("R1", "K1", 100, 1000),
+            refund("R2", "K1", 900, 1000),
+            refund("R3", "K2", 50, 500),
+            failed,
+        ];
+        let f = finals(&[
+            ("T1", seen("APPROVED", None, Some("K1"))),
+            ("T2", seen("REJECTED", Some("INSUFFICIENT_LIMIT"), None)),
+            ("P1", seen("REJECTED", Some("OVERPAYMENT"), None)),
+            ("R1", seen("APPROVED", None, Some("RF1"))),
+            ("R2", seen("REJECTED", Some("REFUND_EXCEEDS"), None)),
+        ]);
+        let by = outcomes_by_type(&records, &f);
+        let t = &by["TRANSACTION"];
+        assert_eq!(
+            (t.sent, t.accepted, t.approved, t.never_final),
+            (2, 2, 1, 0)
+        );
+        assert_eq!(t.rejected.get("INSUFFICIENT_LIMIT"), Some(&1));
+        let r = &by["REFUND"];
+        assert_eq!(
+            (r.sent, r.accepted, r.failed, r.approved, r.never_final),
+            (4, 3, 1, 1, 1)
+        );
+        assert_eq!(r.rejected.get("REFUND_EXCEEDS"), Some(&1));
+        assert_eq!(by["PAYMENT"].rejected.get("OVERPAYMENT"), Some(&1));
+        let json = serde_json::to_value(r).unwrap_or_default();
+        assert_eq!(json["APPROVED"], 1);
+        assert_eq!(json["REJECTED"]["REFUND_EXCEEDS"], 1);
+    }
+
+    #[test]
+    fn a_rejection_is_a_race_only_when_the_contracts_approved_refunds_explain_it() {
+        let records = vec![
+            call(Kind::Payment, "P1", "K1"),
+            call(Kind::Payment, "P2", "K2"),
+            refund("R1", "K1", 700, 1000),
+            // 700 + 400 > 1000: no longer fits once R1 was approved.
+            refund("R2", "K1", 400, 1000),
+            // 100 + 0 approved <= 500: the engine had no reason to refuse it.
+            refund("R3", "K2", 100, 500),
+        ];
+        let f = finals(&[
+            ("P1", seen("REJECTED", Some("OVERPAYMENT"), None)),
+            ("P2", seen("REJECTED", Some("OVERPAYMENT"), None)),
+            ("R1", seen("APPROVED", None, Some("RF1"))),
+            ("R2", seen("REJECTED", Some("REFUND_EXCEEDS"), None)),
+            ("R3", seen("REJECTED", Some("REFUND_EXCEEDS"), None)),
+        ]);
+        let (v, races) = outcome_violations(&records, &f, &HashSet::new());
+        assert_eq!(
+            races,
+            Races {
+                refund_exceeds: 1,
+                overpayments_after_refund: 1
+            }
+        );
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v.iter().any(|m| m.contains("P2")));
+        assert!(v.iter().any(|m| m.contains("R3")));
+    }
+
+    #[test]
+    fn a_refund_approved_or_never_final_is_judged_like_any_call() {
+        let records = vec![refund("R1", "K1", 10, 100), refund("R2", "K1", 10, 100)];
+        let f = finals(&[("R1", seen("APPROVED", None, Some("RF1")))]);
+        let (v, races) = outcome_violations(&records, &f, &HashSet::new());
+        assert_eq!(races, Races::default());
+        assert_eq!(v.len(), 1);
+        assert!(v[0].contains("R2") && v[0].contains("never became final"));
+    }
 }
