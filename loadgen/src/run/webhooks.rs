@@ -671,4 +671,37 @@ mod tests {
         assert_eq!(j.lag.count, 2);
         assert_eq!(j.lag.p50, 500.0);
     }
+
+    #[tokio::test]
+    async fn the_receiver_answers_2xx_to_signed_deliveries_and_401_to_the_rest() -> Result<()> {
+        let (receiver, mut rx) = Receiver::start("127.0.0.1:0".parse()?).await?;
+        let http = reqwest::Client::new();
+        let body = completed("CALL_A", "APPROVED", None).to_string();
+        let now = Utc::now().timestamp().to_string();
+        let deliver = |id: &str, signature: &str| {
+            http.post(receiver.url())
+                .header("content-type", "application/json")
+                .header("webhook-id", id)
+                .header("webhook-timestamp", &now)
+                .header("webhook-signature", signature)
+                .body(body.clone())
+                .send()
+        };
+        let good = sign(&key(), "evt_1", &now, body.as_bytes());
+        // Before the secret is known nothing can be checked, so nothing is taken.
+        assert_eq!(deliver("evt_1", &good).await?.status(), 401);
+        receiver.set_secret(SECRET)?;
+        assert_eq!(deliver("evt_1", &good).await?.status(), 204);
+        let other = sign(b"another secret", "evt_2", &now, body.as_bytes());
+        assert_eq!(deliver("evt_2", &other).await?.status(), 401);
+        // Signed for another id: the id is part of what is signed.
+        assert_eq!(deliver("evt_3", &good).await?.status(), 401);
+        assert_eq!(receiver.bad_signatures().0, 3);
+        receiver.stop().await;
+        let d = rx.recv().await.context("the valid delivery")?;
+        assert_eq!(d.event_id, "evt_1");
+        assert_eq!(d.body, body.as_bytes());
+        assert!(rx.recv().await.is_none(), "only the valid delivery comes out");
+        Ok(())
+    }
 }
