@@ -300,6 +300,7 @@ pub(super) async fn wait_for_webhooks(ctx: &Arc<Ctx>) {
     let mut ended: Option<HashSet<(String, webhooks::ContractEventKind)>> = None;
     loop {
         let untold = lock(&hooks.tally).untold(&merchant_calls, &finals).len();
+        let mut contracts_untold = 0;
         if untold == 0 {
             if ended.is_none()
                 && let Some(db) = &db
@@ -317,12 +318,15 @@ pub(super) async fn wait_for_webhooks(ctx: &Arc<Ctx>) {
                 .iter()
                 .map(|c| (c.nomor_kontrak.clone(), c.kind))
                 .collect();
-            if ended.as_ref().is_none_or(|e| e.is_subset(&told)) {
+            contracts_untold = ended.as_ref().map_or(0, |e| e.difference(&told).count());
+            if contracts_untold == 0 {
                 return;
             }
         }
         if Instant::now() >= deadline {
-            eprintln!("webhooks: {untold} final calls still untold after --webhook-wait-secs");
+            eprintln!(
+                "webhooks: after --webhook-wait-secs, {untold} final calls not told by a call.completed, {contracts_untold} ended contracts not told by their event"
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

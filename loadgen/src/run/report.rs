@@ -321,6 +321,7 @@ pub(super) fn report(
         .unwrap_or_default();
     let accepted: Vec<&CallRecord> = records.iter().filter(|r| r.api_call_id.is_some()).collect();
     let failed: Vec<&CallRecord> = all_records.iter().filter(|r| r.failure.is_some()).collect();
+    let load_failed = records.iter().filter(|r| r.failure.is_some()).count();
     let mut accept_ms: Vec<f64> = accepted.iter().filter_map(|r| r.accept_ms).collect();
     let mut e2e_ms = Vec::new();
     let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
@@ -403,7 +404,7 @@ pub(super) fn report(
         "accepted        {} in {load_secs:.2}s = {accepted_per_sec:.1}/s ({} via 409 after a retry); failed {}",
         accepted.len(),
         ctx.counters.resolved_by_conflict.load(Ordering::Relaxed),
-        failed.len()
+        load_failed
     );
     println!(
         "final           approved {approved} ({approved_contracts} contracts, {approved_payments} payments), rejected {rejected}, never final {pending}"
@@ -567,7 +568,7 @@ pub(super) fn report(
             "approved_payments": approved_payments,
             "rejected": rejected,
             "never_final": pending,
-            "failed": failed.len(),
+            "failed": load_failed,
         },
         "rejections_by_reason": rejections,
         "errors_by_status": by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),

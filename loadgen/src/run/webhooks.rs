@@ -701,7 +701,10 @@ mod tests {
         let d = rx.recv().await.context("the valid delivery")?;
         assert_eq!(d.event_id, "evt_1");
         assert_eq!(d.body, body.as_bytes());
-        assert!(rx.recv().await.is_none(), "only the valid delivery comes out");
+        assert!(
+            rx.recv().await.is_none(),
+            "only the valid delivery comes out"
+        );
         Ok(())
     }
 }
