@@ -292,10 +292,11 @@ pub(super) async fn wait_for_webhooks(ctx: &Arc<Ctx>) {
         .filter_map(|r| r.api_call_id.clone().map(|id| (id, r.kind)))
         .collect();
     let finals = lock(&ctx.finals).clone();
+    // The contract events owed are known from MySQL only: without it, only calls are awaited.
     let db = match (&ctx.db, ctx.args.no_verify) {
-        (Some(db), _) => Some(db.clone()),
+        (_, true) => None,
+        (Some(db), false) => Some(db.clone()),
         (None, false) => shared::db::connect(&ctx.args.database_url, 2).await.ok(),
-        (None, true) => None,
     };
     let mut ended: Option<HashSet<(String, webhooks::ContractEventKind)>> = None;
     loop {

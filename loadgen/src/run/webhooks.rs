@@ -220,7 +220,10 @@ async fn hook(
             });
             StatusCode::NO_CONTENT
         }
-        (why, _) => {
+        (checked, _) => {
+            let why = checked
+                .err()
+                .unwrap_or(BadSignature::MissingHeader("webhook-id"));
             state.bad_signatures.fetch_add(1, Ordering::Relaxed);
             let mut samples = super::lock(&state.bad_samples);
             if samples.len() < 5 {
