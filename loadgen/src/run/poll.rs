@@ -286,9 +286,8 @@ async fn payments_from_mysql(
 pub(super) async fn wait_for_webhooks(ctx: &Arc<Ctx>) {
     let Some(hooks) = &ctx.hooks else { return };
     let deadline = Instant::now() + Duration::from_secs(ctx.args.webhook_wait_secs);
-    let merchant_calls: HashMap<String, Kind> = lock(&ctx.records)
+    let calls: HashMap<String, Kind> = lock(&ctx.records)
         .iter()
-        .filter(|r| r.kind.by_merchant())
         .filter_map(|r| r.api_call_id.clone().map(|id| (id, r.kind)))
         .collect();
     let finals = lock(&ctx.finals).clone();
@@ -300,7 +299,7 @@ pub(super) async fn wait_for_webhooks(ctx: &Arc<Ctx>) {
     };
     let mut ended: Option<HashSet<(String, webhooks::ContractEventKind)>> = None;
     loop {
-        let untold = lock(&hooks.tally).untold(&merchant_calls, &finals).len();
+        let untold = lock(&hooks.tally).untold(&calls, &finals).len();
         let mut contracts_untold = 0;
         if untold == 0 {
             if ended.is_none()

@@ -223,9 +223,8 @@ impl WebhookReport {
         finals: &HashMap<String, FinalSeen>,
         (bad_signatures, bad_samples): (u64, Vec<String>),
     ) -> WebhookReport {
-        let merchant_calls: HashMap<String, Kind> = records
+        let calls: HashMap<String, Kind> = records
             .iter()
-            .filter(|r| r.kind.by_merchant())
             .filter_map(|r| r.api_call_id.clone().map(|id| (id, r.kind)))
             .collect();
         let contracts: HashSet<String> = records
@@ -240,14 +239,14 @@ impl WebhookReport {
             deliveries: tally.deliveries,
             duplicates: tally.duplicates,
             calls_told: tally.calls.len(),
-            never_told: merchant_calls
-                .keys()
-                .filter(|id| !tally.calls.contains_key(*id))
+            never_told: calls
+                .iter()
+                .filter(|(id, kind)| kind.by_merchant() && !tally.calls.contains_key(*id))
                 .count(),
             repeated_calls: tally.repeated_calls,
             paid_off: count(ContractEventKind::PaidOff),
             cancelled: count(ContractEventKind::Cancelled),
-            judged: judge(tally, &merchant_calls, finals, &contracts, registered_at),
+            judged: judge(tally, &calls, finals, &contracts, registered_at),
             bad_signatures,
             bad_samples,
         }

@@ -388,8 +388,17 @@ impl Tally {
         let Some(call) = data["api_call_id"].as_str() else {
             return malformed("call.completed without data.api_call_id".into());
         };
-        if self.calls.contains_key(call) {
+        if let Some(first) = self.calls.get(call) {
             self.repeated_calls += 1;
+            let told = |d: &Value| (d["status"].clone(), d["reason"].clone());
+            if told(&first.data) != told(data) {
+                let why = format!(
+                    "call.completed for {call} tells {:?} after an earlier event told {:?}",
+                    told(data),
+                    told(&first.data)
+                );
+                return malformed(why);
+            }
             return Recorded::Other;
         }
         self.calls.insert(
@@ -406,16 +415,18 @@ impl Tally {
         }
     }
 
-    /// The merchant's final calls not told yet.
+    /// The merchant's final calls (of `calls`, every call of the run) not told yet.
     pub(crate) fn untold<'a>(
         &self,
-        merchant_calls: &'a HashMap<String, Kind>,
+        calls: &'a HashMap<String, Kind>,
         finals: &HashMap<String, FinalSeen>,
     ) -> Vec<&'a str> {
-        merchant_calls
-            .keys()
-            .filter(|id| finals.contains_key(*id) && !self.calls.contains_key(*id))
-            .map(String::as_str)
+        calls
+            .iter()
+            .filter(|(id, kind)| {
+                kind.by_merchant() && finals.contains_key(*id) && !self.calls.contains_key(*id)
+            })
+            .map(|(id, _)| id.as_str())
             .collect()
     }
 }
@@ -433,11 +444,12 @@ pub(crate) struct Judged {
     pub(crate) lag: Percentiles,
 }
 
-/// Judges the tally. `merchant_calls`: every call the run made with the merchant key;
+/// Judges the tally. `calls`: every call the run made (payments with the admin key, so the
+/// platform's, never told to the merchant);
 /// `finals`: their outcomes as the run learned them; `contracts`: the run's contracts.
 pub(crate) fn judge(
     tally: &Tally,
-    merchant_calls: &HashMap<String, Kind>,
+    calls: &HashMap<String, Kind>,
     finals: &HashMap<String, FinalSeen>,
     contracts: &HashSet<String>,
     registered_at: DateTime<Utc>,
@@ -445,16 +457,16 @@ pub(crate) fn judge(
     let mut j = Judged::default();
     let earlier = |at: Option<DateTime<Utc>>| at.is_some_and(|t| t < registered_at);
     let mut lags = Vec::new();
-    for id in tally.untold(merchant_calls, finals) {
+    for id in tally.untold(calls, finals) {
         j.missing.push(format!(
             "{} {id} became final but no call.completed arrived",
-            merchant_calls[id].as_str()
+            calls[id].as_str()
         ));
     }
     for (id, e) in &tally.calls {
         let status = e.data["status"].as_str().unwrap_or("");
         let reason = e.data["reason"].as_str();
-        let Some(kind) = merchant_calls.get(id) else {
+        let Some(kind) = calls.get(id) else {
             if earlier(e.event_at) {
                 j.earlier += 1;
             } else {
@@ -464,6 +476,13 @@ pub(crate) fn judge(
             }
             continue;
         };
+        if !kind.by_merchant() {
+            j.unexpected.push(format!(
+                "call.completed for {id}, a {} the run made with the admin key (the platform's call, not the merchant's)",
+                kind.as_str()
+            ));
+            continue;
+        }
         if e.data["type"].as_str() != Some(kind.as_str()) {
             j.unexpected.push(format!(
                 "call.completed for {id} says type {:?}, the run sent a {}",
@@ -630,6 +649,14 @@ mod tests {
             completed("CALL_B", "REJECTED", Some("OVERPAYMENT")),
         ));
         t.record(&delivery("evt_x", completed("CALL_X", "APPROVED", None)));
+        // The same outcome under another event id is counted; another outcome is not so.
+        t.record(&delivery("evt_a2", completed("CALL_A", "APPROVED", None)));
+        t.record(&delivery(
+            "evt_a3",
+            completed("CALL_A", "REJECTED", Some("INSUFFICIENT_LIMIT")),
+        ));
+        // A payment is the platform's call (admin key), never the merchant's to be told.
+        t.record(&delivery("evt_pay", completed("CALL_P", "APPROVED", None)));
         let mut stale = completed("CALL_OLD", "APPROVED", None);
         stale["timestamp"] = json!("2026-12-04T08:00:00Z");
         t.record(&delivery("evt_old", stale));
@@ -647,12 +674,13 @@ mod tests {
             "evt_z",
             json!({"type": "installment.overdue", "data": {}}),
         ));
-        assert_eq!((t.deliveries, t.duplicates), (8, 1));
+        assert_eq!((t.deliveries, t.duplicates, t.repeated_calls), (11, 1, 2));
 
-        let calls: HashMap<String, Kind> = ["CALL_A", "CALL_B", "CALL_C", "CALL_D"]
+        let mut calls: HashMap<String, Kind> = ["CALL_A", "CALL_B", "CALL_C", "CALL_D"]
             .iter()
             .map(|c| ((*c).to_owned(), Kind::Transaction))
             .collect();
+        calls.insert("CALL_P".into(), Kind::Payment);
         let finals: HashMap<String, FinalSeen> = [
             ("CALL_A".to_owned(), seen("APPROVED", None)),
             (
@@ -668,8 +696,9 @@ mod tests {
         // CALL_C final and never told; CALL_D never final, so not owed.
         assert_eq!(j.missing.len(), 1);
         assert!(j.missing[0].contains("CALL_C"));
-        // CALL_B told another reason, CALL_X never made, K9 not ours, an unsubscribed type.
-        assert_eq!(j.unexpected.len(), 4, "{:?}", j.unexpected);
+        // CALL_A told twice differently, CALL_B told another reason than polled, CALL_X never
+        // made, CALL_P a payment, K9 not ours, an unsubscribed type.
+        assert_eq!(j.unexpected.len(), 6, "{:?}", j.unexpected);
         assert_eq!(j.earlier, 1);
         assert_eq!(j.lag.count, 2);
         assert_eq!(j.lag.p50, 500.0);
