@@ -612,3 +612,36 @@ async fn contract_events_agree(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(total: i64, refunded: i64, outstanding: i64) -> ContractState {
+        ContractState {
+            jumlah_cicilan: Decimal::new(total, 2),
+            total_refund: Decimal::new(refunded, 2),
+            outstanding: Decimal::new(outstanding, 2),
+        }
+    }
+
+    #[test]
+    fn a_contract_ends_cancelled_when_all_of_it_was_refunded_else_paid_off_when_nothing_is_owed() {
+        // SPEC §9's example: paid 394.17, refunded 500.00 then 682.50.
+        assert_eq!(
+            state(118_250, 118_250, 0).ended(),
+            Some(ContractEventKind::Cancelled)
+        );
+        // A cancelled contract may still owe late fees charged before the refund.
+        assert_eq!(
+            state(118_250, 118_250, 1_000).ended(),
+            Some(ContractEventKind::Cancelled)
+        );
+        assert_eq!(
+            state(118_250, 50_000, 0).ended(),
+            Some(ContractEventKind::PaidOff)
+        );
+        assert_eq!(state(118_250, 50_000, 28_833).ended(), None);
+        assert_eq!(state(118_250, 0, 1).ended(), None);
+    }
+}

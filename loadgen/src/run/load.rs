@@ -352,3 +352,26 @@ async fn next_payment(ctx: &Ctx, rng: &mut Rng) -> Option<PaymentPlan> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payments_planned_after_a_refund_stay_within_what_it_left_outstanding() {
+        let mut pool = ContractPool::default();
+        pool.learn("K1", 40_000, 120_000);
+        pool.note_refund("K1", 90_000);
+        let mut rng = Rng::new(1);
+        let mut paid = 0;
+        while let Some(p) = pool.plan_payment(&mut rng, 0.0) {
+            paid += p.cents;
+        }
+        assert_eq!(paid, 30_000);
+        // A refund of what is left removes the contract from those to pay on.
+        pool.learn("K2", 40_000, 120_000);
+        pool.note_refund("K2", 120_000);
+        pool.note_refund("K-unknown", 1);
+        assert_eq!(pool.payable(), 0);
+    }
+}

@@ -332,3 +332,47 @@ pub(super) async fn wait_for_webhooks(ctx: &Arc<Ctx>) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_final_status_names_the_resource_of_its_type_and_a_pending_one_is_not_final() {
+        let at = Utc::now();
+        let status = |status: &str, result: Value| {
+            json!({"api_call_id": "API_CALL_1", "type": "REFUND", "status": status,
+                   "reason": null, "created_at": "2026-12-04T10:00:00Z",
+                   "completed_at": "2026-12-04T10:00:01.250Z", "result": result})
+        };
+        let refund = status(
+            "APPROVED",
+            json!({"kode_refund": "RFD_1", "nomor_kontrak": "K1"}),
+        );
+        let seen = final_seen(Kind::Refund, &refund, at);
+        assert_eq!(
+            seen.as_ref().and_then(|s| s.resource_id.as_deref()),
+            Some("RFD_1")
+        );
+        assert_eq!(
+            seen.and_then(|s| s.completed_at)
+                .map(|t| t.timestamp_millis() % 1000),
+            Some(250)
+        );
+        let contract = status("APPROVED", json!({"nomor_kontrak": "K1"}));
+        assert_eq!(
+            final_seen(Kind::Transaction, &contract, at).and_then(|s| s.resource_id),
+            Some("K1".to_owned())
+        );
+        let mut rejected = status("REJECTED", Value::Null);
+        rejected["reason"] = json!("REFUND_EXCEEDS");
+        let seen = final_seen(Kind::Refund, &rejected, at);
+        assert_eq!(
+            seen.map(|s| (s.state, s.reason, s.resource_id)),
+            Some(("REJECTED".into(), Some("REFUND_EXCEEDS".into()), None))
+        );
+        assert!(final_seen(Kind::Refund, &status("PENDING", Value::Null), at).is_none());
+        assert!(final_seen(Kind::Refund, &json!({}), at).is_none());
+    }
+}
