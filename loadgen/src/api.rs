@@ -218,6 +218,27 @@ impl Api {
         })
     }
 
+    /// One signed request without an external id (`PUT`, `DELETE` of a resource), retried
+    /// after `Retry-After` while it answers 429 or 503, up to five times.
+    pub(crate) async fn call(
+        &self,
+        key: &Key,
+        method: Method,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Resp, reqwest::Error> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let r = self.send(key, method.clone(), path, None, body).await?;
+            if attempt >= 5 || (r.status != 429 && r.status != 503) {
+                return Ok(r);
+            }
+            let secs = r.retry_after.unwrap_or(1).clamp(1, 5);
+            tokio::time::sleep(Duration::from_secs(secs) + jitter(path, attempt)).await;
+        }
+    }
+
     /// A POST retried like a merchant would: 429/503 after `Retry-After`, transport errors
     /// after a short pause, always with the same external id and body (re-signed).
     pub(crate) async fn post(

@@ -29,8 +29,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Create users, fire signed transactions and payments, wait for every outcome, verify
-    /// SPEC §5 and idempotency against MySQL; a human summary then one JSON line on stdout.
+    /// Create users, fire signed transactions and payments (and refunds of a share of the
+    /// contracts), wait for every outcome (polled, or told by webhooks), verify SPEC §9's
+    /// limit equation, the refunds and idempotency against MySQL; a human summary then one
+    /// JSON line on stdout.
     Run(Box<run::RunArgs>),
     /// Run the worker's exact SQL for approved contracts straight against MySQL (a scratch
     /// database) at several concurrencies; a table then one JSON line on stdout.

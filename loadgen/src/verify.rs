@@ -1,19 +1,26 @@
-//! The run's invariants, read from MySQL (the source of truth):
-//! - SPEC §5 for every user the run created and every tenor:
-//!   `available = granted − Σ jumlah_cicilan of its contracts + Σ terbayarkan of its bills`,
-//!   `0 <= available <= granted`;
-//! - at most one contract (or bill) per external id, and exactly one, carrying the call's api
-//!   call id, for every approved call; none for a rejected one;
-//! - `async_outcomes` agrees with `GET /status`, and its APPROVED rows for the run's calls are
-//!   as many as the contract and bill rows those calls wrote;
-//! - every contract's installments sum to it, and its paid amounts agree with its bills.
+//! The run's invariants, read from MySQL (the source of truth), in a few set-based queries:
+//! - SPEC §9's limit equation for every user the run created and every tenor:
+//!   `available = granted − Σ jumlah_cicilan of its contracts + Σ installment parts paid
+//!   (monthly_billings.terbayar; late fees never restore limits) + Σ mengurangi_tagihan of its
+//!   refunds`, `0 <= available <= granted`;
+//! - at most one contract, bill or refund per external id, and exactly one, carrying the
+//!   call's api call id, for every approved call; none for a rejected one;
+//! - `async_outcomes` agrees with what the run learned (`GET /status`, or the webhooks), and
+//!   every APPROVED outcome of the run's calls has its contract, bill or refund row, one per
+//!   api call id, and no row lacks one;
+//! - every contract's installments sum to it, its paid amounts agree with its bills, its
+//!   installments' `dibatalkan` with its refunds' `mengurangi_tagihan`, its `total_refund` with
+//!   its refunds' `jumlah`; no installment has more paid and cancelled than its price;
+//! - with `--webhooks`, each `contract.paid_off` / `contract.cancelled` names a contract that is
+//!   so now, and every contract of the run that is so was told.
 
+use crate::run::webhooks::{ContractEvent, ContractEventKind};
 use crate::run::{CallRecord, FinalSeen, Kind};
 use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlPool, QueryBuilder, Row};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const CHUNK: usize = 500;
 
@@ -49,12 +56,16 @@ fn dec(row: &MySqlRow, col: &str) -> Result<Decimal> {
     Ok(v.unwrap_or_default())
 }
 
-pub(crate) async fn verify(
-    url: &str,
-    users: &[String],
-    records: &[CallRecord],
-    finals: &HashMap<String, FinalSeen>,
-) -> Result<Vec<String>> {
+/// What the run did, to be checked against MySQL.
+pub(crate) struct RunFacts<'a> {
+    pub(crate) users: &'a [String],
+    pub(crate) records: &'a [CallRecord],
+    pub(crate) finals: &'a HashMap<String, FinalSeen>,
+    /// The contract events received, with `--webhooks`.
+    pub(crate) contract_events: Option<&'a [ContractEvent]>,
+}
+
+pub(crate) async fn verify(url: &str, facts: &RunFacts<'_>) -> Result<Vec<String>> {
     let pool = shared::db::connect(url, 4)
         .await
         .context("connecting to MySQL")?;
@@ -62,15 +73,29 @@ pub(crate) async fn verify(
         .await
         .with_context(|| "MySQL unreachable (--database-url)")?;
     let mut v = Vec::new();
-    limit_equation(&pool, users, &mut v).await?;
-    one_row_per_external_id(&pool, records, finals, &mut v).await?;
-    outcomes_match_rows(&pool, records, finals, &mut v).await?;
-    contracts_consistent(&pool, users, &mut v).await?;
+    limit_equation(&pool, facts.users, &mut v).await?;
+    one_row_per_external_id(&pool, facts.records, facts.finals, &mut v).await?;
+    outcomes_match_rows(&pool, facts.records, facts.finals, &mut v).await?;
+    contracts_consistent(&pool, facts.users, &mut v).await?;
+    if let Some(events) = facts.contract_events {
+        contract_events_agree(&pool, facts.users, events, &mut v).await?;
+    }
     pool.close().await;
     Ok(v)
 }
 
-/// SPEC §5, exactly, for every user and tenor.
+/// `(?, ?, …)` of `ids`.
+fn push_in(qb: &mut QueryBuilder<MySql>, ids: &[String]) {
+    qb.push(" (");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.clone());
+    }
+    qb.push(") ");
+}
+
+/// SPEC §9's equation, exactly, for every user and tenor: the balances, then each tenor's
+/// debits, installment parts paid and refunds' reductions in one query.
 async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>) -> Result<()> {
     let balances = rows_in(
         pool,
@@ -81,28 +106,42 @@ async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>)
         "",
     )
     .await?;
-    let mut debits: HashMap<(String, u8), Decimal> = HashMap::new();
-    for r in rows_in(
-        pool,
-        "SELECT user_id, tenor, SUM(jumlah_cicilan) AS s FROM transactions WHERE user_id IN",
-        users,
-        "GROUP BY user_id, tenor",
-    )
-    .await?
-    {
-        debits.insert((r.try_get("user_id")?, r.try_get("tenor")?), dec(&r, "s")?);
-    }
-    let mut credits: HashMap<(String, u8), Decimal> = HashMap::new();
-    for r in rows_in(
-        pool,
-        "SELECT t.user_id, t.tenor, SUM(b.terbayarkan) AS s
-         FROM bills b JOIN transactions t ON t.nomor_kontrak = b.nomor_kontrak WHERE t.user_id IN",
-        users,
-        "GROUP BY t.user_id, t.tenor",
-    )
-    .await?
-    {
-        credits.insert((r.try_get("user_id")?, r.try_get("tenor")?), dec(&r, "s")?);
+    // part 1: approved jumlah_cicilan, 2: installment parts paid, 3: mengurangi_tagihan.
+    let mut parts: HashMap<(String, u8, i64), Decimal> = HashMap::new();
+    for chunk in users.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new(
+            "SELECT user_id, tenor, 1 AS part, SUM(jumlah_cicilan) AS s FROM transactions WHERE user_id IN",
+        );
+        push_in(&mut qb, chunk);
+        qb.push(
+            "GROUP BY user_id, tenor UNION ALL
+             SELECT user_id, tenor, 2, SUM(terbayar) FROM monthly_billings WHERE user_id IN",
+        );
+        push_in(&mut qb, chunk);
+        qb.push(
+            "GROUP BY user_id, tenor UNION ALL
+             SELECT t.user_id, t.tenor, 3, SUM(r.mengurangi_tagihan)
+             FROM transactions t JOIN refunds r ON r.nomor_kontrak = t.nomor_kontrak
+             WHERE t.user_id IN",
+        );
+        // Through the contracts (indexed by user): refunds are indexed by contract only.
+        push_in(&mut qb, chunk);
+        qb.push("GROUP BY t.user_id, t.tenor");
+        for r in qb
+            .build()
+            .fetch_all(pool)
+            .await
+            .context("the limit equation's sums")?
+        {
+            parts.insert(
+                (
+                    r.try_get("user_id")?,
+                    r.try_get("tenor")?,
+                    r.try_get("part")?,
+                ),
+                dec(&r, "s")?,
+            );
+        }
     }
     let mut seen = 0usize;
     for r in &balances {
@@ -116,18 +155,17 @@ async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>)
         ] {
             let granted = dec(r, g)?;
             let available = dec(r, a)?;
-            let debited = debits
-                .get(&(user.clone(), tenor))
-                .copied()
-                .unwrap_or_default();
-            let paid = credits
-                .get(&(user.clone(), tenor))
-                .copied()
-                .unwrap_or_default();
-            let expected = granted - debited + paid;
+            let part = |p: i64| {
+                parts
+                    .get(&(user.clone(), tenor, p))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            let (debited, paid, reduced) = (part(1), part(2), part(3));
+            let expected = granted - debited + paid + reduced;
             if available != expected {
                 v.push(format!(
-                    "user {user} tenor {tenor}: available {available} != granted {granted} - approved {debited} + paid {paid} = {expected}"
+                    "user {user} tenor {tenor}: available {available} != granted {granted} - approved {debited} + installment parts paid {paid} + refunds' mengurangi_tagihan {reduced} = {expected}"
                 ));
             }
             if available < Decimal::ZERO || available > granted {
@@ -147,7 +185,7 @@ async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>)
     Ok(())
 }
 
-/// At most one contract or bill per external id; exactly the approved calls wrote one, with
+/// At most one contract, bill or refund per external id; exactly the approved calls wrote one, with
 /// their own api call id and the resource `GET /status` named.
 async fn one_row_per_external_id(
     pool: &MySqlPool,
@@ -158,8 +196,12 @@ async fn one_row_per_external_id(
     for (kind, table, resource) in [
         (Kind::Transaction, "transactions", "nomor_kontrak"),
         (Kind::Payment, "bills", "kode_bayar"),
+        (Kind::Refund, "refunds", "kode_refund"),
     ] {
         let mine: Vec<&CallRecord> = records.iter().filter(|r| r.kind == kind).collect();
+        if mine.is_empty() {
+            continue;
+        }
         let ext_ids: Vec<String> = mine.iter().map(|r| r.external_id.clone()).collect();
         let mut rows: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for r in rows_in(
@@ -228,8 +270,8 @@ async fn one_row_per_external_id(
     Ok(())
 }
 
-/// `async_outcomes` says what `GET /status` said, and its APPROVED count for the run's calls
-/// equals the contract and bill rows they wrote.
+/// `async_outcomes` says what the run learned, and its APPROVED outcomes of the run's calls
+/// are exactly the calls with a contract, bill or refund row, one each.
 async fn outcomes_match_rows(
     pool: &MySqlPool,
     records: &[CallRecord],
@@ -240,10 +282,10 @@ async fn outcomes_match_rows(
         .iter()
         .filter_map(|r| r.api_call_id.clone())
         .collect();
-    let mut outcomes: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let mut outcomes: HashMap<String, (String, Option<String>, String)> = HashMap::new();
     for r in rows_in(
         pool,
-        "SELECT api_call_id, status, reason FROM async_outcomes WHERE api_call_id IN",
+        "SELECT api_call_id, status, reason, call_type FROM async_outcomes WHERE api_call_id IN",
         &calls,
         "",
     )
@@ -251,19 +293,26 @@ async fn outcomes_match_rows(
     {
         outcomes.insert(
             r.try_get("api_call_id")?,
-            (r.try_get("status")?, r.try_get("reason")?),
+            (
+                r.try_get("status")?,
+                r.try_get("reason")?,
+                r.try_get("call_type")?,
+            ),
         );
     }
-    let mut approved_outcomes = 0u64;
-    for (call, (status, reason)) in &outcomes {
+    let mut approved: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (call, (status, reason, call_type)) in &outcomes {
         if status == "APPROVED" {
-            approved_outcomes += 1;
+            approved
+                .entry(call_type.as_str())
+                .or_default()
+                .insert(call.as_str());
         }
         if let Some(f) = finals.get(call)
             && (f.state != *status || f.reason != *reason)
         {
             v.push(format!(
-                "{call}: GET /status said {} {:?}, async_outcomes says {status} {reason:?}",
+                "{call}: the run learned {} {:?}, async_outcomes says {status} {reason:?}",
                 f.state, f.reason
             ));
         }
@@ -275,30 +324,57 @@ async fn outcomes_match_rows(
             ));
         }
     }
-    let mut rows = 0u64;
-    for table in ["transactions", "bills"] {
+    // Per type: the APPROVED outcomes and the rows written are the same calls, one row each.
+    for (kind, table) in [
+        (Kind::Transaction, "transactions"),
+        (Kind::Payment, "bills"),
+        (Kind::Refund, "refunds"),
+    ] {
+        if kind == Kind::Refund && !records.iter().any(|r| r.kind == Kind::Refund) {
+            continue;
+        }
+        let mut rows: HashMap<String, u64> = HashMap::new();
         for r in rows_in(
             pool,
-            &format!("SELECT COUNT(*) AS n FROM {table} WHERE api_call_id IN"),
+            &format!("SELECT api_call_id, COUNT(*) AS n FROM {table} WHERE api_call_id IN"),
             &calls,
-            "",
+            "GROUP BY api_call_id",
         )
         .await?
         {
             let n: i64 = r.try_get("n")?;
-            rows += n as u64;
+            rows.insert(r.try_get("api_call_id")?, n as u64);
         }
-    }
-    if approved_outcomes != rows {
-        v.push(format!(
-            "async_outcomes has {approved_outcomes} APPROVED rows for this run's calls, but transactions + bills have {rows} rows for them"
-        ));
+        let want = approved.get(kind.as_str()).cloned().unwrap_or_default();
+        for (call, n) in &rows {
+            if *n > 1 {
+                v.push(format!("{call} has {n} rows in {table}"));
+            }
+            if !want.contains(call.as_str()) {
+                v.push(format!(
+                    "{table} has a row of {call}, which has no APPROVED {} outcome",
+                    kind.as_str()
+                ));
+            }
+        }
+        for call in want {
+            if !rows.contains_key(call) {
+                v.push(format!(
+                    "{call}: APPROVED {} in async_outcomes, but no row in {table}",
+                    kind.as_str()
+                ));
+            }
+        }
     }
     Ok(())
 }
 
-/// Each contract of the run's users: `tenor` installments summing to `jumlah_cicilan`, and
-/// `terbayar` equal to its installments' and its bills' paid amounts, never above the total.
+/// Each contract of the run's users: `tenor` installments summing to `jumlah_cicilan`;
+/// `terbayar` equal to its installments' paid parts, and its bills to those plus the late fees
+/// paid; its installments' `dibatalkan` equal to its refunds' `mengurangi_tagihan`, its
+/// `total_refund` to their `jumlah`, never above the total; no installment with more paid and
+/// cancelled than its price; each refund's `jumlah` split exactly into what it cancelled and
+/// what it gives back, and no more given back than was paid.
 async fn contracts_consistent(
     pool: &MySqlPool,
     users: &[String],
@@ -315,14 +391,46 @@ async fn contracts_consistent(
     {
         billed.insert(r.try_get("nomor_kontrak")?, dec(&r, "s")?);
     }
+    struct Refunded {
+        jumlah: Decimal,
+        reduced: Decimal,
+        returned: Decimal,
+        unsplit: i64,
+    }
+    let mut refunded: HashMap<String, Refunded> = HashMap::new();
+    for r in rows_in(
+        pool,
+        "SELECT r.nomor_kontrak, SUM(r.jumlah) AS j, SUM(r.mengurangi_tagihan) AS m,
+                SUM(r.dikembalikan_ke_konsumen) AS d,
+                SUM(CASE WHEN r.jumlah <> r.mengurangi_tagihan + r.dikembalikan_ke_konsumen THEN 1 ELSE 0 END) AS unsplit
+         FROM transactions t JOIN refunds r ON r.nomor_kontrak = t.nomor_kontrak
+         WHERE t.user_id IN",
+        users,
+        "GROUP BY r.nomor_kontrak",
+    )
+    .await?
+    {
+        let unsplit: Decimal = dec(&r, "unsplit")?;
+        refunded.insert(
+            r.try_get("nomor_kontrak")?,
+            Refunded {
+                jumlah: dec(&r, "j")?,
+                reduced: dec(&r, "m")?,
+                returned: dec(&r, "d")?,
+                unsplit: i64::try_from(unsplit).unwrap_or(i64::MAX),
+            },
+        );
+    }
     let contracts = rows_in(
         pool,
-        "SELECT t.nomor_kontrak, t.tenor, t.jumlah_cicilan, t.terbayar,
-                COUNT(m.billing_id) AS n, SUM(m.harga_cicilan) AS h, SUM(m.terbayar) AS mt
+        "SELECT t.nomor_kontrak, t.tenor, t.jumlah_cicilan, t.terbayar, t.total_refund,
+                COUNT(m.billing_id) AS n, SUM(m.harga_cicilan) AS h, SUM(m.terbayar) AS mt,
+                SUM(m.dibatalkan) AS md, SUM(m.denda_terbayar) AS mdt,
+                SUM(CASE WHEN m.terbayar + m.dibatalkan > m.harga_cicilan THEN 1 ELSE 0 END) AS overdrawn
          FROM transactions t LEFT JOIN monthly_billings m ON m.nomor_kontrak = t.nomor_kontrak
          WHERE t.user_id IN",
         users,
-        "GROUP BY t.nomor_kontrak, t.tenor, t.jumlah_cicilan, t.terbayar",
+        "GROUP BY t.nomor_kontrak, t.tenor, t.jumlah_cicilan, t.terbayar, t.total_refund",
     )
     .await?;
     for r in &contracts {
@@ -333,7 +441,12 @@ async fn contracts_consistent(
         let paid = dec(r, "terbayar")?;
         let installments = dec(r, "h")?;
         let installments_paid = dec(r, "mt")?;
+        let fees_paid = dec(r, "mdt")?;
+        let cancelled = dec(r, "md")?;
+        let total_refund = dec(r, "total_refund")?;
+        let overdrawn = dec(r, "overdrawn")?;
         let bills = billed.remove(&nk).unwrap_or_default();
+        let refunds = refunded.remove(&nk);
         if n != i64::from(tenor) {
             v.push(format!("contract {nk}: {n} installments for tenor {tenor}"));
         }
@@ -342,12 +455,45 @@ async fn contracts_consistent(
                 "contract {nk}: installments sum to {installments}, jumlah_cicilan is {total}"
             ));
         }
-        if installments_paid != paid || bills != paid {
-            v.push(format!("contract {nk}: terbayar {paid}, installments paid {installments_paid}, bills {bills}"));
+        if installments_paid != paid || bills != paid + fees_paid {
+            v.push(format!("contract {nk}: terbayar {paid}, installments paid {installments_paid} (and late fees {fees_paid}), bills {bills}"));
         }
         if paid > total {
             v.push(format!(
                 "contract {nk}: terbayar {paid} above jumlah_cicilan {total}"
+            ));
+        }
+        if overdrawn > Decimal::ZERO {
+            v.push(format!(
+                "contract {nk}: {overdrawn} installment(s) with terbayar + dibatalkan above harga_cicilan"
+            ));
+        }
+        let (jumlah, reduced, returned) = refunds
+            .as_ref()
+            .map_or((Decimal::ZERO, Decimal::ZERO, Decimal::ZERO), |f| {
+                (f.jumlah, f.reduced, f.returned)
+            });
+        if cancelled != reduced {
+            v.push(format!(
+                "contract {nk}: installments' dibatalkan {cancelled}, refunds' mengurangi_tagihan {reduced}"
+            ));
+        }
+        if total_refund != jumlah || total_refund > total {
+            v.push(format!(
+                "contract {nk}: total_refund {total_refund}, refunds' jumlah {jumlah}, jumlah_cicilan {total}"
+            ));
+        }
+        if returned > installments_paid {
+            v.push(format!(
+                "contract {nk}: {returned} given back to the consumer, only {installments_paid} paid"
+            ));
+        }
+        if let Some(f) = refunds
+            && f.unsplit > 0
+        {
+            v.push(format!(
+                "contract {nk}: {} refund(s) whose jumlah is not mengurangi_tagihan + dikembalikan_ke_konsumen",
+                f.unsplit
             ));
         }
     }
@@ -357,4 +503,142 @@ async fn contracts_consistent(
         ));
     }
     Ok(())
+}
+
+/// A contract as MySQL has it now, for its `status_kontrak` (SPEC §9).
+#[derive(Debug, Clone, Copy)]
+struct ContractState {
+    jumlah_cicilan: Decimal,
+    total_refund: Decimal,
+    /// Unpaid parts plus unpaid late fees.
+    outstanding: Decimal,
+}
+
+impl ContractState {
+    /// `CANCELLED` when all of it was refunded, else `PAID_OFF` when nothing is outstanding.
+    fn ended(&self) -> Option<ContractEventKind> {
+        if self.total_refund == self.jumlah_cicilan {
+            Some(ContractEventKind::Cancelled)
+        } else if self.outstanding == Decimal::ZERO {
+            Some(ContractEventKind::PaidOff)
+        } else {
+            None
+        }
+    }
+}
+
+async fn contract_states(
+    pool: &MySqlPool,
+    users: &[String],
+) -> Result<HashMap<String, ContractState>> {
+    let mut out = HashMap::new();
+    for r in rows_in(
+        pool,
+        "SELECT t.nomor_kontrak, t.jumlah_cicilan, t.total_refund,
+                SUM(m.harga_cicilan - m.terbayar - m.dibatalkan + m.denda - m.denda_terbayar) AS outstanding
+         FROM transactions t JOIN monthly_billings m ON m.nomor_kontrak = t.nomor_kontrak
+         WHERE t.user_id IN",
+        users,
+        "GROUP BY t.nomor_kontrak, t.jumlah_cicilan, t.total_refund",
+    )
+    .await?
+    {
+        out.insert(
+            r.try_get("nomor_kontrak")?,
+            ContractState {
+                jumlah_cicilan: dec(&r, "jumlah_cicilan")?,
+                total_refund: dec(&r, "total_refund")?,
+                outstanding: dec(&r, "outstanding")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The run's contracts that are `PAID_OFF` or `CANCELLED` now: the contract events owed.
+pub(crate) async fn ended_contracts(
+    pool: &MySqlPool,
+    users: &[String],
+) -> Result<Vec<(String, ContractEventKind)>> {
+    Ok(contract_states(pool, users)
+        .await?
+        .into_iter()
+        .filter_map(|(nk, s)| s.ended().map(|k| (nk, k)))
+        .collect())
+}
+
+/// Each contract event names a contract that is so now (a paid-off contract may since have
+/// been cancelled by a refund, but never owes again), and each contract of the run that is
+/// `PAID_OFF` or `CANCELLED` was told so.
+async fn contract_events_agree(
+    pool: &MySqlPool,
+    users: &[String],
+    events: &[ContractEvent],
+    v: &mut Vec<String>,
+) -> Result<()> {
+    let states = contract_states(pool, users).await?;
+    for e in events {
+        // One that is not the run's is the webhook judge's finding.
+        let Some(s) = states.get(&e.nomor_kontrak) else {
+            continue;
+        };
+        let holds = match e.kind {
+            ContractEventKind::Cancelled => s.total_refund == s.jumlah_cicilan,
+            ContractEventKind::PaidOff => s.outstanding == Decimal::ZERO,
+        };
+        if !holds {
+            v.push(format!(
+                "webhook: {:?} for contract {}, yet MySQL has total_refund {} of {} and {} outstanding",
+                e.kind, e.nomor_kontrak, s.total_refund, s.jumlah_cicilan, s.outstanding
+            ));
+        }
+    }
+    let told: HashSet<(&str, ContractEventKind)> = events
+        .iter()
+        .map(|e| (e.nomor_kontrak.as_str(), e.kind))
+        .collect();
+    for (nk, s) in &states {
+        if let Some(k) = s.ended()
+            && !told.contains(&(nk.as_str(), k))
+        {
+            v.push(format!(
+                "webhook: contract {nk} is {} in MySQL, but no such event arrived",
+                k.status_kontrak()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(total: i64, refunded: i64, outstanding: i64) -> ContractState {
+        ContractState {
+            jumlah_cicilan: Decimal::new(total, 2),
+            total_refund: Decimal::new(refunded, 2),
+            outstanding: Decimal::new(outstanding, 2),
+        }
+    }
+
+    #[test]
+    fn a_contract_ends_cancelled_when_all_of_it_was_refunded_else_paid_off_when_nothing_is_owed() {
+        // SPEC §9's example: paid 394.17, refunded 500.00 then 682.50.
+        assert_eq!(
+            state(118_250, 118_250, 0).ended(),
+            Some(ContractEventKind::Cancelled)
+        );
+        // A cancelled contract may still owe late fees charged before the refund.
+        assert_eq!(
+            state(118_250, 118_250, 1_000).ended(),
+            Some(ContractEventKind::Cancelled)
+        );
+        assert_eq!(
+            state(118_250, 50_000, 0).ended(),
+            Some(ContractEventKind::PaidOff)
+        );
+        assert_eq!(state(118_250, 50_000, 28_833).ended(), None);
+        assert_eq!(state(118_250, 0, 1).ended(), None);
+    }
 }

@@ -91,6 +91,28 @@ pub(crate) struct RunArgs {
     /// Most status polls per second (they share the keys' rate limits with the load).
     #[arg(long, env = "LOADGEN_POLL_RATE", default_value_t = 500.0)]
     pub(super) poll_rate: f64,
+    /// Fraction of the approved contracts that get refunds (one, or a partial one and then a
+    /// second; each partial or of all that is refundable, half the time each), sent as soon as
+    /// the contract is known to be approved, racing the contract's payments.
+    #[arg(long, env = "LOADGEN_REFUND_SHARE", default_value_t = 0.0)]
+    pub(super) refund_share: f64,
+    /// Receive the merchant's webhooks (SPEC §11): a receiver on --webhook-listen, registered
+    /// with PUT /webhooks for call.completed, contract.paid_off and contract.cancelled (the
+    /// engine must run with WEBHOOK_ALLOW_LOOPBACK=1), every delivery's signature checked, and
+    /// every final call of the merchant owed one.
+    #[arg(long, env = "LOADGEN_WEBHOOKS")]
+    pub(super) webhooks: bool,
+    /// Where the webhook receiver listens (port 0: any free port).
+    #[arg(long, env = "LOADGEN_WEBHOOK_LISTEN", default_value = "127.0.0.1:0")]
+    pub(super) webhook_listen: std::net::SocketAddr,
+    /// How long to wait, once every call is final, for the deliveries still owed.
+    #[arg(long, env = "LOADGEN_WEBHOOK_WAIT_SECS", default_value_t = 60)]
+    pub(super) webhook_wait_secs: u64,
+    /// With --webhooks: never call GET /status; the merchant's outcomes come from
+    /// call.completed deliveries only, payments' (admin calls, which no webhook tells) from
+    /// MySQL.
+    #[arg(long, env = "LOADGEN_NO_POLL", requires = "webhooks")]
+    pub(super) no_poll: bool,
     /// Also write every request as a CSV row (when it was due in ms from the start, its kind,
     /// how late it left in ms, its accept latency in ms, its failure status) to see where in
     /// the run the slow ones fall.
@@ -125,6 +147,18 @@ impl RunArgs {
         ensure!(
             (0.0..=1.0).contains(&self.overpay_share),
             "--overpay-share must be within 0..1"
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.refund_share),
+            "--refund-share must be within 0..1"
+        );
+        ensure!(
+            !self.no_poll || self.webhooks,
+            "--no-poll needs --webhooks (the outcomes come from the deliveries)"
+        );
+        ensure!(
+            !(self.no_poll && self.no_verify && self.payment_share > 0.0),
+            "--no-poll reads payments' outcomes from MySQL: drop --no-verify, or use --payment-share 0"
         );
         if let Some(r) = self.rate {
             ensure!(r > 0.0 && r.is_finite(), "--rate must be positive");

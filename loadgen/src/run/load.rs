@@ -57,6 +57,21 @@ impl ContractPool {
         });
     }
 
+    /// A refund of `cents` sent on a contract: what is left to pay shrinks by as much at most,
+    /// so the payments planned after it stay within what is outstanding.
+    pub(super) fn note_refund(&mut self, nomor_kontrak: &str, cents: i64) {
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|e| e.nomor_kontrak == nomor_kontrak)
+        {
+            self.entries[i].remaining -= cents;
+            if self.entries[i].remaining <= 0 {
+                self.entries.swap_remove(i);
+            }
+        }
+    }
+
     /// Contracts learned so far.
     pub(super) fn learned(&self) -> usize {
         self.learned
@@ -248,24 +263,14 @@ async fn one_request(ctx: &Ctx, i: usize, due: Instant, due_wall: DateTime<Utc>)
         None
     };
 
-    let mut record = CallRecord {
-        kind: Kind::Transaction,
-        external_id: String::new(),
-        user_id: None,
-        nomor_kontrak: None,
-        deliberate_overpay: false,
-        sent_wall: due_wall,
-        accept_ms: None,
-        send_late_ms: 0.0,
-        api_call_id: None,
-        via_conflict: false,
-        failure: None,
-    };
+    let mut record = CallRecord::new(Kind::Transaction, String::new());
+    record.sent_wall = due_wall;
     let (key, path, body) = match payment {
         Some(p) => {
             record.kind = Kind::Payment;
             record.external_id = format!("LG-{}-P-{i}", ctx.run_id);
             record.deliberate_overpay = p.deliberate_overpay;
+            record.amount_cents = Some(p.cents);
             let body = format!(
                 r#"{{"nomor_kontrak":"{}","jumlah":{}}}"#,
                 p.nomor_kontrak,
@@ -317,7 +322,7 @@ async fn one_request(ctx: &Ctx, i: usize, due: Instant, due_wall: DateTime<Utc>)
         } => {
             record.accept_ms = Some(ms(due.elapsed()));
             record.via_conflict = via_conflict;
-            if record.kind == Kind::Transaction {
+            if record.kind == Kind::Transaction && !ctx.args.no_poll {
                 let _ = ctx.learn_tx.send(api_call_id.clone());
             }
             record.api_call_id = Some(api_call_id);
@@ -345,5 +350,28 @@ async fn next_payment(ctx: &Ctx, rng: &mut Rng) -> Option<PaymentPlan> {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payments_planned_after_a_refund_stay_within_what_it_left_outstanding() {
+        let mut pool = ContractPool::default();
+        pool.learn("K1", 40_000, 120_000);
+        pool.note_refund("K1", 90_000);
+        let mut rng = Rng::new(1);
+        let mut paid = 0;
+        while let Some(p) = pool.plan_payment(&mut rng, 0.0) {
+            paid += p.cents;
+        }
+        assert_eq!(paid, 30_000);
+        // A refund of what is left removes the contract from those to pay on.
+        pool.learn("K2", 40_000, 120_000);
+        pool.note_refund("K2", 120_000);
+        pool.note_refund("K-unknown", 1);
+        assert_eq!(pool.payable(), 0);
     }
 }

@@ -1,14 +1,17 @@
-//! `loadgen run`: users, then a burst of signed transactions and payments, then every call's
-//! final status, then the invariants checked against MySQL.
+//! `loadgen run`: users, then a burst of signed transactions and payments (and refunds of
+//! some contracts), then every call's final status, then the invariants checked against MySQL.
 //!
-//! `args` reads the command line, `load` drives the requests, `poll` follows the calls to
-//! their final status, `report` judges and prints; `progress` shows it on a terminal.
+//! `args` reads the command line, `load` drives the requests, `refunds` refunds approved
+//! contracts, `poll` follows the calls to their final status, `webhooks` receives and judges
+//! the engine's deliveries, `report` judges and prints; `progress` shows it on a terminal.
 
 mod args;
 mod load;
 mod poll;
 mod progress;
+mod refunds;
 mod report;
+pub(crate) mod webhooks;
 
 pub(crate) use args::RunArgs;
 
@@ -33,6 +36,7 @@ use tokio::time::Instant;
 pub(crate) enum Kind {
     Transaction,
     Payment,
+    Refund,
 }
 
 impl Kind {
@@ -40,7 +44,23 @@ impl Kind {
         match self {
             Kind::Transaction => "TRANSACTION",
             Kind::Payment => "PAYMENT",
+            Kind::Refund => "REFUND",
         }
+    }
+
+    /// The status object's `type`.
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "TRANSACTION" => Some(Kind::Transaction),
+            "PAYMENT" => Some(Kind::Payment),
+            "REFUND" => Some(Kind::Refund),
+            _ => None,
+        }
+    }
+
+    /// Sent with the merchant key (so told by webhooks); payments need the admin key.
+    pub(crate) fn by_merchant(self) -> bool {
+        self != Kind::Payment
     }
 }
 
@@ -52,6 +72,10 @@ pub(crate) struct CallRecord {
     pub(crate) user_id: Option<String>,
     pub(crate) nomor_kontrak: Option<String>,
     pub(crate) deliberate_overpay: bool,
+    /// A payment's or a refund's `jumlah`, in cents.
+    pub(crate) amount_cents: Option<i64>,
+    /// A refund's contract's `jumlah_cicilan`, in cents.
+    pub(crate) contract_total_cents: Option<i64>,
     /// When it was (scheduled to be) sent: the start of both latencies.
     pub(crate) sent_wall: DateTime<Utc>,
     pub(crate) accept_ms: Option<f64>,
@@ -62,14 +86,35 @@ pub(crate) struct CallRecord {
     pub(crate) failure: Option<(u16, String)>,
 }
 
-/// A final status as `GET /status` showed it.
+impl CallRecord {
+    pub(crate) fn new(kind: Kind, external_id: String) -> CallRecord {
+        CallRecord {
+            kind,
+            external_id,
+            user_id: None,
+            nomor_kontrak: None,
+            deliberate_overpay: false,
+            amount_cents: None,
+            contract_total_cents: None,
+            sent_wall: Utc::now(),
+            accept_ms: None,
+            send_late_ms: 0.0,
+            api_call_id: None,
+            via_conflict: false,
+            failure: None,
+        }
+    }
+}
+
+/// A final status as `GET /status` (or, with `--no-poll`, a webhook or MySQL) showed it.
 #[derive(Debug, Clone)]
 pub(crate) struct FinalSeen {
     pub(crate) state: String,
     pub(crate) reason: Option<String>,
     pub(crate) completed_at: Option<DateTime<Utc>>,
     pub(crate) seen_at: DateTime<Utc>,
-    /// `nomor_kontrak` of an approved transaction, `kode_bayar` of an approved payment.
+    /// `nomor_kontrak` of an approved transaction, `kode_bayar` of an approved payment,
+    /// `kode_refund` of an approved refund.
     pub(crate) resource_id: Option<String>,
 }
 
@@ -107,6 +152,21 @@ struct Ctx {
     load_done: AtomicBool,
     pacer: Pacer,
     learn_tx: mpsc::UnboundedSender<String>,
+    /// Approved contracts to refund (`--refund-share`).
+    refund_tx: mpsc::UnboundedSender<refunds::RefundJob>,
+    /// Contracts queued for refunds or being refunded.
+    refunds_in_flight: AtomicU64,
+    refund_seq: AtomicU64,
+    /// What the webhook receiver received (`--webhooks`).
+    hooks: Option<Hooks>,
+    /// The engine's database, read during the run only by `--no-poll` (payments' outcomes).
+    db: Option<sqlx::MySqlPool>,
+}
+
+/// The run's webhook endpoint, as registered.
+struct Hooks {
+    tally: Mutex<webhooks::Tally>,
+    registered_at: DateTime<Utc>,
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -125,13 +185,19 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         max_retry_after_secs: 30,
     };
     eprintln!(
-        "loadgen run {run_id}: {} users, {} requests ({:.0}% payments), {}, against {} (seed {seed})",
+        "loadgen run {run_id}: {} users, {} requests ({:.0}% payments, refunds of {:.0}% of the contracts), {}, {}, against {} (seed {seed})",
         args.users,
         args.requests,
         args.payment_share * 100.0,
+        args.refund_share * 100.0,
         match args.rate {
             Some(r) => format!("open loop at {r} req/s"),
             None => format!("closed loop at concurrency {}", args.concurrency),
+        },
+        match (args.webhooks, args.no_poll) {
+            (true, true) => "outcomes from webhooks only",
+            (true, false) => "outcomes polled, webhooks received",
+            (false, _) => "outcomes polled",
         },
         api.base()
     );
@@ -156,7 +222,30 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     )
     .await?;
 
+    // The receiver listens and is registered before the first request, so every event of
+    // the run is recorded for it (SPEC §11 keeps nothing for a later registration).
+    let receiving = if args.webhooks {
+        let (receiver, deliveries) = webhooks::Receiver::start(args.webhook_listen).await?;
+        let registered_at = Utc::now();
+        let secret = webhooks::register(&patient_api, &merchant, &receiver.url()).await?;
+        receiver.set_secret(&secret)?;
+        eprintln!("webhooks: receiving at {}", receiver.url());
+        Some((receiver, deliveries, registered_at))
+    } else {
+        None
+    };
+    let db = if args.no_poll {
+        Some(
+            shared::db::connect(&args.database_url, 2)
+                .await
+                .context("connecting to MySQL (--no-poll reads payments' outcomes there)")?,
+        )
+    } else {
+        None
+    };
+
     let (learn_tx, learn_rx) = mpsc::unbounded_channel();
+    let (refund_tx, refund_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         api,
         poll_api: patient_api,
@@ -164,6 +253,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         admin,
         users,
         pacer: Pacer::new(args.poll_rate),
+        hooks: receiving.as_ref().map(|(_, _, at)| Hooks {
+            tally: Mutex::new(webhooks::Tally::default()),
+            registered_at: *at,
+        }),
+        db,
         args,
         run_id,
         seed,
@@ -182,7 +276,25 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         failed: AtomicU64::new(0),
         load_done: AtomicBool::new(false),
         learn_tx,
+        refund_tx,
+        refunds_in_flight: AtomicU64::new(0),
+        refund_seq: AtomicU64::new(0),
     });
+    let refunder = tokio::spawn(refunds::refunder(
+        ctx.clone(),
+        refund_rx,
+        ctx.args.concurrency.clamp(1, 64),
+    ));
+    let (receiver, consumer) = match receiving {
+        Some((receiver, deliveries, _)) => (
+            Some(receiver),
+            Some(tokio::spawn(poll::consume_deliveries(
+                ctx.clone(),
+                deliveries,
+            ))),
+        ),
+        None => (None, None),
+    };
 
     // Load phase.
     let progress = Progress::sending(&ctx);
@@ -201,17 +313,56 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     progress.finish().await;
     let _ = learner.await;
 
-    // Every accepted call, to its final status.
+    // Every accepted call (refunds included), to its final status; then every delivery owed.
     poll::wait_for_finals(&ctx).await;
+    refunder.abort();
+    let mut bad_signatures = None;
+    if let Some(receiver) = receiver {
+        poll::wait_for_webhooks(&ctx).await;
+        if let Err(e) = webhooks::unregister(&ctx.poll_api, &ctx.merchant).await {
+            eprintln!("loadgen: {e:#}");
+        }
+        bad_signatures = Some(receiver.bad_signatures());
+        let _ = tokio::time::timeout(Duration::from_secs(5), receiver.stop()).await;
+    }
+    if let Some(consumer) = consumer {
+        // The receiver stopped, so the channel closes once what it still holds is recorded.
+        let abort = consumer.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), consumer)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
 
     let records = lock(&ctx.records).clone();
     let finals = lock(&ctx.finals).clone();
     let status_404 = lock(&ctx.status_404).clone();
-    let mut violations = report::outcome_violations(&records, &finals, &status_404);
+    let (mut violations, races) = report::outcome_violations(&records, &finals, &status_404);
+    let webhook_report = ctx.hooks.as_ref().zip(bad_signatures).map(|(hooks, bad)| {
+        let r = report::WebhookReport::of(
+            &lock(&hooks.tally),
+            hooks.registered_at,
+            &records,
+            &finals,
+            bad,
+        );
+        violations.extend(r.violations());
+        r
+    });
+    let contract_events: Option<Vec<webhooks::ContractEvent>> =
+        ctx.hooks.as_ref().map(|h| lock(&h.tally).contracts.clone());
     let mut verified = false;
     if !ctx.args.no_verify {
         eprintln!("verifying against MySQL ...");
-        match verify::verify(&ctx.args.database_url, &ctx.users, &records, &finals).await {
+        let facts = verify::RunFacts {
+            users: &ctx.users,
+            records: &records,
+            finals: &finals,
+            contract_events: contract_events.as_deref(),
+        };
+        match verify::verify(&ctx.args.database_url, &facts).await {
             Ok(v) => {
                 violations.extend(v);
                 verified = true;
@@ -228,8 +379,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         &ctx,
         &records,
         &finals,
-        &violations,
-        verified,
+        &report::Findings {
+            violations: &violations,
+            verified,
+            races,
+            webhooks: webhook_report.as_ref(),
+        },
         &report::LoadWindow {
             secs: load_secs,
             start_wall: load_start_wall,

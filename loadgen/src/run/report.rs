@@ -2,6 +2,7 @@
 //! human summary and one JSON line on stdout (scripts/bench.sh records that line), and the
 //! optional CSV of every request.
 
+use super::webhooks::{ContractEventKind, Judged, Tally, judge};
 use super::{CallRecord, Ctx, FinalSeen, Kind, lock};
 use crate::cpu;
 use crate::util::{Percentiles, round3};
@@ -50,12 +51,43 @@ pub(super) fn write_records_csv(
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
-/// What the API said about each call, against what this run knows it must be.
+/// What the run's approved refunds add up to, per contract, in cents.
+fn approved_refunds(
+    records: &[CallRecord],
+    finals: &HashMap<String, FinalSeen>,
+) -> HashMap<String, i64> {
+    let mut sums: HashMap<String, i64> = HashMap::new();
+    for r in records.iter().filter(|r| r.kind == Kind::Refund) {
+        let approved = r
+            .api_call_id
+            .as_ref()
+            .and_then(|id| finals.get(id))
+            .is_some_and(|f| f.state == "APPROVED");
+        if let (true, Some(nk), Some(cents)) = (approved, &r.nomor_kontrak, r.amount_cents) {
+            *sums.entry(nk.clone()).or_default() += cents;
+        }
+    }
+    sums
+}
+
+/// Rejections that racing made legitimate: a refund whose `jumlah` no longer fit once the
+/// contract's other refunds were approved (`REFUND_EXCEEDS`), a payment on a contract that
+/// refunds had cancelled part of (`OVERPAYMENT`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(super) struct Races {
+    pub(super) refund_exceeds: u64,
+    pub(super) overpayments_after_refund: u64,
+}
+
+/// What the API said about each call, against what this run knows it must be; and the
+/// rejections that racing explains.
 pub(super) fn outcome_violations(
     records: &[CallRecord],
     finals: &HashMap<String, FinalSeen>,
     status_404: &HashSet<String>,
-) -> Vec<String> {
+) -> (Vec<String>, Races) {
+    let refunded = approved_refunds(records, finals);
+    let mut races = Races::default();
     let mut v = Vec::new();
     for r in records {
         let Some(id) = &r.api_call_id else { continue };
@@ -78,39 +110,217 @@ pub(super) fn outcome_violations(
             continue;
         };
         let reason = f.reason.as_deref().unwrap_or("");
+        let contract_refunded = r
+            .nomor_kontrak
+            .as_ref()
+            .and_then(|nk| refunded.get(nk))
+            .copied()
+            .unwrap_or(0);
         match (r.kind, f.state.as_str()) {
             (Kind::Transaction, "APPROVED") if f.resource_id.is_some() => {}
             (Kind::Transaction, "REJECTED") if reason == "INSUFFICIENT_LIMIT" => {}
             (Kind::Payment, "APPROVED") if !r.deliberate_overpay && f.resource_id.is_some() => {}
             (Kind::Payment, "REJECTED") if r.deliberate_overpay && reason == "OVERPAYMENT" => {}
+            (Kind::Payment, "REJECTED") if reason == "OVERPAYMENT" && contract_refunded > 0 => {
+                races.overpayments_after_refund += 1;
+            }
+            (Kind::Refund, "APPROVED") if f.resource_id.is_some() => {}
+            // Legitimate only when this refund and the contract's approved ones exceed T.
+            (Kind::Refund, "REJECTED")
+                if reason == "REFUND_EXCEEDS"
+                    && r.amount_cents.unwrap_or(0) + contract_refunded
+                        > r.contract_total_cents.unwrap_or(i64::MAX) =>
+            {
+                races.refund_exceeds += 1;
+            }
             (kind, state) => v.push(format!(
                 "{} {id} ({}) ended {state} {reason}, unexpected{}",
                 kind.as_str(),
                 r.external_id,
                 if r.deliberate_overpay {
-                    " for a deliberate overpayment"
+                    " for a deliberate overpayment".to_owned()
                 } else if kind == Kind::Payment {
-                    " for a payment within what is outstanding"
+                    " for a payment within what is outstanding".to_owned()
+                } else if kind == Kind::Refund {
+                    format!(
+                        " for a refund of {} cents on a contract of {:?} whose other approved refunds are {contract_refunded}",
+                        r.amount_cents.unwrap_or(0),
+                        r.contract_total_cents
+                    )
                 } else {
-                    ""
+                    String::new()
                 }
             )),
         }
     }
-    v
+    (v, races)
+}
+
+/// The calls of one type, by what became of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub(super) struct TypeOutcomes {
+    pub(super) sent: u64,
+    pub(super) accepted: u64,
+    /// Refused at the ingress, or given up on.
+    pub(super) failed: u64,
+    #[serde(rename = "APPROVED")]
+    pub(super) approved: u64,
+    /// By reason.
+    #[serde(rename = "REJECTED")]
+    pub(super) rejected: BTreeMap<String, u64>,
+    pub(super) never_final: u64,
+}
+
+/// Every call of the run by type (`TRANSACTION`, `PAYMENT`, `REFUND`) and outcome.
+pub(super) fn outcomes_by_type(
+    records: &[CallRecord],
+    finals: &HashMap<String, FinalSeen>,
+) -> BTreeMap<&'static str, TypeOutcomes> {
+    let mut out: BTreeMap<&'static str, TypeOutcomes> = BTreeMap::new();
+    for r in records {
+        let t = out.entry(r.kind.as_str()).or_default();
+        t.sent += 1;
+        if r.failure.is_some() {
+            t.failed += 1;
+        }
+        let Some(id) = &r.api_call_id else { continue };
+        t.accepted += 1;
+        match finals.get(id) {
+            None => t.never_final += 1,
+            Some(f) if f.state == "APPROVED" => t.approved += 1,
+            Some(f) => {
+                *t.rejected
+                    .entry(f.reason.clone().unwrap_or_else(|| "NONE".into()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// What the webhook receiver got, judged.
+#[derive(Debug)]
+pub(super) struct WebhookReport {
+    pub(super) deliveries: u64,
+    pub(super) duplicates: u64,
+    pub(super) calls_told: usize,
+    /// Accepted calls of the merchant with no `call.completed` (with `--no-poll`, the calls
+    /// whose outcome the run never learned).
+    pub(super) never_told: usize,
+    pub(super) repeated_calls: u64,
+    pub(super) paid_off: usize,
+    pub(super) cancelled: usize,
+    pub(super) judged: Judged,
+    pub(super) bad_signatures: u64,
+    pub(super) bad_samples: Vec<String>,
+}
+
+impl WebhookReport {
+    pub(super) fn of(
+        tally: &Tally,
+        registered_at: DateTime<Utc>,
+        records: &[CallRecord],
+        finals: &HashMap<String, FinalSeen>,
+        (bad_signatures, bad_samples): (u64, Vec<String>),
+    ) -> WebhookReport {
+        let calls: HashMap<String, Kind> = records
+            .iter()
+            .filter_map(|r| r.api_call_id.clone().map(|id| (id, r.kind)))
+            .collect();
+        let contracts: HashSet<String> = records
+            .iter()
+            .filter(|r| r.kind == Kind::Transaction)
+            .filter_map(|r| r.api_call_id.as_ref().and_then(|id| finals.get(id)))
+            .filter(|f| f.state == "APPROVED")
+            .filter_map(|f| f.resource_id.clone())
+            .collect();
+        let count = |k: ContractEventKind| tally.contracts.iter().filter(|c| c.kind == k).count();
+        WebhookReport {
+            deliveries: tally.deliveries,
+            duplicates: tally.duplicates,
+            calls_told: tally.calls.len(),
+            never_told: calls
+                .iter()
+                .filter(|(id, kind)| kind.by_merchant() && !tally.calls.contains_key(*id))
+                .count(),
+            repeated_calls: tally.repeated_calls,
+            paid_off: count(ContractEventKind::PaidOff),
+            cancelled: count(ContractEventKind::Cancelled),
+            judged: judge(tally, &calls, finals, &contracts, registered_at),
+            bad_signatures,
+            bad_samples,
+        }
+    }
+
+    pub(super) fn violations(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .judged
+            .missing
+            .iter()
+            .chain(&self.judged.unexpected)
+            .map(|m| format!("webhook: {m}"))
+            .collect();
+        if self.bad_signatures > 0 {
+            v.push(format!(
+                "webhook: {} deliveries failed the signature check (answered 401), e.g. {:?}",
+                self.bad_signatures, self.bad_samples
+            ));
+        }
+        v
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "deliveries": self.deliveries,
+            "duplicates": self.duplicates,
+            "calls_told": self.calls_told,
+            "calls_never_told": self.never_told,
+            "repeated_calls": self.repeated_calls,
+            "contract_paid_off": self.paid_off,
+            "contract_cancelled": self.cancelled,
+            "missing_calls": self.judged.missing.len(),
+            "unexpected_events": self.judged.unexpected.len(),
+            "bad_signatures": self.bad_signatures,
+            "earlier_events": self.judged.earlier,
+            "lag_p50_ms": self.judged.lag.p50,
+            "lag_p99_ms": self.judged.lag.p99,
+            "lag_ms": self.judged.lag,
+        })
+    }
+}
+
+/// What the run found beyond each call's own outcome.
+pub(super) struct Findings<'a> {
+    pub(super) violations: &'a [String],
+    pub(super) verified: bool,
+    pub(super) races: Races,
+    pub(super) webhooks: Option<&'a WebhookReport>,
 }
 
 pub(super) fn report(
     ctx: &Ctx,
-    records: &[CallRecord],
+    all_records: &[CallRecord],
     finals: &HashMap<String, FinalSeen>,
-    violations: &[String],
-    verified: bool,
+    findings: &Findings<'_>,
     window: &LoadWindow,
 ) -> Result<ExitCode> {
+    let (violations, verified) = (findings.violations, findings.verified);
     let (load_secs, load_start_wall, load_cpu) = (window.secs, window.start_wall, &window.cpu);
+    // The load's figures are of its transactions and payments; refunds are counted apart.
+    let load_records: Vec<CallRecord> = all_records
+        .iter()
+        .filter(|r| r.kind != Kind::Refund)
+        .cloned()
+        .collect();
+    let records = load_records.as_slice();
+    let by_type = outcomes_by_type(all_records, finals);
+    let refunds = by_type
+        .get(Kind::Refund.as_str())
+        .cloned()
+        .unwrap_or_default();
     let accepted: Vec<&CallRecord> = records.iter().filter(|r| r.api_call_id.is_some()).collect();
-    let failed: Vec<&CallRecord> = records.iter().filter(|r| r.failure.is_some()).collect();
+    let failed: Vec<&CallRecord> = all_records.iter().filter(|r| r.failure.is_some()).collect();
+    let load_failed = records.iter().filter(|r| r.failure.is_some()).count();
     let mut accept_ms: Vec<f64> = accepted.iter().filter_map(|r| r.accept_ms).collect();
     let mut e2e_ms = Vec::new();
     let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
@@ -136,6 +346,7 @@ pub(super) fn report(
                         last_contract_end = Some(last_contract_end.map_or(end, |t| t.max(end)));
                     }
                     Kind::Payment => approved_payments += 1,
+                    Kind::Refund => {}
                 }
             }
             _ => {
@@ -171,7 +382,7 @@ pub(super) fn report(
         .iter()
         .filter(|r| r.kind == Kind::Transaction)
         .count();
-    let payments = records.len() - transactions;
+    let payments = records.iter().filter(|r| r.kind == Kind::Payment).count();
     let overpays = records.iter().filter(|r| r.deliberate_overpay).count();
 
     println!("== loadgen run {} against {}", ctx.run_id, ctx.api.base());
@@ -192,7 +403,7 @@ pub(super) fn report(
         "accepted        {} in {load_secs:.2}s = {accepted_per_sec:.1}/s ({} via 409 after a retry); failed {}",
         accepted.len(),
         ctx.counters.resolved_by_conflict.load(Ordering::Relaxed),
-        failed.len()
+        load_failed
     );
     println!(
         "final           approved {approved} ({approved_contracts} contracts, {approved_payments} payments), rejected {rejected}, never final {pending}"
@@ -230,6 +441,55 @@ pub(super) fn report(
         None => println!("CPU while sending: no reading (/proc is not readable here)"),
     }
     println!("rejections      {rejections:?}");
+    if ctx.args.refund_share > 0.0 || refunds.sent > 0 {
+        println!(
+            "refunds         {} sent on {:.0}% of the contracts: accepted {}, approved {}, rejected {:?}, never final {}, failed {}",
+            refunds.sent,
+            ctx.args.refund_share * 100.0,
+            refunds.accepted,
+            refunds.approved,
+            refunds.rejected,
+            refunds.never_final,
+            refunds.failed
+        );
+        println!(
+            "races           {} refunds REFUND_EXCEEDS after the contract's other refunds, {} payments OVERPAYMENT after a refund (legitimate, not violations)",
+            findings.races.refund_exceeds, findings.races.overpayments_after_refund
+        );
+    }
+    for (kind, t) in &by_type {
+        println!(
+            "  {kind:<12}  approved {}, rejected {:?}, never final {}",
+            t.approved, t.rejected, t.never_final
+        );
+    }
+    if let Some(w) = findings.webhooks {
+        println!(
+            "webhooks        {} deliveries ({} duplicates), {} calls told, {} never ({} more than once under another id), contract events paid_off {} cancelled {}{}",
+            w.deliveries,
+            w.duplicates,
+            w.calls_told,
+            w.never_told,
+            w.repeated_calls,
+            w.paid_off,
+            w.cancelled,
+            if ctx.args.no_poll {
+                "; the only source of the merchant's outcomes (--no-poll)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "                missing {}, unexpected {}, bad signatures {}, events of earlier runs {}; lag p50 {:.2} ms p99 {:.2} ms max {:.2} ms (receipt - completed_at)",
+            w.judged.missing.len(),
+            w.judged.unexpected.len(),
+            w.bad_signatures,
+            w.judged.earlier,
+            w.judged.lag.p50,
+            w.judged.lag.p99,
+            w.judged.lag.max
+        );
+    }
     println!(
         "HTTP errors     {by_status:?} (every attempt; 429/503 are retried), transport errors {}, retries {}, unexpected 5xx {unexpected_5xx}",
         ctx.counters.transport_errors.load(Ordering::Relaxed),
@@ -256,7 +516,7 @@ pub(super) fn report(
     }
     if verified {
         println!(
-            "invariants      {} violation(s) (SPEC §5 per user and tenor, one contract/bill per external id, outcomes vs rows, every 202 final)",
+            "invariants      {} violation(s) (SPEC §9's limit equation per user and tenor, one contract/bill/refund per external id, outcomes vs rows, refunds vs installments, every 202 final)",
             violations.len()
         );
     } else {
@@ -307,7 +567,7 @@ pub(super) fn report(
             "approved_payments": approved_payments,
             "rejected": rejected,
             "never_final": pending,
-            "failed": failed.len(),
+            "failed": load_failed,
         },
         "rejections_by_reason": rejections,
         "errors_by_status": by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
@@ -318,6 +578,19 @@ pub(super) fn report(
         "unexpected_5xx": unexpected_5xx,
         "verified": verified,
         "invariant_violations": violations.len(),
+        "refund_share": ctx.args.refund_share,
+        "no_poll": ctx.args.no_poll,
+        "refunds": {
+            "sent": refunds.sent,
+            "accepted": refunds.accepted,
+            "approved": refunds.approved,
+            "rejected": refunds.rejected.values().sum::<u64>(),
+            "never_final": refunds.never_final,
+            "failed": refunds.failed,
+        },
+        "outcomes_by_type": by_type,
+        "races": findings.races,
+        "webhooks": findings.webhooks.map(WebhookReport::json),
     });
     println!("{summary}");
     let ok = violations.is_empty()
@@ -329,4 +602,119 @@ pub(super) fn report(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(kind: Kind, id: &str, nk: &str) -> CallRecord {
+        let mut r = CallRecord::new(kind, format!("EXT-{id}"));
+        r.api_call_id = Some(id.to_owned());
+        r.nomor_kontrak = Some(nk.to_owned());
+        r
+    }
+
+    fn refund(id: &str, nk: &str, cents: i64, total: i64) -> CallRecord {
+        let mut r = call(Kind::Refund, id, nk);
+        r.amount_cents = Some(cents);
+        r.contract_total_cents = Some(total);
+        r
+    }
+
+    fn seen(state: &str, reason: Option<&str>, resource: Option<&str>) -> FinalSeen {
+        FinalSeen {
+            state: state.into(),
+            reason: reason.map(str::to_owned),
+            completed_at: None,
+            seen_at: Utc::now(),
+            resource_id: resource.map(str::to_owned),
+        }
+    }
+
+    fn finals(list: &[(&str, FinalSeen)]) -> HashMap<String, FinalSeen> {
+        list.iter()
+            .map(|(id, f)| ((*id).to_owned(), f.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn outcomes_are_counted_by_type_and_reason() {
+        let mut failed = CallRecord::new(Kind::Refund, "EXT-F".into());
+        failed.failure = Some((400, "INVALID_VALUE".into()));
+        let records = vec![
+            call(Kind::Transaction, "T1", "K1"),
+            call(Kind::Transaction, "T2", "K2"),
+            call(Kind::Payment, "P1", "K1"),
+            refund("R1", "K1", 100, 1000),
+            refund("R2", "K1", 900, 1000),
+            refund("R3", "K2", 50, 500),
+            failed,
+        ];
+        let f = finals(&[
+            ("T1", seen("APPROVED", None, Some("K1"))),
+            ("T2", seen("REJECTED", Some("INSUFFICIENT_LIMIT"), None)),
+            ("P1", seen("REJECTED", Some("OVERPAYMENT"), None)),
+            ("R1", seen("APPROVED", None, Some("RF1"))),
+            ("R2", seen("REJECTED", Some("REFUND_EXCEEDS"), None)),
+        ]);
+        let by = outcomes_by_type(&records, &f);
+        let t = &by["TRANSACTION"];
+        assert_eq!(
+            (t.sent, t.accepted, t.approved, t.never_final),
+            (2, 2, 1, 0)
+        );
+        assert_eq!(t.rejected.get("INSUFFICIENT_LIMIT"), Some(&1));
+        let r = &by["REFUND"];
+        assert_eq!(
+            (r.sent, r.accepted, r.failed, r.approved, r.never_final),
+            (4, 3, 1, 1, 1)
+        );
+        assert_eq!(r.rejected.get("REFUND_EXCEEDS"), Some(&1));
+        assert_eq!(by["PAYMENT"].rejected.get("OVERPAYMENT"), Some(&1));
+        let json = serde_json::to_value(r).unwrap_or_default();
+        assert_eq!(json["APPROVED"], 1);
+        assert_eq!(json["REJECTED"]["REFUND_EXCEEDS"], 1);
+    }
+
+    #[test]
+    fn a_rejection_is_a_race_only_when_the_contracts_approved_refunds_explain_it() {
+        let records = vec![
+            call(Kind::Payment, "P1", "K1"),
+            call(Kind::Payment, "P2", "K2"),
+            refund("R1", "K1", 700, 1000),
+            // 700 + 400 > 1000: no longer fits once R1 was approved.
+            refund("R2", "K1", 400, 1000),
+            // 100 + 0 approved <= 500: the engine had no reason to refuse it.
+            refund("R3", "K2", 100, 500),
+        ];
+        let f = finals(&[
+            ("P1", seen("REJECTED", Some("OVERPAYMENT"), None)),
+            ("P2", seen("REJECTED", Some("OVERPAYMENT"), None)),
+            ("R1", seen("APPROVED", None, Some("RF1"))),
+            ("R2", seen("REJECTED", Some("REFUND_EXCEEDS"), None)),
+            ("R3", seen("REJECTED", Some("REFUND_EXCEEDS"), None)),
+        ]);
+        let (v, races) = outcome_violations(&records, &f, &HashSet::new());
+        assert_eq!(
+            races,
+            Races {
+                refund_exceeds: 1,
+                overpayments_after_refund: 1
+            }
+        );
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v.iter().any(|m| m.contains("P2")));
+        assert!(v.iter().any(|m| m.contains("R3")));
+    }
+
+    #[test]
+    fn a_refund_approved_or_never_final_is_judged_like_any_call() {
+        let records = vec![refund("R1", "K1", 10, 100), refund("R2", "K1", 10, 100)];
+        let f = finals(&[("R1", seen("APPROVED", None, Some("RF1")))]);
+        let (v, races) = outcome_violations(&records, &f, &HashSet::new());
+        assert_eq!(races, Races::default());
+        assert_eq!(v.len(), 1);
+        assert!(v[0].contains("R2") && v[0].contains("never became final"));
+    }
 }
