@@ -39,16 +39,20 @@ cargo nextest run --workspace --no-fail-fast -E 'binary(faults)' --test-threads 
 # test build: hostile input from its own OpenAPI document, a load-generator smoke run with
 # its invariant checks, then every fault once under load.
 export ENGINE_PROFILE=debug
+# The smoke run's webhook receiver listens on 127.0.0.1: allowed for this test engine only.
+export WEBHOOK_ALLOW_LOOPBACK=1
 say "engine up for the end-to-end checks"
 bash scripts/run.sh >/dev/null
 say "schemathesis against /openapi.json (every request signed)"
 bash scripts/schemathesis.sh
 say "load generator smoke run (invariants verified against MySQL)"
-target/debug/loadgen run --requests 300 --users 5 --wait-timeout-secs 120
+target/debug/loadgen run --requests 300 --users 5 --wait-timeout-secs 120 --refund-share 0.3 --webhooks
 say "load generator's floor probe (broker, Redis, HTTP round trips; it cleans up after itself)"
 target/debug/loadgen floor --samples 50
 say "Postman collection with newman (the main story, every request signed)"
 bash scripts/newman.sh
+say "operator console in headless Chromium (screenshots in target/console-test/)"
+bash scripts/console_test.sh
 say "API guide: every snippet of docs/api.md (curl, Python, Node.js, Go) against the engine"
 bash scripts/doc_snippets.sh
 say "fault harness, short form"

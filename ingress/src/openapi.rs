@@ -33,17 +33,17 @@ use crate::routes::submit::{
     Accepted, PaymentRequest, PendingState, RefundRequest, TransactionRequest,
 };
 use crate::routes::users::{CreateUserRequest, SetLimitsRequest, UserLimits, UserStatusRequest};
+use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
 use shared::amqp::QueueCounts;
 use shared::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use shared::db::activity::Activity;
 use shared::db::cob::BusinessDate;
 use shared::db::contracts::{BillView, ContractView, InstallmentView, RefundView};
+use shared::db::keys::{IssuedKey, KeyInfo, RotatedKey};
 use shared::db::limit_changes::LimitChangeView;
-use crate::routes::webhooks::{DeliveriesPage, WebhookDeleted, WebhookRequest, WebhookView};
 use shared::db::settlement::{Entry, EntryType, Totals, TypeTotal};
 use shared::db::users::{LimitPair, LimitsMap, UserStatus, UserView};
 use shared::db::webhooks::{AttemptView, Delivery};
-use shared::db::keys::{IssuedKey, KeyInfo, RotatedKey};
 use shared::dlq::DeadLetter;
 use shared::envelope::RejectReason;
 use shared::messages::CallType;
