@@ -18,6 +18,23 @@ import uuid
 import requests
 import schemathesis
 
+# Hypothesis describes each filter's lambda by parsing its source with `ast.parse`, which on
+# CPython 3.11.7 can raise "AST constructor recursion depth mismatch" deep in schemathesis's
+# coverage phase (a CPython bug, fixed in 3.11.8). The description is only a repr: use the
+# function's name instead.
+import sys
+
+import hypothesis.strategies  # noqa: F401  (loads every module that imported the function)
+
+
+def _plain_description(f):
+    return getattr(f, "__name__", "function")
+
+
+for _name, _module in list(sys.modules.items()):
+    if _name.startswith("hypothesis") and hasattr(_module, "get_pretty_function_description"):
+        _module.get_pretty_function_description = _plain_description
+
 try:  # urllib3 percent-encodes the request target once more when it sends it.
     from urllib3.util.url import _encode_target
 except ImportError:  # pragma: no cover - older or newer urllib3

@@ -19,6 +19,7 @@ use shared::db::cob::BusinessDate;
     params(crate::openapi::ExternalIdOptional),
     responses(
         (status = 200, description = "The last closed business date.", body = crate::openapi::BusinessDateEnvelope),
+        (status = 400, response = crate::openapi::BadRequest),
         crate::openapi::SignedErrors,
     ),
 )]
