@@ -6,6 +6,9 @@
 #
 #   bash scripts/run.sh            # the engine on :8080, and .local/admin.json
 #   bash scripts/schemathesis.sh   # MAX_EXAMPLES=N (per operation), BASE_URL, KEY_FILE, SEED
+# The operations on one existing key (rotate, revoke, set its rate) are left out: fed the
+# key ids GET /admin/keys lists, they would revoke or throttle the keys the later checks sign
+# with. ingress/tests/api/admin.rs covers them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +47,7 @@ XYZ_KEY_FILE="$KEY_FILE" SCHEMATHESIS_HOOKS=scripts/schemathesis_hooks.py \
     --workers 2 \
     --request-timeout 40 \
     --generation-database none \
+    --exclude-path-regex '^/admin/keys/' \
     --report junit --report-dir "$REPORT_DIR" \
     --no-color \
     "${seed_args[@]}"
