@@ -41,24 +41,6 @@ async fn until_status(app: &TestApp, key: &Key, path: &str, status: u16) -> Resp
     }
 }
 
-/// The audit row of a call: (request body, response body), once the writer has flushed it.
-async fn audited(app: &TestApp, api_call_id: &str) -> (Option<String>, String) {
-    for _ in 0..100 {
-        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT request_body, response_body FROM api_call_logs WHERE api_call_id = ?",
-        )
-        .bind(api_call_id)
-        .fetch_optional(&app.pool)
-        .await
-        .expect("audit row read");
-        if let Some((request, response)) = row {
-            return (request, response.unwrap_or_default());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{api_call_id} was never audited");
-}
-
 fn call_id(r: &Resp) -> &str {
     r.body["api_call_id"].as_str().expect("api_call_id")
 }

@@ -807,3 +807,21 @@ pub async fn assert_limit_equation(pool: &sqlx::MySqlPool) {
     .expect("count");
     assert_eq!(doubled, 0, "an external id has two contracts");
 }
+
+/// The audit row of a call: (request body, response body), once the writer has flushed it.
+pub(crate) async fn audited(app: &TestApp, api_call_id: &str) -> (Option<String>, String) {
+    for _ in 0..100 {
+        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT request_body, response_body FROM api_call_logs WHERE api_call_id = ?",
+        )
+        .bind(api_call_id)
+        .fetch_optional(&app.pool)
+        .await
+        .expect("audit row read");
+        if let Some((request, response)) = row {
+            return (request, response.unwrap_or_default());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{api_call_id} was never audited");
+}

@@ -463,12 +463,8 @@ async fn the_csv_is_the_json_items_with_rfc_4180_quoting_and_xyzctl_writes_the_s
     assert_eq!(String::from_utf8(out.stdout).expect("UTF-8"), mine);
 
     // The audit row says what was answered, not the body.
-    let logged: String =
-        sqlx::query_scalar("SELECT response_body FROM api_call_logs WHERE api_call_id = ?")
-            .bind(headers["x-api-call-id"].to_str().expect("ascii"))
-            .fetch_one(&app.pool)
-            .await
-            .expect("audited");
+    let (_, logged) =
+        crate::helpers::audited(&app, headers["x-api-call-id"].to_str().expect("ascii")).await;
     assert!(
         logged.contains("text/csv") && !logged.contains("TRANSACTION"),
         "{logged}"
