@@ -77,7 +77,7 @@ endpoints = [
     for method in item
     if method in ("get", "put", "post", "delete", "patch")
 ]
-public = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{}"}
+public = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{}", "/console", "/console/{}"}
 headings = set(re.findall(r"^### ([A-Z]+ \S+)", doc, re.M))
 headings = {names.sub("{}", h) for h in headings}
 undocumented = [f"{m} {p}" for m, p in endpoints if p not in public and f"{m} {p}" not in headings]
