@@ -16,7 +16,9 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
@@ -128,8 +130,8 @@ and returned as a string with exactly 2 decimals; `bunga_persen` with 4."#;
             IssuedKeyEnvelope, RotatedKeyEnvelope, RevokedEnvelope, DeadLettersEnvelope,
             ReplayedEnvelope, OverviewEnvelope,
         ),
-        responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, RateLimited,
-            Unavailable),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, Replay, PayloadTooLarge,
+            RateLimited, Unavailable),
     ),
     modifiers(&SignatureScheme, &ExactObjects),
     tags(
@@ -611,6 +613,11 @@ error_response! {
     NotFound, NotFoundEnvelope
 }
 error_response! {
+    /// A replay: this signed request was already received (sign it again with a fresh
+    /// `X-Timestamp` to repeat it).
+    Replay, ConflictEnvelope
+}
+error_response! {
     /// `PAYLOAD_TOO_LARGE`: the body is over 65,536 bytes.
     PayloadTooLarge, PayloadTooLargeEnvelope
 }
@@ -704,6 +711,40 @@ fn external_id_schema() -> ObjectBuilder {
         .max_length(Some(128))
         .pattern(Some(r"^[\x21-\x7E]+$"))
         .examples([json!("ORDER-0001")])
+}
+
+/// `limit` and `cursor` of every paginated listing.
+pub struct PageParams;
+
+impl IntoParams for PageParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        vec![
+            query(
+                "limit",
+                "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                    .minimum(Some(1))
+                    .maximum(Some(100)),
+            ),
+            query(
+                "cursor",
+                "`next_cursor` of the previous page; one this endpoint did not issue for the \
+                 same query (user, date and merchant, or status) is `400 INVALID_VALUE`.",
+                string().pattern(Some("^[A-Za-z0-9_-]+$")),
+            ),
+        ]
+    }
 }
 
 /// `X-External-Id` on a POST: mandatory and claimed.

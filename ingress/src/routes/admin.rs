@@ -349,9 +349,7 @@ pub(crate) struct Revoked {
         (status = 400, response = crate::openapi::BadRequest),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
-        (status = 409, description = "A replay: this signed request was already received \
-            (sign it again with a fresh `X-Timestamp` to repeat it).",
-            body = crate::openapi::ConflictEnvelope),
+        (status = 409, response = crate::openapi::Replay),
         crate::openapi::SignedErrors,
     ),
 )]
@@ -421,9 +419,7 @@ impl FromBody for SetRateRequest {
         (status = 400, response = crate::openapi::BadRequest),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
-        (status = 409, description = "A replay: this signed request was already received \
-            (sign it again with a fresh `X-Timestamp` to repeat it).",
-            body = crate::openapi::ConflictEnvelope),
+        (status = 409, response = crate::openapi::Replay),
         crate::openapi::SignedErrors,
     ),
 )]

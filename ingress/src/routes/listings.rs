@@ -189,11 +189,7 @@ async fn ensure_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(
         ("user_id" = String, Path, description = "The user's id (`USR_…`)."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
-            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
-        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
-            description = "`next_cursor` of the previous page; one this endpoint did not issue \
-                (for this user) is `400 INVALID_VALUE`."),
+        crate::openapi::PageParams,
         crate::openapi::ExternalIdOptional,
     ),
     responses(
@@ -242,11 +238,7 @@ pub(crate) async fn billings(
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(
         ("user_id" = String, Path, description = "The user's id (`USR_…`)."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
-            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
-        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
-            description = "`next_cursor` of the previous page; one this endpoint did not issue \
-                (for this user) is `400 INVALID_VALUE`."),
+        crate::openapi::PageParams,
         crate::openapi::ExternalIdOptional,
     ),
     responses(
@@ -296,11 +288,7 @@ pub(crate) async fn bills(
     security(("client_id" = [], "timestamp" = [], "signature" = [])),
     params(
         ("user_id" = String, Path, description = "The user's id (`USR_…`)."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
-            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
-        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
-            description = "`next_cursor` of the previous page; one this endpoint did not issue \
-                (for this user) is `400 INVALID_VALUE`."),
+        crate::openapi::PageParams,
         crate::openapi::ExternalIdOptional,
     ),
     responses(

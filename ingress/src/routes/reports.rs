@@ -128,11 +128,7 @@ fn wants_csv(headers: &HeaderMap) -> bool {
             `400 INVALID_MANDATORY`, not a real date `400 INVALID_VALUE`."),
         ("merchant" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,64}$",
             description = "One merchant (a merchant key: only its own name, else 404)."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
-            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
-        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
-            description = "`next_cursor` of the previous page; one this endpoint did not issue \
-                (for this date and merchant) is `400 INVALID_VALUE`."),
+        crate::openapi::PageParams,
         crate::openapi::ExternalIdOptional,
     ),
     responses(

@@ -172,9 +172,7 @@ pub(crate) struct DeliveriesPage {
             body = crate::openapi::WebhookEnvelope),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 403, response = crate::openapi::Forbidden),
-        (status = 409, description = "A replay: this signed request was already received \
-            (sign it again with a fresh `X-Timestamp` to repeat it).",
-            body = crate::openapi::ConflictEnvelope),
+        (status = 409, response = crate::openapi::Replay),
         crate::openapi::SignedErrors,
     ),
 )]
@@ -260,9 +258,7 @@ pub(crate) async fn get(
         (status = 400, response = crate::openapi::BadRequest),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
-        (status = 409, description = "A replay: this signed request was already received \
-            (sign it again with a fresh `X-Timestamp` to repeat it).",
-            body = crate::openapi::ConflictEnvelope),
+        (status = 409, response = crate::openapi::Replay),
         crate::openapi::SignedErrors,
     ),
 )]
@@ -324,11 +320,7 @@ impl<S: Send + Sync> FromRequestParts<S> for StatusFilter {
     params(
         ("status" = Option<DeliveryStatus>, Query,
             description = "Only events in this state; otherwise `400 INVALID_VALUE`."),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
-            description = "Page size, 1-100 (default 20); otherwise `400 INVALID_VALUE`."),
-        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$",
-            description = "`next_cursor` of the previous page; one this endpoint did not issue \
-                (for this merchant and `status`) is `400 INVALID_VALUE`."),
+        crate::openapi::PageParams,
         crate::openapi::ExternalIdOptional,
     ),
     responses(

@@ -11,7 +11,7 @@ use tokio::process::Command as Process;
 
 const LIMITS: [&str; 4] = ["100000", "300000", "500000", "10000000"];
 
-async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
     // XYZCTL_BIN names another build of the CLI (a target dir shared by several checkouts).
     let exe = std::env::current_exe().expect("test binary");
     let bin = std::env::var_os("XYZCTL_BIN").map_or_else(
@@ -41,7 +41,7 @@ async fn xyzctl(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Closes through `date` with future dates allowed, as tests and drills do.
-async fn close(app: &TestApp, date: NaiveDate, percent: &str) -> Value {
+pub(crate) async fn close(app: &TestApp, date: NaiveDate, percent: &str) -> Value {
     let date = date.to_string();
     let out = xyzctl(
         app,
@@ -64,14 +64,14 @@ async fn read_contract(app: &TestApp, nomor: &str) -> Value {
     r.data().clone()
 }
 
-fn due_date(contract: &Value, k: usize) -> NaiveDate {
+pub(crate) fn due_date(contract: &Value, k: usize) -> NaiveDate {
     contract["tagihan"][k]["tanggal_tagihan"]
         .as_str()
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .expect("tanggal_tagihan")
 }
 
-fn days(n: i64) -> chrono::Duration {
+pub(crate) fn days(n: i64) -> chrono::Duration {
     chrono::Duration::days(n)
 }
 

@@ -1036,3 +1036,57 @@ async fn deleting_the_endpoint_cancels_pending_deliveries_and_the_listing_pages_
     assert_eq!(failed.data()["items"].as_array().map(Vec::len), Some(3));
     app.shutdown().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn close_of_business_sends_installment_overdue_once_per_installment_with_the_contract_as_of_that_date(
+    pool: MySqlPool,
+) {
+    use crate::cob::{close, days, due_date};
+    let (app, _workers) = spawn(pool, 1, &FAST).await;
+    let receiver = Receiver::start(&[]).await;
+    let secret = register(&app, &app.merchant, &receiver.url, &["installment.overdue"]).await;
+    let user = app
+        .create_user(["100000", "100000", "100000", "100000"])
+        .await;
+    let c = contract(&app, &user, "1000.00", "0", "0", 2).await;
+    let nomor = c["nomor_kontrak"].as_str().expect("nomor").to_owned();
+    // Another merchant's contract falls overdue too: that merchant has no endpoint.
+    checkout(&app, &app.other_merchant, &user).await;
+
+    // The first installment is overdue on the day after its due date: one event, its data
+    // the contract as GET /contracts shows it after that COB (a day late, 1 % charged).
+    close(&app, due_date(&c, 0) + days(1), "1").await;
+    let got = wait_received(&receiver, 1).await;
+    let first = verify_with_reference_library(&secret, &got[0]);
+    assert_eq!(first["type"], "installment.overdue");
+    let now = app.get(&app.merchant, &format!("/contracts/{nomor}")).await;
+    assert_eq!(first["data"], *now.data());
+    assert_eq!(first["data"]["tagihan"][0]["hari_terlambat"], 1);
+    assert_eq!(first["data"]["tagihan"][0]["denda"], "5.00");
+    assert_eq!(first["data"]["tagihan"][1]["hari_terlambat"], 0);
+
+    // Later COBs charge it again but it is not newly overdue; the second installment is.
+    close(&app, due_date(&c, 1) + days(1), "1").await;
+    let got = wait_received(&receiver, 2).await;
+    let second = verify_with_reference_library(&secret, &got[1]);
+    assert_eq!(second["type"], "installment.overdue");
+    assert_eq!(second["data"]["tagihan"][1]["hari_terlambat"], 1);
+    assert_ne!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    close(&app, due_date(&c, 1) + days(40), "1").await;
+
+    let items = wait_deliveries(&app, &app.merchant, |items| {
+        items.len() == 2 && items.iter().all(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert!(items.iter().all(|d| d["type"] == "installment.overdue"));
+    let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        recorded, 2,
+        "one event per installment, none for the other merchant"
+    );
+    assert_eq!(receiver.received().len(), 2);
+    app.shutdown().await;
+}

@@ -292,7 +292,7 @@ async fn chunk(
         update.push("), m.cob_through = ");
         update.push_bind(date);
         update.build().execute(&mut *tx).await?;
-        record_overdue_events(&mut tx, &newly).await?;
+        record_overdue_events(&mut tx, &newly, date).await?;
     }
     tx.commit().await?;
     let more = rows.len() as u64 == u64::from(options.chunk);
@@ -302,13 +302,66 @@ async fn chunk(
     ))
 }
 
-/// Where `installment.overdue` webhook events are recorded, in the chunk's transaction, for
-/// installments COB found overdue for the first time. The webhook outbox lives on its own
-/// branch; until it is merged there is nothing to record into.
+/// `installment.overdue` (SPEC §11) for the installments COB for `date` found overdue for the
+/// first time, in the chunk's transaction (the outbox): one event per installment, for the
+/// contract's merchant when it is subscribed, with the contract as it is on `date` as `data`.
 async fn record_overdue_events(
-    _tx: &mut sqlx::Transaction<'_, MySql>,
-    _billing_ids: &[&str],
+    tx: &mut sqlx::Transaction<'_, MySql>,
+    billing_ids: &[&str],
+    date: NaiveDate,
 ) -> Result<(), DbError> {
+    use super::webhooks::{NewEvent, insert_events, subscriptions};
+    use crate::webhooks::EventType;
+    if billing_ids.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT m.billing_id, m.nomor_kontrak, t.merchant_id FROM monthly_billings m \
+         JOIN transactions t ON t.nomor_kontrak = m.nomor_kontrak WHERE m.billing_id IN ",
+    );
+    super::push_in_list(&mut query, billing_ids.iter().copied());
+    let rows: Vec<(String, String, String)> = query.build_query_as().fetch_all(&mut **tx).await?;
+    let merchants: Vec<&str> = rows
+        .iter()
+        .map(|(_, _, m)| m.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let subscribed = subscriptions(&mut *tx, &merchants).await?;
+    let now = Utc::now();
+    let mut contracts = std::collections::BTreeMap::new();
+    let mut events = Vec::new();
+    for (billing_id, nomor_kontrak, merchant) in &rows {
+        if !subscribed
+            .get(merchant)
+            .is_some_and(|e| e.contains(&EventType::InstallmentOverdue))
+        {
+            continue;
+        }
+        if !contracts.contains_key(nomor_kontrak) {
+            let view = super::contracts::load_contract_closing(&mut *tx, nomor_kontrak, Some(date))
+                .await?
+                .map(|(_, view)| view);
+            contracts.insert(nomor_kontrak.clone(), view);
+        }
+        let Some(Some(contract)) = contracts.get(nomor_kontrak) else {
+            continue;
+        };
+        let event = NewEvent::new(
+            merchant,
+            EventType::InstallmentOverdue,
+            billing_id,
+            contract,
+            now,
+        )
+        .map_err(|e| DbError::Corrupt(format!("installment.overdue payload: {e}")))?;
+        events.push(event);
+    }
+    if !events.is_empty() {
+        insert_events(&mut *tx, &events).await?;
+        metrics::counter!("xyz_webhook_events_recorded_total", "type" => EventType::InstallmentOverdue.as_str())
+            .increment(events.len() as u64);
+    }
     Ok(())
 }
 

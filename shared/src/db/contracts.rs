@@ -147,7 +147,11 @@ pub(crate) fn money(row: &MySqlRow, col: &str) -> Result<Money, DbError> {
 /// read once per statement).
 const INSTALLMENT_COLUMNS: &str = "billing_id, cicilan_ke, harga_cicilan, terbayar, dibatalkan, denda, denda_terbayar, tanggal_tagihan, overdue_since, (SELECT MAX(business_date) FROM business_dates) AS last_closed";
 
-fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
+/// `closing`: the business date a COB is closing in this transaction, counted as closed.
+fn installment_from_row(
+    r: &MySqlRow,
+    closing: Option<NaiveDate>,
+) -> Result<InstallmentView, DbError> {
     let harga = money(r, "harga_cicilan")?;
     let terbayar = money(r, "terbayar")?;
     let dibatalkan = money(r, "dibatalkan")?;
@@ -157,6 +161,7 @@ fn installment_from_row(r: &MySqlRow) -> Result<InstallmentView, DbError> {
     let denda_terbayar = money(r, "denda_terbayar")?;
     let overdue_since: Option<NaiveDate> = r.try_get("overdue_since")?;
     let last_closed: Option<NaiveDate> = r.try_get("last_closed")?;
+    let last_closed = last_closed.max(closing);
     let fee_owed = denda > denda_terbayar;
     let outstanding = terbayar.value() + dibatalkan.value() < harga.value() || fee_owed;
     let hari_terlambat = match (overdue_since, last_closed) {
@@ -213,6 +218,16 @@ pub async fn load_contract_on(
     conn: &mut sqlx::MySqlConnection,
     nomor_kontrak: &str,
 ) -> Result<Option<(String, ContractView)>, DbError> {
+    load_contract_closing(conn, nomor_kontrak, None).await
+}
+
+/// [`load_contract_on`] inside a COB for `closing`: `hari_terlambat` counts to that date,
+/// which is recorded as closed only when its last chunk commits.
+pub async fn load_contract_closing(
+    conn: &mut sqlx::MySqlConnection,
+    nomor_kontrak: &str,
+    closing: Option<NaiveDate>,
+) -> Result<Option<(String, ContractView)>, DbError> {
     let row = sqlx::query(
         "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok,
                 bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset, total_refund
@@ -237,7 +252,7 @@ pub async fn load_contract_on(
     let signed: chrono::NaiveDateTime = r.try_get("tanggal_kontrak")?;
     let tagihan = installments
         .iter()
-        .map(installment_from_row)
+        .map(|r| installment_from_row(r, closing))
         .collect::<Result<Vec<_>, _>>()?;
     let jumlah_cicilan = money(&r, "jumlah_cicilan")?;
     let total_refund = money(&r, "total_refund")?;
@@ -312,7 +327,7 @@ where
     .fetch_all(executor)
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("nomor_kontrak")?, installment_from_row(r)?)))
+        .map(|r| Ok((r.try_get("nomor_kontrak")?, installment_from_row(r, None)?)))
         .collect()
 }
 

@@ -301,11 +301,46 @@ pub struct NewEvent {
     pub event_id: String,
     pub merchant_id: String,
     pub event_type: EventType,
-    /// The api call that caused it: an event per (call, type) at most.
+    /// What caused it, an api call or (`installment.overdue`) an installment: an event per
+    /// (source, type) at most.
     pub source_id: String,
     /// The exact body every attempt sends.
     pub payload: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// The body every attempt sends (Standard Webhooks): `type`, `timestamp`, `data`.
+#[derive(Serialize)]
+struct EventBody<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    timestamp: &'a str,
+    data: &'a T,
+}
+
+impl NewEvent {
+    /// A fresh event of `merchant_id` about `data`, caused by `source_id`, recorded `now`.
+    pub fn new<T: Serialize>(
+        merchant_id: &str,
+        event_type: EventType,
+        source_id: &str,
+        data: &T,
+        now: DateTime<Utc>,
+    ) -> Result<Self, serde_json::Error> {
+        let payload = serde_json::to_string(&EventBody {
+            event_type: event_type.as_str(),
+            timestamp: &format_instant(&now),
+            data,
+        })?;
+        Ok(Self {
+            event_id: crate::ids::new_event_id(),
+            merchant_id: merchant_id.to_owned(),
+            event_type,
+            source_id: source_id.to_owned(),
+            payload,
+            created_at: now,
+        })
+    }
 }
 
 /// Writes `events`, due now. An event its call already caused (a redelivered command) is

@@ -8,7 +8,7 @@ use shared::cache::StatusRecord;
 use shared::db::contracts::load_contract_on;
 use shared::db::webhooks::{NewEvent, insert_events, subscriptions};
 use shared::messages::CallType;
-use shared::status::{CallState, format_instant};
+use shared::status::CallState;
 use shared::webhooks::EventType;
 use sqlx::MySqlConnection;
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,15 +166,6 @@ async fn owners(
     Ok(rows.into_iter().collect())
 }
 
-/// The body every attempt sends (Standard Webhooks): `type`, `timestamp`, `data`.
-#[derive(Serialize)]
-struct Body<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    event_type: &'static str,
-    timestamp: &'a str,
-    data: &'a T,
-}
-
 fn event<T: Serialize>(
     merchant_id: &str,
     event_type: EventType,
@@ -182,18 +173,6 @@ fn event<T: Serialize>(
     data: &T,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<NewEvent, CommandError> {
-    let payload = serde_json::to_string(&Body {
-        event_type: event_type.as_str(),
-        timestamp: &format_instant(&now),
-        data,
-    })
-    .map_err(|e| CommandError::Poison(format!("webhook payload not serializable: {e}")))?;
-    Ok(NewEvent {
-        event_id: shared::ids::new_event_id(),
-        merchant_id: merchant_id.to_owned(),
-        event_type,
-        source_id: source_id.to_owned(),
-        payload,
-        created_at: now,
-    })
+    NewEvent::new(merchant_id, event_type, source_id, data, now)
+        .map_err(|e| CommandError::Poison(format!("webhook payload not serializable: {e}")))
 }
