@@ -9,6 +9,8 @@
 #
 # Series: the SQL ceilings (one contract per transaction, and batched as the worker batches);
 # end to end (closed loop) with 1, 2 and 4 worker processes, with each process's CPU share;
+# end to end with 2 processes on the mixed load (30 % of the contracts refunded, racing their
+# payments) with the merchant's webhooks received and verified by the load generator;
 # ingress-only acceptance with the workers stopped; one worker process draining that backlog
 # alone (its CPU and MariaDB's per command); accept latency in open loop at half of the
 # measured peak (on the 2-worker engine, and again after the ingress-only backlog); the floor
@@ -43,6 +45,8 @@ export INGRESSES="${INGRESSES:-1}"
 export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
 export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
 export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+# The load generator's webhook receiver listens on 127.0.0.1.
+export WEBHOOK_ALLOW_LOOPBACK=1
 ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
 bash scripts/stop.sh >/dev/null
 mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
@@ -145,6 +149,11 @@ for workers in 2 1 4; do
     grep '^{' .local/bench/cpu.txt | record "cpu-workers-$workers"
   done
   if [ "$workers" = 2 ]; then
+    say "end to end, closed loop, 2 worker processes, refunds in the mix and webhooks on ($RUNS runs)"
+    for _ in $(seq 1 "$RUNS"); do
+      "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --refund-share 0.3 --webhooks \
+        2>/dev/null | record e2e-workers-2-mixed
+    done
     open_loop open-loop-half-peak
     # The same engine with the workers and MariaDB in a CPU group of low weight
     # (scripts/lib.sh, offpath_group): what it gives the accept path at half of peak (the
@@ -230,7 +239,7 @@ batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["
 print(f"SQL ceiling, one contract per transaction: median {single:.0f}/s "
       f"({[round(r['single_contract_ceiling_per_sec']) for r in ceil]})")
 print(f"SQL ceiling, 32 per transaction:           median {batched:.0f}/s")
-for w in (1, 2, 4, "2-offpath-group"):
+for w in (1, 2, 4, "2-mixed", "2-offpath-group"):
     s = f"e2e-workers-{w}"
     if not any(r["series"] == s for r in rows):
         continue
@@ -241,6 +250,13 @@ for w in (1, 2, 4, "2-offpath-group"):
     print(f"{w} worker process(es): approved {a:.0f}/s {[round(v) for v in av]}, accepted {acc:.0f}/s, "
           f"accept p99 {p99:.1f} ms, ratio to the single-contract ceiling {a / single:.2f}, "
           f"violations+5xx {viol}")
+    hooks = [r["webhooks"] for r in rows if r["series"] == s and r.get("webhooks")]
+    if hooks:
+        refunds = [r["refunds"]["approved"] for r in rows if r["series"] == s and r.get("refunds")]
+        print(f"   refunds approved {refunds}; webhooks: deliveries {[h['deliveries'] for h in hooks]}, "
+              f"missing {sum(h['missing_calls'] for h in hooks)}, unexpected "
+              f"{sum(h['unexpected_events'] for h in hooks)}, bad signatures "
+              f"{sum(h['bad_signatures'] for h in hooks)}, lag p99 ms {[h['lag_p99_ms'] for h in hooks]}")
     window_cpu(s, "while sending (the peak)")
     cpu = [r["cpu_share_percent"] for r in rows if r["series"] == f"cpu-workers-{w}"]
     if cpu:

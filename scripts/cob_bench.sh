@@ -5,12 +5,15 @@
 #
 #   scripts/cob_bench.sh                          # seed xyz_cob_bench, run COB, report rows/s
 #   COB_DB=xyz_cob_x INSTALLMENTS=2000000 COB_CHUNK=5000 scripts/cob_bench.sh
-#   LOADGEN_ARGS="run …" scripts/cob_bench.sh     # also drive the engine while COB runs
+#   LOADGEN_ARGS="run …" scripts/cob_bench.sh     # the pipeline without and during COB
 #
-# With LOADGEN_ARGS, `target/release/loadgen $LOADGEN_ARGS` runs against the engine for the
-# whole COB run (start it on the same database: COB_DB=xyz); its report is the pipeline's
-# throughput during COB. The seeded contracts belong to one user of their own, so the
-# engine's own users are untouched apart from sharing the server.
+# With LOADGEN_ARGS the engine must run on the same database (DB_NAME=$COB_DB scripts/run.sh).
+# Each of RUNS rounds (default 1) then runs `target/release/loadgen $LOADGEN_ARGS` alone (the
+# baseline), reseeds, and runs it again with COB started 2 s into it; one JSON line per round
+# gives COB's rows/s and the load's figures both ways, with their ratios (during ÷ without).
+# Size the load to outlast COB (an open loop, e.g. `run --requests 15000 --rate 500 --users
+# 200`). The seeded contracts belong to one user of their own, so the engine's users are
+# untouched apart from sharing the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,8 @@ CHUNK="${COB_CHUNK:-2000}"
 ROOT_URL="${ROOT_URL:-mysql://root@127.0.0.1:3306}"
 XYZCTL="${XYZCTL:-target/release/xyzctl}"
 MYSQL=(mysql -h 127.0.0.1 -u root)
+STATE_DIR="$(mktemp -d)"
+trap 'rm -rf "$STATE_DIR"' EXIT
 [[ -x "$XYZCTL" ]] || cargo build --release -p xyzctl -p loadgen
 
 [[ "$DB" =~ ^[A-Za-z0-9_]+$ ]] || { echo "COB_DB must be [A-Za-z0-9_]" >&2; exit 2; }
@@ -29,9 +34,10 @@ MIGRATION_DATABASE_URL="$ROOT_URL/$DB" "$XYZCTL" migrate >/dev/null
 # COB run charges all of them; the day before D is marked closed so the run is that date alone.
 D="$(TZ=Asia/Jakarta date -d 'yesterday' +%F)"
 CONTRACTS=$(( (N + 5) / 6 ))
-echo "seeding $DB: $CONTRACTS contracts × 6 installments" >&2
-start=$(date +%s.%N)
-"${MYSQL[@]}" "$DB" <<SQL
+seed() {
+  echo "seeding $DB: $CONTRACTS contracts × 6 installments" >&2
+  start=$(date +%s.%N)
+  "${MYSQL[@]}" "$DB" <<SQL
 SET SESSION sql_mode = 'STRICT_ALL_TABLES';
 DELETE FROM business_dates;
 DROP TEMPORARY TABLE IF EXISTS digits;
@@ -67,24 +73,56 @@ UPDATE monthly_billings SET denda = 0, denda_terbayar = 0, overdue_since = NULL,
 INSERT INTO business_dates VALUES ('$D' - INTERVAL 1 DAY, NOW(6));
 DROP TABLE cob_bench_seq;
 SQL
-echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s" >&2
+  echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s" >&2
+}
 
-loadgen_pid=""
-if [[ -n "${LOADGEN_ARGS:-}" ]]; then
+# COB through D on the seeded book; sets COB_ROWS and COB_SECS.
+close() {
+  COB_ROWS=$("${MYSQL[@]}" -N "$DB" -e "SELECT COUNT(*) FROM monthly_billings WHERE tanggal_tagihan < '$D' AND terbayar + dibatalkan < harga_cicilan")
+  local start out
+  start=$(date +%s.%N)
+  out=$(MIGRATION_DATABASE_URL="$ROOT_URL/$DB" COB_CHUNK="$CHUNK" "$XYZCTL" close-of-business --date "$D")
+  COB_SECS=$(echo "$(date +%s.%N) - $start" | bc)
+  echo "$out" >&2
+}
+
+# The load's JSON report (the last line loadgen prints).
+load() {
   # shellcheck disable=SC2086
-  target/release/loadgen $LOADGEN_ARGS > "${LOADGEN_OUT:-/tmp/cob_bench_loadgen.jsonl}" &
-  loadgen_pid=$!
-  sleep 2
+  "$LOADGEN" $LOADGEN_ARGS | tail -n 1
+}
+
+if [[ -z "${LOADGEN_ARGS:-}" ]]; then
+  seed
+  close
+  printf '{"installments":%s,"chunk":%s,"seconds":%.2f,"rows_per_second":%.0f}\n' \
+    "$COB_ROWS" "$CHUNK" "$COB_SECS" "$(echo "$COB_ROWS / $COB_SECS" | bc -l)"
+  exit 0
 fi
 
-rows=$("${MYSQL[@]}" -N "$DB" -e "SELECT COUNT(*) FROM monthly_billings WHERE tanggal_tagihan < '$D' AND terbayar + dibatalkan < harga_cicilan")
-start=$(date +%s.%N)
-out=$(MIGRATION_DATABASE_URL="$ROOT_URL/$DB" COB_CHUNK="$CHUNK" "$XYZCTL" close-of-business --date "$D")
-secs=$(echo "$(date +%s.%N) - $start" | bc)
-echo "$out" >&2
-if [[ -n "$loadgen_pid" ]]; then
-  wait "$loadgen_pid" || true
-  echo "loadgen during COB: ${LOADGEN_OUT:-/tmp/cob_bench_loadgen.jsonl}" >&2
-fi
-printf '{"installments":%s,"chunk":%s,"seconds":%.2f,"rows_per_second":%.0f}\n' \
-  "$rows" "$CHUNK" "$secs" "$(echo "$rows / $secs" | bc -l)"
+LOADGEN="${LOADGEN:-target/release/loadgen}"
+for round in $(seq 1 "${RUNS:-1}"); do
+  echo "round $round: the load alone" >&2
+  without=$(load)
+  seed
+  echo "round $round: the load with COB started 2 s into it" >&2
+  load > "$STATE_DIR/during.json" &
+  pid=$!
+  sleep 2
+  close
+  wait "$pid"
+  python3 - "$without" "$STATE_DIR/during.json" "$COB_ROWS" "$COB_SECS" "$CHUNK" <<'PY'
+import json, sys
+without = json.loads(sys.argv[1])
+during = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+rows, secs, chunk = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+keys = ["accepted_per_sec", "decided_per_sec_end_to_end", "accept_p50_ms", "accept_p99_ms",
+        "e2e_p50_ms", "e2e_p99_ms", "invariant_violations", "unexpected_5xx"]
+out = {"installments": rows, "chunk": chunk, "seconds": round(secs, 2),
+       "rows_per_second": round(rows / secs),
+       "without_cob": {k: without.get(k) for k in keys},
+       "during_cob": {k: during.get(k) for k in keys}}
+out["ratio"] = {k: round(during[k] / without[k], 3) for k in keys[:6] if without.get(k)}
+print(json.dumps(out))
+PY
+done
