@@ -21,6 +21,8 @@
 //!   up to it and, per installment, to what it paid; `USER_OVERDUE` only for a user with an
 //!   overdue installment (`fees`).
 
+#[cfg(test)]
+mod against_mariadb;
 mod fees;
 mod limit_changes;
 
