@@ -239,8 +239,64 @@ impl Api {
         }
     }
 
-    /// A POST retried like a merchant would: 429/503 after `Retry-After`, transport errors
-    /// after a short pause, always with the same external id and body (re-signed).
+    /// A signed write (`POST`, `PATCH`) retried like a merchant would: 429/503 after
+    /// `Retry-After`, transport errors after a short pause, always with the same external id
+    /// and body, re-signed each time. The first other answer comes back.
+    async fn send_retrying(
+        &self,
+        key: &Key,
+        w: Write<'_>,
+        policy: &RetryPolicy,
+        counters: &HttpCounters,
+    ) -> Retried {
+        // A write other than a POST is claimed by its signature, not its external id, and
+        // SPEC §2's timestamp has whole seconds: its retry must wait for the next second to be
+        // signed anew, or the ingress takes it for a replay.
+        let transport_pause = if w.method == Method::POST {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_millis(1_050)
+        };
+        let mut retried = false;
+        let mut last = String::new();
+        for attempt in 0..policy.max_attempts.max(1) {
+            if attempt > 0 {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            match self
+                .send(key, w.method.clone(), w.path, Some(w.external_id), w.body)
+                .await
+            {
+                Ok(r) if r.status == 429 || r.status == 503 => {
+                    counters.count_status(r.status, String::new);
+                    last = format!("{} {}", r.status, r.action());
+                    retried = true;
+                    let secs = r
+                        .retry_after
+                        .unwrap_or(1)
+                        .clamp(1, policy.max_retry_after_secs);
+                    tokio::time::sleep(Duration::from_secs(secs) + jitter(w.external_id, attempt))
+                        .await;
+                }
+                Ok(resp) => return Retried::Answer { resp, retried },
+                Err(e) => {
+                    counters.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    last = format!("transport: {e}");
+                    retried = true;
+                    tokio::time::sleep(transport_pause + jitter(w.external_id, attempt)).await;
+                }
+            }
+        }
+        Retried::GaveUp {
+            detail: format!(
+                "gave up after {} attempts; last: {last}",
+                policy.max_attempts
+            ),
+        }
+    }
+
+    /// A POST retried like a merchant would (`send_retrying`); a retry's 409 naming the
+    /// call an earlier attempt created is that call.
     pub(crate) async fn post(
         &self,
         key: &Key,
@@ -250,89 +306,86 @@ impl Api {
         policy: &RetryPolicy,
         counters: &HttpCounters,
     ) -> PostOutcome {
-        let mut retried = false;
-        let mut last = String::new();
-        for attempt in 0..policy.max_attempts.max(1) {
-            if attempt > 0 {
-                counters.retries.fetch_add(1, Ordering::Relaxed);
+        let write = Write {
+            method: Method::POST,
+            path,
+            external_id,
+            body,
+        };
+        let answer = self.send_retrying(key, write, policy, counters).await;
+        let (r, retried) = match answer {
+            Retried::Answer { resp, retried } => (resp, retried),
+            Retried::GaveUp { detail } => return PostOutcome::Failed { status: 0, detail },
+        };
+        match r.status {
+            201 | 202 => match r.call_id() {
+                Some(id) => PostOutcome::Accepted {
+                    status: r.status,
+                    api_call_id: id.to_owned(),
+                    via_conflict: false,
+                    body: r.body,
+                },
+                None => PostOutcome::Failed {
+                    status: r.status,
+                    detail: format!("no api_call_id in {}", r.body),
+                },
+            },
+            409 if r.action() == "CONFLICT_EXTERNAL_ID" && retried => {
+                // An earlier attempt of ours was accepted: that call is the call.
+                if let Some(original) = r.data()["original_api_call_id"].as_str() {
+                    counters
+                        .resolved_by_conflict
+                        .fetch_add(1, Ordering::Relaxed);
+                    return PostOutcome::Accepted {
+                        status: 202,
+                        api_call_id: original.to_owned(),
+                        via_conflict: true,
+                        body: r.body,
+                    };
+                }
+                counters.count_status(r.status, || {
+                    format!(
+                        "POST {path} {external_id}: 409 without original_api_call_id: {}",
+                        r.body
+                    )
+                });
+                PostOutcome::Failed {
+                    status: r.status,
+                    detail: r.body.to_string(),
+                }
             }
-            match self
-                .send(key, Method::POST, path, Some(external_id), body)
-                .await
-            {
-                Ok(r) if r.status == 201 || r.status == 202 => {
-                    return match r.call_id() {
-                        Some(id) => PostOutcome::Accepted {
-                            status: r.status,
-                            api_call_id: id.to_owned(),
-                            via_conflict: false,
-                            body: r.body,
-                        },
-                        None => PostOutcome::Failed {
-                            status: r.status,
-                            detail: format!("no api_call_id in {}", r.body),
-                        },
-                    };
-                }
-                Ok(r) if r.status == 429 || r.status == 503 => {
-                    counters.count_status(r.status, String::new);
-                    last = format!("{} {}", r.status, r.action());
-                    retried = true;
-                    let secs = r
-                        .retry_after
-                        .unwrap_or(1)
-                        .clamp(1, policy.max_retry_after_secs);
-                    tokio::time::sleep(Duration::from_secs(secs) + jitter(external_id, attempt))
-                        .await;
-                }
-                Ok(r) if r.status == 409 && r.action() == "CONFLICT_EXTERNAL_ID" && retried => {
-                    // An earlier attempt of ours was accepted: that call is the call.
-                    if let Some(original) = r.data()["original_api_call_id"].as_str() {
-                        counters
-                            .resolved_by_conflict
-                            .fetch_add(1, Ordering::Relaxed);
-                        return PostOutcome::Accepted {
-                            status: 202,
-                            api_call_id: original.to_owned(),
-                            via_conflict: true,
-                            body: r.body,
-                        };
-                    }
-                    counters.count_status(r.status, || {
-                        format!(
-                            "POST {path} {external_id}: 409 without original_api_call_id: {}",
-                            r.body
-                        )
-                    });
-                    return PostOutcome::Failed {
-                        status: r.status,
-                        detail: r.body.to_string(),
-                    };
-                }
-                Ok(r) => {
-                    counters.count_status(r.status, || {
-                        format!("POST {path} {external_id}: {} {}", r.status, r.body)
-                    });
-                    return PostOutcome::Failed {
-                        status: r.status,
-                        detail: format!("{} {}", r.action(), r.data()),
-                    };
-                }
-                Err(e) => {
-                    counters.transport_errors.fetch_add(1, Ordering::Relaxed);
-                    last = format!("transport: {e}");
-                    retried = true;
-                    tokio::time::sleep(Duration::from_millis(250) + jitter(external_id, attempt))
-                        .await;
+            _ => {
+                counters.count_status(r.status, || {
+                    format!("POST {path} {external_id}: {} {}", r.status, r.body)
+                });
+                PostOutcome::Failed {
+                    status: r.status,
+                    detail: format!("{} {}", r.action(), r.data()),
                 }
             }
         }
-        PostOutcome::Failed {
-            status: 0,
-            detail: format!(
-                "gave up after {} attempts; last: {last}",
-                policy.max_attempts
-            ),
+    }
+
+    /// A signed PATCH, retried as a POST is (`send_retrying`): the answer that is neither
+    /// 429 nor 503, or why none came (retries exhausted). The caller judges and counts it.
+    pub(crate) async fn patch(
+        &self,
+        key: &Key,
+        path: &str,
+        external_id: &str,
+        body: &[u8],
+        policy: &RetryPolicy,
+        counters: &HttpCounters,
+    ) -> Result<Resp, String> {
+        let write = Write {
+            method: Method::PATCH,
+            path,
+            external_id,
+            body,
+        };
+        match self.send_retrying(key, write, policy, counters).await {
+            Retried::Answer { resp, .. } => Ok(resp),
+            Retried::GaveUp { detail } => Err(detail),
         }
     }
 
@@ -378,6 +431,22 @@ fn jitter(seed: &str, attempt: u32) -> Duration {
 pub(crate) struct RetryPolicy {
     pub(crate) max_attempts: u32,
     pub(crate) max_retry_after_secs: u64,
+}
+
+/// A signed write, the same on every attempt (re-signed each time).
+struct Write<'a> {
+    method: Method,
+    path: &'a str,
+    external_id: &'a str,
+    body: &'a [u8],
+}
+
+/// What `send_retrying` came to.
+enum Retried {
+    /// An answer other than 429 and 503; `retried` when an earlier attempt was sent.
+    Answer { resp: Resp, retried: bool },
+    /// Every attempt met 429, 503 or a transport error.
+    GaveUp { detail: String },
 }
 
 #[derive(Debug)]

@@ -30,9 +30,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Create users, fire signed transactions and payments (and refunds of a share of the
-    /// contracts), wait for every outcome (polled, or told by webhooks), verify SPEC §9's
-    /// limit equation, the refunds and idempotency against MySQL; a human summary then one
-    /// JSON line on stdout.
+    /// contracts, limit changes racing the debits, a close of business during the load), wait
+    /// for every outcome (polled, or told by webhooks), verify SPEC §9's limit equation, the
+    /// refunds, the limit changes' chain, late fees and payments' allocations, and idempotency
+    /// against MySQL; a human summary then one JSON line on stdout.
     Run(Box<run::RunArgs>),
     /// Run the worker's exact SQL for approved contracts straight against MySQL (a scratch
     /// database) at several concurrencies; a table then one JSON line on stdout.

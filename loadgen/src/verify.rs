@@ -1,8 +1,10 @@
 //! The run's invariants, read from MySQL (the source of truth), in a few set-based queries:
-//! - SPEC §9's limit equation for every user the run created and every tenor:
+//! - SPEC §9's limit equation for every user the run created and every tenor, with `granted`
+//!   as it is now (SPEC §13):
 //!   `available = granted − Σ jumlah_cicilan of its contracts + Σ installment parts paid
 //!   (monthly_billings.terbayar; late fees never restore limits) + Σ mengurangi_tagihan of its
-//!   refunds`, `0 <= available <= granted`;
+//!   refunds`, and from the installments alone `available = granted − Σ (harga_cicilan −
+//!   terbayar − dibatalkan)`; `0 <= available <= granted`;
 //! - at most one contract, bill or refund per external id, and exactly one, carrying the
 //!   call's api call id, for every approved call; none for a rejected one;
 //! - `async_outcomes` agrees with what the run learned (`GET /status`, or the webhooks), and
@@ -12,10 +14,20 @@
 //!   installments' `dibatalkan` with its refunds' `mengurangi_tagihan`, its `total_refund` with
 //!   its refunds' `jumlah`; no installment has more paid and cancelled than its price;
 //! - with `--webhooks`, each `contract.paid_off` / `contract.cancelled` names a contract that is
-//!   so now, and every contract of the run that is so was told.
+//!   so now, and every contract of the run that is so was told;
+//! - `limit_changes` chains each tenor's granted limit from creation to now, with a row for
+//!   what each applied PATCH changed and none for a refused one (`limit_changes`);
+//! - every installment's late fees within bounds, every approved payment's allocation adding
+//!   up to it and, per installment, to what it paid; `USER_OVERDUE` only for a user with an
+//!   overdue installment (`fees`).
+
+#[cfg(test)]
+mod against_mariadb;
+mod fees;
+mod limit_changes;
 
 use crate::run::webhooks::{ContractEvent, ContractEventKind};
-use crate::run::{CallRecord, FinalSeen, Kind};
+use crate::run::{CallRecord, FinalSeen, Kind, LimitPatch};
 use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use sqlx::mysql::MySqlRow;
@@ -63,6 +75,10 @@ pub(crate) struct RunFacts<'a> {
     pub(crate) finals: &'a HashMap<String, FinalSeen>,
     /// The contract events received, with `--webhooks`.
     pub(crate) contract_events: Option<&'a [ContractEvent]>,
+    /// The limit changes sent, with their answers.
+    pub(crate) limit_patches: &'a [LimitPatch],
+    /// Every tenor's granted limit of every user when the run created it.
+    pub(crate) granted_at_creation: Decimal,
 }
 
 pub(crate) async fn verify(url: &str, facts: &RunFacts<'_>) -> Result<Vec<String>> {
@@ -80,6 +96,15 @@ pub(crate) async fn verify(url: &str, facts: &RunFacts<'_>) -> Result<Vec<String
     if let Some(events) = facts.contract_events {
         contract_events_agree(&pool, facts.users, events, &mut v).await?;
     }
+    limit_changes::limit_changes(
+        &pool,
+        facts.users,
+        facts.granted_at_creation,
+        facts.limit_patches,
+        &mut v,
+    )
+    .await?;
+    fees::fees(&pool, facts, &mut v).await?;
     pool.close().await;
     Ok(v)
 }
@@ -94,8 +119,9 @@ fn push_in(qb: &mut QueryBuilder<MySql>, ids: &[String]) {
     qb.push(") ");
 }
 
-/// SPEC §9's equation, exactly, for every user and tenor: the balances, then each tenor's
-/// debits, installment parts paid and refunds' reductions in one query.
+/// SPEC §9's equation, exactly, for every user and tenor, with the granted limits as they are
+/// now: the balances, then each tenor's debits, installment parts paid, refunds' reductions
+/// and installments' unpaid parts in one query.
 async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>) -> Result<()> {
     let balances = rows_in(
         pool,
@@ -106,7 +132,8 @@ async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>)
         "",
     )
     .await?;
-    // part 1: approved jumlah_cicilan, 2: installment parts paid, 3: mengurangi_tagihan.
+    // part 1: approved jumlah_cicilan, 2: installment parts paid, 3: mengurangi_tagihan,
+    // 4: unpaid parts (harga_cicilan − terbayar − dibatalkan; late fees are not in it).
     let mut parts: HashMap<(String, u8, i64), Decimal> = HashMap::new();
     for chunk in users.chunks(CHUNK) {
         let mut qb = QueryBuilder::<MySql>::new(
@@ -116,6 +143,12 @@ async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>)
         qb.push(
             "GROUP BY user_id, tenor UNION ALL
              SELECT user_id, tenor, 2, SUM(terbayar) FROM monthly_billings WHERE user_id IN",
+        );
+        push_in(&mut qb, chunk);
+        qb.push(
+            "GROUP BY user_id, tenor UNION ALL
+             SELECT user_id, tenor, 4, SUM(harga_cicilan - terbayar - dibatalkan)
+             FROM monthly_billings WHERE user_id IN",
         );
         push_in(&mut qb, chunk);
         qb.push(
@@ -161,11 +194,17 @@ async fn limit_equation(pool: &MySqlPool, users: &[String], v: &mut Vec<String>)
                     .copied()
                     .unwrap_or_default()
             };
-            let (debited, paid, reduced) = (part(1), part(2), part(3));
+            let (debited, paid, reduced, unpaid) = (part(1), part(2), part(3), part(4));
             let expected = granted - debited + paid + reduced;
             if available != expected {
                 v.push(format!(
                     "user {user} tenor {tenor}: available {available} != granted {granted} - approved {debited} + installment parts paid {paid} + refunds' mengurangi_tagihan {reduced} = {expected}"
+                ));
+            }
+            if available != granted - unpaid {
+                v.push(format!(
+                    "user {user} tenor {tenor}: available {available} != granted {granted} - installments' unpaid parts {unpaid} = {} (late fees never enter the limit)",
+                    granted - unpaid
                 ));
             }
             if available < Decimal::ZERO || available > granted {

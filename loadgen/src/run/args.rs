@@ -3,6 +3,7 @@
 
 use crate::util::parse_cents;
 use anyhow::{Context, Result, ensure};
+use chrono::NaiveDate;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -113,6 +114,29 @@ pub(crate) struct RunArgs {
     /// MySQL.
     #[arg(long, env = "LOADGEN_NO_POLL", requires = "webhooks")]
     pub(super) no_poll: bool,
+    /// Limit changes (SPEC §13) racing the workers' debits: an admin-key task sends this many
+    /// `PATCH /users/{user_id}/limits` spread evenly over the load (at the middles of equal
+    /// slices of its requests), each on a random user of the run, setting a random non-empty
+    /// subset of the four tenors to a new granted limit within 50%..150% of --limit. Each must
+    /// answer 200 or 400 LIMIT_BELOW_USED; MySQL's `limit_changes` must then chain each
+    /// tenor's granted limit from --limit to its current value.
+    #[arg(long, env = "LOADGEN_LIMIT_CHANGES", default_value_t = 0)]
+    pub(super) limit_changes: usize,
+    /// Close of business (SPEC §12) through this date (YYYY-MM-DD), run by loadgen itself on
+    /// its own connection to --database-url while the load runs, exactly as `xyzctl
+    /// close-of-business` runs it (LATE_FEE_PERCENT 1, chunks of 2000). FOR DRILLS AND
+    /// BENCHMARKS ON A SCRATCH DATABASE ONLY, never production: it closes today or later
+    /// dates too (no ALLOW_FUTURE_COB guard), charging late fees as if that day had come,
+    /// and closed dates are never reopened (on a database where none was ever closed, it
+    /// closes every date from the earliest contract's). A date more than a month ahead makes
+    /// the run's first installments overdue, and their users' new transactions USER_OVERDUE.
+    #[arg(long, env = "LOADGEN_COB_DATE", value_parser = parse_date)]
+    pub(super) cob_date: Option<NaiveDate>,
+    /// With --cob-date: seconds into the load at which the close of business starts (or
+    /// when the load ends, if sooner). Default: half-way through the load, i.e. after
+    /// requests/rate/2 seconds in an open loop, once half the requests are done in a closed one.
+    #[arg(long, env = "LOADGEN_COB_AT_SECS", requires = "cob_date")]
+    pub(super) cob_at_secs: Option<f64>,
     /// Also write every request as a CSV row (when it was due in ms from the start, its kind,
     /// how late it left in ms, its accept latency in ms, its failure status) to see where in
     /// the run the slow ones fall.
@@ -163,6 +187,12 @@ impl RunArgs {
         if let Some(r) = self.rate {
             ensure!(r > 0.0 && r.is_finite(), "--rate must be positive");
         }
+        if let Some(s) = self.cob_at_secs {
+            ensure!(
+                s >= 0.0 && s.is_finite(),
+                "--cob-at-secs must be a number of seconds, 0 or more"
+            );
+        }
         let otr = OtrRange {
             min: rupiah_cents(&self.otr_min, "otr-min")?,
             max: rupiah_cents(&self.otr_max, "otr-max")?,
@@ -195,9 +225,62 @@ impl RunArgs {
     }
 }
 
+/// A date as `YYYY-MM-DD`, 10 characters exactly: chrono's parser alone is lenient about
+/// field widths and signs.
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|_| s.len() == 10)
+        .ok_or_else(|| format!("{s:?} is not a date of the form YYYY-MM-DD"))
+}
+
 fn rupiah_cents(s: &str, name: &str) -> Result<i64> {
     let m: shared::money::Money = s
         .parse()
         .map_err(|e| anyhow::anyhow!("--{name} {s}: {e}"))?;
     parse_cents(&m.to_string()).with_context(|| format!("--{name} {s}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn a_cob_date_is_exactly_yyyy_mm_dd() {
+        assert_eq!(
+            parse_date("2027-01-31"),
+            Ok(NaiveDate::from_ymd_opt(2027, 1, 31).unwrap_or_default())
+        );
+        for bad in [
+            "2027-1-31",
+            "2027-02-30",
+            "+2027-01-31",
+            "27-01-31",
+            "2027/01/31",
+            "",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_close_of_business_point_needs_its_date_and_limit_changes_default_to_none() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["loadgen"], args].concat());
+        assert!(parse(&["--cob-at-secs", "5"]).is_err());
+        let cli = parse(&["--cob-date", "2027-01-31", "--cob-at-secs", "5"]);
+        let Ok(cli) = cli else { panic!("parses") };
+        assert_eq!(cli.run.cob_at_secs, Some(5.0));
+        assert_eq!(cli.run.limit_changes, 0);
+        let mut bad = cli.run.clone();
+        bad.cob_at_secs = Some(-1.0);
+        assert!(bad.check().is_err());
+        assert!(cli.run.check().is_ok());
+    }
 }

@@ -83,8 +83,14 @@ impl ContractPool {
     }
 
     /// A payment on a known contract: at most the installment and what is left, so it must
-    /// be approved; or, `overpay_share` of the time, more than the whole contract.
-    fn plan_payment(&mut self, rng: &mut Rng, overpay_share: f64) -> Option<PaymentPlan> {
+    /// be approved; or, `overpay_share` of the time, more than the whole contract (more than
+    /// twice it when late fees may be charged: they add up to the contract at most).
+    fn plan_payment(
+        &mut self,
+        rng: &mut Rng,
+        overpay_share: f64,
+        fees_possible: bool,
+    ) -> Option<PaymentPlan> {
         if self.entries.is_empty() {
             return None;
         }
@@ -97,7 +103,11 @@ impl ContractPool {
         if ((n + 1.0) * overpay_share).floor() > (n * overpay_share).floor() {
             return Some(PaymentPlan {
                 nomor_kontrak: e.nomor_kontrak.clone(),
-                cents: e.jumlah_cicilan + 1,
+                cents: if fees_possible {
+                    2 * e.jumlah_cicilan + 1
+                } else {
+                    e.jumlah_cicilan + 1
+                },
                 deliberate_overpay: true,
             });
         }
@@ -241,6 +251,39 @@ pub(super) async fn drive_load(
     Ok(())
 }
 
+/// A point in the load phase.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LoadPoint {
+    /// Seconds after the load started.
+    Secs(f64),
+    /// When this many of the load's requests are due (open loop) or done (closed loop).
+    Requests(usize),
+}
+
+/// Waits until the load reaches `point`, or is over.
+pub(super) async fn wait_for(ctx: &Ctx, start: Instant, point: LoadPoint) {
+    let due = match (point, ctx.args.rate) {
+        (LoadPoint::Secs(s), _) => Some(s),
+        (LoadPoint::Requests(n), Some(rate)) => Some(n as f64 / rate),
+        (LoadPoint::Requests(_), None) => None,
+    };
+    let due = due.map(|s| start + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
+    loop {
+        if ctx.load_done.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        match (due, point) {
+            (Some(at), _) if now >= at => return,
+            (Some(at), _) => tokio::time::sleep((at - now).min(Duration::from_millis(10))).await,
+            (None, LoadPoint::Requests(n)) if ctx.done.load(Ordering::Relaxed) as usize >= n => {
+                return;
+            }
+            (None, _) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
 /// Sends request `i`: a payment when the mix asks for one and a contract is known (owed
 /// payments are made up later), else a transaction.
 async fn one_request(ctx: &Ctx, i: usize, due: Instant, due_wall: DateTime<Utc>) {
@@ -342,7 +385,8 @@ async fn one_request(ctx: &Ctx, i: usize, due: Instant, due_wall: DateTime<Utc>)
 async fn next_payment(ctx: &Ctx, rng: &mut Rng) -> Option<PaymentPlan> {
     let give_up = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(p) = lock(&ctx.pool).plan_payment(rng, ctx.args.overpay_share) {
+        let fees_possible = ctx.args.cob_date.is_some();
+        if let Some(p) = lock(&ctx.pool).plan_payment(rng, ctx.args.overpay_share, fees_possible) {
             return Some(p);
         }
         if ctx.no_contracts.load(Ordering::Relaxed) || Instant::now() >= give_up {
@@ -364,7 +408,7 @@ mod tests {
         pool.note_refund("K1", 90_000);
         let mut rng = Rng::new(1);
         let mut paid = 0;
-        while let Some(p) = pool.plan_payment(&mut rng, 0.0) {
+        while let Some(p) = pool.plan_payment(&mut rng, 0.0, false) {
             paid += p.cents;
         }
         assert_eq!(paid, 30_000);
@@ -373,5 +417,18 @@ mod tests {
         pool.note_refund("K2", 120_000);
         pool.note_refund("K-unknown", 1);
         assert_eq!(pool.payable(), 0);
+    }
+
+    #[test]
+    fn a_deliberate_overpayment_exceeds_the_contract_and_its_late_fees_too() {
+        for (fees_possible, expected) in [(false, 120_001), (true, 240_001)] {
+            let mut pool = ContractPool::default();
+            pool.learn("K1", 40_000, 120_000);
+            let mut rng = Rng::new(3);
+            let p = pool.plan_payment(&mut rng, 1.0, fees_possible);
+            assert!(p.as_ref().is_some_and(|p| p.deliberate_overpay));
+            // Late fees total at most the contract (each installment's at most its price).
+            assert_eq!(p.map(|p| p.cents), Some(expected));
+        }
     }
 }

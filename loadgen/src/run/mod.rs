@@ -1,11 +1,15 @@
 //! `loadgen run`: users, then a burst of signed transactions and payments (and refunds of
-//! some contracts), then every call's final status, then the invariants checked against MySQL.
+//! some contracts, changes of the users' limits, a close of business), then every call's final
+//! status, then the invariants checked against MySQL.
 //!
 //! `args` reads the command line, `load` drives the requests, `refunds` refunds approved
-//! contracts, `poll` follows the calls to their final status, `webhooks` receives and judges
+//! contracts, `limit_changes` changes the users' limits meanwhile, `cob` closes business days
+//! meanwhile, `poll` follows the calls to their final status, `webhooks` receives and judges
 //! the engine's deliveries, `report` judges and prints; `progress` shows it on a terminal.
 
 mod args;
+mod cob;
+mod limit_changes;
 mod load;
 mod poll;
 mod progress;
@@ -14,6 +18,7 @@ mod report;
 pub(crate) mod webhooks;
 
 pub(crate) use args::RunArgs;
+pub(crate) use limit_changes::{LimitPatch, PatchOutcome};
 
 use crate::api::{Api, HttpCounters, Key, RetryPolicy};
 use crate::util::Rng;
@@ -135,6 +140,8 @@ struct Ctx {
     seed: u64,
     otr: OtrRange,
     admin_fee_max: i64,
+    /// Every tenor's granted limit of every user when the run created it, in cents.
+    limit_at_creation: i64,
     policy: RetryPolicy,
     counters: HttpCounters,
     pool: Mutex<ContractPool>,
@@ -157,6 +164,8 @@ struct Ctx {
     /// Contracts queued for refunds or being refunded.
     refunds_in_flight: AtomicU64,
     refund_seq: AtomicU64,
+    /// The limit changes sent so far (`--limit-changes`), with their answers.
+    limit_patches: Mutex<Vec<LimitPatch>>,
     /// What the webhook receiver received (`--webhooks`).
     hooks: Option<Hooks>,
     /// The engine's database, read during the run only by `--no-poll` (payments' outcomes).
@@ -201,6 +210,18 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         },
         api.base()
     );
+    if args.limit_changes > 0 {
+        eprintln!(
+            "limit changes: {} PATCH /users/{{id}}/limits spread over the load",
+            args.limit_changes
+        );
+    }
+    if let Some(date) = args.cob_date {
+        eprintln!(
+            "close of business through {date} during the load, on {}: fees are charged as if that day had come and closed dates never reopen (a scratch database only)",
+            args.database_url.split('@').next_back().unwrap_or_default()
+        );
+    }
     readiness(&api).await?;
 
     let counters = HttpCounters::default();
@@ -263,6 +284,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         seed,
         otr: amounts.otr,
         admin_fee_max: amounts.admin_fee_max,
+        limit_at_creation: amounts.limit,
         policy,
         counters,
         pool: Mutex::new(ContractPool::default()),
@@ -279,6 +301,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         refund_tx,
         refunds_in_flight: AtomicU64::new(0),
         refund_seq: AtomicU64::new(0),
+        limit_patches: Mutex::new(Vec::new()),
     });
     let refunder = tokio::spawn(refunds::refunder(
         ctx.clone(),
@@ -303,6 +326,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let cpu_before = read_cpu().await;
     let load_start = Instant::now();
     let load_start_wall = Utc::now();
+    // Both race the load from its start: the limit changes spread over it, the close of
+    // business at its point.
+    let limit_changer = (ctx.args.limit_changes > 0)
+        .then(|| tokio::spawn(limit_changes::change_limits(ctx.clone(), load_start)));
+    let closer = ctx
+        .args
+        .cob_date
+        .map(|date| tokio::spawn(cob::close_of_business(ctx.clone(), date, load_start)));
     load::drive_load(&ctx, load_start, load_start_wall).await?;
     let load_secs = load_start.elapsed().as_secs_f64();
     let cpu_after = read_cpu().await;
@@ -312,10 +343,21 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     ctx.load_done.store(true, Ordering::Relaxed);
     progress.finish().await;
     let _ = learner.await;
+    if let Some(changer) = limit_changer {
+        // The changes are synchronous: once sent, all are answered.
+        let _ = changer.await;
+    }
 
     // Every accepted call (refunds included), to its final status; then every delivery owed.
     poll::wait_for_finals(&ctx).await;
     refunder.abort();
+    let cob_run = match closer {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| format!("the close of business task: {e}")),
+        ),
+        None => None,
+    };
     let mut bad_signatures = None;
     if let Some(receiver) = receiver {
         poll::wait_for_webhooks(&ctx).await;
@@ -339,7 +381,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let records = lock(&ctx.records).clone();
     let finals = lock(&ctx.finals).clone();
     let status_404 = lock(&ctx.status_404).clone();
+    let limit_patches = lock(&ctx.limit_patches).clone();
     let (mut violations, races) = report::outcome_violations(&records, &finals, &status_404);
+    match &cob_run {
+        Some(Ok(run)) => violations.extend(run.violation()),
+        Some(Err(e)) => violations.push(e.clone()),
+        None => {}
+    }
+    let cob_run = cob_run.and_then(Result::ok);
     let webhook_report = ctx.hooks.as_ref().zip(bad_signatures).map(|(hooks, bad)| {
         let r = report::WebhookReport::of(
             &lock(&hooks.tally),
@@ -361,6 +410,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
             records: &records,
             finals: &finals,
             contract_events: contract_events.as_deref(),
+            limit_patches: &limit_patches,
+            granted_at_creation: rust_decimal::Decimal::new(ctx.limit_at_creation, 2),
         };
         match verify::verify(&ctx.args.database_url, &facts).await {
             Ok(v) => {
@@ -384,6 +435,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
             verified,
             races,
             webhooks: webhook_report.as_ref(),
+            limit_patches: &limit_patches,
+            cob: cob_run.as_ref(),
         },
         &report::LoadWindow {
             secs: load_secs,

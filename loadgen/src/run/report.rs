@@ -2,6 +2,8 @@
 //! human summary and one JSON line on stdout (scripts/bench.sh records that line), and the
 //! optional CSV of every request.
 
+use super::cob::CobRun;
+use super::limit_changes::{LimitChangeCounts, LimitPatch, PatchOutcome};
 use super::webhooks::{ContractEventKind, Judged, Tally, judge};
 use super::{CallRecord, Ctx, FinalSeen, Kind, lock};
 use crate::cpu;
@@ -119,6 +121,9 @@ pub(super) fn outcome_violations(
         match (r.kind, f.state.as_str()) {
             (Kind::Transaction, "APPROVED") if f.resource_id.is_some() => {}
             (Kind::Transaction, "REJECTED") if reason == "INSUFFICIENT_LIMIT" => {}
+            // After a close of business made one of the user's installments overdue; the
+            // verifier checks that it did.
+            (Kind::Transaction, "REJECTED") if reason == "USER_OVERDUE" => {}
             (Kind::Payment, "APPROVED") if !r.deliberate_overpay && f.resource_id.is_some() => {}
             (Kind::Payment, "REJECTED") if r.deliberate_overpay && reason == "OVERPAYMENT" => {}
             (Kind::Payment, "REJECTED") if reason == "OVERPAYMENT" && contract_refunded > 0 => {
@@ -295,6 +300,10 @@ pub(super) struct Findings<'a> {
     pub(super) verified: bool,
     pub(super) races: Races,
     pub(super) webhooks: Option<&'a WebhookReport>,
+    /// The limit changes sent (`--limit-changes`), with their answers.
+    pub(super) limit_patches: &'a [LimitPatch],
+    /// The close of business run during the load (`--cob-date`).
+    pub(super) cob: Option<&'a CobRun>,
 }
 
 pub(super) fn report(
@@ -384,6 +393,7 @@ pub(super) fn report(
         .count();
     let payments = records.iter().filter(|r| r.kind == Kind::Payment).count();
     let overpays = records.iter().filter(|r| r.deliberate_overpay).count();
+    let limit_changes = LimitChangeCounts::of(findings.limit_patches);
 
     println!("== loadgen run {} against {}", ctx.run_id, ctx.api.base());
     match ctx.args.rate {
@@ -457,6 +467,31 @@ pub(super) fn report(
             findings.races.refund_exceeds, findings.races.overpayments_after_refund
         );
     }
+    if ctx.args.limit_changes > 0 {
+        println!(
+            "limit changes   {} sent: applied {}, LIMIT_BELOW_USED {}, failed {}",
+            limit_changes.sent,
+            limit_changes.applied,
+            limit_changes.below_used,
+            limit_changes.failed
+        );
+        let failed_patches = findings
+            .limit_patches
+            .iter()
+            .filter_map(|p| match &p.outcome {
+                PatchOutcome::Failed { status, detail } => Some(format!(
+                    "  failed PATCH /users/{}/limits: {status} {detail}",
+                    p.user_id
+                )),
+                _ => None,
+            });
+        for line in failed_patches.take(5) {
+            println!("{line}");
+        }
+    }
+    if let Some(cob) = findings.cob {
+        println!("COB             {}", cob.line());
+    }
     for (kind, t) in &by_type {
         println!(
             "  {kind:<12}  approved {}, rejected {:?}, never final {}",
@@ -516,7 +551,7 @@ pub(super) fn report(
     }
     if verified {
         println!(
-            "invariants      {} violation(s) (SPEC §9's limit equation per user and tenor, one contract/bill/refund per external id, outcomes vs rows, refunds vs installments, every 202 final)",
+            "invariants      {} violation(s) (SPEC §9's limit equation per user and tenor, one contract/bill/refund per external id, outcomes vs rows, refunds vs installments, every 202 final, limit changes chained, late fees and payments' allocations vs installments)",
             violations.len()
         );
     } else {
@@ -591,11 +626,14 @@ pub(super) fn report(
         "outcomes_by_type": by_type,
         "races": findings.races,
         "webhooks": findings.webhooks.map(WebhookReport::json),
+        "limit_changes": limit_changes,
+        "cob": findings.cob.map(CobRun::json),
     });
     println!("{summary}");
     let ok = violations.is_empty()
         && unexpected_5xx == 0
         && failed.is_empty()
+        && limit_changes.failed == 0
         && (verified || ctx.args.no_verify);
     Ok(if ok {
         ExitCode::SUCCESS
@@ -706,6 +744,26 @@ mod tests {
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v.iter().any(|m| m.contains("P2")));
         assert!(v.iter().any(|m| m.contains("R3")));
+    }
+
+    #[test]
+    fn a_transaction_may_be_refused_for_want_of_limit_or_an_overdue_installment_only() {
+        let mut records = vec![
+            call(Kind::Transaction, "T1", "K1"),
+            call(Kind::Transaction, "T2", "K2"),
+            call(Kind::Transaction, "T3", "K3"),
+        ];
+        for r in &mut records {
+            r.nomor_kontrak = None;
+        }
+        let f = finals(&[
+            ("T1", seen("REJECTED", Some("INSUFFICIENT_LIMIT"), None)),
+            ("T2", seen("REJECTED", Some("USER_OVERDUE"), None)),
+            ("T3", seen("REJECTED", Some("USER_NOT_ACTIVE"), None)),
+        ]);
+        let (v, _) = outcome_violations(&records, &f, &HashSet::new());
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("T3") && v[0].contains("USER_NOT_ACTIVE"));
     }
 
     #[test]
