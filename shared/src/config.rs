@@ -6,6 +6,47 @@ use crate::crypto::{CryptoError, Keyring};
 pub const DEV_MASTER_KEYS: &str = "dev=ZGV2LW9ubHktbWFzdGVyLWtleS1kby1ub3QtdXNlLSE=";
 pub const DEV_BLIND_INDEX_KEY: &str = "ZGV2LW9ubHktYmxpbmQtaW5kZXgta2V5LXJvdGF0ZSE=";
 
+/// Close of business (SPEC §12), as the workers' nightly run, `xyzctl close-of-business` and
+/// the load generator's drills all run it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CobConfig {
+    /// Late fee in percent of an installment's unpaid part (0..=100).
+    #[arg(long, env = "LATE_FEE_PERCENT", default_value = "1", value_parser = late_fee_percent)]
+    pub late_fee_percent: rust_decimal::Decimal,
+    /// Installments per COB transaction: small enough that payments never wait long on them.
+    #[arg(long, env = "COB_CHUNK", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub cob_chunk: u32,
+    /// The share of its time COB works, in percent: after a chunk that took t it rests
+    /// t × (100 − p) / p, leaving the rest of MySQL and the cores to the command pipeline.
+    /// 100: no rest (a drill on an idle engine).
+    #[arg(long, env = "COB_DUTY_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub cob_duty_percent: u8,
+}
+
+impl CobConfig {
+    /// The run's options; `lock_wait`: how long to wait for another runner.
+    pub fn options(&self, lock_wait: std::time::Duration) -> crate::db::cob::CobOptions {
+        crate::db::cob::CobOptions {
+            chunk: self.cob_chunk,
+            fee_percent: self.late_fee_percent,
+            duty_percent: self.cob_duty_percent,
+            lock_wait,
+        }
+    }
+}
+
+fn late_fee_percent(s: &str) -> Result<rust_decimal::Decimal, String> {
+    use rust_decimal::Decimal;
+    let v: Decimal = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v < Decimal::ZERO || v > Decimal::ONE_HUNDRED {
+        return Err(format!("{v} is not within 0..=100"));
+    }
+    Ok(v)
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseConfig {
     /// MySQL/MariaDB URL of the application user (DML only).
@@ -129,5 +170,23 @@ impl WebhookConfig {
         } else {
             crate::webhooks::Loopback::Refused
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::late_fee_percent;
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn a_late_fee_is_a_percentage_from_0_to_100() {
+        assert_eq!(late_fee_percent("1"), Ok(Decimal::ONE));
+        assert_eq!(late_fee_percent(" 2.5 "), Ok(Decimal::new(25, 1)));
+        assert_eq!(late_fee_percent("0"), Ok(Decimal::ZERO));
+        assert_eq!(late_fee_percent("100"), Ok(Decimal::ONE_HUNDRED));
+        assert!(late_fee_percent("100.01").is_err());
+        assert!(late_fee_percent("-1").is_err());
+        assert!(late_fee_percent("1%").is_err());
+        assert!(late_fee_percent("").is_err());
     }
 }

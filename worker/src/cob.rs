@@ -12,11 +12,7 @@ use tokio::sync::watch;
 const WAKE_AFTER_MIDNIGHT: Duration = Duration::minutes(5);
 
 pub(crate) fn options(config: &WorkerConfig) -> CobOptions {
-    CobOptions {
-        chunk: config.cob_chunk,
-        fee_percent: config.late_fee_percent,
-        lock_wait: std::time::Duration::ZERO,
-    }
+    config.cob.options(std::time::Duration::ZERO)
 }
 
 /// How long until the next wake: 00:05 Asia/Jakarta of the next day.

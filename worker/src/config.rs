@@ -38,12 +38,8 @@ pub struct WorkerConfig {
     /// process takes the runner lock first (the others skip that night's run).
     #[arg(long, env = "COB_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub cob_enabled: bool,
-    /// Late fee in percent of an installment's unpaid part (0..=100).
-    #[arg(long, env = "LATE_FEE_PERCENT", default_value = "1")]
-    pub late_fee_percent: rust_decimal::Decimal,
-    /// Installments per COB transaction: small enough that payments never wait long on them.
-    #[arg(long, env = "COB_CHUNK", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub cob_chunk: u32,
+    #[command(flatten)]
+    pub cob: shared::config::CobConfig,
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]

@@ -100,12 +100,8 @@ enum Command {
         /// Allow today or a later date; refused unless ALLOW_FUTURE_COB=1 too.
         #[arg(long)]
         allow_future: bool,
-        /// Installments per transaction.
-        #[arg(long, env = "COB_CHUNK", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        chunk: u32,
-        /// Late fee in percent of an installment's unpaid part.
-        #[arg(long, env = "LATE_FEE_PERCENT", default_value = "1")]
-        late_fee_percent: rust_decimal::Decimal,
+        #[command(flatten)]
+        cob: shared::config::CobConfig,
         /// Seconds to wait for another runner to finish (0: exit at once).
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
@@ -242,16 +238,11 @@ async fn main() -> anyhow::Result<()> {
         Command::CloseOfBusiness {
             date,
             allow_future,
-            chunk,
-            late_fee_percent,
+            cob,
             wait_secs,
         } => {
             let allowed_env = std::env::var("ALLOW_FUTURE_COB").is_ok_and(|v| v == "1");
-            let options = shared::db::cob::CobOptions {
-                chunk,
-                fee_percent: late_fee_percent,
-                lock_wait: std::time::Duration::from_secs(wait_secs),
-            };
+            let options = cob.options(std::time::Duration::from_secs(wait_secs));
             close_of_business(
                 &cli.database_url,
                 date.as_deref(),
@@ -357,11 +348,6 @@ async fn close_of_business(
     options: shared::db::cob::CobOptions,
 ) -> anyhow::Result<()> {
     use shared::db::cob::CobOutcome;
-    if options.fee_percent < rust_decimal::Decimal::ZERO
-        || options.fee_percent > rust_decimal::Decimal::ONE_HUNDRED
-    {
-        bail!("LATE_FEE_PERCENT must be within 0..=100");
-    }
     let today = shared::cob::jakarta_date(chrono::Utc::now());
     let target = match date {
         Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")

@@ -260,6 +260,21 @@ async fn bad_dates_and_future_dates_without_permission_change_nothing(pool: sqlx
             vec![("ALLOW_FUTURE_COB", "0")],
             "ALLOW_FUTURE_COB=1",
         ),
+        (
+            vec!["close-of-business"],
+            vec![("LATE_FEE_PERCENT", "101")],
+            "not within 0..=100",
+        ),
+        (
+            vec!["close-of-business"],
+            vec![("LATE_FEE_PERCENT", "one")],
+            "is not a number",
+        ),
+        (
+            vec!["close-of-business"],
+            vec![("COB_DUTY_PERCENT", "0")],
+            "COB_DUTY_PERCENT",
+        ),
     ] {
         let out = xyzctl(&app, &args, &env).await;
         assert!(!out.status.success(), "{args:?} succeeded");

@@ -124,7 +124,7 @@ pub(crate) struct RunArgs {
     pub(super) limit_changes: usize,
     /// Close of business (SPEC §12) through this date (YYYY-MM-DD), run by loadgen itself on
     /// its own connection to --database-url while the load runs, exactly as `xyzctl
-    /// close-of-business` runs it (LATE_FEE_PERCENT 1, chunks of 2000). FOR DRILLS AND
+    /// close-of-business` runs it (LATE_FEE_PERCENT, COB_CHUNK, COB_DUTY_PERCENT). FOR DRILLS AND
     /// BENCHMARKS ON A SCRATCH DATABASE ONLY, never production: it closes today or later
     /// dates too (no ALLOW_FUTURE_COB guard), charging late fees as if that day had come,
     /// and closed dates are never reopened (on a database where none was ever closed, it
@@ -137,6 +137,9 @@ pub(crate) struct RunArgs {
     /// requests/rate/2 seconds in an open loop, once half the requests are done in a closed one.
     #[arg(long, env = "LOADGEN_COB_AT_SECS", requires = "cob_date")]
     pub(super) cob_at_secs: Option<f64>,
+    /// How the close of business of --cob-date runs.
+    #[command(flatten)]
+    pub(super) cob: shared::config::CobConfig,
     /// Also write every request as a CSV row (when it was due in ms from the start, its kind,
     /// how late it left in ms, its accept latency in ms, its failure status) to see where in
     /// the run the slow ones fall.

@@ -8,22 +8,11 @@ use super::Ctx;
 use super::load::{self, LoadPoint};
 use crate::util::{ms, round3};
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use shared::db::cob::{CobOptions, CobOutcome, close_through};
+use shared::db::cob::{CobOutcome, close_through};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// `xyzctl close-of-business`'s defaults: LATE_FEE_PERCENT 1, COB_CHUNK 2000; and, as it
-/// does, no waiting for another runner (that run is then `busy`).
-fn options() -> CobOptions {
-    CobOptions {
-        chunk: 2000,
-        fee_percent: Decimal::ONE,
-        lock_wait: Duration::ZERO,
-    }
-}
 
 /// What the close of business did, and when in the load.
 #[derive(Debug, Clone)]
@@ -144,7 +133,7 @@ pub(super) async fn close_of_business(ctx: Arc<Ctx>, date: NaiveDate, start: Ins
     );
     let outcome = match pool {
         Ok(pool) => {
-            let closed = close_through(&pool, date, options())
+            let closed = close_through(&pool, date, ctx.args.cob.options(Duration::ZERO))
                 .await
                 .map_err(|e| format!("{:#}", anyhow::Error::new(e)));
             pool.close().await;

@@ -249,6 +249,7 @@ async fn the_verifier_holds_after_payments_limit_changes_and_a_close_of_business
         CobOptions {
             chunk: 5,
             fee_percent: Decimal::ONE,
+            duty_percent: 100,
             lock_wait: std::time::Duration::ZERO,
         },
     )

@@ -35,6 +35,9 @@ pub struct CobOptions {
     pub chunk: u32,
     /// LATE_FEE_PERCENT.
     pub fee_percent: Decimal,
+    /// COB_DUTY_PERCENT (1..=100): the share of its time the run works; after a chunk that
+    /// took t it rests t × (100 − p) / p.
+    pub duty_percent: u8,
     /// How long to wait for another runner to finish (zero: give up at once).
     pub lock_wait: Duration,
 }
@@ -177,7 +180,9 @@ async fn close_date(
     for due in due_dates {
         let mut after = String::new();
         loop {
+            let started = std::time::Instant::now();
             let (done, last) = retry_chunk(pool, date, due, &after, options).await?;
+            tokio::time::sleep(rest_after(started.elapsed(), options.duty_percent)).await;
             totals = (totals.0 + done.0, totals.1 + done.1, totals.2 + done.2);
             match last {
                 Some(id) => after = id,
@@ -191,6 +196,12 @@ async fn close_date(
         .execute(pool)
         .await?;
     Ok(totals)
+}
+
+/// The rest after a chunk that took `worked`, so that the run works `duty_percent` of its time.
+fn rest_after(worked: Duration, duty_percent: u8) -> Duration {
+    let duty = u32::from(duty_percent.clamp(1, 100));
+    worked * (100 - duty) / duty
 }
 
 type ChunkResult = ((u64, u64, u64), Option<String>);
@@ -386,4 +397,21 @@ pub async fn overdue_users(
     rows.iter()
         .map(|r| r.try_get::<String, _>("user_id").map_err(DbError::from))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rest_after;
+    use std::time::Duration;
+
+    #[test]
+    fn a_run_rests_so_that_it_works_its_duty_share_of_the_time() {
+        let worked = Duration::from_millis(80);
+        assert_eq!(rest_after(worked, 100), Duration::ZERO);
+        assert_eq!(rest_after(worked, 50), Duration::from_millis(80));
+        assert_eq!(rest_after(worked, 20), Duration::from_millis(320));
+        assert_eq!(rest_after(worked, 1), Duration::from_millis(7920));
+        // Out of range is clamped, never a division by zero.
+        assert_eq!(rest_after(worked, 0), Duration::from_millis(7920));
+    }
 }
