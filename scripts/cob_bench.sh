@@ -9,8 +9,13 @@
 #
 # With LOADGEN_ARGS the engine must run on the same database (DB_NAME=$COB_DB scripts/run.sh).
 # Each of RUNS rounds (default 1) then runs `target/release/loadgen $LOADGEN_ARGS` alone (the
-# baseline), reseeds, and runs it again with COB started 2 s into it; one JSON line per round
-# gives COB's rows/s and the load's figures both ways, with their ratios (during ÷ without).
+# baseline), and for each COB_DUTY_PERCENT in DUTIES (default "100 50") reseeds and runs it
+# again with COB started 2 s into it; one JSON line per round and duty gives COB's rows/s and
+# the load's figures both ways, with their ratios (during ÷ without).
+#
+# MariaDB's buffer pool is set to 2 GiB for the run (as scripts/bench.sh does: the default
+# 128 MiB is a fraction of a book of a million installments, and the run would measure the
+# disk), and set back at the end.
 # Size the load to outlast COB (an open loop, e.g. `run --requests 15000 --rate 500 --users
 # 200`). The seeded contracts belong to one user of their own, so the engine's users are
 # untouched apart from sharing the server.
@@ -24,7 +29,13 @@ ROOT_URL="${ROOT_URL:-mysql://root@127.0.0.1:3306}"
 XYZCTL="${XYZCTL:-target/release/xyzctl}"
 MYSQL=(mysql -h 127.0.0.1 -u root)
 STATE_DIR="$(mktemp -d)"
-trap 'rm -rf "$STATE_DIR"' EXIT
+old_pool=$("${MYSQL[@]}" -N -e "SELECT @@innodb_buffer_pool_size")
+restore() {
+  "${MYSQL[@]}" -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
+  rm -rf "$STATE_DIR"
+}
+trap restore EXIT
+"${MYSQL[@]}" -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
 [[ -x "$XYZCTL" ]] || cargo build --release -p xyzctl -p loadgen
 
 [[ "$DB" =~ ^[A-Za-z0-9_]+$ ]] || { echo "COB_DB must be [A-Za-z0-9_]" >&2; exit 2; }
@@ -76,12 +87,14 @@ SQL
   echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s" >&2
 }
 
-# COB through D on the seeded book; sets COB_ROWS and COB_SECS.
+# COB through D on the seeded book (with COB_DUTY_PERCENT=$1 when given); sets COB_ROWS and
+# COB_SECS.
 close() {
   COB_ROWS=$("${MYSQL[@]}" -N "$DB" -e "SELECT COUNT(*) FROM monthly_billings WHERE tanggal_tagihan < '$D' AND terbayar + dibatalkan < harga_cicilan")
   local start out
   start=$(date +%s.%N)
-  out=$(MIGRATION_DATABASE_URL="$ROOT_URL/$DB" COB_CHUNK="$CHUNK" "$XYZCTL" close-of-business --date "$D")
+  out=$(env ${1:+COB_DUTY_PERCENT=$1} MIGRATION_DATABASE_URL="$ROOT_URL/$DB" COB_CHUNK="$CHUNK" \
+    "$XYZCTL" close-of-business --date "$D")
   COB_SECS=$(echo "$(date +%s.%N) - $start" | bc)
   echo "$out" >&2
 }
@@ -104,25 +117,27 @@ LOADGEN="${LOADGEN:-target/release/loadgen}"
 for round in $(seq 1 "${RUNS:-1}"); do
   echo "round $round: the load alone" >&2
   without=$(load)
-  seed
-  echo "round $round: the load with COB started 2 s into it" >&2
-  load > "$STATE_DIR/during.json" &
-  pid=$!
-  sleep 2
-  close
-  wait "$pid"
-  python3 - "$without" "$STATE_DIR/during.json" "$COB_ROWS" "$COB_SECS" "$CHUNK" <<'PY'
+  for duty in ${DUTIES:-100 50}; do
+    seed
+    echo "round $round: the load with COB (COB_DUTY_PERCENT=$duty) started 2 s into it" >&2
+    load > "$STATE_DIR/during.json" &
+    pid=$!
+    sleep 2
+    close "$duty"
+    wait "$pid"
+    python3 - "$without" "$STATE_DIR/during.json" "$COB_ROWS" "$COB_SECS" "$CHUNK" "$duty" <<'PY'
 import json, sys
 without = json.loads(sys.argv[1])
 during = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
-rows, secs, chunk = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+rows, secs, chunk, duty = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 keys = ["accepted_per_sec", "decided_per_sec_end_to_end", "accept_p50_ms", "accept_p99_ms",
         "e2e_p50_ms", "e2e_p99_ms", "invariant_violations", "unexpected_5xx"]
-out = {"installments": rows, "chunk": chunk, "seconds": round(secs, 2),
+out = {"installments": rows, "chunk": chunk, "duty_percent": duty, "seconds": round(secs, 2),
        "rows_per_second": round(rows / secs),
        "without_cob": {k: without.get(k) for k in keys},
        "during_cob": {k: during.get(k) for k in keys}}
 out["ratio"] = {k: round(during[k] / without[k], 3) for k in keys[:6] if without.get(k)}
 print(json.dumps(out))
 PY
+  done
 done
