@@ -4,10 +4,12 @@
 Run by scripts/console_test.sh against a running engine (CONSOLE_BASE_URL, default the one
 scripts/run.sh starts). It makes its own admin key with `xyzctl keys create`, its own user and
 transaction with `xyzctl call`, then drives the console as an operator would and checks every
-result through the API too. Screenshots of each page go to target/console-test/.
+result through the API too, and finds every action the console took in api_call_logs
+(read with the `mariadb` client as root). Screenshots of each page go to target/console-test/.
 
-Environment: CONSOLE_BASE_URL, XYZCTL (the xyzctl binary), CONSOLE_TEST_OUT (screenshots),
-and what `xyzctl keys create` needs (MIGRATION_DATABASE_URL, MASTER_KEYS, …).
+Environment: CONSOLE_BASE_URL, CONSOLE_DATABASE (the engine's database, default xyz), XYZCTL
+(the xyzctl binary), CONSOLE_TEST_OUT (screenshots), and what `xyzctl keys create` needs
+(MIGRATION_DATABASE_URL, MASTER_KEYS, …).
 """
 
 import json
@@ -26,6 +28,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE_URL = os.environ.get("CONSOLE_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
+DATABASE = os.environ.get("CONSOLE_DATABASE", "xyz")
 XYZCTL = os.environ.get("XYZCTL", f"target/{os.environ.get('ENGINE_PROFILE', 'release')}/xyzctl")
 OUT = os.environ.get("CONSOLE_TEST_OUT", "target/console-test")
 WAIT_S = 15
@@ -58,6 +61,25 @@ def new_admin_key():
     if out.returncode != 0:
         raise SystemExit(f"xyzctl keys create failed: {out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def audited(client_id, at_least, seconds=15):
+    """The writes `client_id` made, as api_call_logs has them: (method, path, http_status).
+    The test's own calls with that key only read, so these are the console's. The audit writer
+    flushes in batches: wait for them."""
+    query = ("SELECT method, path, http_status FROM api_call_logs "
+             f"WHERE client_id = '{client_id}' AND method <> 'GET' ORDER BY id")
+    deadline = time.time() + seconds
+    while True:
+        out = subprocess.run(["mariadb", "-uroot", "-N", "-B", "-e", query, DATABASE],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise SystemExit(f"reading api_call_logs failed: {out.stderr}")
+        rows = [line.split("\t") for line in out.stdout.splitlines() if line]
+        rows = [(m, p, int(status)) for m, p, status in rows]
+        if len(rows) >= at_least or time.time() > deadline:
+            return rows
+        time.sleep(0.5)
 
 
 def api(key, method, path, body=None, external_id=None, wait=None):
@@ -281,6 +303,14 @@ def main():
         shown = c.wait_text("call-result", "APPROVED")
         check(call_id in shown and contract in shown, "found by its external id")
         c.shot("10-call-by-external-id")
+
+        say("every console action is an audited API call")
+        actions = [("PATCH", f"/users/{user_id}/status"), ("PATCH", f"/users/{user_id}/status"),
+                   ("POST", "/admin/keys"), ("DELETE", f"/admin/keys/{made['client_id']}"),
+                   ("PATCH", f"/users/{user_id}/limits")]
+        logged = audited(admin["client_id"], len(actions))
+        check(sorted(logged) == sorted((m, p, 200 if m != "POST" else 201) for m, p in actions),
+              f"api_call_logs has each of them under the console's key: {logged}")
 
         violations = c.csp_violations()
         check(not violations, f"no Content-Security-Policy violation: {violations}")

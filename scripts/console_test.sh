@@ -20,7 +20,7 @@ fi
 if [ -z "${CONSOLE_BASE_URL:-}" ]; then
   # The engine scripts/run.sh started: its URL, its database and its keys for xyzctl.
   engine_env
-  export CONSOLE_BASE_URL="http://127.0.0.1:$HTTP_PORT"
+  export CONSOLE_BASE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_DATABASE="$DB_NAME"
 fi
 export XYZCTL="${XYZCTL:-target/${ENGINE_PROFILE:-release}/xyzctl}"
 # Selenium must use the driver given, never fetch one.
