@@ -46,7 +46,10 @@ bash scripts/run.sh >/dev/null
 say "schemathesis against /openapi.json (every request signed)"
 bash scripts/schemathesis.sh
 say "load generator smoke run (invariants verified against MySQL)"
-target/debug/loadgen run --requests 300 --users 5 --wait-timeout-secs 120 --refund-share 0.3 --webhooks
+# Refunds racing payments, webhooks received and verified, and limit changes racing the
+# debits; limits low enough that some cuts fall below what is used (LIMIT_BELOW_USED).
+target/debug/loadgen run --requests 300 --users 5 --wait-timeout-secs 120 --refund-share 0.3 --webhooks \
+  --limit-changes 30 --limit 40000000
 say "load generator's floor probe (broker, Redis, HTTP round trips; it cleans up after itself)"
 target/debug/loadgen floor --samples 50
 say "Postman collection with newman (the main story, every request signed)"
