@@ -630,12 +630,16 @@ pub async fn lease_due(
     Ok(events)
 }
 
-/// One attempt's result.
-pub struct Attempt<'a> {
+/// One finished attempt of a leased event, and what comes after it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub event_id: String,
     pub at: DateTime<Utc>,
     pub http_status: Option<u16>,
-    pub error: Option<&'a str>,
+    /// Why it failed (cut to 512 characters when written); None when delivered.
+    pub error: Option<String>,
     pub duration_ms: u32,
+    pub next: Next,
 }
 
 /// What comes after an attempt.
@@ -646,47 +650,58 @@ pub enum Next {
     Failed,
 }
 
-/// Records the attempt and moves the event on, unless the lease is no longer this
-/// dispatcher's (it ran out and another took the event, or the endpoint was deleted): then
-/// only the attempt is recorded. True when the event moved on.
-pub async fn finish_attempt(
+/// Records `finished` attempts in one transaction, so that many deliveries cost one commit
+/// (the redo log's flushes are shared with the workers' batches), and moves each event on
+/// unless its lease is no longer this dispatcher's (it ran out and another took the event,
+/// or the endpoint was deleted): then only its attempt is recorded. For each, in order,
+/// whether it moved on.
+pub async fn finish_attempts(
     pool: &MySqlPool,
-    event_id: &str,
     lease_id: &str,
-    attempt: &Attempt<'_>,
-    next: Next,
-) -> Result<bool, sqlx::Error> {
+    finished: &[Finished],
+) -> Result<Vec<bool>, sqlx::Error> {
     const ERROR_CHARS: usize = 512;
-    let error: Option<String> = attempt.error.map(|e| e.chars().take(ERROR_CHARS).collect());
+    if finished.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO webhook_attempts (event_id, at, http_status, error, duration_ms) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(event_id)
-    .bind(to_naive(attempt.at))
-    .bind(attempt.http_status)
-    .bind(error)
-    .bind(attempt.duration_ms)
-    .execute(&mut *tx)
-    .await?;
-    let (status, due) = match next {
-        Next::Delivered => ("delivered", attempt.at),
-        Next::RetryAt(t) => ("pending", t),
-        Next::Failed => ("failed", attempt.at),
-    };
-    let moved = sqlx::query(
-        "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = NULL
-         WHERE event_id = ? AND lease_id = ? AND status = 'pending'",
-    )
-    .bind(status)
-    .bind(to_naive(due))
-    .bind(event_id)
-    .bind(lease_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let mut insert = QueryBuilder::<MySql>::new(
+        "INSERT INTO webhook_attempts (event_id, at, http_status, error, duration_ms) ",
+    );
+    insert.push_values(finished, |mut b, f| {
+        b.push_bind(f.event_id.clone())
+            .push_bind(to_naive(f.at))
+            .push_bind(f.http_status)
+            .push_bind(
+                f.error
+                    .as_ref()
+                    .map(|e| e.chars().take(ERROR_CHARS).collect::<String>()),
+            )
+            .push_bind(f.duration_ms);
+    });
+    insert.build().execute(&mut *tx).await?;
+    let mut moved = Vec::with_capacity(finished.len());
+    for f in finished {
+        let (status, due) = match f.next {
+            Next::Delivered => ("delivered", f.at),
+            Next::RetryAt(t) => ("pending", t),
+            Next::Failed => ("failed", f.at),
+        };
+        let rows = sqlx::query(
+            "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = NULL
+             WHERE event_id = ? AND lease_id = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(to_naive(due))
+        .bind(&f.event_id)
+        .bind(lease_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        moved.push(rows == 1);
+    }
     tx.commit().await?;
-    Ok(moved == 1)
+    Ok(moved)
 }
 
 /// Events waiting for a delivery, across merchants (the pending gauge).

@@ -1,7 +1,9 @@
 //! The dispatcher: leases due webhook events (`SELECT … FOR UPDATE SKIP LOCKED` in a short
 //! transaction, so no two dispatchers hold one event at once), delivers each outside any
 //! transaction with bounded concurrency, then records the attempt and either marks the event
-//! delivered or schedules its next attempt. A dispatcher that dies leaves its leased events
+//! delivered or schedules its next attempt. Attempts are recorded by one task per process,
+//! as many in one transaction as are waiting, so a burst of deliveries costs a few commits,
+//! not one each. A dispatcher that dies leaves its leased events
 //! due again when the lease runs out: at least once, never lost.
 //!
 //! Every attempt resolves the receiver's host here, refuses addresses that are not public,
@@ -11,22 +13,31 @@
 
 use crate::config::DispatchConfig;
 use shared::crypto::Keyring;
-use shared::db::webhooks::{Attempt, LeasedEvent, Next, finish_attempt, lease_due};
+use shared::db::webhooks::{Finished, LeasedEvent, Next, finish_attempts, lease_due};
 use shared::webhooks::{Loopback, WebhookUrl, resolve_public, secret_key, sign};
 use sqlx::MySqlPool;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// How often the pending gauge is refreshed.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 /// After a wake, a moment for the batch that rang it to commit.
 const COMMIT_GRACE: Duration = Duration::from_millis(10);
-/// Tries at recording an attempt before leaving the event to its lease.
+/// Tries at recording attempts before leaving their events to their leases.
 const FINISH_TRIES: u32 = 5;
+/// Most attempts recorded in one transaction.
+const RECORD_BATCH: usize = 256;
+
+/// A finished attempt on its way to MySQL, with when its event was recorded (for the
+/// delivery latency).
+struct Done {
+    finished: Finished,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// What the dispatcher needs.
 #[derive(Clone)]
@@ -112,6 +123,8 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut in_flight = JoinSet::new();
+        let (done_tx, done_rx) = mpsc::channel(self.config.concurrency.max(1) * 2);
+        let recorder = tokio::spawn(record(self.pool.clone(), self.lease_id.clone(), done_rx));
         let mut gauge_at = Instant::now();
         while !*stop.borrow() {
             while in_flight.try_join_next().is_some() {}
@@ -144,8 +157,9 @@ impl Dispatcher {
                     break;
                 };
                 let this = self.clone();
+                let done = done_tx.clone();
                 in_flight.spawn(async move {
-                    this.deliver(event).await;
+                    this.deliver(event, &done).await;
                     drop(permit);
                 });
             }
@@ -158,6 +172,7 @@ impl Dispatcher {
                 _ = stop.changed() => {}
             }
         }
+        let started = Instant::now();
         if tokio::time::timeout(grace, async {
             while in_flight.join_next().await.is_some() {}
         })
@@ -170,6 +185,16 @@ impl Dispatcher {
             );
             in_flight.abort_all();
         }
+        // The recorder ends once every delivery's sender is gone and what they sent is written.
+        drop(done_tx);
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
+        if tokio::time::timeout(left, recorder).await.is_err() {
+            tracing::warn!(
+                "webhook attempts still unrecorded at the stop; their leases bring the events back"
+            );
+        }
     }
 
     async fn report_pending(&self) {
@@ -179,8 +204,8 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt, recorded; then delivered, retried later or failed.
-    async fn deliver(&self, event: LeasedEvent) {
+    /// One attempt, handed to the recorder; then delivered, retried later or failed.
+    async fn deliver(&self, event: LeasedEvent, done: &mpsc::Sender<Done>) {
         let at = chrono::Utc::now();
         let started = Instant::now();
         let timeout = Duration::from_millis(self.config.timeout_ms);
@@ -203,52 +228,74 @@ impl Dispatcher {
                 None => Next::Failed,
             }
         };
-        let attempt = Attempt {
+        let finished = Finished {
+            event_id: event.event_id,
             at,
             http_status: result.http_status,
-            error: result.error.as_deref(),
+            error: result.error,
             duration_ms: u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX),
+            next,
         };
+        let created_at = event.created_at;
+        // A closed channel means the process is stopping: the lease brings the event back.
+        let _ = done
+            .send(Done {
+                finished,
+                created_at,
+            })
+            .await;
+    }
+}
+
+/// Records finished attempts as they come, as many in one transaction as are waiting.
+async fn record(pool: MySqlPool, lease_id: String, mut done: mpsc::Receiver<Done>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let finished: Vec<Finished> = batch.iter().map(|d| d.finished.clone()).collect();
         let mut pause = Duration::from_millis(100);
         for tries in 1..=FINISH_TRIES {
-            match finish_attempt(&self.pool, &event.event_id, &self.lease_id, &attempt, next).await
-            {
+            match finish_attempts(&pool, &lease_id, &finished).await {
                 Ok(moved) => {
-                    if moved {
-                        self.count(&event, next);
+                    for (d, moved) in batch.iter().zip(moved) {
+                        if moved {
+                            count(d);
+                        }
+                        if let Some(error) = &d.finished.error {
+                            tracing::info!(event_id = %d.finished.event_id, %error, next = ?d.finished.next, "webhook attempt failed");
+                        }
                     }
-                    if let Some(error) = &result.error {
-                        tracing::info!(event_id = %event.event_id, %error, ?next, "webhook attempt failed");
-                    }
-                    return;
+                    break;
                 }
                 Err(e) if tries < FINISH_TRIES => {
-                    tracing::warn!(event_id = %event.event_id, error = %e, "could not record a webhook attempt; retrying");
+                    tracing::warn!(attempts = finished.len(), error = %e, "could not record webhook attempts; retrying");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
                 Err(e) => {
-                    tracing::error!(event_id = %event.event_id, error = %e, "could not record a webhook attempt; the lease brings the event back");
+                    tracing::error!(attempts = finished.len(), error = %e, "could not record webhook attempts; their leases bring the events back");
                 }
             }
         }
+        batch.clear();
     }
+}
 
-    fn count(&self, event: &LeasedEvent, next: Next) {
-        match next {
-            Next::Delivered => {
-                metrics::counter!("xyz_webhook_delivered_total").increment(1);
-                let latency = (chrono::Utc::now() - event.created_at)
-                    .to_std()
-                    .unwrap_or_default();
-                metrics::histogram!("xyz_webhook_delivery_latency_seconds")
-                    .record(latency.as_secs_f64());
-            }
-            Next::Failed => metrics::counter!("xyz_webhook_failed_total").increment(1),
-            Next::RetryAt(_) => {}
+fn count(done: &Done) {
+    match done.finished.next {
+        Next::Delivered => {
+            metrics::counter!("xyz_webhook_delivered_total").increment(1);
+            let latency = (chrono::Utc::now() - done.created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!("xyz_webhook_delivery_latency_seconds")
+                .record(latency.as_secs_f64());
         }
+        Next::Failed => metrics::counter!("xyz_webhook_failed_total").increment(1),
+        Next::RetryAt(_) => {}
     }
+}
 
+impl Dispatcher {
     /// Sends the event once: endpoint, address check, signature, POST.
     async fn attempt(&self, event: &LeasedEvent) -> Outcome {
         let endpoint = match shared::db::webhooks::endpoint_with_secret(
