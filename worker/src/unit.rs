@@ -318,6 +318,7 @@ async fn set_based(
     insert_outcomes(&mut *conn, &rows).await?;
     stages.mark("outcomes");
     crate::webhooks::outbox::record(conn, &records).await?;
+    stages.mark("outbox");
     Ok(records.into_iter().map(Decision::Final).collect())
 }
 

@@ -230,7 +230,7 @@ pub async fn delete_endpoint(
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE webhook_events SET status = 'failed', lease_id = NULL
+        "UPDATE webhook_events SET status = 'failed', lease_id = ''
          WHERE merchant_id = ? AND status = 'pending'",
     )
     .bind(merchant_id)
@@ -343,15 +343,18 @@ impl NewEvent {
     }
 }
 
-/// Writes `events`, due now. An event its call already caused (a redelivered command) is
-/// kept as it was.
+/// Writes `events`, due now, and their bodies. An event its call already caused (a
+/// redelivered command) is kept as it was, and its new body is not written.
 pub async fn insert_events(
     conn: &mut MySqlConnection,
     events: &[NewEvent],
 ) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
     super::write_rows(
         conn,
-        "INSERT INTO webhook_events (event_id, merchant_id, type, source_id, payload, status, attempts, next_attempt_at, created_at) ",
+        "INSERT INTO webhook_events (event_id, merchant_id, type, source_id, status, attempts, next_attempt_at, created_at) ",
         " ON DUPLICATE KEY UPDATE event_id = event_id",
         events,
         |mut b, e| {
@@ -360,11 +363,35 @@ pub async fn insert_events(
             b.push_bind(e.merchant_id.clone());
             b.push_bind(e.event_type.as_str());
             b.push_bind(e.source_id.clone());
-            b.push_bind(e.payload.clone());
             b.push_bind("pending");
             b.push_bind(0u32);
             b.push_bind(at);
             b.push_bind(at);
+        },
+    )
+    .await?;
+    // The events written now (not those a redelivery found): their bodies.
+    let mut query =
+        QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE event_id IN ");
+    push_in_list(&mut query, events.iter().map(|e| e.event_id.as_str()));
+    let written: std::collections::HashSet<String> = query
+        .build_query_scalar()
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    let bodies: Vec<&NewEvent> = events
+        .iter()
+        .filter(|e| written.contains(&e.event_id))
+        .collect();
+    super::write_rows(
+        conn,
+        "INSERT INTO webhook_payloads (event_id, payload) ",
+        "",
+        &bodies,
+        |mut b, e| {
+            b.push_bind(e.event_id.clone());
+            b.push_bind(e.payload.clone());
         },
     )
     .await
@@ -553,12 +580,12 @@ pub async fn retry(
         return Ok(RetryOutcome::NotFound);
     };
     let status: String = r.try_get("status")?;
-    let lease: Option<String> = r.try_get("lease_id")?;
+    let lease: String = r.try_get("lease_id")?;
     let due: NaiveDateTime = r.try_get("next_attempt_at")?;
-    let in_flight = status == "pending" && lease.is_some() && due > ts;
+    let in_flight = status == "pending" && !lease.is_empty() && due > ts;
     if !in_flight {
         sqlx::query(
-            "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?, lease_id = NULL
+            "UPDATE webhook_events SET status = 'pending', next_attempt_at = ?, lease_id = ''
              WHERE event_id = ?",
         )
         .bind(ts)
@@ -585,7 +612,8 @@ pub struct LeasedEvent {
 }
 
 /// Takes up to `limit` due events that no other dispatcher holds (`SKIP LOCKED`) and leases
-/// them until `lease_until` under `lease_id`, in one short transaction.
+/// them until `lease_until` under `lease_id`, in one short transaction; then reads their
+/// bodies.
 pub async fn lease_due(
     pool: &MySqlPool,
     lease_id: &str,
@@ -595,7 +623,7 @@ pub async fn lease_due(
 ) -> Result<Vec<LeasedEvent>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT event_id, merchant_id, payload, attempts, created_at FROM webhook_events
+        "SELECT event_id, merchant_id, attempts, created_at FROM webhook_events
          WHERE status = 'pending' AND next_attempt_at <= ?
          ORDER BY next_attempt_at LIMIT ?
          FOR UPDATE SKIP LOCKED",
@@ -604,30 +632,49 @@ pub async fn lease_due(
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    let events = rows
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows
         .iter()
+        .map(|r| r.try_get("event_id"))
+        .collect::<Result<_, _>>()?;
+    let mut query = QueryBuilder::<MySql>::new("UPDATE webhook_events SET next_attempt_at = ");
+    query
+        .push_bind(to_naive(lease_until))
+        .push(", lease_id = ")
+        .push_bind(lease_id)
+        .push(" WHERE event_id IN ");
+    push_in_list(&mut query, ids.iter().map(String::as_str));
+    query.build().execute(&mut *tx).await?;
+    tx.commit().await?;
+    // The bodies never change once written: read outside the lease's transaction.
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT event_id, payload FROM webhook_payloads WHERE event_id IN ",
+    );
+    push_in_list(&mut query, ids.iter().map(String::as_str));
+    let mut bodies: std::collections::HashMap<String, String> = query
+        .build_query_as::<(String, String)>()
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    rows.iter()
         .map(|r| {
+            let event_id: String = r.try_get("event_id")?;
+            let payload = bodies.remove(&event_id).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("webhook event {event_id} has no body"))
+            })?;
             Ok(LeasedEvent {
-                event_id: r.try_get("event_id")?,
+                event_id,
                 merchant_id: r.try_get("merchant_id")?,
-                payload: r.try_get("payload")?,
+                payload,
                 attempts: r.try_get("attempts")?,
                 created_at: from_naive(r.try_get("created_at")?),
             })
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    if !events.is_empty() {
-        let mut query = QueryBuilder::<MySql>::new("UPDATE webhook_events SET next_attempt_at = ");
-        query
-            .push_bind(to_naive(lease_until))
-            .push(", lease_id = ")
-            .push_bind(lease_id)
-            .push(" WHERE event_id IN ");
-        push_in_list(&mut query, events.iter().map(|e| e.event_id.as_str()));
-        query.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(events)
+        .collect()
 }
 
 /// One finished attempt of a leased event, and what comes after it.
@@ -688,7 +735,7 @@ pub async fn finish_attempts(
             Next::Failed => ("failed", f.at),
         };
         let rows = sqlx::query(
-            "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = NULL
+            "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = ''
              WHERE event_id = ? AND lease_id = ? AND status = 'pending'",
         )
         .bind(status)
