@@ -249,6 +249,14 @@ async fn wait_deliveries(app: &TestApp, key: &Key, done: impl Fn(&[Value]) -> bo
     panic!("deliveries never reached the expected state: {}", r.body);
 }
 
+/// Events in the outbox, whatever their state.
+async fn events_recorded(pool: &MySqlPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
 async fn wait_received(receiver: &Receiver, n: usize) -> Vec<Received> {
     for _ in 0..300 {
         let got = receiver.received();
@@ -947,10 +955,7 @@ async fn events_are_recorded_only_for_merchants_subscribed_to_their_type(pool: M
     })
     .await;
     assert_eq!(items.len(), 1, "only the subscribed type: {items:?}");
-    let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let recorded = events_recorded(&app.pool).await;
     assert_eq!(recorded, 1);
     let other = deliveries(&app, &app.other_merchant, "").await;
     assert_eq!(other.data()["items"], json!([]));
@@ -961,10 +966,7 @@ async fn events_are_recorded_only_for_merchants_subscribed_to_their_type(pool: M
         .await;
     assert_eq!(r.status, 200);
     checkout(&app, &app.merchant, &user).await;
-    let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let recorded = events_recorded(&app.pool).await;
     assert_eq!(recorded, 1);
     app.shutdown().await;
 }
@@ -1079,10 +1081,7 @@ async fn close_of_business_sends_installment_overdue_once_per_installment_with_t
     })
     .await;
     assert!(items.iter().all(|d| d["type"] == "installment.overdue"));
-    let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let recorded = events_recorded(&app.pool).await;
     assert_eq!(
         recorded, 2,
         "one event per installment, none for the other merchant"

@@ -368,11 +368,7 @@ async fn record_overdue_events(
         .map_err(|e| DbError::Corrupt(format!("installment.overdue payload: {e}")))?;
         events.push(event);
     }
-    if !events.is_empty() {
-        insert_events(&mut *tx, &events).await?;
-        metrics::counter!("xyz_webhook_events_recorded_total", "type" => EventType::InstallmentOverdue.as_str())
-            .increment(events.len() as u64);
-    }
+    insert_events(&mut *tx, &events).await?;
     Ok(())
 }
 

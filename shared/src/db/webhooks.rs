@@ -344,7 +344,8 @@ impl NewEvent {
 }
 
 /// Writes `events`, due now, and their bodies. An event its call already caused (a
-/// redelivered command) is kept as it was, and its new body is not written.
+/// redelivered command) is kept as it was, and its new body is not written; the events
+/// written count in `xyz_webhook_events_recorded_total`.
 pub async fn insert_events(
     conn: &mut MySqlConnection,
     events: &[NewEvent],
@@ -384,6 +385,10 @@ pub async fn insert_events(
         .iter()
         .filter(|e| written.contains(&e.event_id))
         .collect();
+    for e in &bodies {
+        metrics::counter!("xyz_webhook_events_recorded_total", "type" => e.event_type.as_str())
+            .increment(1);
+    }
     super::write_rows(
         conn,
         "INSERT INTO webhook_payloads (event_id, payload) ",
@@ -661,8 +666,8 @@ pub async fn lease_due(
         .into_iter()
         .collect();
     rows.iter()
-        .map(|r| {
-            let event_id: String = r.try_get("event_id")?;
+        .zip(ids)
+        .map(|(r, event_id)| {
             let payload = bodies.remove(&event_id).ok_or_else(|| {
                 sqlx::Error::Protocol(format!("webhook event {event_id} has no body"))
             })?;

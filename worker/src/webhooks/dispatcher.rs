@@ -245,57 +245,7 @@ impl Dispatcher {
             })
             .await;
     }
-}
 
-/// Records finished attempts as they come, as many in one transaction as are waiting.
-async fn record(pool: MySqlPool, lease_id: String, mut done: mpsc::Receiver<Done>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let finished: Vec<Finished> = batch.iter().map(|d| d.finished.clone()).collect();
-        let mut pause = Duration::from_millis(100);
-        for tries in 1..=FINISH_TRIES {
-            match finish_attempts(&pool, &lease_id, &finished).await {
-                Ok(moved) => {
-                    for (d, moved) in batch.iter().zip(moved) {
-                        if moved {
-                            count(d);
-                        }
-                        if let Some(error) = &d.finished.error {
-                            tracing::info!(event_id = %d.finished.event_id, %error, next = ?d.finished.next, "webhook attempt failed");
-                        }
-                    }
-                    break;
-                }
-                Err(e) if tries < FINISH_TRIES => {
-                    tracing::warn!(attempts = finished.len(), error = %e, "could not record webhook attempts; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(attempts = finished.len(), error = %e, "could not record webhook attempts; their leases bring the events back");
-                }
-            }
-        }
-        batch.clear();
-    }
-}
-
-fn count(done: &Done) {
-    match done.finished.next {
-        Next::Delivered => {
-            metrics::counter!("xyz_webhook_delivered_total").increment(1);
-            let latency = (chrono::Utc::now() - done.created_at)
-                .to_std()
-                .unwrap_or_default();
-            metrics::histogram!("xyz_webhook_delivery_latency_seconds")
-                .record(latency.as_secs_f64());
-        }
-        Next::Failed => metrics::counter!("xyz_webhook_failed_total").increment(1),
-        Next::RetryAt(_) => {}
-    }
-}
-
-impl Dispatcher {
     /// Sends the event once: endpoint, address check, signature, POST.
     async fn attempt(&self, event: &LeasedEvent) -> Outcome {
         let endpoint = match shared::db::webhooks::endpoint_with_secret(
@@ -352,6 +302,55 @@ impl Dispatcher {
             Err(e) if e.is_timeout() => Outcome::failed("timeout", None, error_chain(&e)),
             Err(e) => Outcome::failed("error", None, error_chain(&e)),
         }
+    }
+}
+
+/// Records finished attempts as they come, as many in one transaction as are waiting.
+async fn record(pool: MySqlPool, lease_id: String, mut done: mpsc::Receiver<Done>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let (finished, created): (Vec<Finished>, Vec<_>) =
+            batch.drain(..).map(|d| (d.finished, d.created_at)).unzip();
+        let mut pause = Duration::from_millis(100);
+        for tries in 1..=FINISH_TRIES {
+            match finish_attempts(&pool, &lease_id, &finished).await {
+                Ok(moved) => {
+                    for ((f, created_at), moved) in finished.iter().zip(&created).zip(moved) {
+                        if moved {
+                            count(f.next, *created_at);
+                        }
+                        if let Some(error) = &f.error {
+                            tracing::info!(event_id = %f.event_id, %error, next = ?f.next, "webhook attempt failed");
+                        }
+                    }
+                    break;
+                }
+                Err(e) if tries < FINISH_TRIES => {
+                    tracing::warn!(attempts = finished.len(), error = %e, "could not record webhook attempts; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(attempts = finished.len(), error = %e, "could not record webhook attempts; their leases bring the events back");
+                }
+            }
+        }
+    }
+}
+
+/// Counts an attempt that moved its event on; `created_at`: when the event was recorded.
+fn count(next: Next, created_at: chrono::DateTime<chrono::Utc>) {
+    match next {
+        Next::Delivered => {
+            metrics::counter!("xyz_webhook_delivered_total").increment(1);
+            let latency = (chrono::Utc::now() - created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!("xyz_webhook_delivery_latency_seconds")
+                .record(latency.as_secs_f64());
+        }
+        Next::Failed => metrics::counter!("xyz_webhook_failed_total").increment(1),
+        Next::RetryAt(_) => {}
     }
 }
 
