@@ -48,6 +48,13 @@ impl EventType {
     pub fn parse(s: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|t| t.as_str() == s)
     }
+
+    /// Whether an event's body is rendered again at each attempt from the outcome that caused
+    /// it rather than stored: a call's final outcome never changes (`call.completed`). A
+    /// contract's events show the contract as it was then, so their bodies are stored.
+    pub fn renders_from_outcome(self) -> bool {
+        self == EventType::CallCompleted
+    }
 }
 
 /// A delivery's state.

@@ -2,7 +2,8 @@
 
 use crate::config::WorkerConfig;
 use crate::lanes::{lanes_for, split};
-use crate::unit::{Decision, apply_batch, lock_order};
+use crate::unit::{Decision, apply_batch_handing_off, lock_order};
+use crate::webhooks::Handoff;
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
@@ -25,6 +26,8 @@ pub(crate) struct Deps {
     pub(crate) cache: Cache,
     pub(crate) topology: Topology,
     pub(crate) config: WorkerConfig,
+    /// Where the batches' webhook events go once they commit.
+    pub(crate) handoff: Option<Handoff>,
 }
 
 /// Runs one consumer until `stop` flips, reconnecting with backoff whenever the broker goes
@@ -327,7 +330,12 @@ async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
     }
     let lanes = lanes_for(commands.len(), deps.config.batch_size, deps.config.lanes);
     let lanes = split(&deps.pool, commands, |(c, _)| c, lanes).await;
-    let applied = join_all(lanes.into_iter().map(|lane| apply_lane(&deps.pool, lane))).await;
+    let applied = join_all(
+        lanes
+            .into_iter()
+            .map(|lane| apply_lane(&deps.pool, deps.handoff.as_ref(), lane)),
+    )
+    .await;
     let mut commands = Vec::new();
     let mut decisions = Vec::new();
     for lane in applied {
@@ -346,13 +354,14 @@ async fn apply(deps: &Deps, received: Vec<Received>) -> Option<Applied> {
 /// Returns the lane's commands in the order applied, with a decision each.
 async fn apply_lane(
     pool: &MySqlPool,
+    handoff: Option<&Handoff>,
     mut commands: Vec<(Command, usize)>,
 ) -> Option<(Vec<(Command, usize)>, Vec<Decision>)> {
     commands.sort_by_key(|(c, _)| lock_order(c));
     let refs: Vec<&Command> = commands.iter().map(|(c, _)| c).collect();
     let decisions = (|| async {
         let started = std::time::Instant::now();
-        let result = apply_batch(pool, &refs).await;
+        let result = apply_batch_handing_off(pool, &refs, handoff).await;
         metrics::histogram!("xyz_db_transaction_seconds").record(started.elapsed().as_secs_f64());
         result
     })

@@ -57,6 +57,7 @@ where
         config.webhooks.loopback(),
     )
     .map_err(WorkerError::Config)?;
+    let (handoff, handed) = dispatcher.handoff();
     let (stop_tx, stop_rx) = watch::channel(false);
     let cob = config.cob_enabled.then(|| {
         tokio::spawn(cob::schedule(
@@ -70,6 +71,7 @@ where
         cache,
         topology,
         config: config.clone(),
+        handoff: Some(handoff),
     };
     let handles: Vec<_> = (0..config.concurrency.max(1))
         .map(|i| {
@@ -81,7 +83,7 @@ where
         .collect();
     // Deliveries still in flight get most of the grace; what they cannot finish, their
     // leases bring back.
-    let dispatching = tokio::spawn(dispatcher.run(stop_rx.clone(), SHUTDOWN_GRACE / 2));
+    let dispatching = tokio::spawn(dispatcher.run(stop_rx.clone(), handed, SHUTDOWN_GRACE / 2));
     shutdown.await;
     tracing::info!("stopping: finishing the batches in hand");
     let _ = stop_tx.send(true);

@@ -5,6 +5,8 @@
 
 use crate::handlers;
 use crate::handlers::transaction::insert_contracts;
+use crate::webhooks::Handoff;
+use crate::webhooks::outbox::Recorded;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use shared::cache::StatusRecord;
 use shared::contract::Tenor;
@@ -103,7 +105,17 @@ pub async fn apply_batch(
     pool: &MySqlPool,
     commands: &[&Command],
 ) -> Result<Vec<Decision>, Transient> {
-    let (decisions, path) = apply_batch_on_path(pool, commands).await?;
+    apply_batch_handing_off(pool, commands, None).await
+}
+
+/// [`apply_batch`], the webhook events it records handed to this process's dispatcher once
+/// the batch commits.
+pub(crate) async fn apply_batch_handing_off(
+    pool: &MySqlPool,
+    commands: &[&Command],
+    handoff: Option<&Handoff>,
+) -> Result<Vec<Decision>, Transient> {
+    let (decisions, path) = apply_batch_on_path(pool, commands, handoff).await?;
     metrics::counter!("xyz_batches_total", "path" => path.as_str()).increment(1);
     Ok(decisions)
 }
@@ -130,14 +142,18 @@ impl BatchPath {
 pub async fn apply_batch_on_path(
     pool: &MySqlPool,
     commands: &[&Command],
+    handoff: Option<&Handoff>,
 ) -> Result<(Vec<Decision>, BatchPath), Transient> {
     let mut stages = Stages::start("xyz_batch_stage_seconds");
     let mut tx = pool.begin().await?;
     stages.mark("begin");
-    match set_based(&mut tx, commands, &mut stages).await {
-        Ok(decisions) => {
+    match set_based(&mut tx, commands, handoff, &mut stages).await {
+        Ok((decisions, recorded)) => {
             tx.commit().await?;
             stages.mark("commit");
+            if let Some(handoff) = handoff {
+                handoff.committed(recorded);
+            }
             return Ok((decisions, BatchPath::SetBased));
         }
         Err(CommandError::Transient(e)) => return Err(e),
@@ -172,8 +188,11 @@ pub async fn apply_batch_on_path(
             }
         }
     }
-    crate::webhooks::outbox::record_decisions(&mut tx, &decisions).await?;
+    let recorded = crate::webhooks::outbox::record_decisions(&mut tx, &decisions, handoff).await?;
     tx.commit().await?;
+    if let Some(handoff) = handoff {
+        handoff.committed(recorded);
+    }
     Ok((decisions, BatchPath::OneByOne))
 }
 
@@ -210,8 +229,9 @@ async fn lock_users(
 async fn set_based(
     conn: &mut MySqlConnection,
     commands: &[&Command],
+    handoff: Option<&Handoff>,
     stages: &mut Stages,
-) -> Result<Vec<Decision>, CommandError> {
+) -> Result<(Vec<Decision>, Recorded), CommandError> {
     let mut users = lock_users(conn, commands).await?;
     stages.mark("lock");
     let records = commands
@@ -317,9 +337,9 @@ async fn set_based(
         .collect();
     insert_outcomes(&mut *conn, &rows).await?;
     stages.mark("outcomes");
-    crate::webhooks::outbox::record(conn, &records).await?;
+    let recorded = crate::webhooks::outbox::record(conn, &records, handoff).await?;
     stages.mark("outbox");
-    Ok(records.into_iter().map(Decision::Final).collect())
+    Ok((records.into_iter().map(Decision::Final).collect(), recorded))
 }
 
 /// Records that `user`'s limits changed at `at` (the latest change wins).

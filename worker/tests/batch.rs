@@ -137,7 +137,7 @@ async fn apply(pool: &MySqlPool, batch: &[Command]) -> (Vec<Answer>, BatchPath) 
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by_key(|&i| lock_order(&batch[i]));
     let refs: Vec<&Command> = order.iter().map(|&i| &batch[i]).collect();
-    let (decisions, path) = apply_batch_on_path(pool, &refs)
+    let (decisions, path) = apply_batch_on_path(pool, &refs, None)
         .await
         .expect("batch applied");
     let mut answers = vec![None; batch.len()];

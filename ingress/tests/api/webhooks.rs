@@ -653,6 +653,12 @@ async fn a_failed_delivery_is_retried_on_500_and_timeout_then_failed_and_a_manua
         got.iter().all(|r| r.header("webhook-id") == id),
         "the same webhook-id on every retry"
     );
+    // The first attempt sends the body its batch built; the retries render it again from the
+    // stored outcome: the same bytes.
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "the same body on every retry"
+    );
     let failed = deliveries(&app, &app.merchant, "?status=failed").await;
     assert_eq!(failed.data()["items"].as_array().map(Vec::len), Some(1));
     let pending = deliveries(&app, &app.merchant, "?status=pending").await;
@@ -678,6 +684,7 @@ async fn a_failed_delivery_is_retried_on_500_and_timeout_then_failed_and_a_manua
     })
     .await;
     assert_eq!(items[0]["attempts"].as_array().map(Vec::len), Some(4));
+    assert_eq!(receiver.received()[3].body, got[0].body);
     // The external id is claimed.
     let again = app
         .send(
@@ -869,6 +876,7 @@ async fn an_event_whose_dispatcher_was_killed_mid_delivery_is_delivered_once_its
     let _stop = spawn_dispatching_worker(&app, &FAST);
     let got = wait_received(&receiver, 2).await;
     assert_eq!(got[1].header("webhook-id"), first[0].header("webhook-id"));
+    assert_eq!(got[1].body, first[0].body, "rendered again, the same bytes");
     let items = wait_deliveries(&app, &app.merchant, |items| {
         items.first().is_some_and(|d| d["status"] == "delivered")
     })

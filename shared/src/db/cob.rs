@@ -339,23 +339,25 @@ async fn record_overdue_events(
         .into_iter()
         .collect();
     let subscribed = subscriptions(&mut *tx, &merchants).await?;
+    let wanted: Vec<&(String, String, String)> = rows
+        .iter()
+        .filter(|(_, _, merchant)| {
+            subscribed
+                .get(merchant)
+                .is_some_and(|s| s.wants(EventType::InstallmentOverdue))
+        })
+        .collect();
+    let nomors: Vec<&str> = wanted
+        .iter()
+        .map(|(_, nomor, _)| nomor.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let contracts = super::contracts::load_contracts_closing(&mut *tx, &nomors, Some(date)).await?;
     let now = Utc::now();
-    let mut contracts = std::collections::BTreeMap::new();
     let mut events = Vec::new();
-    for (billing_id, nomor_kontrak, merchant) in &rows {
-        if !subscribed
-            .get(merchant)
-            .is_some_and(|e| e.contains(&EventType::InstallmentOverdue))
-        {
-            continue;
-        }
-        if !contracts.contains_key(nomor_kontrak) {
-            let view = super::contracts::load_contract_closing(&mut *tx, nomor_kontrak, Some(date))
-                .await?
-                .map(|(_, view)| view);
-            contracts.insert(nomor_kontrak.clone(), view);
-        }
-        let Some(Some(contract)) = contracts.get(nomor_kontrak) else {
+    for (billing_id, nomor_kontrak, merchant) in wanted {
+        let Some((_, contract)) = contracts.get(nomor_kontrak) else {
             continue;
         };
         let event = NewEvent::new(
@@ -368,7 +370,7 @@ async fn record_overdue_events(
         .map_err(|e| DbError::Corrupt(format!("installment.overdue payload: {e}")))?;
         events.push(event);
     }
-    insert_events(&mut *tx, &events).await?;
+    insert_events(&mut *tx, &events, None).await?;
     Ok(())
 }
 

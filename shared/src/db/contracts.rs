@@ -1,6 +1,6 @@
 //! Contracts with their installments, payments (bills), and the paginated reads.
 
-use super::users::{LimitsMap, get_limits};
+use super::users::{LimitsMap, get_limits_many};
 use super::{DbError, from_naive, push_in_list};
 use crate::contract::{Allocation, ContractStatus, InstallmentStatus, StatusBayar, Tenor};
 use crate::money::{Money, Rate};
@@ -228,47 +228,89 @@ pub async fn load_contract_closing(
     nomor_kontrak: &str,
     closing: Option<NaiveDate>,
 ) -> Result<Option<(String, ContractView)>, DbError> {
-    let row = sqlx::query(
-        "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok,
-                bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset, total_refund
-         FROM transactions WHERE nomor_kontrak = ?",
-    )
-    .bind(nomor_kontrak)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let installments = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {INSTALLMENT_COLUMNS} FROM monthly_billings WHERE nomor_kontrak = ? ORDER BY cicilan_ke"
-    )))
-    .bind(nomor_kontrak)
-    .fetch_all(&mut *conn)
-    .await?;
-    let user_id: String = r.try_get("user_id")?;
-    let limits = get_limits(&mut *conn, &user_id)
+    Ok(load_contracts_closing(conn, &[nomor_kontrak], closing)
         .await?
-        .ok_or_else(|| DbError::Corrupt("contract without limits".into()))?;
+        .remove(nomor_kontrak))
+}
+
+/// [`load_contract_closing`] for many contracts in three queries (the contracts, their
+/// installments, their users' limits), by contract number; contracts that do not exist are
+/// absent.
+pub async fn load_contracts_closing(
+    conn: &mut sqlx::MySqlConnection,
+    nomors: &[&str],
+    closing: Option<NaiveDate>,
+) -> Result<BTreeMap<String, (String, ContractView)>, DbError> {
+    if nomors.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok, \
+                bunga_persen, jumlah_bunga, jumlah_cicilan, cicilan_bulanan, tenor, nama_aset, total_refund \
+         FROM transactions WHERE nomor_kontrak IN ",
+    );
+    push_in_list(&mut query, nomors.iter().copied());
+    let contracts = query.build().fetch_all(&mut *conn).await?;
+    if contracts.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut query = QueryBuilder::<MySql>::new(format!(
+        "SELECT nomor_kontrak, {INSTALLMENT_COLUMNS} FROM monthly_billings WHERE nomor_kontrak IN "
+    ));
+    push_in_list(&mut query, nomors.iter().copied());
+    query.push(" ORDER BY nomor_kontrak, cicilan_ke");
+    let mut installments: BTreeMap<String, Vec<InstallmentView>> = BTreeMap::new();
+    for r in query.build().fetch_all(&mut *conn).await? {
+        installments
+            .entry(r.try_get("nomor_kontrak")?)
+            .or_default()
+            .push(installment_from_row(&r, closing)?);
+    }
+    let users: Vec<String> = contracts
+        .iter()
+        .map(|r| r.try_get("user_id"))
+        .collect::<Result<_, _>>()?;
+    let limits = get_limits_many(&mut *conn, &users).await?;
+    let mut views = BTreeMap::new();
+    for r in &contracts {
+        let nomor: String = r.try_get("nomor_kontrak")?;
+        let user_id: String = r.try_get("user_id")?;
+        let limits = limits
+            .get(&user_id)
+            .cloned()
+            .ok_or_else(|| DbError::Corrupt("contract without limits".into()))?;
+        let tagihan = installments.remove(&nomor).unwrap_or_default();
+        let view = contract_view(r, user_id, tagihan, limits)?;
+        views.insert(nomor, (r.try_get("merchant_id")?, view));
+    }
+    Ok(views)
+}
+
+/// A contract's row, with its installments and its user's limits, as `GET /contracts` shows it.
+fn contract_view(
+    r: &MySqlRow,
+    user_id: String,
+    tagihan: Vec<InstallmentView>,
+    limits: LimitsMap,
+) -> Result<ContractView, DbError> {
     let tenor: u8 = r.try_get("tenor")?;
     let rate: rust_decimal::Decimal = r.try_get("bunga_persen")?;
     let signed: chrono::NaiveDateTime = r.try_get("tanggal_kontrak")?;
-    let tagihan = installments
-        .iter()
-        .map(|r| installment_from_row(r, closing))
-        .collect::<Result<Vec<_>, _>>()?;
-    let jumlah_cicilan = money(&r, "jumlah_cicilan")?;
-    let total_refund = money(&r, "total_refund")?;
-    let view = ContractView {
+    let jumlah_cicilan = money(r, "jumlah_cicilan")?;
+    let total_refund = money(r, "total_refund")?;
+    Ok(ContractView {
         nomor_kontrak: r.try_get("nomor_kontrak")?,
         user_id,
         tanggal_kontrak: format_instant(&from_naive(signed)),
-        otr: money(&r, "otr")?,
-        admin_fee: money(&r, "admin_fee")?,
-        harga_aset: money(&r, "harga_aset")?,
-        pokok: money(&r, "pokok")?,
+        otr: money(r, "otr")?,
+        admin_fee: money(r, "admin_fee")?,
+        harga_aset: money(r, "harga_aset")?,
+        pokok: money(r, "pokok")?,
         bunga_persen: Rate::new(rate)
             .map_err(|e| DbError::Corrupt(format!("bunga_persen: {e}")))?,
-        jumlah_bunga: money(&r, "jumlah_bunga")?,
+        jumlah_bunga: money(r, "jumlah_bunga")?,
         jumlah_cicilan,
-        cicilan_bulanan: money(&r, "cicilan_bulanan")?,
+        cicilan_bulanan: money(r, "cicilan_bulanan")?,
         tenor: Tenor::from_months(u32::from(tenor))
             .ok_or_else(|| DbError::Corrupt(format!("tenor {tenor}")))?,
         nama_aset: r.try_get("nama_aset")?,
@@ -276,8 +318,7 @@ pub async fn load_contract_closing(
         total_refund,
         tagihan,
         limit_tersisa: limits,
-    };
-    Ok(Some((r.try_get("merchant_id")?, view)))
+    })
 }
 
 /// The owner of each of `contracts` that exists, by contract number. A contract's owner never

@@ -105,30 +105,44 @@ pub(crate) fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 
 /// A multi-row write: `head`, then `VALUES` with one tuple per row (`bind` pushes a row's
 /// values), then `tail`; sent in [`fixed_size_chunks`], so the statements stay prepared.
-/// Several statements, so a caller that needs all or none runs it in a transaction.
+/// Several statements, so a caller that needs all or none runs it in a transaction. The rows
+/// the statements affected, in all.
 pub async fn write_rows<T>(
     conn: &mut MySqlConnection,
     head: &str,
     tail: &str,
     rows: &[T],
     mut bind: impl FnMut(Separated<'_, MySql, &'static str>, &T),
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
+    let mut affected = 0;
     for chunk in fixed_size_chunks(rows) {
         let mut query = QueryBuilder::new(head);
         query.push_values(chunk, &mut bind);
         query.push(tail);
-        query.build().execute(&mut *conn).await?;
+        affected += query.build().execute(&mut *conn).await?.rows_affected();
     }
-    Ok(())
+    Ok(affected)
 }
 
 /// Appends `(?, ?, …)` to `query`, binding each id: the list of an `IN`. The caller makes
-/// sure there is at least one id (`IN ()` is not SQL).
+/// sure there is at least one id (`IN ()` is not SQL). The list is padded to a power of two
+/// by repeating its last id (the same set), so a statement comes in a dozen shapes, each
+/// prepared once per connection, rather than one per length (see
+/// [`STATEMENT_CACHE_CAPACITY`]).
 pub fn push_in_list<'a>(query: &mut QueryBuilder<MySql>, ids: impl IntoIterator<Item = &'a str>) {
     query.push("(");
     let mut list = query.separated(", ");
+    let mut n = 0usize;
+    let mut last = None;
     for id in ids {
         list.push_bind(id);
+        n += 1;
+        last = Some(id);
+    }
+    if let Some(last) = last {
+        for _ in n..n.next_power_of_two() {
+            list.push_bind(last);
+        }
     }
     query.push(")");
 }

@@ -188,6 +188,9 @@ pub async fn insert_outcomes(
     Ok(())
 }
 
+const OUTCOME_COLUMNS: &str =
+    "api_call_id, merchant_id, call_type, status, reason, result, created_at, completed_at";
+
 /// The stored outcome of a call and its merchant.
 pub async fn get_outcome<'e, E>(
     executor: E,
@@ -196,21 +199,48 @@ pub async fn get_outcome<'e, E>(
 where
     E: sqlx::Executor<'e, Database = MySql>,
 {
-    let row = sqlx::query(
-        "SELECT api_call_id, merchant_id, call_type, status, reason, result, created_at, completed_at
-         FROM async_outcomes WHERE api_call_id = ?",
-    )
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {OUTCOME_COLUMNS} FROM async_outcomes WHERE api_call_id = ?"
+    )))
     .bind(api_call_id)
     .fetch_optional(executor)
     .await?;
     let Some(r) = row else { return Ok(None) };
+    Ok(Some((r.try_get("merchant_id")?, status_from_row(&r)?)))
+}
+
+/// The stored outcomes of `api_call_ids`, by call (calls not decided are absent). One query.
+pub async fn get_outcomes<'e, E>(
+    executor: E,
+    api_call_ids: &[String],
+) -> Result<std::collections::HashMap<String, CallStatus>, DbError>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    if api_call_ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let mut query = QueryBuilder::<MySql>::new(format!(
+        "SELECT {OUTCOME_COLUMNS} FROM async_outcomes WHERE api_call_id IN "
+    ));
+    super::push_in_list(&mut query, api_call_ids.iter().map(String::as_str));
+    query
+        .build()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| status_from_row(r).map(|s| (s.api_call_id.clone(), s)))
+        .collect()
+}
+
+fn status_from_row(r: &sqlx::mysql::MySqlRow) -> Result<CallStatus, DbError> {
     let call_type: String = r.try_get("call_type")?;
     let state: String = r.try_get("status")?;
     let reason: Option<String> = r.try_get("reason")?;
     let result: Option<String> = r.try_get("result")?;
     let created: chrono::NaiveDateTime = r.try_get("created_at")?;
     let completed: chrono::NaiveDateTime = r.try_get("completed_at")?;
-    let status = CallStatus {
+    Ok(CallStatus {
         api_call_id: r.try_get("api_call_id")?,
         call_type: CallType::parse(&call_type)
             .ok_or_else(|| DbError::Corrupt(format!("call_type {call_type}")))?,
@@ -223,8 +253,7 @@ where
             .map(ResultJson::from_stored)
             .transpose()
             .map_err(|e| DbError::Corrupt(format!("result: {e}")))?,
-    };
-    Ok(Some((r.try_get("merchant_id")?, status)))
+    })
 }
 
 /// An asynchronous call the ingress accepted (202), as the audit log has it.

@@ -130,6 +130,25 @@ where
     row.as_ref().map(limits_from_row).transpose()
 }
 
+/// [`get_limits`] for many users in one query, by user; users without limits are absent.
+pub async fn get_limits_many(
+    conn: &mut sqlx::MySqlConnection,
+    users: &[String],
+) -> Result<std::collections::BTreeMap<String, LimitsMap>, DbError> {
+    let mut found = std::collections::BTreeMap::new();
+    if users.is_empty() {
+        return Ok(found);
+    }
+    let mut query = sqlx::QueryBuilder::<MySql>::new(format!(
+        "SELECT user_id, {LIMIT_COLUMNS} FROM user_limit_balances WHERE user_id IN "
+    ));
+    super::push_in_list(&mut query, users.iter().map(String::as_str));
+    for r in query.build().fetch_all(&mut *conn).await? {
+        found.insert(r.try_get("user_id")?, limits_from_row(&r)?);
+    }
+    Ok(found)
+}
+
 /// A validated `POST /create-user` body.
 #[derive(Clone)]
 pub struct NewUser {

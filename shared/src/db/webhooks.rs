@@ -183,28 +183,35 @@ pub async fn get_endpoint(
     row.as_ref().map(endpoint_from_row).transpose()
 }
 
-/// The endpoint and its secret, for a delivery.
-pub async fn endpoint_with_secret(
-    pool: &MySqlPool,
-    keyring: &Keyring,
-    merchant_id: &str,
-) -> Result<Option<(String, String)>, DbError> {
-    let row = sqlx::query(
-        "SELECT url, secret_key_id, secret_ciphertext FROM webhook_endpoints
-         WHERE merchant_id = ? AND deleted_at IS NULL",
-    )
-    .bind(merchant_id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let key_id: String = r.try_get("secret_key_id")?;
-    let ct: Vec<u8> = r.try_get("secret_ciphertext")?;
-    let secret = keyring
-        .decrypt(&key_id, &ct, &secret_aad(merchant_id))
-        .map_err(|e| DbError::Corrupt(format!("webhook secret of {merchant_id}: {e}")))?;
-    let secret = String::from_utf8(secret)
-        .map_err(|_| DbError::Corrupt("webhook secret not UTF-8".into()))?;
-    Ok(Some((r.try_get("url")?, secret)))
+/// Where a merchant's events go, with the secret still sealed: read with the events (by the
+/// outbox in the batch's transaction, by a dispatcher with its lease) and opened only to sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedEndpoint {
+    pub url: String,
+    pub secret_key_id: String,
+    pub secret_ciphertext: Vec<u8>,
+}
+
+impl SealedEndpoint {
+    fn from_row(r: &MySqlRow) -> Result<SealedEndpoint, sqlx::Error> {
+        Ok(SealedEndpoint {
+            url: r.try_get("url")?,
+            secret_key_id: r.try_get("secret_key_id")?,
+            secret_ciphertext: r.try_get("secret_ciphertext")?,
+        })
+    }
+
+    /// The `whsec_…` secret of `merchant_id`'s endpoint.
+    pub fn open(&self, keyring: &Keyring, merchant_id: &str) -> Result<String, DbError> {
+        let secret = keyring
+            .decrypt(
+                &self.secret_key_id,
+                &self.secret_ciphertext,
+                &secret_aad(merchant_id),
+            )
+            .map_err(|e| DbError::Corrupt(format!("webhook secret of {merchant_id}: {e}")))?;
+        String::from_utf8(secret).map_err(|_| DbError::Corrupt("webhook secret not UTF-8".into()))
+    }
 }
 
 /// Deletes the merchant's endpoint (its secret wiped) and cancels its pending deliveries.
@@ -276,24 +283,42 @@ pub async fn reencrypt_secrets(pool: &MySqlPool, keyring: &Keyring) -> Result<u6
     Ok(n)
 }
 
-/// The event types each of `merchants` is subscribed to (merchants without an endpoint are
-/// absent). One query.
+/// A merchant's endpoint as an event being recorded sees it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub events: Vec<EventType>,
+    pub endpoint: SealedEndpoint,
+}
+
+impl Subscription {
+    pub fn wants(&self, event_type: EventType) -> bool {
+        self.events.contains(&event_type)
+    }
+}
+
+/// The endpoints of `merchants` (merchants without one are absent). One query.
 pub async fn subscriptions(
     conn: &mut MySqlConnection,
     merchants: &[&str],
-) -> Result<BTreeMap<String, Vec<EventType>>, sqlx::Error> {
+) -> Result<BTreeMap<String, Subscription>, sqlx::Error> {
     if merchants.is_empty() {
         return Ok(BTreeMap::new());
     }
     let mut query = QueryBuilder::<MySql>::new(
-        "SELECT merchant_id, events FROM webhook_endpoints WHERE deleted_at IS NULL AND merchant_id IN ",
+        "SELECT merchant_id, events, url, secret_key_id, secret_ciphertext FROM webhook_endpoints \
+         WHERE deleted_at IS NULL AND merchant_id IN ",
     );
     push_in_list(&mut query, merchants.iter().copied());
-    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(m, events)| (m, parse_events(&events)))
-        .collect())
+    let mut found = BTreeMap::new();
+    for r in query.build().fetch_all(&mut *conn).await? {
+        let events: String = r.try_get("events")?;
+        let subscription = Subscription {
+            events: parse_events(&events),
+            endpoint: SealedEndpoint::from_row(&r)?,
+        };
+        found.insert(r.try_get("merchant_id")?, subscription);
+    }
+    Ok(found)
 }
 
 /// An event to record in the outbox.
@@ -304,7 +329,8 @@ pub struct NewEvent {
     /// What caused it, an api call or (`installment.overdue`) an installment: an event per
     /// (source, type) at most.
     pub source_id: String,
-    /// The exact body every attempt sends.
+    /// The exact body every attempt sends. Stored only for the types whose body is not
+    /// rendered again from what caused them ([`EventType::renders_from_outcome`]).
     pub payload: String,
     pub created_at: DateTime<Utc>,
 }
@@ -318,6 +344,21 @@ struct EventBody<'a, T: Serialize> {
     data: &'a T,
 }
 
+/// The body of an event of `event_type` recorded at `created_at` about `data`. A pure
+/// function of its arguments, so a body rendered again from the same stored facts is the same
+/// bytes.
+pub fn event_body<T: Serialize>(
+    event_type: EventType,
+    created_at: &DateTime<Utc>,
+    data: &T,
+) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&EventBody {
+        event_type: event_type.as_str(),
+        timestamp: &format_instant(created_at),
+        data,
+    })
+}
+
 impl NewEvent {
     /// A fresh event of `merchant_id` about `data`, caused by `source_id`, recorded `now`.
     pub fn new<T: Serialize>(
@@ -327,36 +368,45 @@ impl NewEvent {
         data: &T,
         now: DateTime<Utc>,
     ) -> Result<Self, serde_json::Error> {
-        let payload = serde_json::to_string(&EventBody {
-            event_type: event_type.as_str(),
-            timestamp: &format_instant(&now),
-            data,
-        })?;
+        // Stored to the microsecond: the instant in the body is the stored one.
+        let now = chrono::SubsecRound::trunc_subsecs(now, 6);
         Ok(Self {
             event_id: crate::ids::new_event_id(),
             merchant_id: merchant_id.to_owned(),
             event_type,
             source_id: source_id.to_owned(),
-            payload,
+            payload: event_body(event_type, &now, data)?,
             created_at: now,
         })
     }
 }
 
-/// Writes `events`, due now, and their bodies. An event its call already caused (a
-/// redelivered command) is kept as it was, and its new body is not written; the events
-/// written count in `xyz_webhook_events_recorded_total`.
+/// A dispatcher's lease, written with the events it covers: the process that records events
+/// and hands them to its own dispatcher once they commit holds them until `until`; after that
+/// any dispatcher takes them, as from a dispatcher that died.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub id: &'a str,
+    pub until: DateTime<Utc>,
+}
+
+/// Writes `events`, due now or under `lease`, and the bodies that are stored. An event its
+/// call already caused (a redelivered command) is kept as it was and its new body not
+/// written. For each event, whether it was written now; those count in
+/// `xyz_webhook_events_recorded_total`.
 pub async fn insert_events(
     conn: &mut MySqlConnection,
     events: &[NewEvent],
-) -> Result<(), sqlx::Error> {
+    lease: Option<Lease<'_>>,
+) -> Result<Vec<bool>, sqlx::Error> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    super::write_rows(
+    // IGNORE skips only the rows whose (source, type) exists: every value is ours and fits.
+    let inserted = super::write_rows(
         conn,
-        "INSERT INTO webhook_events (event_id, merchant_id, type, source_id, status, attempts, next_attempt_at, created_at) ",
-        " ON DUPLICATE KEY UPDATE event_id = event_id",
+        "INSERT IGNORE INTO webhook_events (event_id, merchant_id, type, source_id, status, attempts, next_attempt_at, lease_id, created_at) ",
+        "",
         events,
         |mut b, e| {
             let at = to_naive(e.created_at);
@@ -366,40 +416,53 @@ pub async fn insert_events(
             b.push_bind(e.source_id.clone());
             b.push_bind("pending");
             b.push_bind(0u32);
-            b.push_bind(at);
+            b.push_bind(lease.map_or(at, |l| to_naive(l.until)));
+            b.push_bind(lease.map_or("", |l| l.id));
             b.push_bind(at);
         },
     )
     .await?;
-    // The events written now (not those a redelivery found): their bodies.
-    let mut query =
-        QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE event_id IN ");
-    push_in_list(&mut query, events.iter().map(|e| e.event_id.as_str()));
-    let written: std::collections::HashSet<String> = query
-        .build_query_scalar()
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
+    let written: Vec<bool> = if inserted == events.len() as u64 {
+        vec![true; events.len()]
+    } else {
+        // A redelivery found some: which ones are new.
+        let mut query =
+            QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE event_id IN ");
+        push_in_list(&mut query, events.iter().map(|e| e.event_id.as_str()));
+        let found: std::collections::HashSet<String> = query
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+        events.iter().map(|e| found.contains(&e.event_id)).collect()
+    };
     let bodies: Vec<&NewEvent> = events
         .iter()
-        .filter(|e| written.contains(&e.event_id))
+        .zip(&written)
+        .filter(|(_, w)| **w)
+        .map(|(e, _)| e)
         .collect();
     for e in &bodies {
         metrics::counter!("xyz_webhook_events_recorded_total", "type" => e.event_type.as_str())
             .increment(1);
     }
+    let stored: Vec<&&NewEvent> = bodies
+        .iter()
+        .filter(|e| !e.event_type.renders_from_outcome())
+        .collect();
     super::write_rows(
         conn,
         "INSERT INTO webhook_payloads (event_id, payload) ",
         "",
-        &bodies,
+        &stored,
         |mut b, e| {
             b.push_bind(e.event_id.clone());
             b.push_bind(e.payload.clone());
         },
     )
-    .await
+    .await?;
+    Ok(written)
 }
 
 /// One attempt, as the deliveries listing shows it.
@@ -614,11 +677,13 @@ pub struct LeasedEvent {
     /// Attempts finished before this one.
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// The merchant's endpoint when the event was leased; None once it was deleted.
+    pub endpoint: Option<SealedEndpoint>,
 }
 
 /// Takes up to `limit` due events that no other dispatcher holds (`SKIP LOCKED`) and leases
 /// them until `lease_until` under `lease_id`, in one short transaction; then reads their
-/// bodies.
+/// bodies (stored, or rendered from the call's outcome) and their endpoints.
 pub async fn lease_due(
     pool: &MySqlPool,
     lease_id: &str,
@@ -627,8 +692,8 @@ pub async fn lease_due(
     limit: u32,
 ) -> Result<Vec<LeasedEvent>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT event_id, merchant_id, attempts, created_at FROM webhook_events
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT event_id FROM webhook_events
          WHERE status = 'pending' AND next_attempt_at <= ?
          ORDER BY next_attempt_at LIMIT ?
          FOR UPDATE SKIP LOCKED",
@@ -637,14 +702,10 @@ pub async fn lease_due(
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    if rows.is_empty() {
+    if ids.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get("event_id"))
-        .collect::<Result<_, _>>()?;
     let mut query = QueryBuilder::<MySql>::new("UPDATE webhook_events SET next_attempt_at = ");
     query
         .push_bind(to_naive(lease_until))
@@ -654,32 +715,66 @@ pub async fn lease_due(
     push_in_list(&mut query, ids.iter().map(String::as_str));
     query.build().execute(&mut *tx).await?;
     tx.commit().await?;
-    // The bodies never change once written: read outside the lease's transaction.
+    // Bodies and outcomes never change once written: read outside the lease's transaction.
     let mut query = QueryBuilder::<MySql>::new(
-        "SELECT event_id, payload FROM webhook_payloads WHERE event_id IN ",
+        "SELECT e.event_id, e.merchant_id, e.type, e.source_id, e.attempts, e.created_at, p.payload, \
+         w.url, w.secret_key_id, w.secret_ciphertext FROM webhook_events e \
+         LEFT JOIN webhook_payloads p ON p.event_id = e.event_id \
+         LEFT JOIN webhook_endpoints w ON w.merchant_id = e.merchant_id AND w.deleted_at IS NULL \
+         WHERE e.event_id IN ",
     );
     push_in_list(&mut query, ids.iter().map(String::as_str));
-    let mut bodies: std::collections::HashMap<String, String> = query
-        .build_query_as::<(String, String)>()
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .collect();
-    rows.iter()
-        .zip(ids)
-        .map(|(r, event_id)| {
-            let payload = bodies.remove(&event_id).ok_or_else(|| {
-                sqlx::Error::Protocol(format!("webhook event {event_id} has no body"))
-            })?;
-            Ok(LeasedEvent {
-                event_id,
-                merchant_id: r.try_get("merchant_id")?,
-                payload,
-                attempts: r.try_get("attempts")?,
-                created_at: from_naive(r.try_get("created_at")?),
-            })
+    let rows = query.build().fetch_all(pool).await?;
+    let calls: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            r.try_get::<Option<String>, _>("payload")
+                .is_ok_and(|p| p.is_none())
         })
-        .collect()
+        .map(|r| r.try_get::<String, _>("source_id"))
+        .collect::<Result<_, _>>()?;
+    let mut outcomes = super::outcomes::get_outcomes(pool, &calls)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("webhook bodies: {e}")))?;
+    let leased = rows.iter().map(|r| {
+        let event_id: String = r.try_get("event_id")?;
+        let created_at = from_naive(r.try_get("created_at")?);
+        let payload = match r.try_get::<Option<String>, _>("payload")? {
+            Some(payload) => payload,
+            None => {
+                let source: String = r.try_get("source_id")?;
+                let event_type: String = r.try_get("type")?;
+                let status = outcomes
+                    .remove(&source)
+                    .filter(|_| event_type == EventType::CallCompleted.as_str())
+                    .ok_or_else(|| {
+                        sqlx::Error::Protocol(format!("webhook event {event_id} has no body"))
+                    })?;
+                event_body(EventType::CallCompleted, &created_at, &status)
+                    .map_err(|e| sqlx::Error::Protocol(format!("webhook body: {e}")))?
+            }
+        };
+        let endpoint = match r.try_get::<Option<String>, _>("url")? {
+            Some(_) => Some(SealedEndpoint::from_row(r)?),
+            None => None,
+        };
+        Ok(LeasedEvent {
+            merchant_id: r.try_get("merchant_id")?,
+            attempts: r.try_get("attempts")?,
+            event_id,
+            payload,
+            created_at,
+            endpoint,
+        })
+    });
+    // An event whose body cannot be had stays leased, and is logged again when it comes back.
+    Ok(leased
+        .filter_map(|event: Result<LeasedEvent, sqlx::Error>| {
+            event
+                .inspect_err(|e| tracing::error!(error = %e, "a webhook event cannot be sent"))
+                .ok()
+        })
+        .collect())
 }
 
 /// One finished attempt of a leased event, and what comes after it.
@@ -706,7 +801,8 @@ pub enum Next {
 /// (the redo log's flushes are shared with the workers' batches), and moves each event on
 /// unless its lease is no longer this dispatcher's (it ran out and another took the event,
 /// or the endpoint was deleted): then only its attempt is recorded. For each, in order,
-/// whether it moved on.
+/// whether it moved on. A few statements whatever the number: the delivered events move in
+/// one.
 pub async fn finish_attempts(
     pool: &MySqlPool,
     lease_id: &str,
@@ -717,40 +813,70 @@ pub async fn finish_attempts(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin().await?;
-    let mut insert = QueryBuilder::<MySql>::new(
+    super::write_rows(
+        &mut tx,
         "INSERT INTO webhook_attempts (event_id, at, http_status, error, duration_ms) ",
-    );
-    insert.push_values(finished, |mut b, f| {
-        b.push_bind(f.event_id.clone())
-            .push_bind(to_naive(f.at))
-            .push_bind(f.http_status)
-            .push_bind(
-                f.error
-                    .as_ref()
-                    .map(|e| e.chars().take(ERROR_CHARS).collect::<String>()),
-            )
-            .push_bind(f.duration_ms);
-    });
-    insert.build().execute(&mut *tx).await?;
-    let mut moved = Vec::with_capacity(finished.len());
-    for f in finished {
+        "",
+        finished,
+        |mut b, f| {
+            b.push_bind(f.event_id.clone())
+                .push_bind(to_naive(f.at))
+                .push_bind(f.http_status)
+                .push_bind(
+                    f.error
+                        .as_ref()
+                        .map(|e| e.chars().take(ERROR_CHARS).collect::<String>()),
+                )
+                .push_bind(f.duration_ms);
+        },
+    )
+    .await?;
+    let mut query =
+        QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE lease_id = ");
+    query
+        .push_bind(lease_id)
+        .push(" AND status = 'pending' AND event_id IN ");
+    push_in_list(&mut query, finished.iter().map(|f| f.event_id.as_str()));
+    query.push(" FOR UPDATE");
+    let held: std::collections::HashSet<String> = query
+        .build_query_scalar()
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let moved: Vec<bool> = finished
+        .iter()
+        .map(|f| held.contains(&f.event_id))
+        .collect();
+    let delivered: Vec<&Finished> = finished
+        .iter()
+        .zip(&moved)
+        .filter(|(f, m)| **m && f.next == Next::Delivered)
+        .map(|(f, _)| f)
+        .collect();
+    if let Some(last) = delivered.iter().map(|f| f.at).max() {
+        let mut query = QueryBuilder::<MySql>::new(
+            "UPDATE webhook_events SET status = 'delivered', attempts = attempts + 1, lease_id = '', next_attempt_at = ",
+        );
+        query.push_bind(to_naive(last)).push(" WHERE event_id IN ");
+        push_in_list(&mut query, delivered.iter().map(|f| f.event_id.as_str()));
+        query.build().execute(&mut *tx).await?;
+    }
+    for (f, _) in finished.iter().zip(&moved).filter(|(_, m)| **m) {
         let (status, due) = match f.next {
-            Next::Delivered => ("delivered", f.at),
+            Next::Delivered => continue,
             Next::RetryAt(t) => ("pending", t),
             Next::Failed => ("failed", f.at),
         };
-        let rows = sqlx::query(
+        sqlx::query(
             "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = ''
-             WHERE event_id = ? AND lease_id = ? AND status = 'pending'",
+             WHERE event_id = ?",
         )
         .bind(status)
         .bind(to_naive(due))
         .bind(&f.event_id)
-        .bind(lease_id)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        moved.push(rows == 1);
+        .await?;
     }
     tx.commit().await?;
     Ok(moved)

@@ -1,5 +1,6 @@
-//! The dispatcher: leases due webhook events (`SELECT … FOR UPDATE SKIP LOCKED` in a short
-//! transaction, so no two dispatchers hold one event at once), delivers each outside any
+//! The dispatcher: takes the events its own process's batches hand it as they commit (written
+//! already leased to it), and leases due webhook events (`SELECT … FOR UPDATE SKIP LOCKED` in a
+//! short transaction, so no two dispatchers hold one event at once); delivers each outside any
 //! transaction with bounded concurrency, then records the attempt and either marks the event
 //! delivered or schedules its next attempt. Attempts are recorded by one task per process,
 //! as many in one transaction as are waiting, so a burst of deliveries costs a few commits,
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// How often the pending gauge is refreshed.
@@ -100,8 +101,11 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            // Every attempt connects anew, so every attempt's addresses are checked.
-            .pool_max_idle_per_host(0)
+            // Connections are kept between attempts: every attempt resolves and checks the
+            // host again before it sends (refused if the host no longer resolves to public
+            // addresses), and a kept connection goes to an address that was checked when it
+            // was made. A new connection per delivery cost both ends a TCP handshake each.
+            .pool_idle_timeout(Duration::from_secs(30))
             .dns_resolver(Arc::new(pins.clone()))
             .user_agent("xyz-webhooks/1")
             .build()
@@ -117,58 +121,56 @@ impl Dispatcher {
         })
     }
 
-    /// Delivers until `stop` flips, then waits for the deliveries in flight up to `grace`;
-    /// those cut short come back to some dispatcher when their lease runs out.
-    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>, grace: Duration) {
+    /// The way this process's batches hand it the events they record, and its end.
+    pub(crate) fn handoff(&self) -> (super::Handoff, mpsc::Receiver<LeasedEvent>) {
+        super::Handoff::new(&self.lease_id, Duration::from_millis(self.config.lease_ms))
+    }
+
+    /// Delivers until `stop` flips: the events `handed` over as their batches commit, and
+    /// those a poll finds due. Then waits for the deliveries in flight up to `grace`; those
+    /// cut short come back to some dispatcher when their lease runs out.
+    pub(crate) async fn run(
+        self,
+        mut stop: watch::Receiver<bool>,
+        mut handed: mpsc::Receiver<LeasedEvent>,
+        grace: Duration,
+    ) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut in_flight = JoinSet::new();
         let (done_tx, done_rx) = mpsc::channel(self.config.concurrency.max(1) * 2);
         let recorder = tokio::spawn(record(self.pool.clone(), self.lease_id.clone(), done_rx));
         let mut gauge_at = Instant::now();
+        let mut poll_at = tokio::time::Instant::now();
+        let mut handing = true;
         while !*stop.borrow() {
             while in_flight.try_join_next().is_some() {}
             if gauge_at.elapsed() >= GAUGE_EVERY {
                 gauge_at = Instant::now();
                 self.report_pending().await;
             }
-            let free = slots.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => drop(permit),
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            let now = chrono::Utc::now();
-            let lease_until = now + Duration::from_millis(self.config.lease_ms);
-            let wanted = u32::try_from(free).unwrap_or(u32::MAX);
-            let leased = match lease_due(&self.pool, &self.lease_id, now, lease_until, wanted).await
-            {
-                Ok(leased) => leased,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not look for due webhook events");
-                    Vec::new()
-                }
-            };
-            let full = leased.len() == free;
-            for event in leased {
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    break;
-                };
-                let this = self.clone();
-                let done = done_tx.clone();
-                in_flight.spawn(async move {
-                    this.deliver(event, &done).await;
-                    drop(permit);
-                });
-            }
-            if full {
-                continue;
+            if tokio::time::Instant::now() >= poll_at {
+                let full = self.poll(&slots, &mut in_flight, &done_tx).await;
+                poll_at = tokio::time::Instant::now() + if full { Duration::ZERO } else { poll };
             }
             tokio::select! {
-                () = tokio::time::sleep(poll) => {}
-                () = super::WRITTEN.notified() => tokio::time::sleep(COMMIT_GRACE).await,
+                event = handed.recv(), if handing => match event {
+                    Some(event) => {
+                        let permit = tokio::select! {
+                            permit = slots.clone().acquire_owned() => permit,
+                            _ = stop.changed() => break,
+                        };
+                        let Ok(permit) = permit else { break };
+                        self.spawn_delivery(event, permit, &mut in_flight, &done_tx);
+                    }
+                    // The batches are gone: the poll alone is left.
+                    None => handing = false,
+                },
+                () = tokio::time::sleep_until(poll_at) => {}
+                () = super::WRITTEN.notified() => {
+                    tokio::time::sleep(COMMIT_GRACE).await;
+                    poll_at = tokio::time::Instant::now();
+                }
                 _ = stop.changed() => {}
             }
         }
@@ -195,6 +197,54 @@ impl Dispatcher {
                 "webhook attempts still unrecorded at the stop; their leases bring the events back"
             );
         }
+    }
+
+    /// Leases as many due events as there are free slots and starts their deliveries; true
+    /// when it found as many as it could take (more may be due).
+    async fn poll(
+        &self,
+        slots: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+        done: &mpsc::Sender<Done>,
+    ) -> bool {
+        let free = slots.available_permits();
+        if free == 0 {
+            return false;
+        }
+        let now = chrono::Utc::now();
+        let lease_until = now + Duration::from_millis(self.config.lease_ms);
+        let wanted = u32::try_from(free).unwrap_or(u32::MAX);
+        let leased = match lease_due(&self.pool, &self.lease_id, now, lease_until, wanted).await {
+            Ok(leased) => leased,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for due webhook events");
+                return false;
+            }
+        };
+        let full = leased.len() == free;
+        for event in leased {
+            // Nothing else takes slots meanwhile: this task is the only one that does.
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            self.spawn_delivery(event, permit, in_flight, done);
+        }
+        full
+    }
+
+    fn spawn_delivery(
+        &self,
+        event: LeasedEvent,
+        permit: OwnedSemaphorePermit,
+        in_flight: &mut JoinSet<()>,
+        done: &mpsc::Sender<Done>,
+    ) {
+        let this = self.clone();
+        let done = done.clone();
+        in_flight.spawn(async move {
+            this.deliver(event, &done).await;
+            drop(permit);
+        });
     }
 
     async fn report_pending(&self) {
@@ -248,19 +298,14 @@ impl Dispatcher {
 
     /// Sends the event once: endpoint, address check, signature, POST.
     async fn attempt(&self, event: &LeasedEvent) -> Outcome {
-        let endpoint = match shared::db::webhooks::endpoint_with_secret(
-            &self.pool,
-            &self.keyring,
-            &event.merchant_id,
-        )
-        .await
-        {
-            Ok(Some(endpoint)) => endpoint,
-            Ok(None) => return Outcome::failed("error", None, "no endpoint is registered".into()),
+        let Some(endpoint) = &event.endpoint else {
+            return Outcome::failed("error", None, "no endpoint is registered".into());
+        };
+        let secret = match endpoint.open(&self.keyring, &event.merchant_id) {
+            Ok(secret) => secret,
             Err(e) => return Outcome::failed("error", None, format!("endpoint unreadable: {e}")),
         };
-        let (url, secret) = endpoint;
-        let url = match WebhookUrl::parse(&url, self.loopback) {
+        let url = match WebhookUrl::parse(&endpoint.url, self.loopback) {
             Ok(url) => url,
             Err(why) => return Outcome::failed("refused", None, format!("url {why}")),
         };

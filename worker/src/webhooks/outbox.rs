@@ -2,33 +2,48 @@
 //! batch's own transaction, so an outcome and its events commit together or not at all.
 //! Recorded only for merchants subscribed to the event type at that moment (SPEC §11).
 
+use super::Handoff;
 use crate::unit::{CommandError, Decision, Transient};
 use serde::{Deserialize, Serialize};
 use shared::cache::StatusRecord;
-use shared::db::contracts::load_contract_on;
-use shared::db::webhooks::{NewEvent, insert_events, subscriptions};
+use shared::db::contracts::load_contracts_closing;
+use shared::db::webhooks::{LeasedEvent, NewEvent, Subscription, insert_events, subscriptions};
 use shared::messages::CallType;
 use shared::status::CallState;
 use shared::webhooks::EventType;
 use sqlx::MySqlConnection;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Records the events of `records` (final statuses written in this transaction). One query
-/// when no merchant of the batch has an endpoint.
+/// The events a batch wrote, for its process's dispatcher once the batch commits
+/// ([`Handoff::committed`]); dropped with the batch when it rolls back.
+#[derive(Default)]
+pub(crate) struct Recorded(Vec<LeasedEvent>);
+
+impl Recorded {
+    pub(crate) fn into_events(self) -> Vec<LeasedEvent> {
+        self.0
+    }
+}
+
+/// Records the events of `records` (final statuses written in this transaction), leased to
+/// `handoff`'s dispatcher when there is one. One query when no merchant of the batch has an
+/// endpoint.
 pub(crate) async fn record(
     conn: &mut MySqlConnection,
     records: &[StatusRecord],
-) -> Result<(), CommandError> {
-    record_all(conn, records.iter().collect()).await
+    handoff: Option<&Handoff>,
+) -> Result<Recorded, CommandError> {
+    record_all(conn, records.iter().collect(), handoff).await
 }
 
 async fn record_all(
     conn: &mut MySqlConnection,
     mut records: Vec<&StatusRecord>,
-) -> Result<(), CommandError> {
+    handoff: Option<&Handoff>,
+) -> Result<Recorded, CommandError> {
     records.retain(|r| r.status.is_final());
     if records.is_empty() {
-        return Ok(());
+        return Ok(Recorded::default());
     }
     let contract_events: Vec<(&StatusRecord, EventType, String)> = records
         .iter()
@@ -44,7 +59,7 @@ async fn record_all(
         .collect();
     let subscribed = subscriptions(conn, &merchants).await?;
     if subscribed.is_empty() {
-        return Ok(());
+        return Ok(Recorded::default());
     }
     let now = chrono::Utc::now();
     let mut events = Vec::new();
@@ -59,30 +74,56 @@ async fn record_all(
             )?);
         }
     }
-    for (r, event_type, nomor_kontrak) in &contract_events {
-        let Some(owner) = owners.get(nomor_kontrak) else {
-            continue;
-        };
-        if !wants(&subscribed, owner, *event_type) {
-            continue;
-        }
-        let Some((_, contract)) = load_contract_on(conn, nomor_kontrak).await? else {
+    // The contracts whose events are wanted, as this transaction leaves them: read together.
+    let wanted: Vec<(&StatusRecord, EventType, &str, &str)> = contract_events
+        .iter()
+        .filter_map(|(r, t, nomor)| {
+            let owner = owners.get(nomor)?;
+            wants(&subscribed, owner, *t).then_some((*r, *t, nomor.as_str(), owner.as_str()))
+        })
+        .collect();
+    let nomors: Vec<&str> = wanted
+        .iter()
+        .map(|(_, _, n, _)| *n)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let contracts = load_contracts_closing(conn, &nomors, None).await?;
+    for (r, event_type, nomor, owner) in wanted {
+        let Some((_, contract)) = contracts.get(nomor) else {
             continue;
         };
         events.push(event(
             owner,
-            *event_type,
+            event_type,
             &r.status.api_call_id,
-            &contract,
+            contract,
             now,
         )?);
     }
     if events.is_empty() {
-        return Ok(());
+        return Ok(Recorded::default());
     }
-    insert_events(conn, &events).await?;
-    super::WRITTEN.notify_waiters();
-    Ok(())
+    let written = insert_events(conn, &events, handoff.map(|h| h.lease(now))).await?;
+    if handoff.is_none() {
+        super::WRITTEN.notify_waiters();
+        return Ok(Recorded::default());
+    }
+    Ok(Recorded(
+        events
+            .into_iter()
+            .zip(written)
+            .filter(|(_, written)| *written)
+            .map(|(e, _)| LeasedEvent {
+                endpoint: subscribed.get(&e.merchant_id).map(|s| s.endpoint.clone()),
+                event_id: e.event_id,
+                merchant_id: e.merchant_id,
+                payload: e.payload,
+                attempts: 0,
+                created_at: e.created_at,
+            })
+            .collect(),
+    ))
 }
 
 /// [`record`] for the batch decided one command at a time: only a transient failure fails
@@ -90,7 +131,8 @@ async fn record_all(
 pub(crate) async fn record_decisions(
     conn: &mut MySqlConnection,
     decisions: &[Decision],
-) -> Result<(), Transient> {
+    handoff: Option<&Handoff>,
+) -> Result<Recorded, Transient> {
     let records = decisions
         .iter()
         .filter_map(|d| match d {
@@ -98,20 +140,18 @@ pub(crate) async fn record_decisions(
             Decision::Poison(_) => None,
         })
         .collect();
-    match record_all(conn, records).await {
-        Ok(()) => Ok(()),
+    match record_all(conn, records, handoff).await {
+        Ok(recorded) => Ok(recorded),
         Err(CommandError::Transient(e)) => Err(e),
         Err(CommandError::Poison(why)) => {
             tracing::error!(reason = %why, "webhook events of a batch could not be recorded");
-            Ok(())
+            Ok(Recorded::default())
         }
     }
 }
 
-fn wants(subscribed: &BTreeMap<String, Vec<EventType>>, merchant: &str, t: EventType) -> bool {
-    subscribed
-        .get(merchant)
-        .is_some_and(|events| events.contains(&t))
+fn wants(subscribed: &BTreeMap<String, Subscription>, merchant: &str, t: EventType) -> bool {
+    subscribed.get(merchant).is_some_and(|s| s.wants(t))
 }
 
 /// What an approved payment or refund says about its contract.
