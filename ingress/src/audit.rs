@@ -584,9 +584,12 @@ mod tests {
     #[tokio::test]
     async fn a_full_channel_spills_rows_rather_than_holding_requests_and_none_is_lost() {
         // Nothing listens on port 1: MySQL never answers.
-        let pool = shared::db::connect("mysql://root@127.0.0.1:1/nowhere", 1)
-            .await
-            .expect("a lazy pool");
+        let pool = shared::db::connect(
+            &"mysql://root@127.0.0.1:1/nowhere".parse().expect("a URL"),
+            1,
+        )
+        .await
+        .expect("a lazy pool");
         let spill = spill_path("full");
         let (log, writer) = AuditLog::with_capacity(pool, spill.clone(), 8);
         // More than the channel and the writer's batch hold.

@@ -115,7 +115,7 @@ async fn broker(args: &FloorArgs, gap: Duration) -> Result<Percentiles> {
         samples.push(ms(t.elapsed()));
     }
     // The scratch queues go whatever happened.
-    let conn = shared::amqp::connect(&args.amqp.url, "loadgen-floor-cleanup").await?;
+    let (conn, _) = shared::amqp::connect_any(&args.amqp.url, 0, "loadgen-floor-cleanup").await?;
     let channel = conn.create_channel().await?;
     for q in [queue, topology.dead_letter_queue()] {
         channel

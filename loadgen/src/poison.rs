@@ -14,7 +14,7 @@ pub(crate) struct PoisonArgs {
 
 pub(crate) async fn poison(args: PoisonArgs) -> anyhow::Result<ExitCode> {
     let topology = Topology::new(&args.amqp.prefix);
-    let conn = shared::amqp::connect(&args.amqp.url, "loadgen-poison").await?;
+    let (conn, _) = shared::amqp::connect_any(&args.amqp.url, 0, "loadgen-poison").await?;
     topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
     channel

@@ -81,7 +81,10 @@ pub(crate) struct RunFacts<'a> {
     pub(crate) granted_at_creation: Decimal,
 }
 
-pub(crate) async fn verify(url: &str, facts: &RunFacts<'_>) -> Result<Vec<String>> {
+pub(crate) async fn verify(
+    url: &shared::nodes::Nodes,
+    facts: &RunFacts<'_>,
+) -> Result<Vec<String>> {
     let pool = shared::db::connect(url, 4)
         .await
         .context("connecting to MySQL")?;

@@ -1,6 +1,14 @@
 //! RabbitMQ: the one definition of the topology, connections, and a confirmed publisher that
 //! reconnects by itself.
+//!
+//! `AMQP_URL` may list the nodes of a cluster (`crate::nodes`). Every connection is opened on
+//! the first node that takes it; one that dies is replaced on the next node of the list, so a
+//! dead node costs a reconnect, and a node back in service is used again when its turn comes.
+//! A confirm on a quorum queue comes once a quorum of nodes holds the message, whichever
+//! node the publisher is connected to: a confirmed publish is safe through the loss of any
+//! minority, and a publish whose confirm is lost with its node is ambiguous, never `Ok`.
 
+use crate::nodes::Nodes;
 /// A broker connection, as the callers of [`connect`] hold it.
 pub use lapin::Connection;
 use lapin::options::{
@@ -10,6 +18,7 @@ use lapin::options::{
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, ConnectionProperties, ErrorKind, ExchangeKind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -234,6 +243,25 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     Connection::connect(url, props).await
 }
 
+/// How long one node may take to open a connection (with what follows on it: declarations,
+/// a channel, a consumer) before the next node is tried. Past a refused connection, which is
+/// immediate, this is what a node that vanished without a reset costs.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection on the first node of `nodes` that takes one, trying them in turn from
+/// `start`; with that node's index.
+pub async fn connect_any(
+    nodes: &Nodes,
+    start: usize,
+    name: &str,
+) -> lapin::Result<(Connection, usize)> {
+    nodes
+        .first_answering(start, NODE_TIMEOUT, "RabbitMQ", |node| {
+            connect(nodes.url(node), name)
+        })
+        .await
+}
+
 impl PublishError {
     /// The `result` label of `xyz_publish_total`.
     fn label(&self) -> &'static str {
@@ -283,7 +311,9 @@ pub struct Publisher {
 }
 
 struct PublisherInner {
-    url: String,
+    nodes: Nodes,
+    /// The node of the current (or last) connection.
+    node: AtomicUsize,
     name: String,
     topology: Topology,
     channel: Mutex<Option<(Connection, Channel)>>,
@@ -295,14 +325,15 @@ impl Publisher {
     /// Starts the publisher; it connects in the background, so a broker that is down at
     /// start-up delays nothing but publishes.
     pub fn start(
-        url: &str,
+        nodes: &Nodes,
         name: &str,
         topology: Topology,
         confirm_timeout: Duration,
     ) -> Publisher {
         let p = Publisher {
             inner: Arc::new(PublisherInner {
-                url: url.to_owned(),
+                nodes: nodes.clone(),
+                node: AtomicUsize::new(0),
                 name: name.to_owned(),
                 topology,
                 channel: Mutex::new(None),
@@ -320,10 +351,14 @@ impl Publisher {
         &self.inner.topology
     }
 
-    /// A connection of its own to the same broker, for an operator's look at the queues
-    /// (never shared with the publishes, whose channel a failed look must not close).
+    /// A connection of its own to the same broker (the publisher's node first), for an
+    /// operator's look at the queues (never shared with the publishes, whose channel a
+    /// failed look must not close).
     pub async fn connect_aside(&self, name: &str) -> lapin::Result<Connection> {
-        connect(&self.inner.url, name).await
+        let node = self.inner.node.load(Ordering::Relaxed);
+        connect_any(&self.inner.nodes, node, name)
+            .await
+            .map(|(conn, _)| conn)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -407,8 +442,11 @@ impl Publisher {
     }
 }
 
+/// Keeps the publisher connected: on a failure, the nodes are tried in turn from the one after
+/// the node that failed, with a backoff between rounds in which none answered.
 async fn reconnect_loop(weak: std::sync::Weak<PublisherInner>) {
     let mut delay = Duration::from_millis(100);
+    let mut start = 0;
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let healthy = {
@@ -423,9 +461,17 @@ async fn reconnect_loop(weak: std::sync::Weak<PublisherInner>) {
             let _ = tokio::time::timeout(Duration::from_secs(1), inner.broken.notified()).await;
             continue;
         }
-        match open_confirm_channel(&inner.url, &inner.name, &inner.topology).await {
-            Ok(pair) => {
-                tracing::info!(name = %inner.name, "connected to RabbitMQ");
+        let opened = inner
+            .nodes
+            .first_answering(start, NODE_TIMEOUT, "RabbitMQ", |node| {
+                open_confirm_channel(inner.nodes.url(node), &inner.name, &inner.topology)
+            })
+            .await;
+        match opened {
+            Ok((pair, node)) => {
+                tracing::info!(name = %inner.name, node, host = %inner.nodes.label(node), "connected to RabbitMQ");
+                inner.node.store(node, Ordering::Relaxed);
+                start = node + 1;
                 *inner.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(pair);
             }
             Err(e) => {

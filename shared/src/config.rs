@@ -2,6 +2,7 @@
 //! and passed down. Defaults work on a developer machine with the local services.
 
 use crate::crypto::{CryptoError, Keyring};
+use crate::nodes::{Nodes, NodesParser};
 
 pub const DEV_MASTER_KEYS: &str = "dev=ZGV2LW9ubHktbWFzdGVyLWtleS1kby1ub3QtdXNlLSE=";
 pub const DEV_BLIND_INDEX_KEY: &str = "ZGV2LW9ubHktYmxpbmQtaW5kZXgta2V5LXJvdGF0ZSE=";
@@ -49,15 +50,18 @@ fn late_fee_percent(s: &str) -> Result<rust_decimal::Decimal, String> {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseConfig {
-    /// MySQL/MariaDB URL of the application user (DML only).
+    /// MySQL/MariaDB URL of the application user (DML only); for a Galera cluster, each
+    /// node's URL separated by commas (one node is written to at a time, the next one taken
+    /// when it fails; `shared::db::failover`).
     #[arg(
         id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "mysql://xyz_app:xyz_app_local@127.0.0.1:3306/xyz",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = NodesParser::list()
     )]
-    pub url: String,
+    pub url: Nodes,
     /// Connections in the pool.
     #[arg(
         id = "database_max_connections",
@@ -101,14 +105,17 @@ pub struct RedisConfig {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AmqpConfig {
+    /// The broker's URL; for a cluster, each node's URL separated by commas (a connection
+    /// that fails goes to the next node).
     #[arg(
         id = "amqp_url",
         long = "amqp-url",
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = NodesParser::list()
     )]
-    pub url: String,
+    pub url: Nodes,
     /// Prefix of the exchange and queue names (see `rabbitmq/definitions.json` for `xyz`).
     #[arg(
         id = "amqp_prefix",

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod money;
+pub mod nodes;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod refund;

@@ -132,6 +132,10 @@ pub fn describe() {
         "Decided calls by type, status and reason"
     );
     describe_gauge!("xyz_queue_depth", "Messages ready in a queue");
+    describe_gauge!(
+        "xyz_db_node",
+        "The DATABASE_URL node (0-based) this process writes to; it changes when that node fails"
+    );
     describe_gauge!("xyz_queue_consumers", "Consumers on the command queue");
     describe_gauge!(
         "xyz_webhook_events_pending",

@@ -30,15 +30,25 @@ pub(crate) struct Deps {
     pub(crate) handoff: Option<Handoff>,
 }
 
-/// Runs one consumer until `stop` flips, reconnecting with backoff whenever the broker goes
-/// away. Unacked deliveries of a dead channel are redelivered by the broker, and the
-/// idempotency rows make a second application impossible.
+/// Runs one consumer until `stop` flips, reconnecting whenever the broker goes away: to the
+/// next node of `AMQP_URL` first, with a backoff between rounds in which no node answered.
+/// Unacked deliveries of a dead channel are redelivered by the broker, and the idempotency
+/// rows make a second application impossible.
 pub(crate) async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
+    let nodes = &deps.config.amqp.url;
+    let mut start = 0;
     while !*stop.borrow() {
-        match open(&deps, index).await {
-            Ok((conn, channel, consumer)) => {
+        let opened = nodes
+            .first_answering(start, shared::amqp::NODE_TIMEOUT, "RabbitMQ", |node| {
+                open(&deps, nodes.url(node), index)
+            })
+            .await;
+        match opened {
+            Ok(((conn, channel, consumer), node)) => {
                 delay = Duration::from_millis(100);
+                // When this connection dies, the next node is tried first.
+                start = node + 1;
                 let depth = if index == 0 {
                     conn.create_channel()
                         .await
@@ -47,7 +57,7 @@ pub(crate) async fn run_consumer(deps: Deps, index: usize, mut stop: watch::Rece
                 } else {
                     None
                 };
-                tracing::info!(consumer = index, queue = %deps.topology.command_queue(), "consuming");
+                tracing::info!(consumer = index, node, host = %nodes.label(node), queue = %deps.topology.command_queue(), "consuming");
                 consume(&deps, &channel, consumer, &mut stop).await;
                 // Closing returns the deliveries still unsettled (a drain cut short, a broken
                 // channel) to the queue at once.
@@ -99,8 +109,12 @@ async fn watch_queues(channel: Channel, topology: Topology) {
     }
 }
 
-async fn open(deps: &Deps, index: usize) -> lapin::Result<(lapin::Connection, Channel, Consumer)> {
-    let conn = shared::amqp::connect(&deps.config.amqp.url, &format!("worker-{index}")).await?;
+async fn open(
+    deps: &Deps,
+    url: &str,
+    index: usize,
+) -> lapin::Result<(lapin::Connection, Channel, Consumer)> {
+    let conn = shared::amqp::connect(url, &format!("worker-{index}")).await?;
     deps.topology.declare(&conn).await?;
     let channel = conn.create_channel().await?;
     // Per-consumer prefetch (global: false; global QoS closes quorum-queue channels).

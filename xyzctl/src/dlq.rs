@@ -3,9 +3,10 @@
 use anyhow::Context;
 use shared::amqp::Topology;
 use shared::dlq::{self, Selection};
+use shared::nodes::Nodes;
 
-async fn connect(amqp_url: &str, topology: &Topology) -> anyhow::Result<lapin::Connection> {
-    let conn = shared::amqp::connect(amqp_url, "xyzctl-dlq")
+async fn connect(amqp_url: &Nodes, topology: &Topology) -> anyhow::Result<lapin::Connection> {
+    let (conn, _) = shared::amqp::connect_any(amqp_url, 0, "xyzctl-dlq")
         .await
         .context("RabbitMQ")?;
     topology.declare(&conn).await?;
@@ -13,7 +14,7 @@ async fn connect(amqp_url: &str, topology: &Topology) -> anyhow::Result<lapin::C
 }
 
 /// Prints every dead-lettered command (they stay in the queue).
-pub(crate) async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<()> {
+pub(crate) async fn list(amqp_url: &Nodes, topology: &Topology) -> anyhow::Result<()> {
     let conn = connect(amqp_url, topology).await?;
     let listed = dlq::list(&conn, topology, dlq::MAX_TAKEN).await;
     let _ = conn.close(200, "done".into()).await;
@@ -31,7 +32,7 @@ pub(crate) async fn list(amqp_url: &str, topology: &Topology) -> anyhow::Result<
 
 /// Re-drives the selected commands (`shared::dlq::replay` says how, and why twice is safe).
 pub(crate) async fn replay(
-    amqp_url: &str,
+    amqp_url: &Nodes,
     topology: &Topology,
     ids: &[String],
     all: bool,

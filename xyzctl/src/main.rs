@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use shared::amqp::Topology;
 use shared::config::{AmqpConfig, CryptoConfig, RedisConfig};
 use shared::db::keys::{self, Role};
+use shared::nodes::{Nodes, NodesParser};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,15 +18,17 @@ use shared::db::keys::{self, Role};
     version
 )]
 struct Cli {
-    /// Database URL with the rights the command needs (DDL for `migrate`).
+    /// Database URL with the rights the command needs (DDL for `migrate`). One node's URL,
+    /// also on a Galera cluster: DDL runs on one node and the cluster replicates it.
     #[arg(
         long = "database-url",
         env = "MIGRATION_DATABASE_URL",
         default_value = "mysql://root@127.0.0.1:3306/xyz",
         hide_env_values = true,
-        global = true
+        global = true,
+        value_parser = NodesParser::single()
     )]
-    database_url: String,
+    database_url: Nodes,
     #[command(flatten)]
     crypto: CryptoConfig,
     #[command(flatten)]
@@ -188,12 +191,12 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("warn");
     let cli = Cli::parse();
     match cli.command {
-        Command::Migrate => migrate(&cli.database_url).await,
+        Command::Migrate => migrate(cli.database_url.url(0)).await,
         Command::GrantAppUser {
             user,
             password,
             hosts,
-        } => grant_app_user(&cli.database_url, &user, &password, &hosts).await,
+        } => grant_app_user(cli.database_url.url(0), &user, &password, &hosts).await,
         Command::RotateMasterKey => {
             let pool = shared::db::connect(&cli.database_url, 2).await?;
             let keyring = cli.crypto.keyring()?;
@@ -341,7 +344,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// `close-of-business`: checks the date before touching anything, then runs COB.
 async fn close_of_business(
-    url: &str,
+    url: &Nodes,
     date: Option<&str>,
     allow_future: bool,
     allowed_env: bool,

@@ -8,7 +8,7 @@ use shared::db::settlement::{self, CSV_HEADER, Day};
 use std::io::Write;
 
 pub async fn settlement(
-    database_url: &str,
+    database_url: &shared::nodes::Nodes,
     date: chrono::NaiveDate,
     merchant: Option<&str>,
 ) -> anyhow::Result<()> {

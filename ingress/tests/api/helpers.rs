@@ -169,11 +169,17 @@ pub async fn spawn_app_on(
 }
 
 pub fn spawn_worker(pool: &MySqlPool, prefix: &str) -> oneshot::Sender<()> {
+    spawn_worker_on(Some(pool.clone()), worker_config(prefix))
+}
+
+/// A worker task with `config`; on its own pool from `config.database` when `pool` is None.
+pub fn spawn_worker_on(
+    pool: Option<MySqlPool>,
+    config: worker::config::WorkerConfig,
+) -> oneshot::Sender<()> {
     let (tx, rx) = oneshot::channel::<()>();
-    let config = worker_config(prefix);
-    let pool = pool.clone();
     tokio::spawn(async move {
-        let _ = worker::run(config, Some(pool), async {
+        let _ = worker::run(config, pool, async {
             let _ = rx.await;
         })
         .await;
@@ -433,6 +439,18 @@ impl TestApp {
 
     pub fn add_worker(&mut self) {
         let tx = spawn_worker(&self.pool, &self.prefix);
+        self.worker_stop.push(tx);
+    }
+
+    /// A worker task on the app's prefix, configured by `configure`, on its own pool from
+    /// its `DATABASE_URL` (not the test's pool).
+    pub fn add_worker_configured(
+        &mut self,
+        configure: impl FnOnce(&mut worker::config::WorkerConfig),
+    ) {
+        let mut config = worker_config(&self.prefix);
+        configure(&mut config);
+        let tx = spawn_worker_on(None, config);
         self.worker_stop.push(tx);
     }
 }

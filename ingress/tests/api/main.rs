@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod cob;
 mod deadline;
+mod failover;
 mod keys;
 mod limits;
 mod lookups;

@@ -31,7 +31,7 @@ pub(crate) struct RunArgs {
         default_value = "mysql://root@127.0.0.1:3306/xyz",
         hide_env_values = true
     )]
-    pub(super) database_url: String,
+    pub(super) database_url: shared::nodes::Nodes,
     /// Skip the MySQL verification (the run then cannot prove the invariants).
     #[arg(long, env = "LOADGEN_NO_VERIFY")]
     pub(super) no_verify: bool,

@@ -219,7 +219,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(date) = args.cob_date {
         eprintln!(
             "close of business through {date} during the load, on {}: fees are charged as if that day had come and closed dates never reopen (a scratch database only)",
-            args.database_url.split('@').next_back().unwrap_or_default()
+            args.database_url
         );
     }
     readiness(&api).await?;

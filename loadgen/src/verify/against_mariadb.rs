@@ -312,7 +312,9 @@ async fn the_verifier_holds_after_payments_limit_changes_and_a_close_of_business
         limit_patches: &patches,
         granted_at_creation: created,
     };
-    let v = verify(&url, &facts).await.expect("verify");
+    let v = verify(&url.parse().expect("one URL"), &facts)
+        .await
+        .expect("verify");
     assert!(v.is_empty(), "{v:#?}");
 
     // Each break is found.
@@ -350,7 +352,9 @@ async fn the_verifier_holds_after_payments_limit_changes_and_a_close_of_business
         finals: &finals2,
         ..facts
     };
-    let v = verify(&url, &facts).await.expect("verify");
+    let v = verify(&url.parse().expect("one URL"), &facts)
+        .await
+        .expect("verify");
     for expected in [
         "payments' alokasi give it",
         "starts from",

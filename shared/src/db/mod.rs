@@ -4,6 +4,7 @@ pub mod activity;
 pub mod audit;
 pub mod cob;
 pub mod contracts;
+mod failover;
 pub mod keys;
 pub mod limit_changes;
 pub mod outcomes;
@@ -11,6 +12,7 @@ pub mod settlement;
 pub mod users;
 pub mod webhooks;
 
+use crate::nodes::Nodes;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::query_builder::Separated;
@@ -37,15 +39,19 @@ impl DbError {
     }
 }
 
-/// The pool for `url`, every connection in UTC with an explicit `sql_mode`, in READ COMMITTED.
+/// The pool for `nodes` (`DATABASE_URL`), every connection in UTC with an explicit
+/// `sql_mode`, in READ COMMITTED. With several nodes, on one of them at a time (`failover`).
 ///
 /// READ COMMITTED because nothing here relies on a repeatable snapshot: every decision that
 /// must not race reads its rows with a locking read (`FOR UPDATE`) or a conditional write.
 /// Under REPEATABLE READ those locking reads also lock the gaps between index records, so a
 /// payment's read of its installments would hold up every other batch inserting installments
 /// of new contracts next to them (with time-ordered contract numbers: at the same edge).
-pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
-    let options = connect_options(url)?;
+pub async fn connect(nodes: &Nodes, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
+    if nodes.count() > 1 {
+        return failover::pool(nodes, pool_options(max_connections));
+    }
+    let options = connect_options(nodes.url(0))?;
     Ok(pool_options(max_connections).connect_lazy_with(options))
 }
 
@@ -161,14 +167,17 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     mysql_error_number(e) == Some(1062)
 }
 
-/// Errors after which the whole transaction may simply be run again: deadlock (1213), lock
-/// wait timeout (1205), server shutdown or a killed connection (1053, 1927, 2006, 2013), a
-/// lost or refused connection, or a pool that could not connect.
+/// Errors after which the whole transaction may simply be run again: deadlock (1213, also a
+/// Galera certification failure), lock wait timeout (1205), server shutdown or a killed
+/// connection (1053, 1927, 2006, 2013), a Galera node out of the primary component (1047
+/// "WSREP has not yet prepared node for application use", or 1180 at its commit; the pool
+/// moves to another node, `failover`), a lost or refused connection, or a pool that could
+/// not connect.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(_) => matches!(
             mysql_error_number(e),
-            Some(1213 | 1205 | 1053 | 1927 | 2006 | 2013 | 1040 | 1317)
+            Some(1213 | 1205 | 1053 | 1927 | 2006 | 2013 | 1040 | 1317 | 1047 | 1180)
         ),
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
