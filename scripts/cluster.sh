@@ -52,7 +52,11 @@ GALERA_GCOMM="gcomm://127.0.0.1:4571,127.0.0.1:4572,127.0.0.1:4573"
 # machine's own.
 rctl() { local n=$1; shift; rabbitmqctl -n "$(rabbit_name "$n")" "$@"; }
 
+# The broker application runs on the node.
 rabbit_running() { rctl "$1" -q status >/dev/null 2>&1; }
+# The node's Erlang VM answers, running or paused: with pause_minority a node left alone
+# (its peers stopped or unreachable) stops its broker application and waits for them.
+rabbit_alive() { rctl "$1" -q ping >/dev/null 2>&1; }
 
 # The node's own config: cluster/rabbitmq.conf and its listener. Its own env file, plugins
 # file and advanced config, so nothing of the machine's node (/etc/rabbitmq) applies.
@@ -74,7 +78,7 @@ rabbit_configure() {
 rabbit_start() {
   local n=$1 dir
   dir=$(rabbit_dir "$n")
-  if rabbit_running "$n"; then say "rabbit $n ($(rabbit_name "$n")) already running"; return; fi
+  if rabbit_alive "$n"; then say "rabbit $n ($(rabbit_name "$n")) already running"; return; fi
   say "starting rabbit $n ($(rabbit_name "$n"), AMQP :$(rabbit_amqp_port "$n"))"
   rabbit_configure "$n"
   # The rabbitmq user's HOME holds the machine's cookie: one cookie for every node.
@@ -124,7 +128,7 @@ rabbit_join() {
 rabbit_stop() {
   local n=$1 dir
   dir=$(rabbit_dir "$n")
-  rabbit_running "$n" || return 0
+  rabbit_alive "$n" || return 0
   say "stopping rabbit $n"
   rctl "$n" -q stop "$dir/rabbit.pid"
 }
