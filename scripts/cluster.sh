@@ -312,6 +312,7 @@ engine_start() {
   engine_vars
   say "the engine on the clusters: AMQP_URL=$AMQP_URL, database hosts $ENGINE_DB_HOSTS"
   bash scripts/run.sh
+  say "the engine runs on the clusters; stop it and them with scripts/cluster.sh down"
 }
 
 engine_stop() {
