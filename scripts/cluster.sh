@@ -249,8 +249,30 @@ galera_recover() {
   sed -n 's/.*WSREP: Recovered position: *\([^ ]*:-\{0,1\}[0-9]*\).*/\1/p' "$dir/recover.log" | tail -1 | grep . || echo -1
 }
 
+# A primary component again. When nodes still run but lost their majority (two of three
+# killed: the survivor is non-Primary and refuses queries), the most advanced of them becomes
+# one (pc.bootstrap) and the others join it: a node started with --wsrep-new-cluster beside
+# them would found a second cluster with another history. The survivors hold every commit
+# (a write set is delivered to every member before its commit returns). Only when none runs
+# does a stopped node start a new cluster.
 galera_bootstrap() {
-  local n
+  local n seqno best="" best_seqno=-2 running=0
+  for n in "${NODES[@]}"; do
+    galera_running "$n" || continue
+    running=1
+    seqno=$(gstatus "$n" wsrep_last_committed)
+    [ -n "$seqno" ] && [ "$seqno" -gt "$best_seqno" ] && { best=$n; best_seqno=$seqno; }
+  done
+  if [ -n "$best" ]; then
+    say "no Galera node is in a primary component: galera $best (running, seqno $best_seqno) becomes one"
+    gsql "$best" -e "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'"
+    galera_wait "$best"
+    return
+  fi
+  if [ "$running" = 1 ]; then
+    say "Galera nodes run but none answers; see $CLUSTER_STATE/galera-*/error.log"
+    return 1
+  fi
   n=$(galera_bootstrap_node)
   say "no Galera node is running: galera $n starts the cluster"
   [ -f "$(galera_dir "$n")/data/grastate.dat" ] &&
