@@ -51,6 +51,7 @@ else
         *_PASSWORD) line="$name=$(rand_hex 24)" ;;
         MASTER_KEYS) line="$name=$key_id=$(rand_b64 32)" ;;
         BLIND_INDEX_KEY) line="$name=$(rand_b64 32)" ;;
+        RABBITMQ_ERLANG_COOKIE) line="$name=$(rand_hex 24)" ;;
         *) die ".env.example leaves $name empty and install.sh does not know how to generate it" ;;
       esac
       say "  generated $name"

@@ -34,11 +34,15 @@ ensure_services() {
 # quorum queue with dead-lettering then fails to start (INTERNAL_ERROR) until the broker's
 # application restarts. It happens after two test runs back to back.
 ensure_broker_dead_lettering() {
-  if [ "$(rabbitmqctl -q eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null)" = undefined ]; then
+  if [ "$(engine_rabbitmqctl -q eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null)" = undefined ]; then
     say "RabbitMQ lost its dead-letter supervisor: restarting its application"
-    rabbitmqctl -q stop_app && rabbitmqctl -q start_app
+    engine_rabbitmqctl -q stop_app && engine_rabbitmqctl -q start_app
   fi
 }
+
+# rabbitmqctl against the engine's broker: the machine's node, or the node named by
+# ENGINE_RABBITMQ_NODE (scripts/cluster.sh: a node of its cluster).
+engine_rabbitmqctl() { rabbitmqctl ${ENGINE_RABBITMQ_NODE:+-n "$ENGINE_RABBITMQ_NODE"} "$@"; }
 
 # A command queue declared by an earlier release keeps its x-delivery-limit (quorum-queue
 # arguments are fixed, and a policy cannot raise one on RabbitMQ 3.x). Run while the engine
@@ -59,7 +63,7 @@ print(next(q["arguments"]["x-delivery-limit"] for q in d["queues"] if q["name"] 
   # apart, with nothing publishing, is empty.
   say "$queue has another delivery limit than $want: recreating it if it stays empty and unused"
   if queue_idle "$row" && sleep 6 && queue_idle "$(queue_row "$queue")"; then
-    rabbitmqctl -q delete_queue "$queue" >/dev/null
+    engine_rabbitmqctl -q delete_queue "$queue" >/dev/null
     say "$queue deleted: the workers declare it anew"
   else
     say "WARNING: $queue holds commands or has consumers; it is used as it is until recreated (docs/operations.md, \"Dead letters\")"
@@ -67,7 +71,7 @@ print(next(q["arguments"]["x-delivery-limit"] for q in d["queues"] if q["name"] 
 }
 
 # A queue's row from rabbitmqctl: name, messages, consumers, arguments.
-queue_row() { { rabbitmqctl -q list_queues name messages consumers arguments 2>/dev/null || true; } | awk -v q="$1" '$1 == q'; }
+queue_row() { { engine_rabbitmqctl -q list_queues name messages consumers arguments 2>/dev/null || true; } | awk -v q="$1" '$1 == q'; }
 
 # Whether a queue_row has no message and no consumer.
 queue_idle() { [ "$(awk '{print $2 " " $3}' <<<"$1")" = "0 0" ]; }
@@ -101,9 +105,10 @@ ensure_test_venv() {
 # variables set by the caller). The fault harness restarts a killed one the same way.
 # Workers run at nice 10 (WORKER_NICE): their decisions are asynchronous, while a merchant
 # waits for every acceptance; on shared cores the ingress path goes first (BENCHMARKS.md).
+# WORKER_METRICS_BASE moves the metrics ports of a second engine (scripts/cluster.sh).
 start_worker() {
   local i=$1
-  METRICS_ADDR=127.0.0.1:$((9100 + i)) \
+  METRICS_ADDR=127.0.0.1:$((${WORKER_METRICS_BASE:-9100} + i)) \
     nohup nice -n "${WORKER_NICE:-10}" "$BIN/worker" >>"$STATE/logs/worker-$i.log" 2>&1 &
   echo $! > "$STATE/worker-$i.pid"
 }
@@ -144,7 +149,15 @@ engine_env() {
   # TCP costs both ends kernel time on every statement (on two cores the difference was within
   # the noise, BENCHMARKS.md). DB_SOCKET= forces TCP.
   DB_SOCKET="${DB_SOCKET-/run/mysqld/mysqld.sock}"
-  if [ -n "$DB_SOCKET" ] && [ -S "$DB_SOCKET" ]; then
+  # ENGINE_DB_HOSTS (host:port,host:port,…; scripts/cluster.sh) names the servers instead:
+  # one URL each, comma-separated, the list the engine fails over along.
+  if [ -n "${ENGINE_DB_HOSTS:-}" ]; then
+    local host urls=""
+    for host in ${ENGINE_DB_HOSTS//,/ }; do
+      urls+="${urls:+,}mysql://$APP_USER:$APP_PASSWORD@$host/$DB_NAME"
+    done
+    export DATABASE_URL="$urls"
+  elif [ -n "$DB_SOCKET" ] && [ -S "$DB_SOCKET" ]; then
     export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@localhost/$DB_NAME?socket=$DB_SOCKET"
   else
     export DATABASE_URL="mysql://$APP_USER:$APP_PASSWORD@127.0.0.1:3306/$DB_NAME"

@@ -147,12 +147,18 @@ fn app_services(all: &BTreeMap<String, Yaml>) -> BTreeMap<String, (String, Yaml)
         .collect()
 }
 
+/// The single-server stack's ingresses (the `cluster` profile's are checked by
+/// `scripts/cluster.sh check-compose`).
 fn ingress_services(all: &BTreeMap<String, Yaml>) -> Vec<String> {
     app_services(all)
         .into_iter()
-        .filter(|(_, (program, _))| program == "ingress")
+        .filter(|(_, (program, svc))| program == "ingress" && !in_cluster_profile(svc))
         .map(|(name, _)| name)
         .collect()
+}
+
+fn in_cluster_profile(service: &Yaml) -> bool {
+    strings(&service["profiles"]).iter().any(|p| p == "cluster")
 }
 
 fn in_profile(service: &Yaml) -> bool {
@@ -430,7 +436,7 @@ fn generated_env() -> BTreeMap<String, String> {
         if !value.is_empty() {
             continue;
         }
-        *value = if name.ends_with("_PASSWORD") {
+        *value = if name.ends_with("_PASSWORD") || name == "RABBITMQ_ERLANG_COOKIE" {
             "00112233445566778899aabbccddeeff0011223344556677".to_owned()
         } else if name == "MASTER_KEYS" {
             format!("{key_id}={b64}")
