@@ -3,6 +3,9 @@
 # printed at the end, every raw JSON line kept in .local/bench/<time>.jsonl.
 #
 #   scripts/bench.sh                 # RUNS=3 REQUESTS=6000 USERS=500
+#   QUICK=1 scripts/bench.sh         # the ceilings, end to end with 2 worker processes (plain
+#                                    # and mixed) and on the clusters: the ratios, in minutes
+#   CLUSTER=0 scripts/bench.sh       # without the cluster series
 #
 # At the end scripts/plot_bench.py draws the run into docs/bench/throughput.svg and
 # docs/bench/accept-latency.svg (matplotlib in .local/venv-plot, installed on first use).
@@ -15,7 +18,9 @@
 # alone (its CPU and MariaDB's per command); accept latency in open loop at half of the
 # measured peak (on the 2-worker engine, and again after the ingress-only backlog); the floor
 # under accept latency (each round trip an acceptance makes, timed alone on the idle engine, and
-# the whole acceptance at 50 requests/s).
+# the whole acceptance at 50 requests/s); end to end on the clusters of scripts/cluster.sh
+# (three RabbitMQ and three Galera nodes on this same machine, the engine's clients on node
+# lists), plain and mixed, as a ratio to the single-node engine measured in the same run.
 #
 # Every benchmark starts from the same place: its own engine (state in .local/bench-engine)
 # on a database created empty for it (xyz_bench), so figures do not drift as a development
@@ -54,11 +59,18 @@ rm -f "$ENGINE_STATE/admin.json" "$ENGINE_STATE/merchant.json"
 mkdir -p "$ENGINE_STATE/logs"
 
 old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
+# The cluster series' nodes, made afresh for each benchmark (the ports are the development
+# cluster's: that one must be down).
+BENCH_CLUSTER=.local/bench-cluster
+QUICK="${QUICK:-0}"
 # The engine stops (and stop.sh takes MariaDB out of the CPU group) before the pool shrinks:
 # a worker still committing while InnoDB withdraws pages ran out of room for its row locks
 # (error 1206).
 restore() {
   bash scripts/stop.sh >/dev/null 2>&1 || true
+  if [ "${CLUSTER:-1}" = 1 ]; then
+    CLUSTER_STATE="$BENCH_CLUSTER" bash scripts/cluster.sh down >/dev/null 2>&1 || true
+  fi
   mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
 }
 trap restore EXIT
@@ -121,10 +133,11 @@ PY
   done
 }
 
-for workers in 2 1 4; do
+if [ "$QUICK" = 1 ]; then WORKER_SET="2"; else WORKER_SET="2 1 4"; fi
+for workers in $WORKER_SET; do
   say "end to end, closed loop, $workers worker process(es) ($RUNS runs)"
   engine "$workers"
-  if [ "$workers" = 2 ]; then
+  if [ "$workers" = 2 ] && [ "$QUICK" != 1 ]; then
     # What the accept path cannot go below on this machine: each round trip an acceptance
     # makes, timed alone on the idle engine (loadgen floor).
     say "the floor: an acceptance's round trips, one at a time, engine idle ($RUNS runs)"
@@ -154,6 +167,7 @@ for workers in 2 1 4; do
       "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --refund-share 0.3 --webhooks \
         2>/dev/null | record e2e-workers-2-mixed
     done
+    [ "$QUICK" = 1 ] && continue
     open_loop open-loop-half-peak
     # The same engine with the workers and MariaDB in a CPU group of low weight
     # (scripts/lib.sh, offpath_group): what it gives the accept path at half of peak (the
@@ -172,6 +186,39 @@ for workers in 2 1 4; do
   fi
 done
 
+# The same closed loops on the clusters, on this same machine: six nodes where the series
+# above have one broker and one database, so the ratio to the single-node engine is what the
+# replication costs here (every commit certified by three nodes, every message written by
+# three), not what more machines give (SCALING.md).
+if [ "${CLUSTER:-1}" = 1 ]; then
+  say "end to end on the clusters: 3 RabbitMQ and 3 Galera nodes, 2 worker processes ($RUNS runs)"
+  bash scripts/stop.sh >/dev/null
+  CLUSTER_STATE="$BENCH_CLUSTER" bash scripts/cluster.sh down >/dev/null 2>&1 || true
+  rm -rf "$BENCH_CLUSTER"
+  (
+    export CLUSTER_STATE="$BENCH_CLUSTER" ENGINE_PROFILE=release
+    bash scripts/cluster.sh up > .local/logs/bench-cluster.log 2>&1
+    export LOADGEN_BASE_URL=http://127.0.0.1:8180
+    export LOADGEN_ADMIN_KEY_FILE="$BENCH_CLUSTER/engine/admin.json"
+    export LOADGEN_MERCHANT_KEY_FILE="$BENCH_CLUSTER/engine/merchant.json"
+    export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3311/xyz_cluster,mysql://root@127.0.0.1:3312/xyz_cluster,mysql://root@127.0.0.1:3313/xyz_cluster"
+    for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
+      id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
+      target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
+        --database-url "mysql://root@127.0.0.1:3311/xyz_cluster" >/dev/null
+    done
+    sleep 3
+    "$LOADGEN" run --requests 2000 --users 200 --no-verify >/dev/null 2>&1 || true
+    for _ in $(seq 1 "$RUNS"); do
+      "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" 2>/dev/null | record e2e-workers-2-cluster
+      "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --refund-share 0.3 --webhooks \
+        2>/dev/null | record e2e-workers-2-cluster-mixed
+    done
+  )
+  CLUSTER_STATE="$BENCH_CLUSTER" bash scripts/cluster.sh down >/dev/null 2>&1 || true
+fi
+
+if [ "$QUICK" != 1 ]; then
 say "ingress only: workers stopped ($RUNS runs)"
 engine 2
 for i in 1 2; do kill "$(cat "$ENGINE_STATE/worker-$i.pid")" 2>/dev/null || true; done
@@ -215,6 +262,7 @@ print(json.dumps({"commands": n, "expected": expected, "secs": round(secs, 3),
 drain_backlog
 engine 2
 open_loop open-loop-after-backlog
+fi
 
 say "medians (raw lines in $OUT)"
 python3 - "$OUT" <<'PY'
@@ -239,7 +287,8 @@ batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["
 print(f"SQL ceiling, one contract per transaction: median {single:.0f}/s "
       f"({[round(r['single_contract_ceiling_per_sec']) for r in ceil]})")
 print(f"SQL ceiling, 32 per transaction:           median {batched:.0f}/s")
-for w in (1, 2, 4, "2-mixed", "2-offpath-group"):
+plain2, _ = med("e2e-workers-2", "approved_contracts_per_sec_end_to_end")
+for w in (1, 2, 4, "2-mixed", "2-offpath-group", "2-cluster", "2-cluster-mixed"):
     s = f"e2e-workers-{w}"
     if not any(r["series"] == s for r in rows):
         continue
@@ -250,6 +299,8 @@ for w in (1, 2, 4, "2-mixed", "2-offpath-group"):
     print(f"{w} worker process(es): approved {a:.0f}/s {[round(v) for v in av]}, accepted {acc:.0f}/s, "
           f"accept p99 {p99:.1f} ms, ratio to the single-contract ceiling {a / single:.2f}, "
           f"violations+5xx {viol}")
+    if "cluster" in str(w) and plain2:
+        print(f"   ratio to the single-node engine's 2-process figure of this run: {a / plain2:.2f}")
     hooks = [r["webhooks"] for r in rows if r["series"] == s and r.get("webhooks")]
     if hooks:
         refunds = [r["refunds"]["approved"] for r in rows if r["series"] == s and r.get("refunds")]
@@ -274,7 +325,8 @@ for series, gap in (("floor", "1 ms"), ("floor-gap-20", "20 ms")):
               f"{statistics.median(r[key]['p99'] for r in floor):.2f} ms {[r[key]['p99'] for r in floor]}")
 acc, av = med("ingress-only", "accepted_per_sec")
 p99, _ = med("ingress-only", "accept_p99_ms")
-print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")
+if acc is not None:
+    print(f"ingress only (workers stopped): accepted {acc:.0f}/s {[round(v) for v in av]}, accept p99 {p99:.1f} ms")
 for r in (r for r in rows if r["series"] == "drain-1-worker"):
     print(f"drain of the ingress-only backlog by one worker process: {r['commands']} of "
           f"{r['expected']} commands at {r['commands_per_sec']}/s; CPU per command: worker "
@@ -320,8 +372,9 @@ plots() {
   machine="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   "$PLOT_VENV/bin/python" scripts/plot_bench.py "$OUT" --out docs/bench --note "$machine"
 }
-say "plots of this run"
-if svgs=$(plots); then
+if [ "$QUICK" = 1 ]; then
+  say "QUICK: no plots (docs/bench keeps the last full run's)"
+elif svgs=$(plots); then
   say "plots of $OUT: ${svgs//$'\n'/, }"
 else
   say "plots not drawn (matplotlib unavailable?); the results are in $OUT"

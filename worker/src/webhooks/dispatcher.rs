@@ -32,6 +32,10 @@ const COMMIT_GRACE: Duration = Duration::from_millis(10);
 const FINISH_TRIES: u32 = 5;
 /// Most attempts recorded in one transaction.
 const RECORD_BATCH: usize = 256;
+/// How long the recorder waits for more attempts before it writes what it has: the
+/// deliveries of one batch finish within milliseconds of each other, and each transaction's
+/// commit waits for the redo log's flush.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
 
 /// A finished attempt on its way to MySQL, with when its event was recorded (for the
 /// delivery latency).
@@ -354,6 +358,16 @@ impl Dispatcher {
 async fn record(pool: MySqlPool, lease_id: String, mut done: mpsc::Receiver<Done>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        // A moment for the attempts finishing alongside: one commit records them all.
+        if batch.len() < RECORD_BATCH {
+            tokio::time::sleep(RECORD_LINGER).await;
+            while batch.len() < RECORD_BATCH {
+                match done.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+        }
         let (finished, created): (Vec<Finished>, Vec<_>) =
             batch.drain(..).map(|d| (d.finished, d.created_at)).unzip();
         let mut pause = Duration::from_millis(100);
