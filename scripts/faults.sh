@@ -20,9 +20,7 @@ case "$MODE" in
   *) echo "usage: $0 [--short|--long]" >&2; exit 2 ;;
 esac
 ONLY="${FAULTS:-worker_kill worker_restarts ingress_kill rabbit_app rabbit_restart rabbit_alarm mariadb_restart mariadb_freeze mariadb_down redis_flush redis_restart poison}"
-# No request may take longer than the ingress's deadline (REQUEST_TIMEOUT_MS; nginx's request
-# time adds its own milliseconds, hence the second of slack).
-DEADLINE_SECS=$(( ${REQUEST_TIMEOUT_MS:-35000} / 1000 + 1 ))
+fault_harness_lock
 
 mariadb_up() { mariadb-admin -uroot ping >/dev/null 2>&1; }
 redis_up() { redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; }
@@ -42,27 +40,24 @@ set_watermark() { rabbitmqctl -q set_vm_memory_high_watermark $1 >/dev/null; }
 restore() {
   local code=$?
   say "restoring services"
-  pkill -CONT -x mariadbd 2>/dev/null || true
+  signal_shared_mariadb CONT
   set_watermark "$WATERMARK" 2>/dev/null || true
-  mariadb_up || { start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 || true; }
+  mariadb_up || { start_shared_mariadb; wait_for mariadb_up 60 || true; }
   redis_up || { redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
       --dir /var/lib/redis --logfile /var/log/redis/ci.log; wait_for redis_up 30 || true; }
   rabbit_up || rabbitmqctl -q start_app >/dev/null 2>&1 || true
   rabbit_up || { rabbitmqctl -q shutdown >/dev/null 2>&1 || true; rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 || true; }
   bash scripts/stop.sh >/dev/null 2>&1 || true
+  fault_harness_unlock
   exit "$code"
 }
 trap restore EXIT
 
 say "starting the engine"
-# The load generator's webhook receiver listens on 127.0.0.1; a failed delivery is retried
-# within seconds, not on the production schedule of minutes and hours.
-export WEBHOOK_ALLOW_LOOPBACK=1 WEBHOOK_RETRY_SCHEDULE="${WEBHOOK_RETRY_SCHEDULE:-1,2,4,8,15,30,60}"
+fault_engine_env
 bash scripts/run.sh >/dev/null
 engine_env
 mkdir -p "$STATE/faults"
-
-alive() { kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 dlq_depth() { rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1=="xyz.commands.dlq"{print $2}'; }
 
@@ -103,14 +98,14 @@ inject() {
       rabbitmq-server -detached >/dev/null 2>&1 || true; wait_for rabbit_up 90 ;;
     mariadb_restart)
       mariadb-admin -uroot shutdown; sleep 3
-      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 ;;
+      start_shared_mariadb; wait_for mariadb_up 60 ;;
     mariadb_down)
       # A long outage: audit rows pile up in each ingress's channel, then its spill file;
       # answering never waits on them.
       mariadb-admin -uroot shutdown; sleep 60
-      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; wait_for mariadb_up 60 ;;
+      start_shared_mariadb; wait_for mariadb_up 60 ;;
     mariadb_freeze)
-      pkill -STOP -x mariadbd; sleep 10; pkill -CONT -x mariadbd ;;
+      signal_shared_mariadb STOP; sleep 10; signal_shared_mariadb CONT ;;
     redis_flush)
       redis-cli -h 127.0.0.1 FLUSHALL >/dev/null ;;
     redis_restart)
@@ -129,20 +124,14 @@ failed=0
 for fault in $ONLY; do
   say "fault: $fault (load: $REQUESTS requests at $RATE/s)"
   dlq_before=$(dlq_depth)
-  "$BIN/loadgen" run --requests "$REQUESTS" --rate "$RATE" --users 5 --max-attempts 400 \
-    --wait-timeout-secs 240 --refund-share 0.2 --webhooks --webhook-wait-secs 180 >"$STATE/faults/$fault.json" 2>"$STATE/faults/$fault.log" &
+  fault_load "$STATE/faults/$fault" "$REQUESTS" "$RATE" &
   load=$!
   log_from=$(( $(wc -l <"$STATE/logs/nginx-access.log") + 1 ))
   sleep 3
   inject "$fault"
   if wait "$load"; then RESULT[$fault]=held; else RESULT[$fault]=FAILED; failed=1; fi
-  # nginx flushes its access log every second.
-  sleep 2
-  slowest=$(tail -n +"$log_from" "$STATE/logs/nginx-access.log" |
-    grep -o '"request_time":[0-9.]*' | cut -d: -f2 | sort -g | tail -n 1)
-  echo "slowest request through nginx: ${slowest:-none} s (deadline ${DEADLINE_SECS} s)"
-  if [ -n "$slowest" ] && awk -v t="$slowest" -v d="$DEADLINE_SECS" 'BEGIN { exit !(t > d) }'; then
-    RESULT[$fault]="FAILED (a request took ${slowest} s)"; failed=1
+  if ! slowest_request_within_deadline "$STATE/logs/nginx-access.log" "$log_from"; then
+    RESULT[$fault]="FAILED (a request took ${SLOWEST} s)"; failed=1
   fi
   if [ "$fault" = poison ]; then
     # A quorum queue's message count is refreshed every few seconds (statistics interval):
@@ -164,9 +153,7 @@ for fault in $ONLY; do
     fi
   fi
   # Nothing but the killed process needed a restart: the others reconnected by themselves.
-  for p in worker-1 worker-2 ingress-1 ingress-2 nginx; do
-    alive "$p" || { RESULT[$fault]="FAILED ($p died)"; failed=1; }
-  done
+  for p in $(engine_processes_dead); do RESULT[$fault]="FAILED ($p died)"; failed=1; done
   tail -n 1 "$STATE/faults/$fault.json" || true
 done
 

@@ -7,7 +7,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 ensure_services() {
   if ! mariadb-admin -uroot ping >/dev/null 2>&1; then
     say "starting MariaDB"
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    start_shared_mariadb
     for _ in $(seq 1 60); do mariadb-admin -uroot ping >/dev/null 2>&1 && break; sleep 1; done
   fi
   if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
@@ -27,6 +27,20 @@ ensure_services() {
   redis-cli -h 127.0.0.1 ping >/dev/null
   rabbitmq-diagnostics -q ping >/dev/null
   say "MariaDB, Redis and RabbitMQ are up"
+}
+
+# The machine's own MariaDB server is the one of its pid file: scripts/cluster.sh's Galera
+# nodes run the same /usr/sbin/mariadbd, so a match by name (start-stop-daemon without
+# --pidfile, pkill -x) would take them for it.
+SHARED_MARIADB_PID_FILE=/run/mysqld/mysqld.pid
+start_shared_mariadb() {
+  start-stop-daemon --start --oknodo --background --pidfile "$SHARED_MARIADB_PID_FILE" --exec /usr/sbin/mariadbd
+}
+# Sends a signal to the machine's MariaDB server only.
+signal_shared_mariadb() { # signal
+  local pid
+  pid=$(cat "$SHARED_MARIADB_PID_FILE" 2>/dev/null) || return 0
+  kill -s "$1" "$pid" 2>/dev/null || true
 }
 
 # RabbitMQ 3.10 can lose the supervisor of its quorum queues' dead-letter workers when
@@ -232,4 +246,64 @@ offpath_cgroup_of() { # pid root
   else
     awk -F: '$1 == "0" {print $3; exit}' "/proc/$1/cgroup" 2>/dev/null
   fi
+}
+
+# --- fault harnesses: scripts/faults.sh (one server of each), scripts/cluster_faults.sh ------
+
+# One fault harness at a time on this machine: the single-server one stops the Redis the
+# cluster's engine also uses, and each would count the other's outages as its own faults.
+# A pid file rather than flock: the services a harness starts would inherit flock's
+# descriptor and hold the lock after it. A pid that no longer runs holds nothing.
+FAULT_HARNESS_LOCK=/tmp/xyz-fault-harness.pid
+fault_harness_lock() {
+  local pid
+  if ! (set -o noclobber; echo $$ >"$FAULT_HARNESS_LOCK") 2>/dev/null; then
+    pid=$(cat "$FAULT_HARNESS_LOCK" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      say "another fault harness runs on this machine (pid $pid, $FAULT_HARNESS_LOCK)"
+      exit 1
+    fi
+    echo $$ >"$FAULT_HARNESS_LOCK"
+  fi
+}
+# In the harness's exit trap.
+fault_harness_unlock() { [ "$(cat "$FAULT_HARNESS_LOCK" 2>/dev/null)" != $$ ] || rm -f "$FAULT_HARNESS_LOCK"; }
+
+# For the engine a harness starts: the load generator's webhook receiver listens on
+# 127.0.0.1, and a failed delivery is retried within seconds, not on the production schedule
+# of minutes and hours.
+fault_engine_env() {
+  export WEBHOOK_ALLOW_LOOPBACK=1 WEBHOOK_RETRY_SCHEDULE="${WEBHOOK_RETRY_SCHEDULE:-1,2,4,8,15,30,60}"
+}
+
+# A harness's load: signed transactions, payments and refunds through nginx (open loop, 5
+# users, 20 % of the contracts refunded, 429/503 retried with the same external id like a
+# merchant, a webhook receiver of its own); once every call is final, loadgen verifies the
+# invariants against MySQL and exits non-zero on a violation. Its report goes to
+# <prefix>.json (the last line is the JSON summary), its log to <prefix>.log. The engine's
+# URL, keys and database are LOADGEN_BASE_URL, LOADGEN_*_KEY_FILE and LOADGEN_DATABASE_URL
+# (unset: the engine of scripts/run.sh).
+fault_load() { # report-prefix requests rate
+  "$BIN/loadgen" run --requests "$2" --rate "$3" --users 5 --max-attempts 400 \
+    --wait-timeout-secs 240 --refund-share 0.2 --webhooks --webhook-wait-secs 180 >"$1.json" 2>"$1.log"
+}
+
+# No request may take longer than the ingress's deadline (REQUEST_TIMEOUT_MS; nginx's request
+# time adds its own milliseconds, hence the second of slack). Prints the slowest request of
+# nginx's access log from a line on, and sets SLOWEST to it; non-zero past the deadline.
+slowest_request_within_deadline() { # access-log first-line
+  local deadline=$(( ${REQUEST_TIMEOUT_MS:-35000} / 1000 + 1 ))
+  # nginx flushes its access log every second.
+  sleep 2
+  SLOWEST=$(tail -n +"$2" "$1" | grep -o '"request_time":[0-9.]*' | cut -d: -f2 | sort -g | tail -n 1)
+  echo "slowest request through nginx: ${SLOWEST:-none} s (deadline ${deadline} s)"
+  [ -z "$SLOWEST" ] || awk -v t="$SLOWEST" -v d="$deadline" 'BEGIN { exit (t > d) }'
+}
+
+# The engine's processes (scripts/run.sh's pid files in $STATE) that do not run, one a line.
+engine_processes_dead() {
+  local p
+  for p in worker-1 worker-2 ingress-1 ingress-2 nginx; do
+    kill -0 "$(cat "$STATE/$p.pid" 2>/dev/null)" 2>/dev/null || echo "$p"
+  done
 }

@@ -60,3 +60,5 @@ say "API guide: every snippet of docs/api.md (curl, Python, Node.js, Go) against
 bash scripts/doc_snippets.sh
 say "fault harness, short form"
 bash scripts/faults.sh --short
+say "node loss in a cluster, short form (three RabbitMQ and three Galera nodes of scripts/cluster.sh, alone, last)"
+bash scripts/cluster_faults.sh --short

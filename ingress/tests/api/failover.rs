@@ -247,6 +247,52 @@ async fn the_publisher_goes_round_the_list_and_back_to_a_node_that_returns() {
     delete_queues(&topology.prefix).await;
 }
 
+/// A channel of RabbitMQ 3.10 that published to a quorum queue just as its leader's node died
+/// keeps refusing after another leader is elected; a new one publishes. The refusal here
+/// comes from a queue that takes nothing (`x-max-length` 0, `reject-publish`).
+#[tokio::test]
+async fn a_refused_publish_retires_its_channel_and_the_next_publish_opens_a_new_one() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let node = Proxy::to(RABBITMQ).await;
+    let (publisher, topology) = publisher_on(&[amqp_url(&node.addr())]);
+    let queue = topology.command_queue();
+    published(&publisher, &queue, "first").await;
+    assert_eq!(node.forwarded(), 1);
+
+    let full = format!("{}.full", topology.prefix);
+    let conn = shared::amqp::connect(&amqp_url(RABBITMQ), "test-failover-full")
+        .await
+        .expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("reject-publish")),
+    );
+    ch.queue_declare(full.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .expect("a queue that refuses");
+
+    match publisher.publish(&full, "refused", b"[]").await {
+        Err(e @ shared::amqp::PublishError::Nacked) => assert!(!e.is_ambiguous()),
+        other => panic!("{other:?}: the broker must refuse"),
+    }
+    published(&publisher, &queue, "after").await;
+    assert_eq!(
+        node.forwarded(),
+        2,
+        "the publish after the refusal went on a new connection"
+    );
+
+    let _ = ch
+        .queue_delete(full.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+    delete_queues(&topology.prefix).await;
+}
+
 #[tokio::test]
 async fn the_pool_skips_a_dead_first_node() {
     let list = nodes(&[
