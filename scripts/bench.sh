@@ -238,7 +238,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(sum(r.get("counts", {}).get("accepted", 0) for r in rows if r["series"] == "ingress-only"))' "$OUT")
   (engine_env; start_worker 1)
-  pid=$(cat "$ENGINE_STATE/worker-1.pid"); mpid=$(pgrep -xo mariadbd)
+  pid=$(cat "$ENGINE_STATE/worker-1.pid"); mpid=$(shared_mariadb_pid)
   ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
   t0=$(date +%s.%N); w0=$(ticks "$pid"); m0=$(ticks "$mpid")
   for _ in $(seq 1 1200); do

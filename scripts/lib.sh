@@ -36,10 +36,13 @@ SHARED_MARIADB_PID_FILE=/run/mysqld/mysqld.pid
 start_shared_mariadb() {
   start-stop-daemon --start --oknodo --background --pidfile "$SHARED_MARIADB_PID_FILE" --exec /usr/sbin/mariadbd
 }
+# The machine's MariaDB server's pid (nothing when it is not running).
+shared_mariadb_pid() { cat "$SHARED_MARIADB_PID_FILE" 2>/dev/null || true; }
 # Sends a signal to the machine's MariaDB server only.
 signal_shared_mariadb() { # signal
   local pid
-  pid=$(cat "$SHARED_MARIADB_PID_FILE" 2>/dev/null) || return 0
+  pid=$(shared_mariadb_pid)
+  [ -n "$pid" ] || return 0
   kill -s "$1" "$pid" 2>/dev/null || true
 }
 
@@ -216,7 +219,7 @@ offpath_group() { # on|off
       echo +cpu > "$root/cgroup.subtree_control" 2>/dev/null || true
       echo $(((shares * 100 + 1023) / 1024)) > "$dir/cpu.weight" || return 1
     fi
-    for pid in $(cat "$STATE"/worker-*.pid 2>/dev/null) $(pgrep -x mariadbd); do
+    for pid in $(cat "$STATE"/worker-*.pid 2>/dev/null) $(shared_mariadb_pid); do
       grep -qx "$pid .*" "$origins" 2>/dev/null && continue
       from=$(offpath_cgroup_of "$pid" "$root") || continue
       [ "$from" = "/$name" ] && continue

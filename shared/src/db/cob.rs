@@ -347,13 +347,8 @@ async fn record_overdue_events(
                 .is_some_and(|s| s.wants(EventType::InstallmentOverdue))
         })
         .collect();
-    let nomors: Vec<&str> = wanted
-        .iter()
-        .map(|(_, nomor, _)| nomor.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let contracts = super::contracts::load_contracts_closing(&mut *tx, &nomors, Some(date)).await?;
+    let nomors = wanted.iter().map(|(_, nomor, _)| nomor.as_str());
+    let contracts = super::contracts::load_contracts_closing(&mut *tx, nomors, Some(date)).await?;
     let now = Utc::now();
     let mut events = Vec::new();
     for (billing_id, nomor_kontrak, merchant) in wanted {

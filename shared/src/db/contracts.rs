@@ -228,19 +228,20 @@ pub async fn load_contract_closing(
     nomor_kontrak: &str,
     closing: Option<NaiveDate>,
 ) -> Result<Option<(String, ContractView)>, DbError> {
-    Ok(load_contracts_closing(conn, &[nomor_kontrak], closing)
+    Ok(load_contracts_closing(conn, [nomor_kontrak], closing)
         .await?
         .remove(nomor_kontrak))
 }
 
 /// [`load_contract_closing`] for many contracts in three queries (the contracts, their
 /// installments, their users' limits), by contract number; contracts that do not exist are
-/// absent.
-pub async fn load_contracts_closing(
+/// absent. `nomors` may name a contract more than once.
+pub async fn load_contracts_closing<'a>(
     conn: &mut sqlx::MySqlConnection,
-    nomors: &[&str],
+    nomors: impl IntoIterator<Item = &'a str>,
     closing: Option<NaiveDate>,
 ) -> Result<BTreeMap<String, (String, ContractView)>, DbError> {
+    let nomors: std::collections::BTreeSet<&str> = nomors.into_iter().collect();
     if nomors.is_empty() {
         return Ok(BTreeMap::new());
     }

@@ -429,12 +429,7 @@ pub async fn insert_events(
         let mut query =
             QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE event_id IN ");
         push_in_list(&mut query, events.iter().map(|e| e.event_id.as_str()));
-        let found: std::collections::HashSet<String> = query
-            .build_query_scalar()
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
+        let found = event_ids(query, &mut *conn).await?;
         events.iter().map(|e| found.contains(&e.event_id)).collect()
     };
     let bodies: Vec<&NewEvent> = events
@@ -463,6 +458,15 @@ pub async fn insert_events(
     )
     .await?;
     Ok(written)
+}
+
+/// The event ids `query` (a `SELECT event_id …`) finds.
+async fn event_ids(
+    mut query: QueryBuilder<MySql>,
+    conn: &mut MySqlConnection,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let ids: Vec<String> = query.build_query_scalar().fetch_all(conn).await?;
+    Ok(ids.into_iter().collect())
 }
 
 /// One attempt, as the deliveries listing shows it.
@@ -838,12 +842,7 @@ pub async fn finish_attempts(
         .push(" AND status = 'pending' AND event_id IN ");
     push_in_list(&mut query, finished.iter().map(|f| f.event_id.as_str()));
     query.push(" FOR UPDATE");
-    let held: std::collections::HashSet<String> = query
-        .build_query_scalar()
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+    let held = event_ids(query, &mut tx).await?;
     let moved: Vec<bool> = finished
         .iter()
         .map(|f| held.contains(&f.event_id))

@@ -82,13 +82,8 @@ async fn record_all(
             wants(&subscribed, owner, *t).then_some((*r, *t, nomor.as_str(), owner.as_str()))
         })
         .collect();
-    let nomors: Vec<&str> = wanted
-        .iter()
-        .map(|(_, _, n, _)| *n)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let contracts = load_contracts_closing(conn, &nomors, None).await?;
+    let nomors = wanted.iter().map(|(_, _, n, _)| *n);
+    let contracts = load_contracts_closing(conn, nomors, None).await?;
     for (r, event_type, nomor, owner) in wanted {
         let Some((_, contract)) = contracts.get(nomor) else {
             continue;
