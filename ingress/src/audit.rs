@@ -389,10 +389,16 @@ fn unescaped(raw: &str) -> std::borrow::Cow<'_, str> {
         .unwrap_or_else(|_| raw.into())
 }
 
+/// The shortest hexadecimal run taken for one of the engine's ids (a UUID's 32 digits, as in
+/// `API_CALL_0190f5b3…`): sixteen decimal digits inside one are part of the id, not a NIK.
+const HEX_ID_LEN: usize = 32;
+
 /// Masks every run of exactly 16 digits: a NIK sent where no NIK belongs (an unknown or
-/// nested field) still never reaches the audit table in clear.
+/// nested field) still never reaches the audit table in clear. A run inside a hexadecimal id
+/// is kept, so the ids the audit row is looked up by read as they were issued.
 fn mask_digit_runs(text: &str) -> String {
     let bytes = text.as_bytes();
+    let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -402,7 +408,18 @@ fn mask_digit_runs(text: &str) -> String {
                 i += 1;
             }
             let run = &text[start..i];
-            if run.len() == 16 {
+            // Looking at most an id's length either way keeps the scan linear.
+            let before = start.saturating_sub(HEX_ID_LEN);
+            let hex_start = bytes[before..start]
+                .iter()
+                .rposition(|&b| !is_hex(b))
+                .map_or(before, |p| before + p + 1);
+            let after = bytes.len().min(i + HEX_ID_LEN);
+            let hex_end = bytes[i..after]
+                .iter()
+                .position(|&b| !is_hex(b))
+                .map_or(after, |p| i + p);
+            if run.len() == 16 && hex_end - hex_start < HEX_ID_LEN {
                 out.push_str(&shared::db::users::mask_nik(run));
             } else {
                 out.push_str(run);
@@ -678,6 +695,17 @@ mod tests {
         let masked = mask_response(answer);
         assert!(!masked.contains("3201234567890001"), "{masked}");
         assert!(masked.contains("3201********0001"), "{masked}");
+    }
+
+    #[test]
+    fn sixteen_digits_inside_an_id_are_not_taken_for_a_nik() {
+        let id = "API_CALL_01a24718d3187247960458404c418dd5";
+        let answer = serde_json::json!({ "api_call_id": id, "nik": "3201234567890001" });
+        let masked = mask_response(answer);
+        assert!(masked.contains(id), "{masked}");
+        assert!(masked.contains("3201********0001"), "{masked}");
+        let glued = mask_request_body(br#"{"note":"id3201234567890001"}"#).expect("masked");
+        assert!(glued.contains("id3201********0001"), "{glued}");
     }
 
     #[test]
