@@ -393,12 +393,29 @@ fn unescaped(raw: &str) -> std::borrow::Cow<'_, str> {
 /// `API_CALL_0190f5b3…`): sixteen decimal digits inside one are part of the id, not a NIK.
 const HEX_ID_LEN: usize = 32;
 
+/// Whether the digits at `start..end` of `bytes` lie inside a lowercase hexadecimal run at
+/// least an id's length long. It looks at most that length either way, so masking stays
+/// linear in the text.
+fn inside_hex_id(bytes: &[u8], start: usize, end: usize) -> bool {
+    let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    let before = start.saturating_sub(HEX_ID_LEN);
+    let hex_start = bytes[before..start]
+        .iter()
+        .rposition(|b| !is_hex(b))
+        .map_or(before, |p| before + p + 1);
+    let after = bytes.len().min(end + HEX_ID_LEN);
+    let hex_end = bytes[end..after]
+        .iter()
+        .position(|b| !is_hex(b))
+        .map_or(after, |p| end + p);
+    hex_end - hex_start >= HEX_ID_LEN
+}
+
 /// Masks every run of exactly 16 digits: a NIK sent where no NIK belongs (an unknown or
 /// nested field) still never reaches the audit table in clear. A run inside a hexadecimal id
 /// is kept, so the ids the audit row is looked up by read as they were issued.
 fn mask_digit_runs(text: &str) -> String {
     let bytes = text.as_bytes();
-    let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -408,18 +425,7 @@ fn mask_digit_runs(text: &str) -> String {
                 i += 1;
             }
             let run = &text[start..i];
-            // Looking at most an id's length either way keeps the scan linear.
-            let before = start.saturating_sub(HEX_ID_LEN);
-            let hex_start = bytes[before..start]
-                .iter()
-                .rposition(|&b| !is_hex(b))
-                .map_or(before, |p| before + p + 1);
-            let after = bytes.len().min(i + HEX_ID_LEN);
-            let hex_end = bytes[i..after]
-                .iter()
-                .position(|&b| !is_hex(b))
-                .map_or(after, |p| i + p);
-            if run.len() == 16 && hex_end - hex_start < HEX_ID_LEN {
+            if run.len() == 16 && !inside_hex_id(bytes, start, i) {
                 out.push_str(&shared::db::users::mask_nik(run));
             } else {
                 out.push_str(run);
