@@ -51,8 +51,9 @@ pub struct IngressConfig {
     /// Requests per second a key may sustain unless the key sets its own.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 1000)]
     pub rate_limit_per_second: u32,
-    /// Requests a key may send at once unless the key sets its own.
-    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 2000)]
+    /// Requests a key may send at once unless the key sets its own: a merchant's bulk
+    /// checkout of 50,000 calls and their polls pass without a 429, then the rate holds.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 60_000)]
     pub rate_limit_burst: u32,
     /// Requests that may hold a connection with `Prefer: wait` at once; beyond it they are
     /// answered 202 straight away.

@@ -623,7 +623,7 @@ error_response! {
 }
 error_response! {
     /// `RATE_LIMITED`: this key is over its rate (by default 1,000 requests per second with a
-    /// burst of 2,000, configurable per key); retry after `Retry-After` seconds.
+    /// burst of 60,000, configurable per key); retry after `Retry-After` seconds.
     RateLimited, RateLimitedEnvelope, "Retry-After" = retry_after()
 }
 error_response! {

@@ -246,6 +246,8 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
 /// How long a batch's acks and status publishing may take before the channel is presumed
 /// dead: its deliveries are then redelivered (and reported again), never lost.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`finish`] tries to cache a batch's statuses before it acks without them.
+const CACHE_BUDGET: Duration = Duration::from_secs(1);
 
 /// Whether the previous batch's tail finished with its channel still usable.
 async fn finished(tail: tokio::task::JoinHandle<bool>) -> bool {
@@ -401,8 +403,8 @@ async fn apply_lane(
     }
 }
 
-/// Dead-letters the messages holding poison, acks the rest, then caches the final statuses
-/// and answers the waiters. Returns false when the channel is gone.
+/// Dead-letters the messages holding poison, caches the final statuses and answers the
+/// waiters, then acks the rest. Returns false when the channel is gone.
 async fn finish(deps: &Deps, applied: Applied) -> bool {
     let Applied {
         deliveries,
@@ -470,6 +472,28 @@ async fn finish(deps: &Deps, applied: Applied) -> bool {
         dead_lettered = poisoned.iter().filter(|p| **p).count(),
         "batch done"
     );
+    // Statuses go to Redis before the ack: the ingress trusts a young PENDING there without
+    // reading MySQL, so a decision must not be acked while its cache write is still to come.
+    // A worker that dies in between is redelivered, and the replay reports the decision again.
+    // A Redis that hangs gets CACHE_BUDGET, not its response timeout per try: the acks must
+    // not wait for it past FINISH_TIMEOUT, or the batch would be redelivered over and over.
+    let cached = (|| deps.cache.publish_final(&finals)).retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(10))
+            .with_max_delay(Duration::from_millis(200))
+            .with_max_times(3),
+    );
+    match tokio::time::timeout(CACHE_BUDGET, cached).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "statuses not cached; GET /status reads MySQL once a PENDING is older than its trust window")
+        }
+        Err(_) => {
+            tracing::warn!(
+                "Redis did not take the statuses within 1 s; GET /status reads MySQL once a PENDING is older than its trust window"
+            )
+        }
+    }
     let mut channel_ok = true;
     if let Some(last) = last_final {
         match last.ack(BasicAckOptions { multiple: true }).await {
@@ -479,9 +503,6 @@ async fn finish(deps: &Deps, applied: Applied) -> bool {
                 channel_ok = false;
             }
         }
-    }
-    if let Err(e) = deps.cache.publish_final(&finals).await {
-        tracing::warn!(error = %e, "statuses not cached; GET /status reads MySQL");
     }
     channel_ok
 }

@@ -7,6 +7,7 @@ use crate::pipeline::Reply;
 use crate::routes::PathId;
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
+use chrono::{DateTime, Utc};
 use shared::db::keys::is_valid_merchant_name;
 use shared::envelope::RejectReason;
 use shared::ids::is_plausible_id;
@@ -65,15 +66,15 @@ async fn find(state: &AppState, api_call_id: &str) -> Result<Option<Found>, ApiE
         }
     };
     if let Some(record) = cached.clone()
-        && record.status.is_final()
+        && (record.status.is_final() || young(&record.status, Utc::now()))
     {
         return Ok(Some(Found {
             merchant_id: record.merchant_id,
             status: record.status,
         }));
     }
-    // PENDING in Redis may be stale (a worker that died between its commit and the cache
-    // write), so the outcome table decides.
+    // An older PENDING in Redis may be stale (a Redis that refused the worker's cache write
+    // after the commit), so the outcome table decides.
     if let Some((merchant_id, status)) =
         shared::db::outcomes::get_outcome(&state.pool, api_call_id).await?
     {
@@ -93,6 +94,20 @@ async fn find(state: &AppState, api_call_id: &str) -> Result<Option<Found>, ApiE
         merchant_id: call.merchant_id,
         status: CallStatus::pending(api_call_id, call.call_type, call.accepted_at),
     }))
+}
+
+/// How long a PENDING read from Redis is answered without asking MySQL.
+///
+/// Workers write a call's final status to Redis before they acknowledge its command, so a
+/// PENDING there is stale only if Redis refused that write (the worker retries it, then
+/// leaves it to this fallback). Polls of a call in the backlog are the common case under
+/// load; each used to cost a MySQL read. Within this window they cost none, and the answer
+/// is at worst this much late.
+const PENDING_TRUSTED_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Whether a PENDING accepted at `status.created_at` is recent enough to trust at `now`.
+fn young(status: &CallStatus, now: DateTime<Utc>) -> bool {
+    now.signed_duration_since(status.created_at) < PENDING_TRUSTED_FOR
 }
 
 fn owned(ctx: &Caller, found: Found) -> Result<Reply<CallStatus>, ApiError> {
@@ -269,6 +284,23 @@ mod tests {
         parse_lookup(Some(query), admin)
             .err()
             .map(|e| (e.action, e.data.as_str().unwrap_or("").to_owned()))
+    }
+
+    #[test]
+    fn only_a_recent_pending_is_trusted_without_mysql() {
+        let accepted = Utc::now();
+        let status = CallStatus::pending(
+            "API_CALL_0193a5b2c3d47e8f9a0b1c2d3e4f5a6b",
+            shared::messages::CallType::Transaction,
+            accepted,
+        );
+        assert!(young(&status, accepted));
+        assert!(young(
+            &status,
+            accepted + chrono::TimeDelta::milliseconds(4_999)
+        ));
+        assert!(!young(&status, accepted + PENDING_TRUSTED_FOR));
+        assert!(!young(&status, accepted + chrono::TimeDelta::minutes(10)));
     }
 
     #[test]
