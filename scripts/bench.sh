@@ -6,6 +6,8 @@
 #   QUICK=1 scripts/bench.sh         # the ceilings, end to end with 2 worker processes (plain
 #                                    # and mixed) and on the clusters: the ratios, in minutes
 #   CLUSTER=0 scripts/bench.sh       # without the cluster series
+#   BASELINE=6c0a883 scripts/bench.sh  # also that commit's engine, interleaved with this one:
+#                                    # CPU per approved contract as a ratio (issue 28)
 #
 # At the end scripts/plot_bench.py draws the run into docs/bench/throughput.svg and
 # docs/bench/accept-latency.svg (matplotlib in .local/venv-plot, installed on first use).
@@ -37,7 +39,7 @@ source scripts/lib.sh
 RUNS="${RUNS:-3}"
 REQUESTS="${REQUESTS:-6000}"
 USERS="${USERS:-500}"
-OUT=".local/bench/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+OUT="$PWD/.local/bench/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 mkdir -p .local/bench .local/logs
 LOADGEN=target/release/loadgen
 cargo build --release -q --bins
@@ -70,6 +72,9 @@ QUICK="${QUICK:-0}"
 # (error 1206).
 restore() {
   bash scripts/stop.sh >/dev/null 2>&1 || true
+  if [ -n "${BASELINE_DIR:-}" ]; then
+    (cd "$BASELINE_DIR" && ENGINE_STATE=.local/bench-engine bash scripts/stop.sh >/dev/null 2>&1) || true
+  fi
   if [ "${CLUSTER:-1}" = 1 ]; then
     CLUSTER_STATE="$BENCH_CLUSTER" bash scripts/cluster.sh down >/dev/null 2>&1 || true
   fi
@@ -92,11 +97,12 @@ for line in sys.stdin:
 
 # The load generator's keys get room above the default 1000/s (burst 60000), which acceptance
 # exceeds for longer than a burst: the benchmark measures the engine, not the limiter.
-engine() {
+engine() { # worker processes, [the xyzctl of the engine's own tree]
+  mkdir -p .local/logs
   WORKERS="$1" bash scripts/run.sh > .local/logs/bench-run.log 2>&1
   for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
     id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
-    target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
+    "${2:-target/release/xyzctl}" keys set-rate "$id" --per-second 20000 --burst 40000 \
       --database-url "$LOADGEN_DATABASE_URL" >/dev/null
   done
   sleep 3 # the ingresses reload keys every ~2 s
@@ -121,6 +127,44 @@ bulk_burst() {
     sleep 3 # the ingresses reload keys every ~2 s
     LOADGEN_MERCHANT_KEY_FILE="$key" "$LOADGEN" run --requests "$BULK_REQUESTS" --users 2000 \
       --concurrency 256 --payment-share 0 2>/dev/null | record bulk-burst || true
+  done
+}
+
+# BASELINE=<git ref>: the plain closed loop on that commit's engine and on this one, run after
+# run, both driven by this load generator: each program's CPU per approved contract, and the
+# total's ratio. The baseline is built in a worktree of its own (.local/baseline/<commit>, its
+# own target directory) and runs from there on a database of its own (its schema is older).
+baseline_series() {
+  local sha dir
+  sha=$(git rev-parse --short "$BASELINE^{commit}")
+  dir=.local/baseline/$sha
+  BASELINE_DIR=$dir
+  [ -d "$dir" ] || git worktree add --detach "$dir" "$sha" >/dev/null
+  say "building the baseline $sha (release, in $dir)"
+  (cd "$dir" && cargo build --release -q --bins)
+  bash scripts/stop.sh >/dev/null
+  for _ in $(seq 1 "$RUNS"); do
+    say "the plain closed loop on the baseline $sha"
+    (
+      cd "$dir"
+      export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench_baseline
+      export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
+      export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
+      export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+      mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
+      rm -f "$ENGINE_STATE"/*.json
+      mkdir -p "$ENGINE_STATE/logs"
+      LOADGEN="$OLDPWD/$LOADGEN"
+      engine 2 target/release/xyzctl
+      # Its schema predates what this load generator verifies: the run is measured, not checked.
+      "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --no-verify 2>/dev/null |
+        record "e2e-baseline-$sha" || say "a baseline run failed; see its engine's logs in $dir"
+      bash scripts/stop.sh >/dev/null
+    )
+    say "the plain closed loop on this engine"
+    engine 2
+    "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" 2>/dev/null | record e2e-current
+    bash scripts/stop.sh >/dev/null
   done
 }
 
@@ -290,9 +334,11 @@ engine 2
 open_loop open-loop-after-backlog
 fi
 
+[ -n "${BASELINE:-}" ] && baseline_series
+
 say "medians (raw lines in $OUT)"
 python3 - "$OUT" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(series, key):
     vals = [r[key] for r in rows if r["series"] == series and r.get(key) is not None]
@@ -307,6 +353,25 @@ def window_cpu(series, what):
     print(f"   CPU {what} (median, % of 2 cores): busy {statistics.median(c['busy_percent'] for c in cpu):.1f} "
           f"{[c['busy_percent'] for c in cpu]}, stolen by the host {[c['steal_percent'] for c in cpu]}; " + ", ".join(
               f"{k} {statistics.median(c.get(k, 0) for c in shares):.1f}" for k in keys))
+def cpu_per_contract(series):
+    """Each engine program's CPU per approved contract at peak, in µs (median of the runs):
+    its share of the cores while the load was sent, over the approved contracts per second."""
+    runs = [r for r in rows if r["series"] == series and r.get("load_window_cpu")
+            and r.get("approved_contracts_per_sec_end_to_end")]
+    if not runs:
+        return None, {}
+    cores = os.cpu_count()
+    per = [{k: v / 100 * cores * 1e6 / r["approved_contracts_per_sec_end_to_end"]
+            for k, v in r["load_window_cpu"]["share_percent"].items() if k not in ("loadgen", "other")}
+           for r in runs]
+    keys = sorted({k for p in per for k in p}, key=lambda k: -statistics.median(p.get(k, 0) for p in per))
+    return statistics.median(sum(p.values()) for p in per), {k: statistics.median(p.get(k, 0) for p in per) for k in keys}
+def print_cpu_per_contract(series):
+    total, each = cpu_per_contract(series)
+    if total is not None:
+        print(f"   CPU per approved contract at peak (median, µs): total {total:.0f}: " +
+              ", ".join(f"{k} {v:.0f}" for k, v in each.items()))
+    return total
 ceil = [r for r in rows if r["series"] == "sql-ceiling"]
 single = statistics.median(r["single_contract_ceiling_per_sec"] for r in ceil)
 batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["batch"] == 32) for r in ceil)
@@ -335,6 +400,7 @@ for w in (1, 2, 4, "2-mixed", "2-hooks-only", "2-offpath-group", "2-cluster", "2
               f"{sum(h['unexpected_events'] for h in hooks)}, bad signatures "
               f"{sum(h['bad_signatures'] for h in hooks)}, lag p99 ms {[h['lag_p99_ms'] for h in hooks]}")
     window_cpu(s, "while sending (the peak)")
+    print_cpu_per_contract(s)
     cpu = [r["cpu_share_percent"] for r in rows if r["series"] == f"cpu-workers-{w}"]
     if cpu:
         keys = sorted({k for c in cpu for k in c}, key=lambda k: -statistics.median(c.get(k, 0) for c in cpu))
@@ -357,6 +423,17 @@ for r in (r for r in rows if r["series"] == "bulk-burst"):
           f"{r['accepted_per_sec']:.0f}/s, drained at {r['decided_per_sec_end_to_end']:.0f} commands/s "
           f"in {r['duration_secs']:.1f} s, {r['approved_contracts_per_sec_end_to_end'] / single:.2f}x the "
           f"single-contract ceiling")
+for base in sorted({r["series"] for r in rows if r["series"].startswith("e2e-baseline-")}):
+    b, bv = med(base, "approved_contracts_per_sec_end_to_end")
+    c, cv = med("e2e-current", "approved_contracts_per_sec_end_to_end")
+    print(f"A/B, plain closed loop, run after run: {base[len('e2e-baseline-'):]} {b:.0f}/s "
+          f"{[round(v) for v in bv]}, this engine {c:.0f}/s {[round(v) for v in cv]}")
+    print("  baseline:")
+    tb = print_cpu_per_contract(base)
+    print("  this engine:")
+    tc = print_cpu_per_contract("e2e-current")
+    if tb and tc:
+        print(f"  CPU per approved contract, this engine / baseline: {tc / tb:.2f} (target 0.50)")
 acc, av = med("ingress-only", "accepted_per_sec")
 p99, _ = med("ingress-only", "accept_p99_ms")
 if acc is not None:
