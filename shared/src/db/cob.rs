@@ -371,7 +371,7 @@ async fn record_overdue_events(
 
 /// The users among `users` with an overdue installment that has anything outstanding (its
 /// unpaid part or an unpaid fee): their new transactions are rejected `USER_OVERDUE` (SPEC §12).
-/// One query per batch, on the installments' user key.
+/// One query per batch, on `monthly_billings_user_overdue`: it reads only the overdue rows.
 pub async fn overdue_users(
     conn: &mut sqlx::MySqlConnection,
     users: &[&str],
