@@ -8,6 +8,7 @@
 #   CLUSTER=0 scripts/bench.sh       # without the cluster series
 #   BASELINE=6c0a883 scripts/bench.sh  # also that commit's engine, interleaved with this one:
 #                                    # CPU per approved contract as a ratio (issue 28)
+#   BASELINE=6c0a883 AB_ONLY=1 scripts/bench.sh  # that A/B alone
 #
 # At the end scripts/plot_bench.py draws the run into docs/bench/throughput.svg and
 # docs/bench/accept-latency.svg (matplotlib in .local/venv-plot, installed on first use).
@@ -72,8 +73,9 @@ QUICK="${QUICK:-0}"
 # (error 1206).
 restore() {
   bash scripts/stop.sh >/dev/null 2>&1 || true
+  ENGINE_STATE=.local/bench-ab bash scripts/stop.sh >/dev/null 2>&1 || true
   if [ -n "${BASELINE_DIR:-}" ]; then
-    (cd "$BASELINE_DIR" && ENGINE_STATE=.local/bench-engine bash scripts/stop.sh >/dev/null 2>&1) || true
+    (cd "$BASELINE_DIR" && ENGINE_STATE=.local/bench-ab bash scripts/stop.sh >/dev/null 2>&1) || true
   fi
   if [ "${CLUSTER:-1}" = 1 ]; then
     CLUSTER_STATE="$BENCH_CLUSTER" bash scripts/cluster.sh down >/dev/null 2>&1 || true
@@ -133,41 +135,48 @@ bulk_burst() {
 # BASELINE=<git ref>: the plain closed loop on that commit's engine and on this one, run after
 # run, both driven by this load generator: each program's CPU per approved contract, and the
 # total's ratio. The baseline is built in a worktree of its own (.local/baseline/<commit>, its
-# own target directory) and runs from there on a database of its own (its schema is older).
+# own target directory). Each side starts every run the same way: its tree's scripts/run.sh on
+# a database created empty for the run, so neither carries a book the other has not (the
+# series above leave a million installments in xyz_bench).
+ab_run() { # tree directory, series name
+  (
+    cd "$1"
+    export ENGINE_STATE=.local/bench-ab DB_NAME=xyz_bench_ab
+    export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
+    export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
+    export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+    mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
+    rm -f "$ENGINE_STATE"/*.json
+    mkdir -p "$ENGINE_STATE/logs"
+    LOADGEN="$OLDPWD/$LOADGEN"
+    engine 2 target/release/xyzctl
+    # A baseline's schema may predate what this load generator verifies: the A/B measures.
+    "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --no-verify 2>/dev/null |
+      record "$2" || say "a run of $2 failed; its engine's logs are in $1/$ENGINE_STATE/logs"
+    bash scripts/stop.sh >/dev/null
+  )
+}
 baseline_series() {
-  local sha dir
+  local sha
   sha=$(git rev-parse --short "$BASELINE^{commit}")
-  dir=.local/baseline/$sha
-  BASELINE_DIR=$dir
-  [ -d "$dir" ] || git worktree add --detach "$dir" "$sha" >/dev/null
-  say "building the baseline $sha (release, in $dir)"
-  (cd "$dir" && cargo build --release -q --bins)
+  BASELINE_DIR=.local/baseline/$sha
+  [ -d "$BASELINE_DIR" ] || git worktree add --detach "$BASELINE_DIR" "$sha" >/dev/null
+  say "building the baseline $sha (release, in $BASELINE_DIR)"
+  (cd "$BASELINE_DIR" && cargo build --release -q --bins)
   bash scripts/stop.sh >/dev/null
   for _ in $(seq 1 "$RUNS"); do
-    say "the plain closed loop on the baseline $sha"
-    (
-      cd "$dir"
-      export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench_baseline
-      export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
-      export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
-      export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
-      mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
-      rm -f "$ENGINE_STATE"/*.json
-      mkdir -p "$ENGINE_STATE/logs"
-      LOADGEN="$OLDPWD/$LOADGEN"
-      engine 2 target/release/xyzctl
-      # Its schema predates what this load generator verifies: the run is measured, not checked.
-      "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --no-verify 2>/dev/null |
-        record "e2e-baseline-$sha" || say "a baseline run failed; see its engine's logs in $dir"
-      bash scripts/stop.sh >/dev/null
-    )
-    say "the plain closed loop on this engine"
-    engine 2
-    "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" 2>/dev/null | record e2e-current
-    bash scripts/stop.sh >/dev/null
+    say "the plain closed loop on the baseline $sha, then on this engine"
+    ab_run "$BASELINE_DIR" "e2e-baseline-$sha"
+    ab_run . e2e-current
   done
 }
+# AB_ONLY=1 (with BASELINE): the A/B alone, none of the series below.
+if [ "${AB_ONLY:-0}" = 1 ]; then
+  [ -n "${BASELINE:-}" ] || { echo "AB_ONLY=1 needs BASELINE=<commit>" >&2; exit 2; }
+  baseline_series
+fi
 
+if [ "${AB_ONLY:-0}" != 1 ]; then
 say "SQL ceilings ($RUNS runs)"
 for _ in $(seq 1 "$RUNS"); do
   "$LOADGEN" sql-ceiling --seconds 3 --batch 1,32 --concurrency 1,2,4,8,16 --require-durable \
@@ -335,6 +344,7 @@ open_loop open-loop-after-backlog
 fi
 
 [ -n "${BASELINE:-}" ] && baseline_series
+fi # AB_ONLY
 
 say "medians (raw lines in $OUT)"
 python3 - "$OUT" <<'PY'
@@ -373,11 +383,12 @@ def print_cpu_per_contract(series):
               ", ".join(f"{k} {v:.0f}" for k, v in each.items()))
     return total
 ceil = [r for r in rows if r["series"] == "sql-ceiling"]
-single = statistics.median(r["single_contract_ceiling_per_sec"] for r in ceil)
-batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["batch"] == 32) for r in ceil)
-print(f"SQL ceiling, one contract per transaction: median {single:.0f}/s "
-      f"({[round(r['single_contract_ceiling_per_sec']) for r in ceil]})")
-print(f"SQL ceiling, 32 per transaction:           median {batched:.0f}/s")
+single = statistics.median(r["single_contract_ceiling_per_sec"] for r in ceil) if ceil else float("nan")
+if ceil:
+    batched = statistics.median(max(b["contracts_per_sec"] for b in r["best"] if b["batch"] == 32) for r in ceil)
+    print(f"SQL ceiling, one contract per transaction: median {single:.0f}/s "
+          f"({[round(r['single_contract_ceiling_per_sec']) for r in ceil]})")
+    print(f"SQL ceiling, 32 per transaction:           median {batched:.0f}/s")
 plain2, _ = med("e2e-workers-2", "approved_contracts_per_sec_end_to_end")
 for w in (1, 2, 4, "2-mixed", "2-hooks-only", "2-offpath-group", "2-cluster", "2-cluster-mixed"):
     s = f"e2e-workers-{w}"
@@ -483,8 +494,8 @@ plots() {
   machine="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   "$PLOT_VENV/bin/python" scripts/plot_bench.py "$OUT" --out docs/bench --note "$machine"
 }
-if [ "$QUICK" = 1 ]; then
-  say "QUICK: no plots (docs/bench keeps the last full run's)"
+if [ "$QUICK" = 1 ] || [ "${AB_ONLY:-0}" = 1 ]; then
+  say "QUICK or AB_ONLY: no plots (docs/bench keeps the last full run's)"
 elif svgs=$(plots); then
   say "plots of $OUT: ${svgs//$'\n'/, }"
 else
