@@ -99,12 +99,12 @@ for line in sys.stdin:
 
 # The load generator's keys get room above the default 1000/s (burst 60000), which acceptance
 # exceeds for longer than a burst: the benchmark measures the engine, not the limiter.
-engine() { # worker processes, [the xyzctl of the engine's own tree]
-  mkdir -p .local/logs
+# Run in another tree (ab_run), it starts that tree's engine with that tree's xyzctl.
+engine() { # worker processes
   WORKERS="$1" bash scripts/run.sh > .local/logs/bench-run.log 2>&1
   for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
     id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
-    "${2:-target/release/xyzctl}" keys set-rate "$id" --per-second 20000 --burst 40000 \
+    target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
       --database-url "$LOADGEN_DATABASE_URL" >/dev/null
   done
   sleep 3 # the ingresses reload keys every ~2 s
@@ -147,9 +147,9 @@ ab_run() { # tree directory, series name
     export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
     mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
     rm -f "$ENGINE_STATE"/*.json
-    mkdir -p "$ENGINE_STATE/logs"
+    mkdir -p "$ENGINE_STATE/logs" .local/logs
     LOADGEN="$OLDPWD/$LOADGEN"
-    engine 2 target/release/xyzctl
+    engine 2
     # A baseline's schema may predate what this load generator verifies: the A/B measures.
     "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --no-verify 2>/dev/null |
       record "$2" || say "a run of $2 failed; its engine's logs are in $1/$ENGINE_STATE/logs"
@@ -171,9 +171,9 @@ baseline_series() {
   done
 }
 # AB_ONLY=1 (with BASELINE): the A/B alone, none of the series below.
-if [ "${AB_ONLY:-0}" = 1 ]; then
-  [ -n "${BASELINE:-}" ] || { echo "AB_ONLY=1 needs BASELINE=<commit>" >&2; exit 2; }
-  baseline_series
+if [ "${AB_ONLY:-0}" = 1 ] && [ -z "${BASELINE:-}" ]; then
+  echo "AB_ONLY=1 needs BASELINE=<commit>" >&2
+  exit 2
 fi
 
 if [ "${AB_ONLY:-0}" != 1 ]; then
@@ -343,8 +343,8 @@ engine 2
 open_loop open-loop-after-backlog
 fi
 
-[ -n "${BASELINE:-}" ] && baseline_series
 fi # AB_ONLY
+if [ -n "${BASELINE:-}" ]; then baseline_series; fi
 
 say "medians (raw lines in $OUT)"
 python3 - "$OUT" <<'PY'

@@ -483,16 +483,13 @@ async fn finish(deps: &Deps, applied: Applied) -> bool {
             .with_max_delay(Duration::from_millis(200))
             .with_max_times(3),
     );
-    match tokio::time::timeout(CACHE_BUDGET, cached).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "statuses not cached; GET /status reads MySQL once a PENDING is older than its trust window")
-        }
-        Err(_) => {
-            tracing::warn!(
-                "Redis did not take the statuses within 1 s; GET /status reads MySQL once a PENDING is older than its trust window"
-            )
-        }
+    let failure = match tokio::time::timeout(CACHE_BUDGET, cached).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {CACHE_BUDGET:?}")),
+    };
+    if let Some(error) = failure {
+        tracing::warn!(%error, "statuses not cached; GET /status reads MySQL once a PENDING is older than its trust window");
     }
     let mut channel_ok = true;
     if let Some(last) = last_final {
