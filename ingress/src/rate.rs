@@ -7,6 +7,15 @@
 //! ([`at_claim`]: one round trip per checkout instead of two); when it is refused before it
 //! claims, the layer spends it afterwards and a 429 replaces the refusal, so the order of
 //! checks seen from outside is the same.
+//!
+//! A key with a large allowance is not asked of Redis for every request: the first layer
+//! takes [`TAKE`] requests at once and spends the rest from this process's memory ([`Held`])
+//! within [`HOLD_FOR`]. Each script call costs Redis several times the reads and writes inside
+//! it, and a merchant polling its calls' statuses made one per poll. The limit stays shared:
+//! every request is taken from the one allowance in Redis before it is served, some of them
+//! up to [`HOLD_FOR`] early, so a key exceeds its burst by at most `TAKE - 1` requests per
+//! ingress process. A key whose burst or rate is small is asked one request at a time, and a
+//! key refused [`TAKE`] asks again for one before it is answered 429.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,8 +26,68 @@ use axum::response::{IntoResponse, Response};
 use shared::cache::Allowance;
 use shared::db::keys::ActiveKey;
 use shared::envelope::MessageAction;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Requests taken from a key's allowance in Redis at once, when the key's limits are large
+/// enough ([`take_for`]).
+pub(crate) const TAKE: u32 = 16;
+/// How long requests taken ahead stay usable; those left over are lost to the key (they were
+/// spent in Redis), at most `TAKE - 1` per key and process.
+pub(crate) const HOLD_FOR: Duration = Duration::from_secs(1);
+
+/// How many requests to take from Redis at once for `allowance`: [`TAKE`] when that is at
+/// most 1/64 of its burst and a quarter of a second of its rate, else one.
+pub(crate) fn take_for(allowance: Allowance<'_>) -> u32 {
+    if allowance.burst >= 64 * TAKE && allowance.per_second >= 4 * TAKE {
+        TAKE
+    } else {
+        1
+    }
+}
+
+/// Requests of each key's allowance that this process took from Redis and has not used yet.
+#[derive(Default)]
+pub struct Held(Mutex<HashMap<String, Stock>>);
+
+struct Stock {
+    left: u32,
+    until: Instant,
+}
+
+impl Held {
+    /// Uses one held request of `client_id`, if one is left and still usable at `now`.
+    fn take_one(&self, client_id: &str, now: Instant) -> bool {
+        let Ok(mut held) = self.0.lock() else {
+            return false;
+        };
+        match held.get_mut(client_id) {
+            Some(stock) if stock.left > 0 && now < stock.until => {
+                stock.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps `requests` just taken from Redis at `now` for `client_id`'s next requests.
+    fn put(&self, client_id: &str, requests: u32, now: Instant) {
+        let Ok(mut held) = self.0.lock() else {
+            return;
+        };
+        let stock = held.entry(client_id.to_owned()).or_insert(Stock {
+            left: 0,
+            until: now,
+        });
+        if now >= stock.until {
+            stock.left = 0;
+        }
+        stock.left += requests;
+        stock.until = now + HOLD_FOR;
+    }
+}
 
 /// A rate limit: a sustained rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +118,22 @@ pub(crate) fn allowance<'a>(state: &AppState, key: &'a ActiveKey) -> Allowance<'
 
 async fn spend(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
     let allowance = allowance(state, key);
-    match state.cache.rate_limit(allowance).await {
+    let take = take_for(allowance);
+    if take > 1 && state.held.take_one(allowance.client_id, Instant::now()) {
+        return Ok(());
+    }
+    let mut answer = state.cache.rate_limit(allowance, take).await;
+    if take > 1 {
+        match answer {
+            Ok(None) => state
+                .held
+                .put(allowance.client_id, take - 1, Instant::now()),
+            // Near the limit: one request may still be there.
+            Ok(Some(_)) => answer = state.cache.rate_limit(allowance, 1).await,
+            Err(_) => {}
+        }
+    }
+    match answer {
         Ok(None) => Ok(()),
         Ok(Some(retry_after)) => Err(rate_limited(allowance, retry_after)),
         Err(e) => {
@@ -103,4 +187,56 @@ pub(crate) async fn at_claim(
         return e.into_response();
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowance(per_second: u32, burst: u32) -> Allowance<'static> {
+        Allowance {
+            client_id: "k",
+            per_second,
+            burst,
+        }
+    }
+
+    #[test]
+    fn only_large_allowances_are_taken_ahead() {
+        assert_eq!(take_for(allowance(1000, 60_000)), TAKE);
+        assert_eq!(take_for(allowance(64, 1024)), TAKE);
+        // A small burst or a slow rate is asked of Redis one request at a time, so its 429
+        // comes exactly where the limit says.
+        assert_eq!(take_for(allowance(1000, 1023)), 1);
+        assert_eq!(take_for(allowance(63, 60_000)), 1);
+        assert_eq!(take_for(allowance(5, 5)), 1);
+    }
+
+    #[test]
+    fn held_requests_are_used_once_each_and_only_while_fresh() {
+        let held = Held::default();
+        let t0 = Instant::now();
+        assert!(!held.take_one("k", t0), "nothing is held at first");
+        held.put("k", 2, t0);
+        assert!(held.take_one("k", t0));
+        assert!(!held.take_one("other", t0), "held for one key only");
+        assert!(held.take_one("k", t0 + Duration::from_millis(500)));
+        assert!(!held.take_one("k", t0), "both used");
+        // Taken again: what is left of an earlier take is added while it is fresh...
+        held.put("k", 3, t0);
+        held.put("k", 3, t0 + Duration::from_millis(10));
+        for _ in 0..6 {
+            assert!(held.take_one("k", t0 + Duration::from_millis(20)));
+        }
+        assert!(!held.take_one("k", t0 + Duration::from_millis(20)));
+        // ...and dropped once stale: held requests never pile up past HOLD_FOR.
+        held.put("k", 3, t0);
+        assert!(!held.take_one("k", t0 + HOLD_FOR));
+        held.put("k", 1, t0 + HOLD_FOR);
+        assert!(held.take_one("k", t0 + HOLD_FOR));
+        assert!(
+            !held.take_one("k", t0 + HOLD_FOR),
+            "the stale three were dropped"
+        );
+    }
 }

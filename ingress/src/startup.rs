@@ -122,6 +122,7 @@ impl Application {
                 per_second: config.rate_limit_per_second,
                 burst: config.rate_limit_burst,
             },
+            held: crate::rate::Held::default(),
             metrics: {
                 let handle = shared::metrics::handle();
                 shared::metrics::describe();

@@ -32,6 +32,8 @@ pub struct Inner {
     pub trusted_proxies: Vec<IpAddr>,
     /// The rate limit of a key that has none of its own.
     pub rate_limit: crate::rate::RateLimit,
+    /// Requests of the keys' allowances taken from Redis ahead of use (`crate::rate`).
+    pub held: crate::rate::Held,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub max_waiters: usize,
     /// How long a request may take before the frame answers it 503 (`crate::deadline`).

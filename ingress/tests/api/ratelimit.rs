@@ -124,3 +124,60 @@ async fn a_submission_is_counted_once_and_the_rate_limit_answers_before_its_body
     assert_eq!(claimed, None, "a 429 leaves the external id free");
     app.shutdown().await;
 }
+
+/// A key with a large allowance is taken 16 requests at a time (crate::rate::TAKE): still
+/// one allowance in Redis, passed by at most 15 requests per ingress process, and every
+/// request over it answered 429.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_large_allowance_taken_ahead_holds_its_limit_within_one_take(pool: sqlx::MySqlPool) {
+    let app = spawn_app_with(pool, 0).await;
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let key = new_key(&app.pool, "bigshop", shared::db::keys::Role::Merchant).await;
+    let (per_second, burst) = (64u32, 1024u32);
+    assert!(
+        shared::db::keys::set_rate(&app.pool, &key.client_id, Some(per_second), Some(burst))
+            .await
+            .expect("set")
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let path = format!("/users/{user}/limits");
+    let ts = now_ts();
+    let started = std::time::Instant::now();
+    let (mut ok, mut limited) = (0usize, 0usize);
+    for _ in 0..40 {
+        let wave = futures_util::future::join_all(
+            (0..50).map(|_| app.send_at(&key, "GET", &path, None, None, &[], &ts)),
+        )
+        .await;
+        for r in wave {
+            match r.status {
+                200 => ok += 1,
+                429 => {
+                    assert_eq!(r.action(), "RATE_LIMITED");
+                    limited += 1;
+                }
+                other => panic!("only 200 or 429, got {other}: {}", r.body),
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // What the limit admits over the run: the burst, then the rate.
+    let admitted = f64::from(burst) + f64::from(per_second) * elapsed;
+    let take = 16.0; // the ingress's rate::TAKE
+    assert!(
+        ok as f64 >= f64::from(burst) - (take - 1.0),
+        "the burst passes (less at most one take left unused): {ok}"
+    );
+    assert!(
+        ok as f64 <= admitted + take,
+        "{ok} passed in {elapsed:.2} s, the limit admits {admitted:.0}"
+    );
+    assert_eq!(ok + limited, 2000);
+    assert!(
+        limited > 0,
+        "2000 requests in {elapsed:.2} s are over the limit"
+    );
+    app.shutdown().await;
+}

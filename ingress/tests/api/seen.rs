@@ -169,15 +169,15 @@ async fn a_rebuild_restores_every_id_mysql_holds_and_only_then_marks_the_filter_
 }
 
 /// `mark_seen` (what a worker does before each batch) sets every bit of every id of a batch
-/// larger than a worker's, and no other id's: with the filter complete, each marked id
-/// claims as "maybe", a fresh one is still proved new.
+/// larger than a worker's and than one of its commands (1024 ids), and no other id's: with
+/// the filter complete, each marked id claims as "maybe", a fresh one is still proved new.
 #[tokio::test]
 async fn mark_seen_sets_every_bit_of_every_id_it_is_given() {
     let config = ingress_config(&format!("xyztest-seen-{}", fresh_id()));
     let redis = shared::cache::connect(&config.redis.url).expect("redis");
     let cache = Cache::new(redis.clone(), &config.redis.prefix).with_seen_bits(TEST_SEEN_BITS);
     let merchant = "m-seen";
-    let marked: Vec<String> = (0..150).map(|_| fresh_id()).collect();
+    let marked: Vec<String> = (0..1100).map(|_| fresh_id()).collect();
     let positions: Vec<_> = marked
         .iter()
         .map(|ext| cache.seen_positions(merchant, "transaction", ext))
@@ -202,7 +202,7 @@ async fn mark_seen_sets_every_bit_of_every_id_it_is_given() {
             "{ext} was marked but a bit is clear"
         );
     }
-    // 150 ids set at most 1050 of 65,536 bits: a fresh id has all 7 set with odds ~1e-12.
+    // 1100 ids set at most 7700 of 65,536 bits: a fresh id has all 7 set with odds ~3e-7.
     for _ in 0..20 {
         assert!(matches!(
             claim(&cache, merchant, &fresh_id()).await,

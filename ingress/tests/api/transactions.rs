@@ -325,6 +325,48 @@ async fn a_released_claim_takes_the_pending_status_it_wrote_with_it(pool: sqlx::
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_batch_of_marks_moves_only_the_claims_that_are_still_their_calls(pool: sqlx::MySqlPool) {
+    use redis::AsyncCommands;
+    let app = spawn_app_with(pool, 0).await;
+    let cache = shared::cache::Cache::new(app.redis.clone(), &app.prefix);
+    let mut redis = app.redis.clone();
+    let merchant = app.merchant.merchant_id.clone();
+    let sha = "0".repeat(64);
+    let mut marks = Vec::new();
+    for _ in 0..3 {
+        let ext = fresh_id();
+        let key = cache.names.claim(&merchant, "transaction", &ext);
+        let positions = cache.seen_positions(&merchant, "transaction", &ext);
+        let call = shared::ids::new_api_call_id();
+        let outcome = cache
+            .claim(&key, &positions, &call, &sha, None, None)
+            .await
+            .expect("claim");
+        assert!(matches!(outcome, shared::cache::ClaimOutcome::Claimed(_)));
+        marks.push((key, call));
+    }
+    // Meanwhile the second id was taken over by another call, and the third's claim is gone.
+    let other = format!("publishing|API_CALL_other|{sha}|0");
+    let _: () = redis.set(&marks[1].0, &other).await.expect("set");
+    let _: () = redis.del(&marks[2].0).await.expect("del");
+
+    cache.mark_accepted_many(&marks).await.expect("mark");
+
+    let first: String = redis.get(&marks[0].0).await.expect("get");
+    assert!(
+        first.starts_with(&format!("accepted|{}|{sha}|", marks[0].1)),
+        "{first}"
+    );
+    let ttl: i64 = redis.ttl(&marks[0].0).await.expect("ttl");
+    assert!(ttl > 86_000, "the claim keeps its TTL: {ttl}");
+    let second: String = redis.get(&marks[1].0).await.expect("get");
+    assert_eq!(second, other, "another call's claim is left alone");
+    let third: Option<String> = redis.get(&marks[2].0).await.expect("get");
+    assert_eq!(third, None, "a mark recreates nothing");
+    app.shutdown().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn limits_are_exact_per_tenor(pool: sqlx::MySqlPool) {
     let app = spawn_app(pool).await;
     let user = app.create_user(["1000", "2000", "1182.50", "5000"]).await;

@@ -10,7 +10,7 @@
 local n = tonumber(ARGV[5])
 local k, a = 3, 6 + n
 if ARGV[a] == 'rate' then
-  local wait = gcra(KEYS[k], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+  local wait = gcra(KEYS[k], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), 1)
   if wait then return {4, tostring(wait)} end
   k, a = k + 1, a + 3
 end

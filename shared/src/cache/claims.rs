@@ -18,6 +18,8 @@ pub(crate) const CLAIM_TAKEOVER_GRACE_MS: u64 = 30_000;
 pub(super) const CLAIM_SCRIPT: &str = concat!(include_str!("gcra.lua"), include_str!("claim.lua"));
 /// Moves a claim to `accepted` or `unconfirmed` if it is still its call's.
 pub(super) const MARK_SCRIPT: &str = include_str!("mark.lua");
+/// Moves a batch of claims to `accepted`, each if it is still its call's.
+pub(super) const MARK_MANY_SCRIPT: &str = include_str!("mark_many.lua");
 pub(super) const RELEASE_SCRIPT: &str = include_str!("release.lua");
 
 /// The states a confirm (or its loss) moves a claim to.
@@ -155,22 +157,19 @@ impl Cache {
         Ok(())
     }
 
-    /// Marks several claims (key, call) accepted in one round trip, each only if it is still
-    /// its call's.
+    /// Marks several claims (key, call) accepted in one script call, each only if it is
+    /// still its call's. One call for the batch, not one per claim: a script call's own cost
+    /// in Redis is several times that of the reads and writes inside it.
     pub async fn mark_accepted_many(&self, claims: &[(String, String)]) -> Result<(), CacheError> {
         if claims.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        // Loaded with every batch, so a Redis that lost its scripts (a restart) costs nothing.
-        pipe.load_script(&self.scripts.mark).ignore();
+        let mut invocation = self.scripts.mark_many.prepare_invoke();
         for (key, call) in claims {
-            let mut invocation = self.scripts.mark.key(key.as_str());
-            invocation.arg(call.as_str()).arg(ACCEPTED);
-            pipe.invoke_script(&invocation).ignore();
+            invocation.key(key.as_str()).arg(call.as_str());
         }
         let mut c = self.conn.clone();
-        let _: () = pipe.query_async(&mut c).await?;
+        let _: i64 = invocation.invoke_async(&mut c).await?;
         Ok(())
     }
 

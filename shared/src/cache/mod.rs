@@ -53,6 +53,7 @@ pub struct Cache {
 struct Scripts {
     claim: redis::Script,
     mark: redis::Script,
+    mark_many: redis::Script,
     release: redis::Script,
     rate: redis::Script,
     complete_seen: redis::Script,
@@ -66,6 +67,7 @@ impl Cache {
             scripts: Arc::new(Scripts {
                 claim: redis::Script::new(claims::CLAIM_SCRIPT),
                 mark: redis::Script::new(claims::MARK_SCRIPT),
+                mark_many: redis::Script::new(claims::MARK_MANY_SCRIPT),
                 release: redis::Script::new(claims::RELEASE_SCRIPT),
                 rate: redis::Script::new(rate::RATE_SCRIPT),
                 complete_seen: redis::Script::new(seen::COMPLETE_SEEN_SCRIPT),

@@ -28,11 +28,12 @@ pub(super) fn retry_after(ms: i64) -> Duration {
 }
 
 impl Cache {
-    /// Spends one request of `client_id`'s allowance (`per_second` sustained, `burst` at
-    /// once). `Some(retry_after)` when the key is over its limit.
+    /// Spends `requests` requests of `client_id`'s allowance (`per_second` sustained,
+    /// `burst` at once), all or none. `Some(retry_after)` when the key has not that many left.
     pub async fn rate_limit(
         &self,
         allowance: Allowance<'_>,
+        requests: u32,
     ) -> Result<Option<Duration>, CacheError> {
         let mut c = self.conn.clone();
         let (allowed, retry_ms): (i64, i64) = self
@@ -41,6 +42,7 @@ impl Cache {
             .key(self.names.rate(allowance.client_id))
             .arg(allowance.interval_us())
             .arg(allowance.burst())
+            .arg(requests.max(1))
             .invoke_async(&mut c)
             .await?;
         Ok((allowed == 0).then(|| retry_after(retry_ms)))
