@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Where the engine's CPU goes, function by function. Runs the benchmark's engine (2 worker
+# processes, release build, its own database xyz_profile and state .local/profile-engine),
+# warms it up, then records one closed-loop load with `perf record` over the whole machine
+# (the software clock, every core, kernel included) and prints each program's share of the
+# samples and the hottest functions of each engine program.
+#
+#   scripts/profile.sh                      # the plain load: 6000 requests, 500 users
+#   MIXED=1 scripts/profile.sh              # the mixed load: refunds and webhooks
+#   TOP=40 scripts/profile.sh               # more functions per program
+#
+# The recording stays in .local/profile/<time>.data: `perf report -i FILE` browses it. The
+# development engine is stopped first (same ports); start it again with scripts/run.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_packages linux-perf
+
+REQUESTS="${REQUESTS:-6000}"
+USERS="${USERS:-500}"
+TOP="${TOP:-15}"
+OUT=".local/profile/$(date -u +%Y%m%dT%H%M%SZ).data"
+mkdir -p .local/profile .local/logs
+cargo build --release -q --bins
+LOADGEN=target/release/loadgen
+
+export ENGINE_STATE=.local/profile-engine DB_NAME=xyz_profile
+export REDIS_PREFIX=xyzprofile AMQP_PREFIX=xyzprofile INGRESSES=1 WEBHOOK_ALLOW_LOOPBACK=1
+export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
+export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
+export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
+bash scripts/stop.sh >/dev/null
+trap 'bash scripts/stop.sh >/dev/null 2>&1 || true' EXIT
+mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
+rm -f "$ENGINE_STATE"/*.json
+mkdir -p "$ENGINE_STATE/logs"
+
+say "starting the engine (2 worker processes)"
+WORKERS=2 bash scripts/run.sh > .local/logs/profile-run.log 2>&1
+# The load generator's keys get room above the default limit, as in scripts/bench.sh.
+for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
+  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
+  target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
+    --database-url "$LOADGEN_DATABASE_URL" >/dev/null
+done
+sleep 3
+"$LOADGEN" run --requests 2000 --users 200 --no-verify >/dev/null 2>&1 || true
+
+load=(run --requests "$REQUESTS" --users "$USERS")
+[ "${MIXED:-0}" = 1 ] && load+=(--refund-share 0.3 --webhooks)
+say "recording: loadgen ${load[*]}"
+redis-cli CONFIG RESETSTAT >/dev/null
+mariadb_status() { mariadb -uroot -N -e "SHOW GLOBAL STATUS" > "$1"; }
+mariadb_status .local/profile/status-before.txt
+perf record -a -e cpu-clock -F 999 -o "$OUT" -- "$LOADGEN" "${load[@]}" 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("{"):
+        d = json.loads(line)
+        print("approved contracts/s end to end:", d.get("approved_contracts_per_sec_end_to_end"))
+        c = d.get("counts", {})
+        print("requests:", c.get("requests"), " approved contracts:", c.get("approved_contracts"))'
+
+mariadb_status .local/profile/status-after.txt
+say "MariaDB: what the load changed (SHOW GLOBAL STATUS, after minus before)"
+python3 - .local/profile/status-before.txt .local/profile/status-after.txt <<'PY'
+import sys
+def read(path):
+    out = {}
+    for line in open(path):
+        name, _, value = line.rstrip("\n").partition("\t")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            pass
+    return out
+before, after = read(sys.argv[1]), read(sys.argv[2])
+wanted = ("Com_insert", "Com_update", "Com_select", "Com_delete", "Com_commit", "Com_begin",
+          "Com_stmt_execute", "Handler_write", "Handler_update", "Handler_delete",
+          "Handler_read_key", "Handler_read_next", "Innodb_rows_inserted", "Innodb_rows_updated",
+          "Innodb_rows_read", "Innodb_os_log_written", "Innodb_data_fsyncs", "Questions")
+for name in wanted:
+    if name in after:
+        print(f"  {name:24} {after[name] - before.get(name, 0):>12}")
+PY
+say "Redis: calls per command over the load (INFO commandstats)"
+redis-cli INFO commandstats | tr -d '\r' | grep '^cmdstat_' |
+  sed -E 's/^cmdstat_([a-z|]+):calls=([0-9]+),usec=([0-9]+),usec_per_call=([0-9.]+).*/\1 \2 \3 \4/' |
+  sort -k3 -n -r | awk '{printf "  %-12s calls %9d  usec %9d  usec/call %6.2f\n", $1, $2, $3, $4}'
+say "share of the samples by program"
+perf report -i "$OUT" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+for comm in mariadbd ingress worker beam.smp redis-server nginx; do
+  say "$comm: hottest functions (percent of all samples)"
+  perf report -i "$OUT" --comms "$comm" --sort dso,sym --stdio 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | head -"$TOP"
+done
+say "recording kept in $OUT"
