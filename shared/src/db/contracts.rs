@@ -241,9 +241,24 @@ pub async fn load_contracts_closing<'a>(
     nomors: impl IntoIterator<Item = &'a str>,
     closing: Option<NaiveDate>,
 ) -> Result<BTreeMap<String, (String, ContractView)>, DbError> {
+    let rows = contract_rows(&mut *conn, nomors).await?;
+    let all = rows.nomors()?;
+    rows.closing(conn, all.iter().map(String::as_str), closing)
+        .await
+}
+
+/// Contracts' own rows, read first when what else to read depends on them (their merchants,
+/// say); [`ContractRows::closing`] completes the contracts wanted.
+pub struct ContractRows(Vec<MySqlRow>);
+
+/// Reads the rows of the contracts `nomors` names, in one query.
+pub async fn contract_rows<'a>(
+    conn: &mut sqlx::MySqlConnection,
+    nomors: impl IntoIterator<Item = &'a str>,
+) -> Result<ContractRows, DbError> {
     let nomors: std::collections::BTreeSet<&str> = nomors.into_iter().collect();
     if nomors.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(ContractRows(Vec::new()));
     }
     let mut query = QueryBuilder::<MySql>::new(
         "SELECT nomor_kontrak, user_id, merchant_id, tanggal_kontrak, otr, admin_fee, harga_aset, pokok, \
@@ -251,40 +266,78 @@ pub async fn load_contracts_closing<'a>(
          FROM transactions WHERE nomor_kontrak IN ",
     );
     push_in_list(&mut query, nomors.iter().copied());
-    let contracts = query.build().fetch_all(&mut *conn).await?;
-    if contracts.is_empty() {
-        return Ok(BTreeMap::new());
+    Ok(ContractRows(query.build().fetch_all(&mut *conn).await?))
+}
+
+impl ContractRows {
+    /// The contract numbers read.
+    fn nomors(&self) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .0
+            .iter()
+            .map(|r| r.try_get("nomor_kontrak"))
+            .collect::<Result<_, _>>()?)
     }
-    let mut query = QueryBuilder::<MySql>::new(format!(
-        "SELECT nomor_kontrak, {INSTALLMENT_COLUMNS} FROM monthly_billings WHERE nomor_kontrak IN "
-    ));
-    push_in_list(&mut query, nomors.iter().copied());
-    query.push(" ORDER BY nomor_kontrak, cicilan_ke");
-    let mut installments: BTreeMap<String, Vec<InstallmentView>> = BTreeMap::new();
-    for r in query.build().fetch_all(&mut *conn).await? {
-        installments
-            .entry(r.try_get("nomor_kontrak")?)
-            .or_default()
-            .push(installment_from_row(&r, closing)?);
+
+    /// The merchant that sold each contract read, by contract number.
+    pub fn owners(&self) -> Result<BTreeMap<String, String>, DbError> {
+        let mut owners = BTreeMap::new();
+        for r in &self.0 {
+            owners.insert(r.try_get("nomor_kontrak")?, r.try_get("merchant_id")?);
+        }
+        Ok(owners)
     }
-    let users: Vec<String> = contracts
-        .iter()
-        .map(|r| r.try_get("user_id"))
-        .collect::<Result<_, _>>()?;
-    let limits = get_limits_many(&mut *conn, &users).await?;
-    let mut views = BTreeMap::new();
-    for r in &contracts {
-        let nomor: String = r.try_get("nomor_kontrak")?;
-        let user_id: String = r.try_get("user_id")?;
-        let limits = limits
-            .get(&user_id)
-            .cloned()
-            .ok_or_else(|| DbError::Corrupt("contract without limits".into()))?;
-        let tagihan = installments.remove(&nomor).unwrap_or_default();
-        let view = contract_view(r, user_id, tagihan, limits)?;
-        views.insert(nomor, (r.try_get("merchant_id")?, view));
+
+    /// The contracts of `wanted` among those read, with their installments and their users'
+    /// limits (two more queries), each with its merchant, as [`load_contracts_closing`].
+    pub async fn closing<'a>(
+        &self,
+        conn: &mut sqlx::MySqlConnection,
+        wanted: impl IntoIterator<Item = &'a str>,
+        closing: Option<NaiveDate>,
+    ) -> Result<BTreeMap<String, (String, ContractView)>, DbError> {
+        let wanted: std::collections::BTreeSet<&str> = wanted.into_iter().collect();
+        let mut contracts = Vec::new();
+        for r in &self.0 {
+            let nomor: &str = r.try_get("nomor_kontrak")?;
+            if wanted.contains(nomor) {
+                contracts.push(r);
+            }
+        }
+        if contracts.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut query = QueryBuilder::<MySql>::new(format!(
+            "SELECT nomor_kontrak, {INSTALLMENT_COLUMNS} FROM monthly_billings WHERE nomor_kontrak IN "
+        ));
+        push_in_list(&mut query, wanted.iter().copied());
+        query.push(" ORDER BY nomor_kontrak, cicilan_ke");
+        let mut installments: BTreeMap<String, Vec<InstallmentView>> = BTreeMap::new();
+        for r in query.build().fetch_all(&mut *conn).await? {
+            installments
+                .entry(r.try_get("nomor_kontrak")?)
+                .or_default()
+                .push(installment_from_row(&r, closing)?);
+        }
+        let users: Vec<String> = contracts
+            .iter()
+            .map(|r| r.try_get("user_id"))
+            .collect::<Result<_, _>>()?;
+        let limits = get_limits_many(&mut *conn, &users).await?;
+        let mut views = BTreeMap::new();
+        for r in contracts {
+            let nomor: String = r.try_get("nomor_kontrak")?;
+            let user_id: String = r.try_get("user_id")?;
+            let limits = limits
+                .get(&user_id)
+                .cloned()
+                .ok_or_else(|| DbError::Corrupt("contract without limits".into()))?;
+            let tagihan = installments.remove(&nomor).unwrap_or_default();
+            let view = contract_view(r, user_id, tagihan, limits)?;
+            views.insert(nomor, (r.try_get("merchant_id")?, view));
+        }
+        Ok(views)
     }
-    Ok(views)
 }
 
 /// A contract's row, with its installments and its user's limits, as `GET /contracts` shows it.

@@ -6,7 +6,7 @@ use super::Handoff;
 use crate::unit::{CommandError, Decision, Transient};
 use serde::{Deserialize, Serialize};
 use shared::cache::StatusRecord;
-use shared::db::contracts::load_contracts_closing;
+use shared::db::contracts::contract_rows;
 use shared::db::webhooks::{LeasedEvent, NewEvent, Subscription, insert_events, subscriptions};
 use shared::messages::CallType;
 use shared::status::CallState;
@@ -49,7 +49,10 @@ async fn record_all(
         .iter()
         .filter_map(|r| contract_event(r).map(|(t, n)| (*r, t, n)))
         .collect();
-    let owners = owners(conn, &contract_events).await?;
+    // The contracts' rows first: they name each contract's merchant, whose subscription
+    // decides whether the rest of the contract is read.
+    let rows = contract_rows(conn, contract_events.iter().map(|(_, _, n)| n.as_str())).await?;
+    let owners = rows.owners()?;
     let merchants: Vec<&str> = records
         .iter()
         .map(|r| r.merchant_id.as_str())
@@ -83,7 +86,7 @@ async fn record_all(
         })
         .collect();
     let nomors = wanted.iter().map(|(_, _, n, _)| *n);
-    let contracts = load_contracts_closing(conn, nomors, None).await?;
+    let contracts = rows.closing(conn, nomors, None).await?;
     for (r, event_type, nomor, owner) in wanted {
         let Some((_, contract)) = contracts.get(nomor) else {
             continue;
@@ -175,26 +178,6 @@ fn contract_event(r: &StatusRecord) -> Option<(EventType, String)> {
         _ => return None,
     };
     Some((event_type, effect.nomor_kontrak?))
-}
-
-/// The merchant of each contract the events are about (a contract's events go to the
-/// merchant that sold it, whoever paid or refunded).
-async fn owners(
-    conn: &mut MySqlConnection,
-    contract_events: &[(&StatusRecord, EventType, String)],
-) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    if contract_events.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(
-        "SELECT nomor_kontrak, merchant_id FROM transactions WHERE nomor_kontrak IN ",
-    );
-    shared::db::push_in_list(
-        &mut query,
-        contract_events.iter().map(|(_, _, n)| n.as_str()),
-    );
-    let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().collect())
 }
 
 fn event<T: Serialize>(
