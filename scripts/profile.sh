@@ -8,6 +8,8 @@
 #   scripts/profile.sh                      # the plain load: 6000 requests, 500 users
 #   MIXED=1 scripts/profile.sh              # the mixed load: refunds and webhooks
 #   TOP=40 scripts/profile.sh               # more functions per program
+#   STATEMENTS=1 scripts/profile.sh         # also every SQL statement of the engine, by shape
+#                                           # (MariaDB's general log; it slows MariaDB a little)
 #
 # The recording stays in .local/profile/<time>.data: `perf report -i FILE` browses it. The
 # development engine is stopped first (same ports); start it again with scripts/run.sh.
@@ -53,8 +55,14 @@ say "recording: loadgen ${load[*]}"
 redis-cli CONFIG RESETSTAT >/dev/null
 mariadb_status() { mariadb -uroot -N -e "SHOW GLOBAL STATUS" > "$1"; }
 mariadb_status .local/profile/status-before.txt
+# Written by the server, so in a directory its own user may write to.
+GENERAL_LOG="/tmp/xyz-profile-$(basename "${OUT%.data}").general.log"
+if [ "${STATEMENTS:-0}" = 1 ]; then
+  mariadb -uroot -e "SET GLOBAL general_log = 0; SET GLOBAL log_output = 'FILE';
+    SET GLOBAL general_log_file = '$GENERAL_LOG'; SET GLOBAL general_log = 1"
+fi
 perf record -a -e cpu-clock -F 999 -o "$OUT" -- "$LOADGEN" "${load[@]}" 2>/dev/null |
-  python3 -c '
+  tee .local/profile/run.jsonl | python3 -c '
 import json, sys
 for line in sys.stdin:
     if line.startswith("{"):
@@ -63,6 +71,7 @@ for line in sys.stdin:
         c = d.get("counts", {})
         print("requests:", c.get("requests"), " approved contracts:", c.get("approved_contracts"))'
 
+[ "${STATEMENTS:-0}" = 1 ] && mariadb -uroot -e "SET GLOBAL general_log = 0"
 mariadb_status .local/profile/status-after.txt
 say "MariaDB: what the load changed (SHOW GLOBAL STATUS, after minus before)"
 python3 - .local/profile/status-before.txt .local/profile/status-after.txt <<'PY'
@@ -89,6 +98,15 @@ say "Redis: calls per command over the load (INFO commandstats)"
 redis-cli INFO commandstats | tr -d '\r' | grep '^cmdstat_' |
   sed -E 's/^cmdstat_([a-z|]+):calls=([0-9]+),usec=([0-9]+),usec_per_call=([0-9.]+).*/\1 \2 \3 \4/' |
   sort -k3 -n -r | awk '{printf "  %-12s calls %9d  usec %9d  usec/call %6.2f\n", $1, $2, $3, $4}'
+if [ "${STATEMENTS:-0}" = 1 ]; then
+  say "MariaDB: the engine's statements by shape (general log $GENERAL_LOG)"
+  contracts=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        print(json.loads(line).get("counts", {}).get("approved_contracts", 0))' .local/profile/run.jsonl)
+  python3 scripts/statement_census.py "$GENERAL_LOG" "$contracts" "$TOP"
+fi
 say "share of the samples by program"
 perf report -i "$OUT" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
 for comm in mariadbd ingress worker beam.smp redis-server nginx; do
