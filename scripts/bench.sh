@@ -102,16 +102,8 @@ for line in sys.stdin:
 # Run in another tree (ab_run), it starts that tree's engine with that tree's xyzctl.
 engine() { # worker processes
   WORKERS="$1" bash scripts/run.sh > .local/logs/bench-run.log 2>&1
-  for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
-    id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
-    target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
-      --database-url "$LOADGEN_DATABASE_URL" >/dev/null
-  done
-  sleep 3 # the ingresses reload keys every ~2 s
-  # A warm-up run, not recorded: fresh processes prepare each shape of the workers'
-  # multi-row statements once per connection (1127 prepares in a first run of 6000 requests,
-  # 436 in the second), which a long-running engine has long done.
-  "$LOADGEN" run --requests 2000 --users 200 --no-verify >/dev/null 2>&1 || true
+  # Warm-up (lib.sh): 1127 prepares in a first run of 6000 requests, 436 in the second.
+  loadgen_room_and_warmup
 }
 
 # A merchant's bulk checkout: BULK_REQUESTS checkouts as fast as 256 connections send them,
@@ -281,13 +273,7 @@ if [ "${CLUSTER:-1}" = 1 ]; then
     export LOADGEN_ADMIN_KEY_FILE="$BENCH_CLUSTER/engine/admin.json"
     export LOADGEN_MERCHANT_KEY_FILE="$BENCH_CLUSTER/engine/merchant.json"
     export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3311/xyz_cluster,mysql://root@127.0.0.1:3312/xyz_cluster,mysql://root@127.0.0.1:3313/xyz_cluster"
-    for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
-      id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
-      target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
-        --database-url "mysql://root@127.0.0.1:3311/xyz_cluster" >/dev/null
-    done
-    sleep 3
-    "$LOADGEN" run --requests 2000 --users 200 --no-verify >/dev/null 2>&1 || true
+    loadgen_room_and_warmup "mysql://root@127.0.0.1:3311/xyz_cluster"
     for _ in $(seq 1 "$RUNS"); do
       "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" 2>/dev/null | record e2e-workers-2-cluster
       "$LOADGEN" run --requests "$REQUESTS" --users "$USERS" --refund-share 0.3 --webhooks \

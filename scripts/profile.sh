@@ -40,14 +40,7 @@ mkdir -p "$ENGINE_STATE/logs"
 
 say "starting the engine (2 worker processes)"
 WORKERS=2 bash scripts/run.sh > .local/logs/profile-run.log 2>&1
-# The load generator's keys get room above the default limit, as in scripts/bench.sh.
-for f in "$LOADGEN_ADMIN_KEY_FILE" "$LOADGEN_MERCHANT_KEY_FILE"; do
-  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$f")
-  target/release/xyzctl keys set-rate "$id" --per-second 20000 --burst 40000 \
-    --database-url "$LOADGEN_DATABASE_URL" >/dev/null
-done
-sleep 3
-"$LOADGEN" run --requests 2000 --users 200 --no-verify >/dev/null 2>&1 || true
+loadgen_room_and_warmup
 
 load=(run --requests "$REQUESTS" --users "$USERS")
 [ "${MIXED:-0}" = 1 ] && load+=(--refund-share 0.3 --webhooks)
@@ -107,11 +100,15 @@ for line in open(sys.argv[1]):
         print(json.loads(line).get("counts", {}).get("approved_contracts", 0))' .local/profile/run.jsonl)
   python3 scripts/statement_census.py "$GENERAL_LOG" "$contracts" "$TOP"
 fi
-say "share of the samples by program"
-perf report -i "$OUT" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
-for comm in mariadbd ingress worker beam.smp redis-server nginx; do
-  say "$comm: hottest functions (percent of all samples)"
-  perf report -i "$OUT" --comms "$comm" --sort dso,sym --stdio 2>/dev/null |
-    grep -v '^#' | grep -v '^$' | head -"$TOP"
+say "share of the samples by program and binary"
+perf report -i "$OUT" --sort comm,dso --stdio 2>/dev/null | grep -v -e '^#' -e '^$' | sed -n 1,20p
+# The servers by process name; the engine's own binaries by their code (their threads are all
+# named tokio-rt-worker, the load generator's too).
+for filter in "--comms mariadbd" "--comms beam.smp" "--comms redis-server" "--comms nginx" \
+  "--dsos ingress" "--dsos worker"; do
+  say "${filter#--* }: hottest functions (percent of all samples)"
+  # shellcheck disable=SC2086 # the filter is an option and its value
+  perf report -i "$OUT" $filter --sort dso,sym --stdio 2>/dev/null |
+    grep -v -e '^#' -e '^$' | sed -n "1,${TOP}p" || true
 done
 say "recording kept in $OUT"
