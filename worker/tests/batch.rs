@@ -591,3 +591,82 @@ async fn lanes_share_no_user_and_side_by_side_take_each_limit_exactly(pool: MySq
         );
     }
 }
+
+/// The contracts a batch's payments and refunds change are written back together: each one
+/// ends with exactly its own payments and refunds, dated by its own last command, and a
+/// contract of the same owner that the batch does not name is left as it was.
+#[sqlx::test(migrations = "../migrations")]
+async fn several_contracts_changed_in_one_batch_each_keep_exactly_their_own_changes(
+    pool: MySqlPool,
+) {
+    let three = cost(Tenor::Three);
+    let limit = times(three, 4);
+    let alice = user(&pool, [limit, limit, limit, limit]).await;
+    let checkouts: Vec<Command> = (0..4).map(|_| checkout(&alice, Tenor::Three)).collect();
+    let (answers, _) = apply(&pool, &checkouts).await;
+    let mut nomors: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            a.2.as_ref()
+                .and_then(|r| r["nomor_kontrak"].as_str())
+                .expect("contract number")
+                .to_owned()
+        })
+        .collect();
+    nomors.sort();
+    let untouched_before: (Decimal, Decimal, chrono::NaiveDateTime) = sqlx::query_as(
+        "SELECT terbayar, total_refund, tanggal_update FROM transactions WHERE nomor_kontrak = ?",
+    )
+    .bind(&nomors[3])
+    .fetch_one(&pool)
+    .await
+    .expect("contract row");
+
+    // Three contracts changed (a chunk of two and one of one), the fourth not named.
+    let batch = vec![
+        payment(&nomors[0], money("100000")),
+        refund(&nomors[1], money("250000.50"), "merchant-a"),
+        payment(&nomors[2], money("30000")),
+        refund(&nomors[2], money("20000"), "merchant-a"),
+        payment(&nomors[0], money("0.25")),
+    ];
+    let (answers, path) = apply(&pool, &batch).await;
+    assert_eq!(path, BatchPath::SetBased);
+    assert!(
+        answers.iter().all(|a| a.0 == CallState::Approved),
+        "{:?}",
+        verdicts(&answers)
+    );
+    let expected = [
+        (&nomors[0], "100000.25", "0", batch[4].accepted_at),
+        (&nomors[1], "0", "250000.50", batch[1].accepted_at),
+        (&nomors[2], "30000", "20000", batch[3].accepted_at),
+    ];
+    for (nomor, paid, refunded, last) in expected {
+        let (terbayar, total_refund, updated): (Decimal, Decimal, chrono::NaiveDateTime) =
+            sqlx::query_as(
+                "SELECT terbayar, total_refund, tanggal_update FROM transactions WHERE nomor_kontrak = ?",
+            )
+            .bind(nomor)
+            .fetch_one(&pool)
+            .await
+            .expect("contract row");
+        assert_eq!(terbayar, money(paid).value(), "{nomor} terbayar");
+        assert_eq!(
+            total_refund,
+            money(refunded).value(),
+            "{nomor} total_refund"
+        );
+        // Stored to the microsecond.
+        let last = chrono::SubsecRound::trunc_subsecs(last.naive_utc(), 6);
+        assert_eq!(updated, last, "{nomor} tanggal_update");
+    }
+    let untouched_after: (Decimal, Decimal, chrono::NaiveDateTime) = sqlx::query_as(
+        "SELECT terbayar, total_refund, tanggal_update FROM transactions WHERE nomor_kontrak = ?",
+    )
+    .bind(&nomors[3])
+    .fetch_one(&pool)
+    .await
+    .expect("contract row");
+    assert_eq!(untouched_after, untouched_before);
+}

@@ -96,7 +96,7 @@ pub fn pool_options(max_connections: u32) -> MySqlPoolOptions {
 /// dozen that every connection prepares once and keeps. With one statement per row count, a
 /// fresh engine prepared ~1000 statements (a parse and a plan each, in MariaDB) in its first
 /// 6000 requests at a moderate rate, and still ~100 per run after five runs.
-pub(crate) fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+pub fn fixed_size_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = rows;
     std::iter::from_fn(move || {
         if rest.is_empty() {

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
 use shared::contract::{Allocation, InstallmentStatus, OpenInstallment, Tenor};
 use shared::db::users::{LimitsMap, LockedLimits};
-use shared::db::{push_in_list, write_rows};
+use shared::db::{fixed_size_chunks, push_in_list, write_rows};
 use shared::messages::{Command, CommandPayload};
 use shared::money::Money;
 use sqlx::{MySqlConnection, QueryBuilder, Row};
@@ -245,8 +245,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Writes back what changed: one upsert of the installments, one update per changed
-    /// contract.
+    /// Writes back what changed: one upsert of the installments, one update of the changed
+    /// contracts.
     async fn write(&self, conn: &mut MySqlConnection) -> Result<(), CommandError> {
         let changed: Vec<&Installment> = self
             .installments
@@ -280,18 +280,45 @@ impl Ledger {
             )
             .await?;
         }
-        for (nomor, c) in &self.contracts {
-            let Some(at) = c.updated_at else { continue };
-            sqlx::query(
-                "UPDATE transactions SET terbayar = terbayar + ?, total_refund = total_refund + ?,
-                    tanggal_update = ? WHERE nomor_kontrak = ?",
-            )
-            .bind(c.paid)
-            .bind(c.refunded)
-            .bind(at)
-            .bind(nomor)
-            .execute(&mut *conn)
-            .await?;
+        let contracts: Vec<(&String, &Contract, NaiveDateTime)> = self
+            .contracts
+            .iter()
+            .filter_map(|(nomor, c)| c.updated_at.map(|at| (nomor, c, at)))
+            .collect();
+        // One statement for every changed contract (in power-of-two chunks, so its shapes
+        // stay prepared): in a busy batch the contracts' updates were a quarter of all its
+        // statements, one each. The rows are locked (`lock`, in this order), and FORCE INDEX
+        // keeps the update on exactly the rows it names (see `lock`).
+        for chunk in fixed_size_chunks(&contracts) {
+            let mut query = QueryBuilder::new(
+                "UPDATE transactions FORCE INDEX (PRIMARY) SET terbayar = terbayar + CASE nomor_kontrak",
+            );
+            for (nomor, c, _) in chunk {
+                query
+                    .push(" WHEN ")
+                    .push_bind(*nomor)
+                    .push(" THEN ")
+                    .push_bind(c.paid);
+            }
+            query.push(" END, total_refund = total_refund + CASE nomor_kontrak");
+            for (nomor, c, _) in chunk {
+                query
+                    .push(" WHEN ")
+                    .push_bind(*nomor)
+                    .push(" THEN ")
+                    .push_bind(c.refunded);
+            }
+            query.push(" END, tanggal_update = CASE nomor_kontrak");
+            for (nomor, _, at) in chunk {
+                query
+                    .push(" WHEN ")
+                    .push_bind(*nomor)
+                    .push(" THEN ")
+                    .push_bind(*at);
+            }
+            query.push(" END WHERE nomor_kontrak IN ");
+            push_in_list(&mut query, chunk.iter().map(|(nomor, _, _)| nomor.as_str()));
+            query.build().execute(&mut *conn).await?;
         }
         Ok(())
     }
