@@ -456,14 +456,17 @@ for series in ("open-loop-50", "open-loop-half-peak", "open-loop-half-peak-offpa
             print("   waited for a core, us per time slice (median): " + ", ".join(
                 f"{g} {statistics.median(w[g]['us_per_slice'] for w in waits if g in w):.0f}"
                 for g in groups))
-# The target beside what this machine gives an almost idle engine: where the acceptance at
-# 50/s is already over 10 ms, no change to the engine can show at half of peak.
+# The target is a ratio to this engine's own accept p99 at 50 requests/s in the same run
+# (BENCHMARKS.md, target 3): the machine's idle tail is the yardstick, not an absolute time.
 half, _ = med("open-loop-half-peak", "accept_p99_ms")
 idle, _ = med("open-loop-50", "accept_p99_ms")
 if half is not None and idle:
-    print(f"accept p99 target (<= 10 ms at half of peak): {half:.1f} ms, "
-          f"{'met' if half <= 10 else 'missed'}; the same acceptance at 50/s: {idle:.1f} ms, "
-          f"so half of peak costs {half / idle:.2f}x this machine's idle figure")
+    ratio = half / idle
+    print(f"accept p99 target (half of peak <= 1.25x the p99 at 50/s): {half:.1f} ms against "
+          f"{idle:.1f} ms, {ratio:.2f}x, {'met' if ratio <= 1.25 else 'missed'}")
+grouped, _ = med("open-loop-half-peak-offpath-group", "accept_p99_ms")
+if grouped is not None and idle:
+    print(f"   with the workers and MariaDB in the CPU group: {grouped:.1f} ms, {grouped / idle:.2f}x")
 PY
 
 # The figures: matplotlib in a virtualenv of its own, made once (as schemathesis.sh does), so
