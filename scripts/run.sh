@@ -42,6 +42,14 @@ fi
 
 say "stopping engine processes from an earlier run"
 bash scripts/stop.sh >/dev/null
+# nginx listens with reuseport: an engine of another state directory (a benchmark's, a
+# profile's) still on these ports would silently take part of every client's connections.
+for port in $(seq "$HTTP_PORT" $((HTTP_PORT + ${INGRESSES:-2}))); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    say "port $port is taken by another process (another engine? stop it with ENGINE_STATE=<its state directory> scripts/stop.sh)"
+    exit 1
+  fi
+done
 recreate_outdated_command_queue "${AMQP_PREFIX:-xyz}"
 
 for i in $(seq 1 "${WORKERS:-2}"); do start_worker "$i"; done
