@@ -614,13 +614,7 @@ async fn several_contracts_changed_in_one_batch_each_keep_exactly_their_own_chan
         })
         .collect();
     nomors.sort();
-    let untouched_before: (Decimal, Decimal, chrono::NaiveDateTime) = sqlx::query_as(
-        "SELECT terbayar, total_refund, tanggal_update FROM transactions WHERE nomor_kontrak = ?",
-    )
-    .bind(&nomors[3])
-    .fetch_one(&pool)
-    .await
-    .expect("contract row");
+    let untouched_before = contract_totals(&pool, &nomors[3]).await;
 
     // Three contracts changed (a chunk of two and one of one), the fourth not named.
     let batch = vec![
@@ -643,14 +637,7 @@ async fn several_contracts_changed_in_one_batch_each_keep_exactly_their_own_chan
         (&nomors[2], "30000", "20000", batch[3].accepted_at),
     ];
     for (nomor, paid, refunded, last) in expected {
-        let (terbayar, total_refund, updated): (Decimal, Decimal, chrono::NaiveDateTime) =
-            sqlx::query_as(
-                "SELECT terbayar, total_refund, tanggal_update FROM transactions WHERE nomor_kontrak = ?",
-            )
-            .bind(nomor)
-            .fetch_one(&pool)
-            .await
-            .expect("contract row");
+        let (terbayar, total_refund, updated) = contract_totals(&pool, nomor).await;
         assert_eq!(terbayar, money(paid).value(), "{nomor} terbayar");
         assert_eq!(
             total_refund,
@@ -661,12 +648,19 @@ async fn several_contracts_changed_in_one_batch_each_keep_exactly_their_own_chan
         let last = chrono::SubsecRound::trunc_subsecs(last.naive_utc(), 6);
         assert_eq!(updated, last, "{nomor} tanggal_update");
     }
-    let untouched_after: (Decimal, Decimal, chrono::NaiveDateTime) = sqlx::query_as(
+    assert_eq!(contract_totals(&pool, &nomors[3]).await, untouched_before);
+}
+
+/// A contract's `terbayar`, `total_refund` and `tanggal_update` as stored.
+async fn contract_totals(
+    pool: &MySqlPool,
+    nomor: &str,
+) -> (Decimal, Decimal, chrono::NaiveDateTime) {
+    sqlx::query_as(
         "SELECT terbayar, total_refund, tanggal_update FROM transactions WHERE nomor_kontrak = ?",
     )
-    .bind(&nomors[3])
-    .fetch_one(&pool)
+    .bind(nomor)
+    .fetch_one(pool)
     .await
-    .expect("contract row");
-    assert_eq!(untouched_after, untouched_before);
+    .expect("contract row")
 }

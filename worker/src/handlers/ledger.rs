@@ -11,7 +11,7 @@ use shared::db::users::{LimitsMap, LockedLimits};
 use shared::db::{fixed_size_chunks, push_in_list, write_rows};
 use shared::messages::{Command, CommandPayload};
 use shared::money::Money;
-use sqlx::{MySqlConnection, QueryBuilder, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) fn money(row: &sqlx::mysql::MySqlRow, col: &str) -> Result<Money, CommandError> {
@@ -280,7 +280,7 @@ impl Ledger {
             )
             .await?;
         }
-        let contracts: Vec<(&String, &Contract, NaiveDateTime)> = self
+        let contracts: Vec<Changed<'_>> = self
             .contracts
             .iter()
             .filter_map(|(nomor, c)| c.updated_at.map(|at| (nomor, c, at)))
@@ -291,37 +291,42 @@ impl Ledger {
         // keeps the update on exactly the rows it names (see `lock`).
         for chunk in fixed_size_chunks(&contracts) {
             let mut query = QueryBuilder::new(
-                "UPDATE transactions FORCE INDEX (PRIMARY) SET terbayar = terbayar + CASE nomor_kontrak",
+                "UPDATE transactions FORCE INDEX (PRIMARY) SET terbayar = terbayar + ",
             );
-            for (nomor, c, _) in chunk {
-                query
-                    .push(" WHEN ")
-                    .push_bind(*nomor)
-                    .push(" THEN ")
-                    .push_bind(c.paid);
-            }
-            query.push(" END, total_refund = total_refund + CASE nomor_kontrak");
-            for (nomor, c, _) in chunk {
-                query
-                    .push(" WHEN ")
-                    .push_bind(*nomor)
-                    .push(" THEN ")
-                    .push_bind(c.refunded);
-            }
-            query.push(" END, tanggal_update = CASE nomor_kontrak");
-            for (nomor, _, at) in chunk {
-                query
-                    .push(" WHEN ")
-                    .push_bind(*nomor)
-                    .push(" THEN ")
-                    .push_bind(*at);
-            }
-            query.push(" END WHERE nomor_kontrak IN ");
+            push_case(&mut query, chunk, |c, _| c.paid);
+            query.push(", total_refund = total_refund + ");
+            push_case(&mut query, chunk, |c, _| c.refunded);
+            query.push(", tanggal_update = ");
+            push_case(&mut query, chunk, |_, at| at);
+            query.push(" WHERE nomor_kontrak IN ");
             push_in_list(&mut query, chunk.iter().map(|(nomor, _, _)| nomor.as_str()));
             query.build().execute(&mut *conn).await?;
         }
         Ok(())
     }
+}
+
+/// A changed contract as [`Ledger::write`] writes it back: its number, its row, and when it
+/// last changed.
+type Changed<'a> = (&'a String, &'a Contract, NaiveDateTime);
+
+/// Appends `CASE nomor_kontrak WHEN ? THEN ? … END`: each contract of `chunk` with `value` of it.
+fn push_case<T>(
+    query: &mut QueryBuilder<MySql>,
+    chunk: &[Changed<'_>],
+    value: impl Fn(&Contract, NaiveDateTime) -> T,
+) where
+    T: for<'t> sqlx::Encode<'t, MySql> + sqlx::Type<MySql>,
+{
+    query.push("CASE nomor_kontrak");
+    for &(nomor, c, at) in chunk {
+        query
+            .push(" WHEN ")
+            .push_bind(nomor)
+            .push(" THEN ")
+            .push_bind(value(c, at));
+    }
+    query.push(" END");
 }
 
 /// Gives `amount` back to the available limit of `user_id`'s `tenor` (locked by the batch,
