@@ -123,9 +123,14 @@ ensure_test_venv() {
 # Workers run at nice 10 (WORKER_NICE): their decisions are asynchronous, while a merchant
 # waits for every acceptance; on shared cores the ingress path goes first (BENCHMARKS.md).
 # WORKER_METRICS_BASE moves the metrics ports of a second engine (scripts/cluster.sh).
+# Each worker process runs one tokio thread too (WORKER_THREADS): its work is waiting on
+# MySQL, RabbitMQ and the webhook receivers, and a second thread mostly adds wake-ups (the
+# mixed load, one thread against two, in BENCHMARKS.md). More throughput comes from more
+# processes.
 start_worker() {
   local i=$1
   METRICS_ADDR=127.0.0.1:$((${WORKER_METRICS_BASE:-9100} + i)) \
+    TOKIO_WORKER_THREADS="${WORKER_THREADS:-1}" \
     nohup nice -n "${WORKER_NICE:-10}" "$BIN/worker" >>"$STATE/logs/worker-$i.log" 2>&1 &
   echo $! > "$STATE/worker-$i.pid"
 }

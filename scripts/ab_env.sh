@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# An A/B of one engine setting on the benchmark's mixed load (refunds racing payments,
+# webhooks on): for each pair of runs, a fresh database and a fresh 2-worker engine with the
+# setting at A, then at B (the order alternates between pairs), the same warm-up as
+# scripts/bench.sh, one `loadgen run`; prints each run's approved contracts per second, its
+# end-to-end p50 (request to decision) and the workers' CPU over the run (clock ticks, user +
+# system, from /proc), then the medians.
+#
+#   scripts/ab_env.sh WORKER_THREADS 1 2            # 4 pairs
+#   PAIRS=6 scripts/ab_env.sh WORKER_BATCH_LINGER_MS 5 20
+#   LOAD="--requests 6000 --users 500" scripts/ab_env.sh WORKER_LANES 4 2   # the plain load
+#   LOAD="--requests 1000 --users 100 --rate 50" scripts/ab_env.sh …         # latency at 50/s
+#
+# Any variable scripts/run.sh or the binaries read can be the setting. The development
+# engine is stopped first (same ports); start it again with scripts/run.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+[ $# = 3 ] || { echo "usage: $0 VARIABLE A B" >&2; exit 2; }
+VAR=$1 A=$2 B=$3
+PAIRS="${PAIRS:-4}"
+read -r -a load <<< "${LOAD:---requests 6000 --users 500 --refund-share 0.3 --webhooks}"
+LOADGEN=target/release/loadgen
+cargo build --release -q --bins
+
+export ENGINE_STATE=.local/ab-engine DB_NAME=xyz_ab REDIS_PREFIX=xyzab AMQP_PREFIX=xyzab
+export INGRESSES=1 WEBHOOK_ALLOW_LOOPBACK=1
+export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
+export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
+export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
+bash scripts/stop.sh >/dev/null
+# The benchmark's buffer pool (scripts/bench.sh says why), restored at the end.
+old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
+trap 'bash scripts/stop.sh >/dev/null 2>&1 || true
+  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true' EXIT
+mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+mkdir -p .local/logs
+
+# The workers' CPU so far: user + system clock ticks of every worker process.
+worker_ticks() {
+  local total=0 f
+  for f in "$ENGINE_STATE"/worker-*.pid; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$(cat "$f")/stat")))
+  done
+  echo "$total"
+}
+
+results=$(mktemp)
+for pair in $(seq 1 "$PAIRS"); do
+  order=("$A" "$B")
+  [ $((pair % 2)) = 0 ] && order=("$B" "$A")
+  for value in "${order[@]}"; do
+    bash scripts/stop.sh >/dev/null 2>&1
+    mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
+    rm -f "$ENGINE_STATE"/*.json
+    mkdir -p "$ENGINE_STATE/logs"
+    env "$VAR=$value" WORKERS=2 bash scripts/run.sh > .local/logs/ab-env-run.log 2>&1 ||
+      { tail .local/logs/ab-env-run.log; exit 1; }
+    loadgen_room_and_warmup
+    before=$(worker_ticks)
+    rate=$("$LOADGEN" run "${load[@]}" 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("{"):
+        d = json.loads(line)
+        bad = d.get("invariant_violations")
+        print(d["approved_contracts_per_sec_end_to_end"], d["e2e_p50_ms"], bad)')
+    after=$(worker_ticks)
+    read -r approved p50 bad <<< "$rate"
+    echo "pair $pair  $VAR=$value  approved/s $approved  e2e p50 $p50 ms" \
+      " worker ticks $((after - before))  violations $bad"
+    echo "$value $approved $p50 $((after - before))" >> "$results"
+  done
+done
+python3 - "$results" "$VAR" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    value, rate, p50, ticks = line.split()
+    runs.setdefault(value, []).append((float(rate), float(p50), int(ticks)))
+for value, rs in runs.items():
+    for i, what in ((0, "approved/s"), (1, "e2e p50 ms"), (2, "worker ticks")):
+        xs = [r[i] for r in rs]
+        print(f"{sys.argv[2]}={value}: {what} median {statistics.median(xs):.1f}"
+              f" {sorted(round(x, 1) for x in xs)}")
+PY
+rm -f "$results"
