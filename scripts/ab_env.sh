@@ -10,6 +10,9 @@
 #   PAIRS=6 scripts/ab_env.sh WORKER_BATCH_LINGER_MS 5 20
 #   LOAD="--requests 6000 --users 500" scripts/ab_env.sh WORKER_LANES 4 2   # the plain load
 #   LOAD="--requests 1000 --users 100 --rate 50" scripts/ab_env.sh …         # latency at 50/s
+#   LOAD_B="--requests 6000 --users 500 --refund-share 0.3" scripts/ab_env.sh - hooks no-hooks
+#                    # two loads on the same engine: VARIABLE `-` sets nothing, and LOAD_A or
+#                    # LOAD_B replace LOAD on their side (here: the mixed load without webhooks)
 #
 # Any variable scripts/run.sh or the binaries read can be the setting. The development
 # engine is stopped first (same ports); start it again with scripts/run.sh.
@@ -20,7 +23,7 @@ source scripts/lib.sh
 [ $# = 3 ] || { echo "usage: $0 VARIABLE A B" >&2; exit 2; }
 VAR=$1 A=$2 B=$3
 PAIRS="${PAIRS:-4}"
-read -r -a load <<< "${LOAD:---requests 6000 --users 500 --refund-share 0.3 --webhooks}"
+LOAD="${LOAD:---requests 6000 --users 500 --refund-share 0.3 --webhooks}"
 LOADGEN=target/release/loadgen
 cargo build --release -q --bins
 
@@ -56,9 +59,15 @@ for pair in $(seq 1 "$PAIRS"); do
     mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
     rm -f "$ENGINE_STATE"/*.json
     mkdir -p "$ENGINE_STATE/logs"
-    env "$VAR=$value" WORKERS=2 bash scripts/run.sh > .local/logs/ab-env-run.log 2>&1 ||
+    setting=()
+    [ "$VAR" != - ] && setting=("$VAR=$value")
+    env "${setting[@]}" WORKERS=2 bash scripts/run.sh > .local/logs/ab-env-run.log 2>&1 ||
       { tail .local/logs/ab-env-run.log; exit 1; }
     loadgen_room_and_warmup
+    side_load=$LOAD
+    [ "$value" = "$A" ] && side_load="${LOAD_A:-$LOAD}"
+    [ "$value" = "$B" ] && side_load="${LOAD_B:-$LOAD}"
+    read -r -a load <<< "$side_load"
     before=$(worker_ticks)
     rate=$("$LOADGEN" run "${load[@]}" 2>/dev/null | python3 -c '
 import json, sys
@@ -69,7 +78,9 @@ for line in sys.stdin:
         print(d["approved_contracts_per_sec_end_to_end"], d["e2e_p50_ms"], bad)')
     after=$(worker_ticks)
     read -r approved p50 bad <<< "$rate"
-    echo "pair $pair  $VAR=$value  approved/s $approved  e2e p50 $p50 ms" \
+    label="$VAR=$value"
+    [ "$VAR" = - ] && label=$value
+    echo "pair $pair  $label  approved/s $approved  e2e p50 $p50 ms" \
       " worker ticks $((after - before))  violations $bad"
     echo "$value $approved $p50 $((after - before))" >> "$results"
   done
@@ -83,7 +94,8 @@ for line in open(sys.argv[1]):
 for value, rs in runs.items():
     for i, what in ((0, "approved/s"), (1, "e2e p50 ms"), (2, "worker ticks")):
         xs = [r[i] for r in rs]
-        print(f"{sys.argv[2]}={value}: {what} median {statistics.median(xs):.1f}"
+        label = value if sys.argv[2] == "-" else f"{sys.argv[2]}={value}"
+        print(f"{label}: {what} median {statistics.median(xs):.1f}"
               f" {sorted(round(x, 1) for x in xs)}")
 PY
 rm -f "$results"
