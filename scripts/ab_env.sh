@@ -27,11 +27,8 @@ LOAD="${LOAD:---requests 6000 --users 500 --refund-share 0.3 --webhooks}"
 LOADGEN=target/release/loadgen
 cargo build --release -q --bins
 
-export ENGINE_STATE=.local/ab-engine DB_NAME=xyz_ab REDIS_PREFIX=xyzab AMQP_PREFIX=xyzab
-export INGRESSES=1 WEBHOOK_ALLOW_LOOPBACK=1
-export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
-export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
-export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+own_engine_env .local/ab-engine xyz_ab
+export REDIS_PREFIX=xyzab AMQP_PREFIX=xyzab INGRESSES=1 WEBHOOK_ALLOW_LOOPBACK=1
 ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
 bash scripts/stop.sh >/dev/null
 # The benchmark's buffer pool (scripts/bench.sh says why), restored at the end.
@@ -56,9 +53,7 @@ for pair in $(seq 1 "$PAIRS"); do
   [ $((pair % 2)) = 0 ] && order=("$B" "$A")
   for value in "${order[@]}"; do
     bash scripts/stop.sh >/dev/null 2>&1
-    mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
-    rm -f "$ENGINE_STATE"/*.json
-    mkdir -p "$ENGINE_STATE/logs"
+    fresh_engine_database
     setting=()
     [ "$VAR" != - ] && setting=("$VAR=$value")
     env "${setting[@]}" WORKERS=2 bash scripts/run.sh > .local/logs/ab-env-run.log 2>&1 ||
@@ -69,7 +64,7 @@ for pair in $(seq 1 "$PAIRS"); do
     [ "$value" = "$B" ] && side_load="${LOAD_B:-$LOAD}"
     read -r -a load <<< "$side_load"
     before=$(worker_ticks)
-    rate=$("$LOADGEN" run "${load[@]}" 2>/dev/null | python3 -c '
+    measured=$("$LOADGEN" run "${load[@]}" 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     if line.startswith("{"):
@@ -77,7 +72,7 @@ for line in sys.stdin:
         bad = d.get("invariant_violations")
         print(d["approved_contracts_per_sec_end_to_end"], d["e2e_p50_ms"], bad)')
     after=$(worker_ticks)
-    read -r approved p50 bad <<< "$rate"
+    read -r approved p50 bad <<< "$measured"
     label="$VAR=$value"
     [ "$VAR" = - ] && label=$value
     echo "pair $pair  $label  approved/s $approved  e2e p50 $p50 ms" \

@@ -45,23 +45,18 @@ mkdir -p .local/bench .local/logs
 LOADGEN=target/release/loadgen
 cargo build --release -q --bins
 
-export ENGINE_STATE=.local/bench-engine DB_NAME=xyz_bench
+own_engine_env .local/bench-engine xyz_bench
 STATE=$ENGINE_STATE
 # Its own Redis keys and queues too, so nothing of the development engine leaks in.
 export REDIS_PREFIX=xyzbench AMQP_PREFIX=xyzbench
 # One ingress process behind nginx: on two cores a second process only splits the batches of
 # lookups and commands in two (with one: approved +9 %, accepted +12 %; BENCHMARKS.md).
 export INGRESSES="${INGRESSES:-1}"
-export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
-export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
-export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
 # The load generator's webhook receiver listens on 127.0.0.1.
 export WEBHOOK_ALLOW_LOOPBACK=1
 ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
 bash scripts/stop.sh >/dev/null
-mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
-rm -f "$ENGINE_STATE/admin.json" "$ENGINE_STATE/merchant.json"
-mkdir -p "$ENGINE_STATE/logs"
+fresh_engine_database
 
 old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
 # The cluster series' nodes, made afresh for each benchmark (the ports are the development
@@ -133,13 +128,9 @@ bulk_burst() {
 ab_run() { # tree directory, series name
   (
     cd "$1"
-    export ENGINE_STATE=.local/bench-ab DB_NAME=xyz_bench_ab
-    export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
-    export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
-    export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
-    mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
-    rm -f "$ENGINE_STATE"/*.json
-    mkdir -p "$ENGINE_STATE/logs" .local/logs
+    own_engine_env .local/bench-ab xyz_bench_ab
+    fresh_engine_database
+    mkdir -p .local/logs
     LOADGEN="$OLDPWD/$LOADGEN"
     engine 2
     # A baseline's schema may predate what this load generator verifies: the A/B measures.

@@ -316,6 +316,23 @@ engine_processes_dead() {
   done
 }
 
+# A measuring script's engine of its own: its state directory ($1) and database ($2), with the
+# load generator's keys and database following them (scripts/run.sh writes the keys there).
+own_engine_env() { # state-dir database
+  export ENGINE_STATE=$1 DB_NAME=$2
+  export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
+  export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
+  export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
+}
+
+# That engine's database created empty, and no keys of an earlier one left (run.sh makes
+# new ones), so a run starts with no book the previous one left.
+fresh_engine_database() {
+  mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
+  rm -f "$ENGINE_STATE"/*.json
+  mkdir -p "$ENGINE_STATE/logs"
+}
+
 # For a benchmark's engine: gives the load generator's keys (LOADGEN_ADMIN_KEY_FILE,
 # LOADGEN_MERCHANT_KEY_FILE) room above the default rate limit, since a benchmark measures the
 # engine, not the limiter; waits for the ingresses to reload keys (every ~2 s); then sends an

@@ -26,17 +26,12 @@ mkdir -p .local/profile .local/logs
 cargo build --release -q --bins
 LOADGEN=target/release/loadgen
 
-export ENGINE_STATE=.local/profile-engine DB_NAME=xyz_profile
+own_engine_env .local/profile-engine xyz_profile
 export REDIS_PREFIX=xyzprofile AMQP_PREFIX=xyzprofile INGRESSES=1 WEBHOOK_ALLOW_LOOPBACK=1
-export LOADGEN_ADMIN_KEY_FILE="$ENGINE_STATE/admin.json"
-export LOADGEN_MERCHANT_KEY_FILE="$ENGINE_STATE/merchant.json"
-export LOADGEN_DATABASE_URL="mysql://root@127.0.0.1:3306/$DB_NAME"
 ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
 bash scripts/stop.sh >/dev/null
 trap 'bash scripts/stop.sh >/dev/null 2>&1 || true' EXIT
-mariadb -uroot -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME"
-rm -f "$ENGINE_STATE"/*.json
-mkdir -p "$ENGINE_STATE/logs"
+fresh_engine_database
 
 say "starting the engine (2 worker processes)"
 WORKERS=2 bash scripts/run.sh > .local/logs/profile-run.log 2>&1
