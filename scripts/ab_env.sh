@@ -31,11 +31,8 @@ own_engine_env .local/ab-engine xyz_ab
 export REDIS_PREFIX=xyzab AMQP_PREFIX=xyzab INGRESSES=1 WEBHOOK_ALLOW_LOOPBACK=1
 ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
 bash scripts/stop.sh >/dev/null
-# The benchmark's buffer pool (scripts/bench.sh says why), restored at the end.
-old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
-trap 'bash scripts/stop.sh >/dev/null 2>&1 || true
-  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true' EXIT
-mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+trap 'bash scripts/stop.sh >/dev/null 2>&1 || true; buffer_pool_restore' EXIT
+buffer_pool_for_benchmark
 mkdir -p .local/logs
 
 # The workers' CPU so far: user + system clock ticks of every worker process.
@@ -64,19 +61,27 @@ for pair in $(seq 1 "$PAIRS"); do
     [ "$value" = "$B" ] && side_load="${LOAD_B:-$LOAD}"
     read -r -a load <<< "$side_load"
     before=$(worker_ticks)
-    measured=$("$LOADGEN" run "${load[@]}" 2>/dev/null | python3 -c '
+    # A run whose checks fail still prints its figures and exits non-zero: it is shown with
+    # its exit status rather than ending the A/B without a word.
+    exit_status=0
+    report=$("$LOADGEN" run "${load[@]}" 2>/dev/null) || exit_status=$?
+    after=$(worker_ticks)
+    measured=$(python3 -c '
 import json, sys
 for line in sys.stdin:
     if line.startswith("{"):
         d = json.loads(line)
         bad = d.get("invariant_violations")
-        print(d["approved_contracts_per_sec_end_to_end"], d["e2e_p50_ms"], bad)')
-    after=$(worker_ticks)
-    read -r approved p50 bad <<< "$measured"
+        print(d["approved_contracts_per_sec_end_to_end"], d["e2e_p50_ms"], bad)' <<< "$report")
     label="$VAR=$value"
     [ "$VAR" = - ] && label=$value
+    if [ -z "$measured" ]; then
+      echo "pair $pair  $label: the load generator printed no figures (exit $exit_status)" >&2
+      exit 1
+    fi
+    read -r approved p50 bad <<< "$measured"
     echo "pair $pair  $label  approved/s $approved  e2e p50 $p50 ms" \
-      " worker ticks $((after - before))  violations $bad"
+      " worker ticks $((after - before))  violations $bad  loadgen exit $exit_status"
     echo "$value $approved $p50 $((after - before))" >> "$results"
   done
 done

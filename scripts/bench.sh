@@ -58,14 +58,11 @@ ENGINE_STATE=.local bash scripts/stop.sh >/dev/null
 bash scripts/stop.sh >/dev/null
 fresh_engine_database
 
-old_pool=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
 # The cluster series' nodes, made afresh for each benchmark (the ports are the development
 # cluster's: that one must be down).
 BENCH_CLUSTER=.local/bench-cluster
 QUICK="${QUICK:-0}"
-# The engine stops (and stop.sh takes MariaDB out of the CPU group) before the pool shrinks:
-# a worker still committing while InnoDB withdraws pages ran out of room for its row locks
-# (error 1206).
+# The engine stops (and stop.sh takes MariaDB out of the CPU group) before the pool shrinks.
 restore() {
   bash scripts/stop.sh >/dev/null 2>&1 || true
   ENGINE_STATE=.local/bench-ab bash scripts/stop.sh >/dev/null 2>&1 || true
@@ -75,10 +72,10 @@ restore() {
   if [ "${CLUSTER:-1}" = 1 ]; then
     CLUSTER_STATE="$BENCH_CLUSTER" bash scripts/cluster.sh down >/dev/null 2>&1 || true
   fi
-  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
+  buffer_pool_restore
 }
 trap restore EXIT
-mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+buffer_pool_for_benchmark
 
 record() { # series, then the JSON lines on stdin
   python3 -c '

@@ -21,6 +21,7 @@
 # untouched apart from sharing the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 DB="${COB_DB:-xyz_cob_bench}"
 N="${INSTALLMENTS:-1000000}"
@@ -29,13 +30,12 @@ ROOT_URL="${ROOT_URL:-mysql://root@127.0.0.1:3306}"
 XYZCTL="${XYZCTL:-target/release/xyzctl}"
 MYSQL=(mysql -h 127.0.0.1 -u root)
 STATE_DIR="$(mktemp -d)"
-old_pool=$("${MYSQL[@]}" -N -e "SELECT @@innodb_buffer_pool_size")
 restore() {
-  "${MYSQL[@]}" -e "SET GLOBAL innodb_buffer_pool_size = $old_pool" 2>/dev/null || true
+  buffer_pool_restore
   rm -rf "$STATE_DIR"
 }
 trap restore EXIT
-"${MYSQL[@]}" -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+buffer_pool_for_benchmark
 [[ -x "$XYZCTL" ]] || cargo build --release -p xyzctl -p loadgen
 
 [[ "$DB" =~ ^[A-Za-z0-9_]+$ ]] || { echo "COB_DB must be [A-Za-z0-9_]" >&2; exit 2; }

@@ -316,6 +316,20 @@ engine_processes_dead() {
   done
 }
 
+# A benchmark's buffer pool: 2 GiB for the run (the default 128 MiB is smaller than what a run
+# reads, and the run would measure the disk); buffer_pool_restore sets back the size found.
+# Stop the engine before restoring: a worker still committing while InnoDB withdraws pages ran
+# out of room for its row locks (error 1206).
+buffer_pool_for_benchmark() {
+  BENCH_OLD_POOL=$(mariadb -uroot -N -e "SELECT @@innodb_buffer_pool_size")
+  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+}
+buffer_pool_restore() {
+  if [ -n "${BENCH_OLD_POOL:-}" ]; then
+    mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $BENCH_OLD_POOL" 2>/dev/null || true
+  fi
+}
+
 # A measuring script's engine of its own: its state directory ($1) and database ($2), with the
 # load generator's keys and database following them (scripts/run.sh writes the keys there).
 own_engine_env() { # state-dir database
