@@ -1097,3 +1097,132 @@ async fn close_of_business_sends_installment_overdue_once_per_installment_with_t
     assert_eq!(receiver.received().len(), 2);
     app.shutdown().await;
 }
+
+/// An event's status, attempts and recorded attempt rows, straight from MySQL.
+async fn event_state(pool: &MySqlPool, event_id: &str) -> (String, u32, i64) {
+    let (status, attempts): (String, u32) =
+        sqlx::query_as("SELECT status, attempts FROM webhook_events WHERE event_id = ?")
+            .bind(event_id)
+            .fetch_one(pool)
+            .await
+            .expect("event");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts WHERE event_id = ?")
+        .bind(event_id)
+        .fetch_one(pool)
+        .await
+        .expect("attempts");
+    (status, attempts, rows)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_finisher_moves_on_only_the_events_it_still_holds_and_records_every_attempt(
+    pool: MySqlPool,
+) {
+    use shared::db::webhooks::{
+        Finished, Lease, NewEvent, Next, finish_attempts, insert_events, lease_due,
+    };
+    use shared::webhooks::EventType;
+    let now = chrono::Utc::now();
+    let seconds = chrono::Duration::seconds;
+    let events: Vec<NewEvent> = (0..4)
+        .map(|i| {
+            NewEvent::new(
+                "m_finish",
+                EventType::ContractPaidOff,
+                &format!("call_{i}"),
+                &json!({ "i": i }),
+                now,
+            )
+            .expect("event")
+        })
+        .collect();
+    let id = |i: usize| events[i].event_id.clone();
+    let mut conn = pool.acquire().await.expect("connection");
+    // Events 0 and 1 were handed to a dispatcher whose lease has run out; 2 and 3 to one whose
+    // lease runs.
+    let lapsed = Lease {
+        id: "lease_lapsed",
+        until: now - seconds(1),
+    };
+    let running = Lease {
+        id: "lease_running",
+        until: now + seconds(60),
+    };
+    insert_events(&mut conn, &events[..2], Some(lapsed))
+        .await
+        .expect("insert");
+    insert_events(&mut conn, &events[2..], Some(running))
+        .await
+        .expect("insert");
+    drop(conn);
+    let taken = lease_due(&pool, "lease_other", now, now + seconds(60), 10)
+        .await
+        .expect("lease");
+    let mut taken: Vec<String> = taken.into_iter().map(|e| e.event_id).collect();
+    taken.sort();
+    let mut expected = vec![id(0), id(1)];
+    expected.sort();
+    assert_eq!(taken, expected, "another dispatcher takes the lapsed two");
+
+    let finished = |i: usize, next: Next, error: Option<&str>| Finished {
+        event_id: id(i),
+        at: chrono::Utc::now(),
+        http_status: Some(if error.is_some() { 500 } else { 204 }),
+        error: error.map(str::to_owned),
+        duration_ms: 3,
+        next,
+    };
+    // Every event still held: delivered, and a retry scheduled.
+    let moved = finish_attempts(
+        &pool,
+        "lease_running",
+        &[
+            finished(2, Next::Delivered, None),
+            finished(3, Next::RetryAt(now + seconds(30)), Some("HTTP 500")),
+        ],
+    )
+    .await
+    .expect("finish");
+    assert_eq!(moved, [true, true]);
+    // The lapsed dispatcher finishes late: its attempts are kept, its events not moved.
+    let moved = finish_attempts(
+        &pool,
+        "lease_lapsed",
+        &[
+            finished(0, Next::Delivered, None),
+            finished(1, Next::Delivered, None),
+        ],
+    )
+    .await
+    .expect("finish");
+    assert_eq!(moved, [false, false]);
+    // The one that took them over, with a stale attempt of an event delivered already.
+    let moved = finish_attempts(
+        &pool,
+        "lease_other",
+        &[
+            finished(0, Next::Delivered, None),
+            finished(1, Next::Failed, Some("HTTP 500")),
+            finished(2, Next::Failed, Some("HTTP 500")),
+        ],
+    )
+    .await
+    .expect("finish");
+    assert_eq!(moved, [true, true, false]);
+
+    assert_eq!(event_state(&pool, &id(0)).await, ("delivered".into(), 1, 2));
+    assert_eq!(event_state(&pool, &id(1)).await, ("failed".into(), 1, 2));
+    assert_eq!(event_state(&pool, &id(2)).await, ("delivered".into(), 1, 2));
+    assert_eq!(event_state(&pool, &id(3)).await, ("pending".into(), 1, 1));
+    let (due, lease): (chrono::NaiveDateTime, String) =
+        sqlx::query_as("SELECT next_attempt_at, lease_id FROM webhook_events WHERE event_id = ?")
+            .bind(id(3))
+            .fetch_one(&pool)
+            .await
+            .expect("event");
+    assert_eq!(
+        (due.and_utc().timestamp(), lease.as_str()),
+        ((now + seconds(30)).timestamp(), ""),
+        "the retry is due when scheduled, and held by no one"
+    );
+}

@@ -812,10 +812,37 @@ pub async fn finish_attempts(
     lease_id: &str,
     finished: &[Finished],
 ) -> Result<Vec<bool>, sqlx::Error> {
-    const ERROR_CHARS: usize = 512;
     if finished.is_empty() {
         return Ok(Vec::new());
     }
+    // Almost always every event is still this dispatcher's, each finished once: the updates,
+    // conditioned on the lease, say so by the rows they change, and nothing is read.
+    if let Some(moved) = record_attempts(pool, lease_id, finished, Check::ByUpdates).await? {
+        return Ok(moved);
+    }
+    // Some were not (that transaction rolled back): which ones, read under lock first.
+    record_attempts(pool, lease_id, finished, Check::ReadFirst)
+        .await?
+        .ok_or_else(|| sqlx::Error::Protocol("held webhook events changed under lock".into()))
+}
+
+/// How [`record_attempts`] learns which events are still this dispatcher's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Each update moves only an event leased here and pending; if any moves fewer rows than
+    /// it names, the transaction is given up (None).
+    ByUpdates,
+    /// `SELECT … FOR UPDATE` of those leased here and pending, then only those are updated.
+    ReadFirst,
+}
+
+async fn record_attempts(
+    pool: &MySqlPool,
+    lease_id: &str,
+    finished: &[Finished],
+    check: Check,
+) -> Result<Option<Vec<bool>>, sqlx::Error> {
+    const ERROR_CHARS: usize = 512;
     let mut tx = pool.begin().await?;
     super::write_rows(
         &mut tx,
@@ -835,18 +862,25 @@ pub async fn finish_attempts(
         },
     )
     .await?;
-    let mut query =
-        QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE lease_id = ");
-    query
-        .push_bind(lease_id)
-        .push(" AND status = 'pending' AND event_id IN ");
-    push_in_list(&mut query, finished.iter().map(|f| f.event_id.as_str()));
-    query.push(" FOR UPDATE");
-    let held = event_ids(query, &mut tx).await?;
-    let moved: Vec<bool> = finished
-        .iter()
-        .map(|f| held.contains(&f.event_id))
-        .collect();
+    let moved: Vec<bool> = match check {
+        Check::ByUpdates => vec![true; finished.len()],
+        Check::ReadFirst => {
+            let mut query =
+                QueryBuilder::<MySql>::new("SELECT event_id FROM webhook_events WHERE lease_id = ");
+            query
+                .push_bind(lease_id)
+                .push(" AND status = 'pending' AND event_id IN ");
+            push_in_list(&mut query, finished.iter().map(|f| f.event_id.as_str()));
+            query.push(" FOR UPDATE");
+            let held = event_ids(query, &mut tx).await?;
+            finished
+                .iter()
+                .map(|f| held.contains(&f.event_id))
+                .collect()
+        }
+    };
+    // Under ByUpdates each update carries the condition ReadFirst has read.
+    let guarded = check == Check::ByUpdates;
     let delivered: Vec<&Finished> = finished
         .iter()
         .zip(&moved)
@@ -857,9 +891,20 @@ pub async fn finish_attempts(
         let mut query = QueryBuilder::<MySql>::new(
             "UPDATE webhook_events SET status = 'delivered', attempts = attempts + 1, lease_id = '', next_attempt_at = ",
         );
-        query.push_bind(to_naive(last)).push(" WHERE event_id IN ");
+        query.push_bind(to_naive(last)).push(" WHERE ");
+        if guarded {
+            query
+                .push("status = 'pending' AND lease_id = ")
+                .push_bind(lease_id)
+                .push(" AND ");
+        }
+        query.push("event_id IN ");
         push_in_list(&mut query, delivered.iter().map(|f| f.event_id.as_str()));
-        query.build().execute(&mut *tx).await?;
+        let changed = query.build().execute(&mut *tx).await?.rows_affected();
+        if guarded && changed != delivered.len() as u64 {
+            // Dropping the transaction rolls it back.
+            return Ok(None);
+        }
     }
     for (f, _) in finished.iter().zip(&moved).filter(|(_, m)| **m) {
         let (status, due) = match f.next {
@@ -867,18 +912,25 @@ pub async fn finish_attempts(
             Next::RetryAt(t) => ("pending", t),
             Next::Failed => ("failed", f.at),
         };
-        sqlx::query(
-            "UPDATE webhook_events SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_id = ''
-             WHERE event_id = ?",
-        )
-        .bind(status)
-        .bind(to_naive(due))
-        .bind(&f.event_id)
-        .execute(&mut *tx)
-        .await?;
+        let mut query = QueryBuilder::<MySql>::new("UPDATE webhook_events SET status = ");
+        query
+            .push_bind(status)
+            .push(", attempts = attempts + 1, lease_id = '', next_attempt_at = ")
+            .push_bind(to_naive(due))
+            .push(" WHERE event_id = ")
+            .push_bind(&f.event_id);
+        if guarded {
+            query
+                .push(" AND status = 'pending' AND lease_id = ")
+                .push_bind(lease_id);
+        }
+        let changed = query.build().execute(&mut *tx).await?.rows_affected();
+        if guarded && changed != 1 {
+            return Ok(None);
+        }
     }
     tx.commit().await?;
-    Ok(moved)
+    Ok(Some(moved))
 }
 
 /// Events waiting for a delivery, across merchants (the pending gauge).
