@@ -81,9 +81,19 @@ pub struct DispatchConfig {
         id = "webhook_concurrency",
         long = "webhook-concurrency",
         env = "WEBHOOK_CONCURRENCY",
-        default_value_t = 32
+        default_value_t = 128
     )]
     pub concurrency: usize,
+    /// Of those, at most this many to one merchant's endpoint: a receiver that hangs with a
+    /// backlog holds no more, and the other merchants' deliveries keep the rest. An endpoint's
+    /// further events wait in the process for one of its own to finish.
+    #[arg(
+        id = "webhook_endpoint_concurrency",
+        long = "webhook-endpoint-concurrency",
+        env = "WEBHOOK_ENDPOINT_CONCURRENCY",
+        default_value_t = 32
+    )]
+    pub endpoint_concurrency: usize,
     /// How long a claimed event is this process's before any dispatcher may take it again
     /// (a process that died mid-delivery), in milliseconds. Longer than the timeout.
     #[arg(

@@ -150,6 +150,8 @@ struct Dispatch {
     timeout_ms: u64,
     lease_ms: u64,
     loopback: bool,
+    /// Deliveries in flight per process, and of those to one endpoint.
+    slots: (usize, usize),
 }
 
 const FAST: Dispatch = Dispatch {
@@ -157,6 +159,7 @@ const FAST: Dispatch = Dispatch {
     timeout_ms: 1500,
     lease_ms: 4000,
     loopback: true,
+    slots: (32, 8),
 };
 
 /// The app (loopback receivers allowed at registration) and `workers` in-process workers
@@ -181,6 +184,10 @@ fn spawn_dispatching_worker(app: &TestApp, dispatch: &Dispatch) -> oneshot::Send
     config.dispatch.timeout_ms = dispatch.timeout_ms;
     config.dispatch.lease_ms = dispatch.lease_ms;
     config.dispatch.poll_ms = 100;
+    (
+        config.dispatch.concurrency,
+        config.dispatch.endpoint_concurrency,
+    ) = dispatch.slots;
     config.webhooks.allow_loopback = if dispatch.loopback { "1" } else { "0" }.into();
     let pool = app.pool.clone();
     tokio::spawn(async move {
@@ -726,7 +733,7 @@ async fn hanging_closing_redirecting_and_metadata_receivers_do_not_hold_up_anoth
             schedule: "60",
             timeout_ms: 8000,
             lease_ms: 20_000,
-            loopback: true,
+            ..FAST
         },
     )
     .await;
@@ -795,6 +802,53 @@ async fn hanging_closing_redirecting_and_metadata_receivers_do_not_hold_up_anoth
     let refused = wait_deliveries(&app, &bad_merchants[3], |i| !i.is_empty()).await;
     let error = refused[0]["attempts"][0]["error"].as_str().unwrap_or("");
     assert!(error.contains("169.254.169.254"), "{error}");
+    app.shutdown().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_receiver_that_hangs_with_a_backlog_holds_only_its_own_lanes(pool: MySqlPool) {
+    // Four slots in the process, two per endpoint.
+    let (app, _workers) = spawn(
+        pool.clone(),
+        1,
+        &Dispatch {
+            schedule: "60",
+            timeout_ms: 8000,
+            lease_ms: 20_000,
+            loopback: true,
+            slots: (4, 2),
+        },
+    )
+    .await;
+    let hanging = Receiver::start(&[Act::Hang; 16]).await;
+    let stuck = new_key(&pool, "stuck", shared::db::keys::Role::Merchant).await;
+    // The ingress knows keys from its next refresh (500 ms in tests).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    register(&app, &stuck, &hanging.url, &["call.completed"]).await;
+    let good = Receiver::start(&[]).await;
+    register(&app, &app.other_merchant, &good.url, &["call.completed"]).await;
+    let user = app
+        .create_user(["1000000", "1000000", "1000000", "1000000"])
+        .await;
+    // More events than the process has slots, all to the receiver that hangs.
+    for _ in 0..6 {
+        checkout(&app, &stuck, &user).await;
+    }
+    wait_received(&hanging, 2).await;
+    let started = std::time::Instant::now();
+    checkout(&app, &app.other_merchant, &user).await;
+    wait_received(&good, 1).await;
+    // Delivered while the hanging receiver still holds its attempts (8 s timeout), and that
+    // receiver never had more than its two lanes.
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(hanging.received().len(), 2);
+    // The events left waiting go out as the hanging attempts time out, two at a time.
+    let got = wait_received(&hanging, 4).await;
+    assert!(got.len() <= 6, "{}", got.len());
     app.shutdown().await;
 }
 
@@ -1155,7 +1209,7 @@ async fn a_finisher_moves_on_only_the_events_it_still_holds_and_records_every_at
         .await
         .expect("insert");
     drop(conn);
-    let taken = lease_due(&pool, "lease_other", now, now + seconds(60), 10)
+    let taken = lease_due(&pool, "lease_other", now, now + seconds(60), 10, &[])
         .await
         .expect("lease");
     let mut taken: Vec<String> = taken.into_iter().map(|e| e.event_id).collect();

@@ -681,31 +681,38 @@ pub struct LeasedEvent {
     /// Attempts finished before this one.
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// When the lease runs out: after that another dispatcher may take the event.
+    pub lease_until: DateTime<Utc>,
     /// The merchant's endpoint when the event was leased; None once it was deleted.
     pub endpoint: Option<SealedEndpoint>,
 }
 
-/// Takes up to `limit` due events that no other dispatcher holds (`SKIP LOCKED`) and leases
-/// them until `lease_until` under `lease_id`, in one short transaction; then reads their
-/// bodies (stored, or rendered from the call's outcome) and their endpoints.
+/// Takes up to `limit` due events that no other dispatcher holds (`SKIP LOCKED`), of any
+/// merchant but those in `skip`, and leases them until `lease_until` under `lease_id`, in one
+/// short transaction; then reads their bodies (stored, or rendered from the call's outcome)
+/// and their endpoints.
 pub async fn lease_due(
     pool: &MySqlPool,
     lease_id: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
+    skip: &[&str],
 ) -> Result<Vec<LeasedEvent>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT event_id FROM webhook_events
-         WHERE status = 'pending' AND next_attempt_at <= ?
-         ORDER BY next_attempt_at LIMIT ?
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind(to_naive(now))
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT event_id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ",
+    );
+    query.push_bind(to_naive(now));
+    if !skip.is_empty() {
+        query.push(" AND merchant_id NOT IN ");
+        push_in_list(&mut query, skip.iter().copied());
+    }
+    query
+        .push(" ORDER BY next_attempt_at LIMIT ")
+        .push_bind(limit)
+        .push(" FOR UPDATE SKIP LOCKED");
+    let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
     if ids.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
@@ -768,6 +775,7 @@ pub async fn lease_due(
             event_id,
             payload,
             created_at,
+            lease_until,
             endpoint,
         })
     });

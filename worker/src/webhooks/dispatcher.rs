@@ -17,7 +17,7 @@ use shared::crypto::Keyring;
 use shared::db::webhooks::{Finished, LeasedEvent, Next, finish_attempts, lease_due};
 use shared::webhooks::{Loopback, WebhookUrl, resolve_public, secret_key, sign};
 use sqlx::MySqlPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +32,9 @@ const COMMIT_GRACE: Duration = Duration::from_millis(10);
 const FINISH_TRIES: u32 = 5;
 /// Most attempts recorded in one transaction.
 const RECORD_BATCH: usize = 256;
+/// Most events waiting in a process for a lane of their endpoint; beyond this the dispatcher
+/// takes no more until some start (handed events wait in the handoff, due ones in MySQL).
+const WAITING_MAX: usize = 4096;
 /// How long the recorder waits for more attempts before it writes what it has: each
 /// transaction's commit waits for the redo log's flush, so under load one commit per 100 ms
 /// (some 40 attempts each) costs MariaDB far less than one per batch of deliveries. An
@@ -89,6 +92,111 @@ impl reqwest::dns::Resolve for Pins {
     }
 }
 
+/// Each merchant's endpoint gets at most `per_endpoint` of the process's deliveries at once
+/// (its lanes); its further events wait here, oldest first, for one of its own to finish, so
+/// a receiver that hangs with a backlog never holds every slot.
+struct Lanes {
+    per_endpoint: usize,
+    /// The lanes of the merchants with deliveries in flight or events waiting.
+    endpoints: HashMap<String, Arc<Semaphore>>,
+    waiting: HashMap<String, VecDeque<LeasedEvent>>,
+    queued: usize,
+}
+
+impl Lanes {
+    fn new(per_endpoint: usize) -> Lanes {
+        Lanes {
+            per_endpoint: per_endpoint.max(1),
+            endpoints: HashMap::new(),
+            waiting: HashMap::new(),
+            queued: 0,
+        }
+    }
+
+    fn lane(&mut self, merchant: &str) -> Option<OwnedSemaphorePermit> {
+        let per_endpoint = self.per_endpoint;
+        self.endpoints
+            .entry(merchant.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_endpoint)))
+            .clone()
+            .try_acquire_owned()
+            .ok()
+    }
+
+    /// A free lane of `merchant`'s endpoint, unless its events wait already (they go first).
+    fn take(&mut self, merchant: &str) -> Option<OwnedSemaphorePermit> {
+        if self.waiting.contains_key(merchant) {
+            return None;
+        }
+        self.lane(merchant)
+    }
+
+    fn wait(&mut self, event: LeasedEvent) {
+        self.queued += 1;
+        self.waiting
+            .entry(event.merchant_id.clone())
+            .or_default()
+            .push_back(event);
+    }
+
+    fn full(&self) -> bool {
+        self.queued >= WAITING_MAX
+    }
+
+    /// The merchants whose lanes are all taken or whose events wait: a poll leaves their due
+    /// events to later, or to another process.
+    fn busy(&self) -> Vec<&str> {
+        self.endpoints
+            .iter()
+            .filter(|(m, lanes)| lanes.available_permits() == 0 || self.waiting.contains_key(*m))
+            .map(|(m, _)| m.as_str())
+            .collect()
+    }
+
+    /// A waiting event that may start now, with its lane. An event whose lease has less than
+    /// `min_left` to run is let go: the lease brings it back to a poll, and no attempt of it
+    /// may outlive the lease (another dispatcher would then send it at the same time).
+    fn next_ready(
+        &mut self,
+        min_left: chrono::Duration,
+    ) -> Option<(LeasedEvent, OwnedSemaphorePermit)> {
+        let now = chrono::Utc::now();
+        let merchants: Vec<String> = self.waiting.keys().cloned().collect();
+        let mut ready = None;
+        for merchant in merchants {
+            let Some(lane) = self.lane(&merchant) else {
+                continue;
+            };
+            let Some(queue) = self.waiting.get_mut(&merchant) else {
+                continue;
+            };
+            while let Some(event) = queue.pop_front() {
+                self.queued -= 1;
+                if event.lease_until - now >= min_left {
+                    ready = Some((event, lane));
+                    break;
+                }
+                tracing::debug!(event_id = %event.event_id, "a webhook event waited out its lease; a poll takes it again");
+            }
+            if queue.is_empty() {
+                self.waiting.remove(&merchant);
+            }
+            if ready.is_some() {
+                break;
+            }
+        }
+        ready
+    }
+
+    /// Forgets the endpoints with nothing in flight and nothing waiting.
+    fn forget_idle(&mut self) {
+        let per_endpoint = self.per_endpoint;
+        let waiting = &self.waiting;
+        self.endpoints
+            .retain(|m, lanes| lanes.available_permits() < per_endpoint || waiting.contains_key(m));
+    }
+}
+
 impl Dispatcher {
     pub(crate) fn new(
         pool: MySqlPool,
@@ -141,6 +249,11 @@ impl Dispatcher {
         grace: Duration,
     ) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut lanes = Lanes::new(
+            self.config
+                .endpoint_concurrency
+                .min(self.config.concurrency.max(1)),
+        );
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut in_flight = JoinSet::new();
         let (done_tx, done_rx) = mpsc::channel(self.config.concurrency.max(1) * 2);
@@ -150,27 +263,36 @@ impl Dispatcher {
         let mut handing = true;
         while !*stop.borrow() {
             while in_flight.try_join_next().is_some() {}
+            self.start_waiting(&slots, &mut lanes, &mut in_flight, &done_tx);
             if gauge_at.elapsed() >= GAUGE_EVERY {
                 gauge_at = Instant::now();
                 self.report_pending().await;
             }
-            if tokio::time::Instant::now() >= poll_at {
-                let full = self.poll(&slots, &mut in_flight, &done_tx).await;
+            if tokio::time::Instant::now() >= poll_at && !lanes.full() {
+                let full = self
+                    .poll(&slots, &mut lanes, &mut in_flight, &done_tx)
+                    .await;
                 poll_at = tokio::time::Instant::now() + if full { Duration::ZERO } else { poll };
             }
             tokio::select! {
-                event = handed.recv(), if handing => match event {
+                event = handed.recv(), if handing && !lanes.full() => match event {
                     Some(event) => {
+                        let Some(lane) = lanes.take(&event.merchant_id) else {
+                            lanes.wait(event);
+                            continue;
+                        };
                         let permit = tokio::select! {
                             permit = slots.clone().acquire_owned() => permit,
                             _ = stop.changed() => break,
                         };
                         let Ok(permit) = permit else { break };
-                        self.spawn_delivery(event, permit, &mut in_flight, &done_tx);
+                        self.spawn_delivery(event, [permit, lane], &mut in_flight, &done_tx);
                     }
                     // The batches are gone: the poll alone is left.
                     None => handing = false,
                 },
+                // A delivery finished: its endpoint's waiting events may start.
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 () = tokio::time::sleep_until(poll_at) => {}
                 () = super::WRITTEN.notified() => {
                     tokio::time::sleep(COMMIT_GRACE).await;
@@ -204,11 +326,13 @@ impl Dispatcher {
         }
     }
 
-    /// Leases as many due events as there are free slots and starts their deliveries; true
-    /// when it found as many as it could take (more may be due).
+    /// Leases as many due events as there are free slots, of the merchants with a free lane,
+    /// and starts their deliveries (or has them wait for their endpoint's lanes); true when it
+    /// found as many as it could take (more may be due).
     async fn poll(
         &self,
         slots: &Arc<Semaphore>,
+        lanes: &mut Lanes,
         in_flight: &mut JoinSet<()>,
         done: &mpsc::Sender<Done>,
     ) -> bool {
@@ -219,7 +343,10 @@ impl Dispatcher {
         let now = chrono::Utc::now();
         let lease_until = now + Duration::from_millis(self.config.lease_ms);
         let wanted = u32::try_from(free).unwrap_or(u32::MAX);
-        let leased = match lease_due(&self.pool, &self.lease_id, now, lease_until, wanted).await {
+        lanes.forget_idle();
+        let busy = lanes.busy();
+        let leased = lease_due(&self.pool, &self.lease_id, now, lease_until, wanted, &busy).await;
+        let leased = match leased {
             Ok(leased) => leased,
             Err(e) => {
                 tracing::warn!(error = %e, "could not look for due webhook events");
@@ -228,19 +355,48 @@ impl Dispatcher {
         };
         let full = leased.len() == free;
         for event in leased {
+            let Some(lane) = lanes.take(&event.merchant_id) else {
+                lanes.wait(event);
+                continue;
+            };
             // Nothing else takes slots meanwhile: this task is the only one that does.
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
+                lanes.wait(event);
+                continue;
             };
-            self.spawn_delivery(event, permit, in_flight, done);
+            self.spawn_delivery(event, [permit, lane], in_flight, done);
         }
         full
     }
 
+    /// Starts the waiting events whose endpoints have a free lane, while slots are free.
+    fn start_waiting(
+        &self,
+        slots: &Arc<Semaphore>,
+        lanes: &mut Lanes,
+        in_flight: &mut JoinSet<()>,
+        done: &mpsc::Sender<Done>,
+    ) {
+        // An attempt started now ends within the timeout and is recorded a moment later.
+        let attempt =
+            Duration::from_millis(self.config.timeout_ms) + RECORD_LINGER + Duration::from_secs(1);
+        let min_left = chrono::Duration::from_std(attempt).unwrap_or(chrono::Duration::MAX);
+        while lanes.queued > 0 {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                return;
+            };
+            let Some((event, lane)) = lanes.next_ready(min_left) else {
+                return;
+            };
+            self.spawn_delivery(event, [permit, lane], in_flight, done);
+        }
+    }
+
+    /// Delivers `event` in a task of its own, holding its slot and its endpoint's lane.
     fn spawn_delivery(
         &self,
         event: LeasedEvent,
-        permit: OwnedSemaphorePermit,
+        held: [OwnedSemaphorePermit; 2],
         in_flight: &mut JoinSet<()>,
         done: &mpsc::Sender<Done>,
     ) {
@@ -248,7 +404,7 @@ impl Dispatcher {
         let done = done.clone();
         in_flight.spawn(async move {
             this.deliver(event, &done).await;
-            drop(permit);
+            drop(held);
         });
     }
 

@@ -102,11 +102,12 @@ async fn record_all(
     if events.is_empty() {
         return Ok(Recorded::default());
     }
-    let written = insert_events(conn, &events, handoff.map(|h| h.lease(now))).await?;
-    if handoff.is_none() {
+    let lease = handoff.map(|h| h.lease(now));
+    let written = insert_events(conn, &events, lease).await?;
+    let Some(lease) = lease else {
         super::WRITTEN.notify_waiters();
         return Ok(Recorded::default());
-    }
+    };
     Ok(Recorded(
         events
             .into_iter()
@@ -119,6 +120,7 @@ async fn record_all(
                 payload: e.payload,
                 attempts: 0,
                 created_at: e.created_at,
+                lease_until: lease.until,
             })
             .collect(),
     ))
