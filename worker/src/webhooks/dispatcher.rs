@@ -32,8 +32,9 @@ const COMMIT_GRACE: Duration = Duration::from_millis(10);
 const FINISH_TRIES: u32 = 5;
 /// Most attempts recorded in one transaction.
 const RECORD_BATCH: usize = 256;
-/// Most events waiting in a process for a lane of their endpoint; beyond this the dispatcher
-/// takes no more until some start (handed events wait in the handoff, due ones in MySQL).
+/// Most events waiting in a process for a lane of their endpoint; beyond this an event that
+/// would wait is let go, and a poll takes it once its lease runs out (as when the handoff is
+/// full). Events of endpoints with a free lane still start at once.
 const WAITING_MAX: usize = 4096;
 /// How long the recorder waits for more attempts before it writes what it has: each
 /// transaction's commit waits for the redo log's flush, so under load one commit per 100 ms
@@ -132,6 +133,10 @@ impl Lanes {
     }
 
     fn wait(&mut self, event: LeasedEvent) {
+        if self.queued >= WAITING_MAX {
+            metrics::counter!("xyz_webhook_handoff_overflow_total").increment(1);
+            return;
+        }
         self.queued += 1;
         self.waiting
             .entry(event.merchant_id.clone())
@@ -139,17 +144,18 @@ impl Lanes {
             .push_back(event);
     }
 
-    fn full(&self) -> bool {
-        self.queued >= WAITING_MAX
-    }
-
     /// The merchants whose lanes are all taken or whose events wait: a poll leaves their due
     /// events to later, or to another process.
     fn busy(&self) -> Vec<&str> {
-        self.endpoints
+        let full = self
+            .endpoints
             .iter()
-            .filter(|(m, lanes)| lanes.available_permits() == 0 || self.waiting.contains_key(*m))
-            .map(|(m, _)| m.as_str())
+            .filter(|(m, lanes)| lanes.available_permits() == 0 && !self.waiting.contains_key(*m))
+            .map(|(m, _)| m.as_str());
+        self.waiting
+            .keys()
+            .map(String::as_str)
+            .chain(full)
             .collect()
     }
 
@@ -268,14 +274,14 @@ impl Dispatcher {
                 gauge_at = Instant::now();
                 self.report_pending().await;
             }
-            if tokio::time::Instant::now() >= poll_at && !lanes.full() {
+            if tokio::time::Instant::now() >= poll_at {
                 let full = self
                     .poll(&slots, &mut lanes, &mut in_flight, &done_tx)
                     .await;
                 poll_at = tokio::time::Instant::now() + if full { Duration::ZERO } else { poll };
             }
             tokio::select! {
-                event = handed.recv(), if handing && !lanes.full() => match event {
+                event = handed.recv(), if handing => match event {
                     Some(event) => {
                         let Some(lane) = lanes.take(&event.merchant_id) else {
                             lanes.wait(event);
@@ -598,4 +604,90 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(merchant: &str, id: &str, lease_left_secs: i64) -> LeasedEvent {
+        let now = chrono::Utc::now();
+        LeasedEvent {
+            event_id: id.into(),
+            merchant_id: merchant.into(),
+            payload: "{}".into(),
+            attempts: 0,
+            created_at: now,
+            lease_until: now + chrono::Duration::seconds(lease_left_secs),
+            endpoint: None,
+        }
+    }
+
+    fn ids(lanes: &mut Lanes, min_left: chrono::Duration) -> Vec<String> {
+        let mut held = Vec::new();
+        let mut out = Vec::new();
+        while let Some((e, lane)) = lanes.next_ready(min_left) {
+            out.push(e.event_id);
+            held.push(lane);
+        }
+        out
+    }
+
+    #[test]
+    fn an_endpoint_gets_its_lanes_and_no_more() {
+        let mut lanes = Lanes::new(2);
+        let a1 = lanes.take("a");
+        let a2 = lanes.take("a");
+        assert!(a1.is_some() && a2.is_some());
+        assert!(lanes.take("a").is_none(), "a third lane of a");
+        assert!(
+            lanes.take("b").is_some(),
+            "another endpoint's lanes are its own"
+        );
+        assert_eq!(lanes.busy(), ["a"]);
+        drop(a1);
+        assert!(
+            lanes.take("a").is_some(),
+            "a finished delivery frees its lane"
+        );
+    }
+
+    #[test]
+    fn waiting_events_go_first_oldest_first_and_two_at_a_time() {
+        let mut lanes = Lanes::new(2);
+        for id in ["e1", "e2", "e3"] {
+            lanes.wait(event("a", id, 60));
+        }
+        assert!(
+            lanes.take("a").is_none(),
+            "a new event does not overtake waiting ones"
+        );
+        assert_eq!(lanes.busy(), ["a"]);
+        assert_eq!(ids(&mut lanes, chrono::Duration::seconds(5)), ["e1", "e2"]);
+        assert_eq!(lanes.queued, 1);
+    }
+
+    #[test]
+    fn an_event_without_time_left_on_its_lease_is_let_go() {
+        let mut lanes = Lanes::new(2);
+        lanes.wait(event("a", "stale", 3));
+        lanes.wait(event("a", "fresh", 60));
+        assert_eq!(ids(&mut lanes, chrono::Duration::seconds(5)), ["fresh"]);
+        assert_eq!(lanes.queued, 0);
+        assert!(lanes.waiting.is_empty());
+    }
+
+    #[test]
+    fn beyond_the_most_waiting_an_event_is_left_to_its_lease_and_idle_endpoints_are_forgotten() {
+        let mut lanes = Lanes::new(1);
+        for i in 0..WAITING_MAX + 3 {
+            lanes.wait(event("a", &format!("e{i}"), 60));
+        }
+        assert_eq!(lanes.queued, WAITING_MAX);
+        assert_eq!(lanes.waiting["a"].len(), WAITING_MAX);
+        let lane = lanes.take("b");
+        drop(lane);
+        lanes.forget_idle();
+        assert!(!lanes.endpoints.contains_key("b"));
+    }
 }
