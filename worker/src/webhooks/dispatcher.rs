@@ -98,6 +98,9 @@ impl reqwest::dns::Resolve for Pins {
 /// a receiver that hangs with a backlog never holds every slot.
 struct Lanes {
     per_endpoint: usize,
+    /// The least lease a waiting event must have left to start: an attempt ends within the
+    /// timeout and is recorded a moment later.
+    min_lease_left: chrono::Duration,
     /// The lanes of the merchants with deliveries in flight or events waiting.
     endpoints: HashMap<String, Arc<Semaphore>>,
     waiting: HashMap<String, VecDeque<LeasedEvent>>,
@@ -105,9 +108,11 @@ struct Lanes {
 }
 
 impl Lanes {
-    fn new(per_endpoint: usize) -> Lanes {
+    fn new(per_endpoint: usize, attempt_timeout: Duration) -> Lanes {
+        let attempt = attempt_timeout + RECORD_LINGER + Duration::from_secs(1);
         Lanes {
             per_endpoint: per_endpoint.max(1),
+            min_lease_left: chrono::Duration::from_std(attempt).unwrap_or(chrono::Duration::MAX),
             endpoints: HashMap::new(),
             waiting: HashMap::new(),
             queued: 0,
@@ -160,12 +165,9 @@ impl Lanes {
     }
 
     /// A waiting event that may start now, with its lane. An event whose lease has less than
-    /// `min_left` to run is let go: the lease brings it back to a poll, and no attempt of it
+    /// `min_lease_left` to run is let go: the lease brings it back to a poll, and no attempt of it
     /// may outlive the lease (another dispatcher would then send it at the same time).
-    fn next_ready(
-        &mut self,
-        min_left: chrono::Duration,
-    ) -> Option<(LeasedEvent, OwnedSemaphorePermit)> {
+    fn next_ready(&mut self) -> Option<(LeasedEvent, OwnedSemaphorePermit)> {
         let now = chrono::Utc::now();
         let merchants: Vec<String> = self.waiting.keys().cloned().collect();
         let mut ready = None;
@@ -178,7 +180,7 @@ impl Lanes {
             };
             while let Some(event) = queue.pop_front() {
                 self.queued -= 1;
-                if event.lease_until - now >= min_left {
+                if event.lease_until - now >= self.min_lease_left {
                     ready = Some((event, lane));
                     break;
                 }
@@ -259,6 +261,7 @@ impl Dispatcher {
             self.config
                 .endpoint_concurrency
                 .min(self.config.concurrency.max(1)),
+            Duration::from_millis(self.config.timeout_ms),
         );
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut in_flight = JoinSet::new();
@@ -383,15 +386,11 @@ impl Dispatcher {
         in_flight: &mut JoinSet<()>,
         done: &mpsc::Sender<Done>,
     ) {
-        // An attempt started now ends within the timeout and is recorded a moment later.
-        let attempt =
-            Duration::from_millis(self.config.timeout_ms) + RECORD_LINGER + Duration::from_secs(1);
-        let min_left = chrono::Duration::from_std(attempt).unwrap_or(chrono::Duration::MAX);
         while lanes.queued > 0 {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 return;
             };
-            let Some((event, lane)) = lanes.next_ready(min_left) else {
+            let Some((event, lane)) = lanes.next_ready() else {
                 return;
             };
             self.spawn_delivery(event, [permit, lane], in_flight, done);
@@ -623,10 +622,15 @@ mod tests {
         }
     }
 
-    fn ids(lanes: &mut Lanes, min_left: chrono::Duration) -> Vec<String> {
+    /// Lanes whose waiting events need 5.1 s of lease left (a 4 s attempt timeout).
+    fn lanes(per_endpoint: usize) -> Lanes {
+        Lanes::new(per_endpoint, Duration::from_secs(4))
+    }
+
+    fn ids(lanes: &mut Lanes) -> Vec<String> {
         let mut held = Vec::new();
         let mut out = Vec::new();
-        while let Some((e, lane)) = lanes.next_ready(min_left) {
+        while let Some((e, lane)) = lanes.next_ready() {
             out.push(e.event_id);
             held.push(lane);
         }
@@ -635,7 +639,7 @@ mod tests {
 
     #[test]
     fn an_endpoint_gets_its_lanes_and_no_more() {
-        let mut lanes = Lanes::new(2);
+        let mut lanes = lanes(2);
         let a1 = lanes.take("a");
         let a2 = lanes.take("a");
         assert!(a1.is_some() && a2.is_some());
@@ -654,7 +658,7 @@ mod tests {
 
     #[test]
     fn waiting_events_go_first_oldest_first_and_two_at_a_time() {
-        let mut lanes = Lanes::new(2);
+        let mut lanes = lanes(2);
         for id in ["e1", "e2", "e3"] {
             lanes.wait(event("a", id, 60));
         }
@@ -663,23 +667,23 @@ mod tests {
             "a new event does not overtake waiting ones"
         );
         assert_eq!(lanes.busy(), ["a"]);
-        assert_eq!(ids(&mut lanes, chrono::Duration::seconds(5)), ["e1", "e2"]);
+        assert_eq!(ids(&mut lanes), ["e1", "e2"]);
         assert_eq!(lanes.queued, 1);
     }
 
     #[test]
     fn an_event_without_time_left_on_its_lease_is_let_go() {
-        let mut lanes = Lanes::new(2);
+        let mut lanes = lanes(2);
         lanes.wait(event("a", "stale", 3));
         lanes.wait(event("a", "fresh", 60));
-        assert_eq!(ids(&mut lanes, chrono::Duration::seconds(5)), ["fresh"]);
+        assert_eq!(ids(&mut lanes), ["fresh"]);
         assert_eq!(lanes.queued, 0);
         assert!(lanes.waiting.is_empty());
     }
 
     #[test]
     fn beyond_the_most_waiting_an_event_is_left_to_its_lease_and_idle_endpoints_are_forgotten() {
-        let mut lanes = Lanes::new(1);
+        let mut lanes = lanes(1);
         for i in 0..WAITING_MAX + 3 {
             lanes.wait(event("a", &format!("e{i}"), 60));
         }
