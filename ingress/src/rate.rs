@@ -14,8 +14,10 @@
 //! it, and a merchant polling its calls' statuses made one per poll. The limit stays shared:
 //! every request is taken from the one allowance in Redis before it is served, some of them
 //! up to [`HOLD_FOR`] early, so a key exceeds its burst by at most `TAKE - 1` requests per
-//! ingress process. A key whose burst or rate is small is asked one request at a time, and a
-//! key refused [`TAKE`] asks again for one before it is answered 429.
+//! ingress process. Requests of one key that find nothing held ask Redis one at a time, each
+//! first using what the one before it took, so that requests arriving together do not each
+//! take ahead and lose what they cannot use. A key whose burst or rate is small is asked one
+//! request at a time, and a key refused [`TAKE`] asks again for one before it is answered 429.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,6 +40,10 @@ pub(crate) const TAKE: u32 = 16;
 /// spent in Redis), at most `TAKE - 1` per key and process.
 pub(crate) const HOLD_FOR: Duration = Duration::from_secs(1);
 
+/// How long a request waits for its key's gate (another request of the key asking Redis)
+/// before it asks Redis for itself alone.
+const GATE_WAIT: Duration = Duration::from_millis(50);
+
 /// How many requests to take from Redis at once for `allowance`: [`TAKE`] when that is at
 /// most 1/64 of its burst and a quarter of a second of its rate, else one.
 pub(crate) fn take_for(allowance: Allowance<'_>) -> u32 {
@@ -55,9 +61,33 @@ pub struct Held(Mutex<HashMap<String, Stock>>);
 struct Stock {
     left: u32,
     until: Instant,
+    /// Held by the one request of this key that asks Redis for more while nothing is held.
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Stock {
+    fn new(now: Instant) -> Stock {
+        Stock {
+            left: 0,
+            until: now,
+            gate: Arc::default(),
+        }
+    }
 }
 
 impl Held {
+    /// The gate through which `client_id`'s requests that find nothing held ask Redis, one at
+    /// a time: each first looks again at what the one before it took. Without it, requests
+    /// arriving together would each take ahead, and what they took and could not use within
+    /// [`HOLD_FOR`] would be lost to the key (spent in Redis, never served).
+    fn gate(&self, client_id: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        let mut held = self.0.lock().ok()?;
+        let stock = held
+            .entry(client_id.to_owned())
+            .or_insert_with(|| Stock::new(Instant::now()));
+        Some(stock.gate.clone())
+    }
+
     /// Uses one held request of `client_id`, if one is left and still usable at `now`.
     fn take_one(&self, client_id: &str, now: Instant) -> bool {
         let Ok(mut held) = self.0.lock() else {
@@ -77,10 +107,9 @@ impl Held {
         let Ok(mut held) = self.0.lock() else {
             return;
         };
-        let stock = held.entry(client_id.to_owned()).or_insert(Stock {
-            left: 0,
-            until: now,
-        });
+        let stock = held
+            .entry(client_id.to_owned())
+            .or_insert_with(|| Stock::new(now));
         if now >= stock.until {
             stock.left = 0;
         }
@@ -122,6 +151,20 @@ async fn spend(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
     if take > 1 && state.held.take_one(allowance.client_id, Instant::now()) {
         return Ok(());
     }
+    let gate = (take > 1)
+        .then(|| state.held.gate(allowance.client_id))
+        .flatten();
+    // Held until this returns (or the request is cancelled while it waits). A request that
+    // cannot have the gate soon (Redis slow or down behind it) asks for itself alone.
+    let turn = match &gate {
+        Some(gate) => tokio::time::timeout(GATE_WAIT, gate.lock()).await.ok(),
+        None => None,
+    };
+    let take = match turn {
+        Some(_) if state.held.take_one(allowance.client_id, Instant::now()) => return Ok(()),
+        Some(_) => take,
+        None => 1,
+    };
     let mut answer = state.cache.rate_limit(allowance, take).await;
     if take > 1 {
         match answer {
@@ -210,6 +253,25 @@ mod tests {
         assert_eq!(take_for(allowance(1000, 1023)), 1);
         assert_eq!(take_for(allowance(63, 60_000)), 1);
         assert_eq!(take_for(allowance(5, 5)), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_of_a_key_that_find_nothing_held_ask_redis_one_at_a_time() {
+        let held = Held::default();
+        let gate = held.gate("k").expect("gate");
+        let turn = gate.lock().await;
+        let same = held.gate("k").expect("gate");
+        assert!(
+            same.try_lock().is_err(),
+            "a second request of the key waits for the first's take"
+        );
+        let other = held.gate("other").expect("gate");
+        assert!(other.try_lock().is_ok(), "another key asks on its own");
+        // What the first took is there for the second once the gate opens.
+        held.put("k", TAKE - 1, Instant::now());
+        drop(turn);
+        let _second = same.try_lock().expect("open");
+        assert!(held.take_one("k", Instant::now()));
     }
 
     #[test]
