@@ -41,7 +41,7 @@ pub(crate) const TAKE: u32 = 16;
 pub(crate) const HOLD_FOR: Duration = Duration::from_secs(1);
 
 /// How long a request waits for its key's gate (another request of the key asking Redis)
-/// before it asks Redis for itself alone.
+/// before it asks Redis for itself.
 const GATE_WAIT: Duration = Duration::from_millis(50);
 
 /// How many requests to take from Redis at once for `allowance`: [`TAKE`] when that is at
@@ -155,16 +155,16 @@ async fn spend(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
         .then(|| state.held.gate(allowance.client_id))
         .flatten();
     // Held until this returns (or the request is cancelled while it waits). A request that
-    // cannot have the gate soon (Redis slow or down behind it) asks for itself alone.
+    // cannot have the gate soon (Redis slow or down behind it, or this process saturated)
+    // takes ahead for itself: on a busy key what it holds is used within `HOLD_FOR`, and one
+    // request each, the other way out, multiplied the script calls of a saturated ingress.
     let turn = match &gate {
         Some(gate) => tokio::time::timeout(GATE_WAIT, gate.lock()).await.ok(),
         None => None,
     };
-    let take = match turn {
-        Some(_) if state.held.take_one(allowance.client_id, Instant::now()) => return Ok(()),
-        Some(_) => take,
-        None => 1,
-    };
+    if turn.is_some() && state.held.take_one(allowance.client_id, Instant::now()) {
+        return Ok(());
+    }
     let mut answer = state.cache.rate_limit(allowance, take).await;
     if take > 1 {
         match answer {
