@@ -41,8 +41,11 @@ pub(crate) const TAKE: u32 = 16;
 pub(crate) const HOLD_FOR: Duration = Duration::from_secs(1);
 
 /// How long a request waits for its key's gate (another request of the key asking Redis)
-/// before it asks Redis for itself.
-const GATE_WAIT: Duration = Duration::from_millis(50);
+/// before it asks Redis for itself: long enough for a saturated ingress's round trip (a
+/// shorter wait let requests arriving together take ahead each, and lose what they took, on
+/// a busy test machine), short of Redis's own response timeout (2 s), so an outage does not
+/// queue a key's requests behind each other's timeouts.
+const GATE_WAIT: Duration = Duration::from_secs(1);
 
 /// How many requests to take from Redis at once for `allowance`: [`TAKE`] when that is at
 /// most 1/64 of its burst and a quarter of a second of its rate, else one.
@@ -155,9 +158,9 @@ async fn spend(state: &AppState, key: &ActiveKey) -> Result<(), ApiError> {
         .then(|| state.held.gate(allowance.client_id))
         .flatten();
     // Held until this returns (or the request is cancelled while it waits). A request that
-    // cannot have the gate soon (Redis slow or down behind it, or this process saturated)
-    // takes ahead for itself: on a busy key what it holds is used within `HOLD_FOR`, and one
-    // request each, the other way out, multiplied the script calls of a saturated ingress.
+    // cannot have the gate within GATE_WAIT (Redis slow or down behind it) takes ahead for
+    // itself, as before the gate; asking for one request there instead multiplied the
+    // script calls of a saturated ingress.
     let turn = match &gate {
         Some(gate) => tokio::time::timeout(GATE_WAIT, gate.lock()).await.ok(),
         None => None,
