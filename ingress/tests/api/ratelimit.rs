@@ -133,18 +133,8 @@ async fn a_submission_is_counted_once_and_the_rate_limit_answers_before_its_body
 #[sqlx::test(migrations = "../migrations")]
 async fn a_large_allowance_taken_ahead_holds_its_limit_within_one_take(pool: sqlx::MySqlPool) {
     let app = spawn_app_with(pool, 0).await;
-    let user = app
-        .create_user(["100000", "300000", "500000", "10000000"])
-        .await;
-    let key = new_key(&app.pool, "bigshop", shared::db::keys::Role::Merchant).await;
     let (per_second, burst) = (64u32, 1024u32);
-    assert!(
-        shared::db::keys::set_rate(&app.pool, &key.client_id, Some(per_second), Some(burst))
-            .await
-            .expect("set")
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let path = format!("/users/{user}/limits");
+    let (key, path) = key_with_rate_and_a_read(&app, "bigshop", per_second, burst).await;
     let ts = now_ts();
     let started = std::time::Instant::now();
     let (mut ok, mut limited) = (0usize, 0usize);
@@ -198,17 +188,7 @@ async fn requests_arriving_together_spend_only_what_they_use_of_a_large_allowanc
     pool: sqlx::MySqlPool,
 ) {
     let app = spawn_app_with(pool, 0).await;
-    let user = app
-        .create_user(["100000", "300000", "500000", "10000000"])
-        .await;
-    let key = new_key(&app.pool, "wavyshop", shared::db::keys::Role::Merchant).await;
-    assert!(
-        shared::db::keys::set_rate(&app.pool, &key.client_id, Some(64), Some(1024))
-            .await
-            .expect("set")
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let path = format!("/users/{user}/limits");
+    let (key, path) = key_with_rate_and_a_read(&app, "wavyshop", 64, 1024).await;
     let ts = now_ts();
     for wave in 0..12 {
         let answers = futures_util::future::join_all(
@@ -227,4 +207,25 @@ async fn requests_arriving_together_spend_only_what_they_use_of_a_large_allowanc
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     app.shutdown().await;
+}
+
+/// A merchant key with its own rate (`per_second`, `burst`), in force once the ingress has
+/// reloaded keys, and a read it may send: `GET /users/{user}/limits` of a new user.
+async fn key_with_rate_and_a_read(
+    app: &TestApp,
+    name: &str,
+    per_second: u32,
+    burst: u32,
+) -> (Key, String) {
+    let user = app
+        .create_user(["100000", "300000", "500000", "10000000"])
+        .await;
+    let key = new_key(&app.pool, name, shared::db::keys::Role::Merchant).await;
+    assert!(
+        shared::db::keys::set_rate(&app.pool, &key.client_id, Some(per_second), Some(burst))
+            .await
+            .expect("set")
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (key, format!("/users/{user}/limits"))
 }
